@@ -1,0 +1,159 @@
+"""Configuration: ``$SOVEREIGN_HOME/config.toml`` validated by pydantic, with environment overrides.
+
+Precedence, highest first: environment (``SOVEREIGN_<SECTION>__<KEY>``, e.g.
+``SOVEREIGN_SERVER__PORT=9000``), then ``config.toml``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sovereign.errors import ConfigError
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+def resolve_home(home: Path | str | None = None) -> Path:
+    """The home directory: the argument, else ``$SOVEREIGN_HOME``, else ``~/.sovereign``."""
+    chosen = home or os.environ.get("SOVEREIGN_HOME") or Path.home() / ".sovereign"
+    return Path(chosen).expanduser().resolve()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    require_api_key: bool = True
+    max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
+
+
+class KernelSettings(_Section):
+    default_model: str = DEFAULT_MODEL
+    n_ctx: int = Field(default=8192, ge=256)
+    n_threads: int | None = Field(default=None, ge=1)
+    n_batch: int = Field(default=512, ge=8)
+    models_dir: Path | None = Field(default=None, description="assembled weights; default HOME/models")
+    prefix_cache: bool = True
+    prefix_cache_max_mb: int = Field(default=2048, ge=0)
+    prefix_cache_min_tokens: int = Field(default=128, ge=1)
+    default_max_tokens: int = Field(default=512, ge=1)
+
+
+class EgressSettings(_Section):
+    mode: Literal["offline", "allowlist", "open"] = "offline"
+    allow_hosts: list[str] = Field(default_factory=list)
+
+
+class PriceSheetConfig(_Section):
+    cached_input: float = Field(default=0.0, ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+class ModelConfig(_Section):
+    """A model added by the user on top of the built-in catalogue."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["llama_cpp", "openai"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    remote_name: str | None = None
+    weights_path: Path | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    licence: str = "unknown"
+    jurisdiction: str = "unknown"
+    context_size: int = Field(default=8192, ge=256)
+    tier: Literal["small", "medium", "large", "frontier"] = "medium"
+    native_thinking: bool = False
+    prices: PriceSheetConfig = Field(default_factory=PriceSheetConfig)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOVEREIGN_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path
+    api_key: SecretStr | None = Field(default=None, description="admin key instead of a generated one")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    kernel: KernelSettings = Field(default_factory=KernelSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the TOML file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    # --- derived paths -------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "sovereign.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.kernel.models_dir or self.home / "models"
+
+    @property
+    def prefix_cache_dir(self) -> Path:
+        return self.home / "cache" / "prefix"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _describe(exc: ValidationError, source: Path) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        problems.append(f"{where}: {err['msg']}")
+    return f"invalid configuration (from {source} and SOVEREIGN_* environment): " + "; ".join(problems)
+
+
+def load_settings(home: Path | str | None = None) -> Settings:
+    """Load and validate settings for ``home``; raises ``ConfigError`` naming each bad field."""
+    root = resolve_home(home)
+    data = _read_toml(root / "config.toml")
+    data.pop("home", None)
+    try:
+        settings = Settings(home=root, **data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, root / "config.toml")) from exc
+    settings.home = root
+    return settings
+
+
+def ensure_home(settings: Settings) -> None:
+    """Create the home directory (private to the user) and a commented starter config."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o700)
+    if not settings.config_path.exists():
+        starter = (Path(__file__).parent / "data" / "config.example.toml").read_text(encoding="utf-8")
+        settings.config_path.write_text(starter, encoding="utf-8")

@@ -1,0 +1,318 @@
+"""The embedded backend: a verified GGUF run in-process by llama.cpp.
+
+One context serves requests one at a time on a dedicated worker thread (llama.cpp contexts are
+not thread-safe); waiting requests queue on an asyncio semaphore. Each request is planned
+(template, tokens, context check), then decoded in one or two passes: an optional reasoning
+pass (thinking scaffold), then the answer — free text, JSON constrained by a grammar, or tool
+calls constrained by a grammar built from the tools' schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sovereign.errors import ContextOverflowError, ModelUnavailableError
+from sovereign.kernel.chat_template import CHATML_TEMPLATE, ChatTemplate
+from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Timings, ToolCall, Usage
+from sovereign.kernel.prefix_cache import PrefixCache, common_prefix
+from sovereign.kernel.protocol import collect_stream
+from sovereign.kernel.registry import ModelSpec
+from sovereign.kernel.thinking import THINK_CLOSE, THINK_OPEN, ThinkSplitter, with_scaffold_instruction
+from sovereign.kernel.tool_calls import (
+    TOOL_CALL_OPEN,
+    json_grammar,
+    looks_like_tool_call,
+    parse_tool_calls,
+    tool_call_grammar,
+    validate_tools,
+)
+from sovereign.kernel.weights import verify_weights
+
+_DONE = object()
+
+
+@dataclass(slots=True)
+class LlamaOptions:
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    n_batch: int = 512
+    default_max_tokens: int = 512
+
+
+class LlamaCppModel:
+    """``Model`` backed by llama-cpp-python; call ``start()`` (or ``load()``) before use."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        weights_path: Path,
+        options: LlamaOptions | None = None,
+        prefix_cache_dir: Path | None = None,
+        prefix_cache_max_bytes: int = 2 << 30,
+        prefix_cache_min_tokens: int = 128,
+        max_queue: int = 64,
+    ) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.weights_path = weights_path
+        self.options = options or LlamaOptions()
+        self._cache_dir = prefix_cache_dir
+        self._cache_max = prefix_cache_max_bytes
+        self._cache_min = prefix_cache_min_tokens
+        self._max_queue = max_queue
+        self._waiting = 0
+        self._llm = None
+        self._template: ChatTemplate | None = None
+        self.prefix_cache: PrefixCache | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._turn = asyncio.Semaphore(1)
+        self.load_error: Exception | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    def load(self) -> None:
+        """Verify the weights by SHA-256, then load them. Raises on any mismatch."""
+        import llama_cpp
+
+        verify_weights(self.spec, self.weights_path)
+        llm = llama_cpp.Llama(
+            model_path=str(self.weights_path),
+            n_ctx=self.options.n_ctx,
+            n_threads=self.options.n_threads or os.cpu_count() or 1,
+            n_batch=self.options.n_batch,
+            verbose=False,
+        )
+        source = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        self._template = ChatTemplate(source, eos_token="<|im_end|>")
+        if self._cache_dir is not None:
+            directory = self._cache_dir / (self.spec.sha256 or "unverified")[:16]
+            self.prefix_cache = PrefixCache(directory, max_bytes=self._cache_max, min_tokens=self._cache_min)
+        self._llm = llm
+
+    async def start(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
+        except Exception as exc:
+            self.load_error = exc
+            raise
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    # --- Model protocol ------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await collect_stream(self.name, self.stream(request))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if not self.ready:
+            raise ModelUnavailableError(f"model '{self.name}' is still loading" if self.load_error is None
+                                        else f"model '{self.name}' failed to load: {self.load_error}")
+        if request.tools:
+            validate_tools(request.tools)
+        if self._waiting >= self._max_queue:
+            raise ModelUnavailableError(f"model '{self.name}' has {self._waiting} requests queued; try again shortly")
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop_flag = threading.Event()
+
+        def emit(event: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            job = loop.run_in_executor(
+                self._executor, self._run_safely, request, emit, stop_flag.is_set, started
+            )
+            while (event := await queue.get()) is not _DONE:
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+            await job
+        finally:
+            stop_flag.set()
+            self._turn.release()
+
+    # --- the worker thread -----------------------------------------------------------------
+
+    def _run_safely(self, request, emit, cancelled, started) -> None:
+        try:
+            _Run(self, request, emit, cancelled, started).execute()
+        except BaseException as exc:  # handed to the event loop, which re-raises it
+            emit(exc)
+        finally:
+            emit(_DONE)
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+
+class _Run:
+    """One request on the worker thread: plan, reason (optional), answer, account."""
+
+    def __init__(self, model: LlamaCppModel, request: ChatRequest, emit: Callable, cancelled: Callable, started: float):
+        self.model, self.request, self.emit, self.cancelled = model, request, emit, cancelled
+        self.started = started
+        self.llm = model._llm
+        self.first_token_at: float | None = None
+        self.usage = Usage(requests=1)
+
+    def _clock(self) -> float:
+        now = time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        return now
+
+    def _text_event(self, *, content: str | None = None, reasoning: str | None = None) -> None:
+        self._clock()
+        self.emit(StreamEvent(content=content or None, reasoning_content=reasoning or None))
+
+    def execute(self) -> None:
+        from sovereign.kernel.decoding import Sampling
+
+        req = self.request
+        tools = req.tools if req.tool_choice.mode != "none" else []
+        scaffold = req.thinking.enabled and not self.model.spec.native_thinking
+        messages = with_scaffold_instruction(req) if scaffold else req.messages
+        prompt = self.model._template.render(messages, tools or None)
+        if scaffold:
+            prompt += THINK_OPEN + "\n"
+        tokens = self.model._tokenize(prompt)
+        budget = (req.thinking.budget_tokens or 0) if scaffold else 0
+        max_tokens = self._check_context(len(tokens), budget)
+        self.usage.prompt_tokens = len(tokens)
+        self.usage.cached_tokens = self._reuse_prefix(tokens)
+        sampling = Sampling(seed=req.seed)
+        if req.temperature is not None:
+            sampling.temperature = req.temperature
+        if req.top_p is not None:
+            sampling.top_p = req.top_p
+
+        answer_prompt = prompt
+        if scaffold and budget > 0:
+            reasoning = self._pass(tokens, budget, sampling, [THINK_CLOSE], None, lambda t: self._text_event(reasoning=t))
+            self.usage.reasoning_tokens = reasoning.completion_tokens
+            answer_prompt = prompt + reasoning.text.rstrip() + f"\n{THINK_CLOSE}\n\n"
+        elif scaffold:
+            answer_prompt = prompt + f"\n{THINK_CLOSE}\n\n"
+
+        finish, calls = self._answer(answer_prompt, tools, max_tokens, sampling)
+        self._finish(finish, calls)
+
+    def _check_context(self, prompt_tokens: int, reasoning_budget: int) -> int:
+        n_ctx = self.model.options.n_ctx
+        wanted = self.request.max_tokens
+        room = n_ctx - prompt_tokens - reasoning_budget
+        if wanted is not None and wanted > room or room <= 0:
+            asked = wanted if wanted is not None else 1
+            raise ContextOverflowError(
+                f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+                f"{prompt_tokens + reasoning_budget + asked} tokens ({prompt_tokens} in the messages, "
+                f"{reasoning_budget} for reasoning, {asked} in the completion). Please reduce the "
+                "length of the messages or the completion.",
+                param="messages",
+            )
+        return wanted if wanted is not None else min(self.model.options.default_max_tokens, room)
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        import numpy as np
+
+        llm = self.llm
+        in_memory = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens]), np.asarray(tokens))
+        restored = 0
+        if self.model.prefix_cache is not None:
+            restored = self.model.prefix_cache.restore(llm, tokens, in_memory)
+        return min(max(in_memory, restored), len(tokens) - 1)
+
+    def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, divert=None):
+        from sovereign.kernel.decoding import decode_pass
+
+        result = decode_pass(
+            self.llm, tokens, max_tokens=max_tokens, sampling=sampling, stop=stop, grammar=grammar,
+            on_text=on_text, cancelled=self.cancelled, clock=time.perf_counter, divert=divert,
+        )
+        self.usage.completion_tokens += result.completion_tokens
+        return result
+
+    def _answer(self, prompt: str, tools, max_tokens: int, sampling) -> tuple[str, list[ToolCall]]:
+        import llama_cpp
+
+        req = self.request
+        if tools and req.tool_choice.mode in ("required", "function"):
+            chosen = [t for t in tools if req.tool_choice.mode == "required" or t.name == req.tool_choice.function]
+            return self._tool_pass(prompt, chosen, max_tokens, sampling)
+
+        grammar = None
+        if req.response_format.type != "text":
+            schema = req.response_format.schema if req.response_format.type == "json_schema" else None
+            grammar = llama_cpp.LlamaGrammar.from_string(json_grammar(schema), verbose=False)
+        splitter = ThinkSplitter() if self.model.spec.native_thinking else None
+
+        def on_text(text: str) -> None:
+            if splitter is None:
+                self._text_event(content=text)
+            else:
+                reasoning, content = splitter.feed(text)
+                self._text_event(content=content, reasoning=reasoning)
+
+        divert = (lambda text: looks_like_tool_call(text)) if tools and grammar is None else None
+        result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, divert)
+        if result.finish == "diverted":
+            self.usage.completion_tokens -= result.completion_tokens  # redone under the grammar
+            return self._tool_pass(prompt, tools, max_tokens, sampling)
+        if splitter is not None:
+            reasoning, content = splitter.flush()
+            if reasoning or content:
+                self._text_event(content=content, reasoning=reasoning)
+        return ("length" if result.finish == "length" else "stop"), []
+
+    def _tool_pass(self, prompt: str, tools, max_tokens: int, sampling) -> tuple[str, list[ToolCall]]:
+        import llama_cpp
+
+        grammar_text = tool_call_grammar(tools, parallel=self.request.parallel_tool_calls)
+        grammar = llama_cpp.LlamaGrammar.from_string(grammar_text, verbose=False)
+        steered = prompt + TOOL_CALL_OPEN + "\n"
+        result = self._pass(self.model._tokenize(steered), max_tokens, sampling, [], grammar, lambda _t: self._clock())
+        _content, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + result.text, tools)
+        if not calls:  # only when the completion was cut off by max_tokens
+            self._text_event(content=result.text)
+            return "length", []
+        return "tool_calls", calls
+
+    def _finish(self, finish: str, calls: list[ToolCall]) -> None:
+        now = time.perf_counter()
+        timings = Timings(
+            ttft_ms=((self.first_token_at or now) - self.started) * 1000,
+            latency_ms=(now - self.started) * 1000,
+        )
+        if calls:
+            self.emit(StreamEvent(tool_calls=calls))
+        self.emit(StreamEvent(finish_reason=finish, usage=self.usage, timings=timings))
+        if self.model.prefix_cache is not None:
+            self.model.prefix_cache.save(self.llm)

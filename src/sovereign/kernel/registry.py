@@ -1,0 +1,144 @@
+"""The model registry: every model the OS may use, with provenance, limits and prices.
+
+The built-in catalogue lives in ``data/models.toml``; models named in the user's config are
+added on top (a user entry with a built-in name replaces it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sovereign.config import ModelConfig, Settings
+from sovereign.errors import UnknownModelError
+
+Backend = Literal["llama_cpp", "openai"]
+_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "models.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSheet:
+    """USD per million tokens."""
+
+    cached_input: float = 0.0
+    input: float = 0.0
+    output: float = 0.0
+    cached_price_published: bool = True
+
+    def cost(self, *, cached_tokens: int, uncached_tokens: int, output_tokens: int) -> float:
+        return (
+            cached_tokens * self.cached_input
+            + uncached_tokens * self.input
+            + output_tokens * self.output
+        ) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class WeightParts:
+    """Where the pieces of a PyPI-shipped GGUF are: ``package`` and ``file`` take ``{n}``."""
+
+    package: str
+    file: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    backend: Backend
+    licence: str = "unknown"
+    jurisdiction: str = "unknown"
+    context_size: int = 8192
+    tier: str = "medium"
+    native_thinking: bool = False
+    prices: PriceSheet = field(default_factory=PriceSheet)
+    # local weights
+    weights_file: str | None = None
+    weights_path: Path | None = None
+    weights_size: int | None = None
+    sha256: str | None = None
+    parts: WeightParts | None = None
+    install_hint: str | None = None
+    # remote endpoint
+    base_url: str | None = None
+    remote_name: str | None = None
+    api_key_env: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "llama_cpp"
+
+
+def _from_catalogue(entry: dict) -> ModelSpec:
+    prices = entry.pop("prices", {})
+    published = entry.pop("cached_price_published", True)
+    parts = None
+    if "parts_package" in entry:
+        parts = WeightParts(
+            package=entry.pop("parts_package"),
+            file=entry.pop("parts_file"),
+            count=entry.pop("parts_count"),
+        )
+    return ModelSpec(
+        prices=PriceSheet(cached_price_published=published, **prices), parts=parts, **entry
+    )
+
+
+def _from_config(entry: ModelConfig) -> ModelSpec:
+    return ModelSpec(
+        name=entry.name,
+        backend=entry.backend,
+        licence=entry.licence,
+        jurisdiction=entry.jurisdiction,
+        context_size=entry.context_size,
+        tier=entry.tier,
+        native_thinking=entry.native_thinking,
+        prices=PriceSheet(**entry.prices.model_dump()),
+        weights_path=entry.weights_path,
+        sha256=entry.sha256,
+        base_url=entry.base_url,
+        remote_name=entry.remote_name,
+        api_key_env=entry.api_key_env,
+    )
+
+
+class ModelRegistry:
+    """Look models up by name; iterate them in catalogue order."""
+
+    def __init__(self, specs: list[ModelSpec], models_dir: Path) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+        self.models_dir = models_dir
+
+    @classmethod
+    def load(cls, settings: Settings) -> ModelRegistry:
+        data = tomllib.loads(_CATALOGUE.read_text(encoding="utf-8"))
+        specs = [_from_catalogue(dict(entry)) for entry in data["models"]]
+        by_name = {spec.name: spec for spec in specs}
+        for entry in settings.models:
+            by_name[entry.name] = _from_config(entry)
+        return cls(list(by_name.values()), settings.models_dir)
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._specs))
+            raise UnknownModelError(
+                f"The model '{name}' does not exist. Known models: {known}", param="model"
+            ) from None
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def weights_path(self, spec: ModelSpec) -> Path:
+        """Where the verified weights of a local model live (or will, once assembled)."""
+        if spec.weights_path is not None:
+            return spec.weights_path
+        if spec.weights_file is None:
+            raise UnknownModelError(f"model '{spec.name}' has no local weights")
+        return self.models_dir / spec.weights_file

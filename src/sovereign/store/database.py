@@ -1,0 +1,112 @@
+"""SQLite in WAL mode with per-component, versioned, transactional migrations.
+
+Every layer that stores data declares its own ordered list of migration scripts and calls
+``Database.migrate(component, scripts)``; each script runs once, in one transaction, so a
+failure leaves the schema as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (component, version)
+)
+"""
+
+
+class Database:
+    """A thread-safe handle on one SQLite file (or ``:memory:``)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=10000",
+        ):
+            self._conn.execute(pragma)
+        self._conn.execute(_BOOTSTRAP)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for extensions (e.g. sqlite-vec) that must be loaded into it."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block atomically: everything commits, or nothing does."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        """Run one statement in its own implicit transaction."""
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def migrate(self, component: str, scripts: Sequence[str]) -> None:
+        """Apply the scripts of ``component`` not applied yet, each in its own transaction."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?",
+                (component,),
+            ).fetchone()
+            applied = int(row[0])
+            for version, script in enumerate(scripts, start=1):
+                if version <= applied:
+                    continue
+                with self.transaction() as conn:
+                    for statement in _split_statements(script):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES (?, ?)",
+                        (component, version),
+                    )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a script on statement boundaries (``executescript`` would commit mid-way)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
