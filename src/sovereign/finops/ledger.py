@@ -1,0 +1,100 @@
+"""The usage ledger: one row per model call with tokens, latency and cost from the price sheet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sovereign.kernel.messages import Timings, Usage
+from sovereign.kernel.registry import PriceSheet
+from sovereign.store import Database
+
+MIGRATIONS = [
+    """
+    CREATE TABLE usage_ledger (
+        id                INTEGER PRIMARY KEY,
+        ts                TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        request_id        TEXT,
+        model             TEXT NOT NULL,
+        principal         TEXT,
+        prompt_tokens     INTEGER NOT NULL,
+        cached_tokens     INTEGER NOT NULL,
+        uncached_tokens   INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        reasoning_tokens  INTEGER NOT NULL,
+        latency_ms        REAL NOT NULL,
+        ttft_ms           REAL NOT NULL,
+        cost_usd          REAL NOT NULL
+    );
+    CREATE INDEX usage_ledger_ts ON usage_ledger (ts);
+    CREATE INDEX usage_ledger_principal ON usage_ledger (principal, ts);
+    """
+]
+
+
+@dataclass(slots=True)
+class LedgerTotals:
+    calls: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+
+
+def price(usage: Usage, prices: PriceSheet) -> float:
+    return prices.cost(
+        cached_tokens=usage.cached_tokens,
+        uncached_tokens=usage.uncached_tokens,
+        output_tokens=usage.completion_tokens,
+    )
+
+
+class UsageLedger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate("ledger", MIGRATIONS)
+
+    def record(
+        self,
+        *,
+        model: str,
+        usage: Usage,
+        timings: Timings,
+        prices: PriceSheet,
+        principal: str | None = None,
+        request_id: str | None = None,
+    ) -> float:
+        """Write one call; returns its cost in USD."""
+        cost = price(usage, prices)
+        self.db.execute(
+            "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
+            "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request_id, model, principal, usage.prompt_tokens, usage.cached_tokens,
+                usage.uncached_tokens, usage.completion_tokens, usage.reasoning_tokens,
+                timings.latency_ms, timings.ttft_ms, cost,
+            ),
+        )
+        return cost
+
+    def totals(self, *, principal: str | None = None, since: str | None = None) -> LedgerTotals:
+        clauses, params = [], []
+        if principal is not None:
+            clauses.append("principal = ?")
+            params.append(principal)
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        row = self.db.query_one(
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(cached_tokens),0), "
+            "COALESCE(SUM(completion_tokens),0), COALESCE(SUM(reasoning_tokens),0), "
+            f"COALESCE(SUM(cost_usd),0) FROM usage_ledger {where}",
+            params,
+        )
+        return LedgerTotals(*row)
+
+    def recent(self, limit: int = 20) -> list[dict]:
+        rows = self.db.query("SELECT * FROM usage_ledger ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(row) for row in rows]

@@ -1,0 +1,1 @@
+"""Governance: identities, keys, the audit trail, the egress gate and spend caps."""

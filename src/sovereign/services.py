@@ -1,0 +1,100 @@
+"""The running OS: one object holding settings, the database and the services built on it.
+
+Interfaces (server, CLI, MCP) build one ``Services`` and pass it down; nothing is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+from sovereign.config import Settings, ensure_home, load_settings
+from sovereign.errors import ModelUnavailableError
+from sovereign.finops.ledger import UsageLedger
+from sovereign.governance.egress import EgressGate
+from sovereign.governance.keys import KeyStore
+from sovereign.kernel.protocol import Model
+from sovereign.kernel.registry import ModelRegistry, ModelSpec
+from sovereign.store import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    registry: ModelRegistry
+    ledger: UsageLedger
+    keys: KeyStore
+    egress: EgressGate
+    models: dict[str, Model] = field(default_factory=dict)
+    _loading: dict[str, asyncio.Task] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Services:
+        settings = settings or load_settings()
+        ensure_home(settings)
+        db = Database(settings.database_path)
+        os.chmod(settings.database_path, 0o600)
+        return cls(
+            settings=settings,
+            db=db,
+            registry=ModelRegistry.load(settings),
+            ledger=UsageLedger(db),
+            keys=KeyStore(db),
+            egress=EgressGate(mode=settings.egress.mode, allow_hosts=list(settings.egress.allow_hosts)),
+        )
+
+    def build_model(self, spec: ModelSpec) -> Model:
+        """A backend for ``spec`` (not yet loaded, for local models)."""
+        if spec.is_local:
+            from sovereign.kernel.llama_backend import LlamaCppModel, LlamaOptions
+
+            kernel = self.settings.kernel
+            return LlamaCppModel(
+                spec,
+                self.registry.weights_path(spec),
+                LlamaOptions(n_ctx=min(kernel.n_ctx, spec.context_size), n_threads=kernel.n_threads,
+                             n_batch=kernel.n_batch, default_max_tokens=kernel.default_max_tokens),
+                prefix_cache_dir=self.settings.prefix_cache_dir if kernel.prefix_cache else None,
+                prefix_cache_max_bytes=kernel.prefix_cache_max_mb * 1024 * 1024,
+                prefix_cache_min_tokens=kernel.prefix_cache_min_tokens,
+                max_queue=self.settings.server.max_queue,
+            )
+        from sovereign.kernel.openai_backend import OpenAICompatibleModel
+
+        return OpenAICompatibleModel(spec, self.egress)
+
+    async def model(self, name: str | None = None) -> Model:
+        """The backend serving ``name`` (default model if None), loading it on first use."""
+        spec = self.registry.get(name or self.settings.kernel.default_model)
+        if spec.name in self.models:
+            model = self.models[spec.name]
+            if getattr(model, "ready", True):
+                return model
+        task = self._loading.get(spec.name)
+        if task is None:
+            task = asyncio.ensure_future(self._load(spec))
+            self._loading[spec.name] = task
+        try:
+            return await task
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:
+            self._loading.pop(spec.name, None)
+            raise ModelUnavailableError(f"model '{spec.name}' could not be loaded: {exc}") from exc
+
+    async def _load(self, spec: ModelSpec) -> Model:
+        model = self.build_model(spec)
+        start = getattr(model, "start", None)
+        if start is not None:
+            await start()
+        self.models[spec.name] = model
+        return model
+
+    def close(self) -> None:
+        for model in self.models.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+        self.db.close()

@@ -1,0 +1,150 @@
+"""A tool is a typed Python function: its JSON schema comes from the signature, its description
+from the docstring, and arguments are validated before the call.
+
+Bad arguments raise ``ToolArgumentError``, whose message goes back to the model; errors the tool
+itself raises on purpose (``ToolError``) do too. Anything else is our bug and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError, create_model
+
+from sovereign.errors import SovereignError
+from sovereign.kernel.messages import ToolSpec
+
+
+class ToolArgumentError(SovereignError):
+    """The model called a tool with arguments that fail its schema."""
+
+    status_code = 400
+    error_type = "tool_argument_error"
+
+
+class ToolError(SovereignError):
+    """A tool failed in a way the model should hear about (file not found, command failed...)."""
+
+    status_code = 400
+    error_type = "tool_error"
+
+
+@dataclass
+class ToolContext:
+    """What a tool may know about the run calling it. Tools that need none of it ignore it."""
+
+    workspace: Path | None = None
+    run_id: str | None = None
+    agent: str | None = None
+    owner: str | None = None
+    services: Any = None  # sovereign.services.Services, when running inside the OS
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    function: Callable[..., Any]
+    risky: bool = False
+    needs_approval: bool = False
+    timeout: float | None = None
+    takes_context: bool = False
+    _validator: TypeAdapter | None = None
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+    def validate(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
+        """Parse and validate arguments; raises ``ToolArgumentError`` naming each problem."""
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments or "{}")
+            except json.JSONDecodeError as exc:
+                raise ToolArgumentError(f"arguments for '{self.name}' are not valid JSON: {exc}") from exc
+        if not isinstance(arguments, dict):
+            raise ToolArgumentError(f"arguments for '{self.name}' must be a JSON object")
+        if self._validator is None:
+            return arguments
+        try:
+            model = self._validator.validate_python(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ToolArgumentError(f"invalid arguments for '{self.name}': {problems}") from exc
+        return {key: getattr(model, key) for key in type(model).model_fields}
+
+    async def call(self, arguments: str | dict[str, Any], context: ToolContext | None = None) -> Any:
+        """Validate, then run the tool (in a thread if synchronous), honouring ``timeout``."""
+        values = self.validate(arguments)
+        if self.takes_context:
+            values["ctx"] = context or ToolContext()
+        if inspect.iscoroutinefunction(self.function):
+            job = self.function(**values)
+        else:
+            job = asyncio.to_thread(self.function, **values)
+        if self.timeout is None:
+            return await job
+        try:
+            return await asyncio.wait_for(job, self.timeout)
+        except TimeoutError as exc:
+            raise ToolError(f"tool '{self.name}' timed out after {self.timeout:g}s") from exc
+
+
+def _description(func: Callable) -> str:
+    doc = inspect.getdoc(func) or ""
+    return doc.split("\n\n", 1)[0].strip()
+
+
+def tool(
+    func: Callable | None = None,
+    *,
+    name: str | None = None,
+    risky: bool = False,
+    needs_approval: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """Make a ``Tool`` from a typed function (usable as ``@tool`` or ``@tool(risky=True)``).
+
+    A parameter named ``ctx`` receives the ``ToolContext`` and is left out of the schema.
+    """
+
+    def build(function: Callable) -> Tool:
+        signature = inspect.signature(function)
+        fields: dict[str, Any] = {}
+        takes_context = False
+        for param in signature.parameters.values():
+            if param.name == "ctx":
+                takes_context = True
+                continue
+            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            default = param.default if param.default is not inspect.Parameter.empty else ...
+            fields[param.name] = (annotation, default)
+        model = create_model(f"{function.__name__}_arguments", **fields)
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        schema.setdefault("properties", {})
+        schema["type"] = "object"
+        return Tool(
+            name=name or function.__name__,
+            description=_description(function),
+            parameters=schema,
+            function=function,
+            risky=risky,
+            needs_approval=needs_approval,
+            timeout=timeout,
+            takes_context=takes_context,
+            _validator=TypeAdapter(model),
+        )
+
+    return build(func) if func is not None else build
