@@ -55,3 +55,75 @@ def embedded_model(models_dir, tmp_path_factory):
 def run_async():
     """Run a coroutine to completion in a fresh event loop."""
     return lambda coro: asyncio.run(coro)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """A real ``sovereign serve`` process on loopback, with its own home."""
+
+    def __init__(self, home: Path, api_key: str, port: int | None = None) -> None:
+        self.home = home
+        self.api_key = api_key
+        self.port = port or free_port()
+        self.process = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 120.0) -> LiveServer:
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        env = {**os.environ, "SOVEREIGN_HOME": str(self.home), "SOVEREIGN_API_KEY": self.api_key}
+        self.log = open(self.home / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sovereign.cli.main", "serve", "--port", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not become healthy in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        self.log.close()
+
+
+def make_home(root: Path, models_dir: Path, extra_config: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.toml").write_text(f'[kernel]\nmodels_dir = "{models_dir}"\nn_ctx = 4096\n{extra_config}')
+    return root
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory, models_dir):
+    server = LiveServer(make_home(tmp_path_factory.mktemp("live") / "home", models_dir), "sk-test-admin-key-0123456789")
+    server.start()
+    yield server
+    server.stop()

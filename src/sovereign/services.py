@@ -65,6 +65,11 @@ class Services:
 
         return OpenAICompatibleModel(spec, self.egress)
 
+    def register(self, spec: ModelSpec, model: Model) -> None:
+        """Serve ``model`` under ``spec.name`` (in-process backends: tests, benchmarks)."""
+        self.registry.add(spec)
+        self.models[spec.name] = model
+
     async def model(self, name: str | None = None) -> Model:
         """The backend serving ``name`` (default model if None), loading it on first use."""
         spec = self.registry.get(name or self.settings.kernel.default_model)

@@ -24,7 +24,13 @@ from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Ti
 from sovereign.kernel.prefix_cache import PrefixCache, common_prefix
 from sovereign.kernel.protocol import collect_stream
 from sovereign.kernel.registry import ModelSpec
-from sovereign.kernel.thinking import THINK_CLOSE, THINK_OPEN, ThinkSplitter, with_scaffold_instruction
+from sovereign.kernel.thinking import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    MarkerStripper,
+    ThinkSplitter,
+    with_scaffold_instruction,
+)
 from sovereign.kernel.tool_calls import (
     TOOL_CALL_OPEN,
     json_grammar,
@@ -72,7 +78,8 @@ class LlamaCppModel:
         self._template: ChatTemplate | None = None
         self.prefix_cache: PrefixCache | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
-        self._turn = asyncio.Semaphore(1)
+        self._turn: asyncio.Semaphore | None = None
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
         self.load_error: Exception | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -141,9 +148,12 @@ class LlamaCppModel:
         def emit(event: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
+        if self._turn_loop is not loop:  # one semaphore per event loop (tests run several)
+            self._turn, self._turn_loop = asyncio.Semaphore(1), loop
+        turn = self._turn
         self._waiting += 1
         try:
-            await self._turn.acquire()
+            await turn.acquire()
         finally:
             self._waiting -= 1
         try:
@@ -157,7 +167,7 @@ class LlamaCppModel:
             await job
         finally:
             stop_flag.set()
-            self._turn.release()
+            turn.release()
 
     # --- the worker thread -----------------------------------------------------------------
 
@@ -273,13 +283,14 @@ class _Run:
             schema = req.response_format.schema if req.response_format.type == "json_schema" else None
             grammar = llama_cpp.LlamaGrammar.from_string(json_grammar(schema), verbose=False)
         splitter = ThinkSplitter() if self.model.spec.native_thinking else None
+        stripper = MarkerStripper() if req.thinking.enabled and splitter is None else None
 
         def on_text(text: str) -> None:
-            if splitter is None:
-                self._text_event(content=text)
-            else:
+            if splitter is not None:
                 reasoning, content = splitter.feed(text)
                 self._text_event(content=content, reasoning=reasoning)
+            else:
+                self._text_event(content=stripper.feed(text) if stripper else text)
 
         divert = (lambda text: looks_like_tool_call(text)) if tools and grammar is None else None
         result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, divert)
@@ -290,6 +301,8 @@ class _Run:
             reasoning, content = splitter.flush()
             if reasoning or content:
                 self._text_event(content=content, reasoning=reasoning)
+        if stripper is not None and (rest := stripper.flush()):
+            self._text_event(content=rest)
         return ("length" if result.finish == "length" else "stop"), []
 
     def _tool_pass(self, prompt: str, tools, max_tokens: int, sampling) -> tuple[str, list[ToolCall]]:

@@ -14,7 +14,7 @@ from typing import Literal
 from sovereign.config import ModelConfig, Settings
 from sovereign.errors import UnknownModelError
 
-Backend = Literal["llama_cpp", "openai"]
+Backend = Literal["llama_cpp", "openai", "in_process"]
 _CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "models.toml"
 
 
@@ -119,6 +119,9 @@ class ModelRegistry:
         for entry in settings.models:
             by_name[entry.name] = _from_config(entry)
         return cls(list(by_name.values()), settings.models_dir)
+
+    def add(self, spec: ModelSpec) -> None:
+        self._specs[spec.name] = spec
 
     def get(self, name: str) -> ModelSpec:
         try:

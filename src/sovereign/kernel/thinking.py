@@ -91,3 +91,27 @@ class ThinkSplitter:
     def flush(self) -> tuple[str, str]:
         rest, self._pending = self._pending, ""
         return (rest, "") if self._inside else ("", rest)
+
+
+class MarkerStripper:
+    """Remove stray ``<think>``/``</think>`` markers from streamed answer text.
+
+    Small models sometimes echo the scaffold's markers in their answer; they are never content.
+    """
+
+    MARKERS = (THINK_OPEN, THINK_CLOSE)
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        text = self._pending + piece
+        for marker in self.MARKERS:
+            text = text.replace(marker, "")
+        keep = max(partial_suffix(text, marker) for marker in self.MARKERS)
+        self._pending = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep] if keep else text
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest

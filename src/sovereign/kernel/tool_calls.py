@@ -86,6 +86,8 @@ def parse_tool_calls(text: str, tools: list[ToolSpec]) -> tuple[str | None, list
         before = text.split(TOOL_CALL_OPEN, 1)[0].strip()
         return (before or None), calls
     stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        stripped = (_unfence(stripped) or "")[:-3].strip()
     if stripped.startswith("{"):
         try:
             parsed = json.loads(stripped)
@@ -98,16 +100,42 @@ def parse_tool_calls(text: str, tools: list[ToolSpec]) -> tuple[str | None, list
     return text, []
 
 
+_CALL_START = '{"name":"'
+_FENCE = re.compile(r"^```[a-zA-Z]*\n")
+
+
+def _unfence(text: str) -> str | None:
+    """Text inside a leading Markdown code fence (None while the fence line is incomplete)."""
+    if not text.startswith("```"):
+        return text
+    match = _FENCE.match(text)
+    if match is None:
+        return None if "\n" not in text else ""
+    return text[match.end():].lstrip()
+
+
 def looks_like_tool_call(prefix: str) -> bool | None:
-    """Whether generated text so far starts a tool call: True, False, or None (cannot tell yet)."""
+    """Whether generated text so far starts a tool call: True, False, or None (cannot tell yet).
+
+    Recognises ``<tool_call>``, and a JSON object opening with ``"name"`` — bare or inside a
+    Markdown code fence, as small models often write it.
+    """
     head = prefix.lstrip()
     if not head:
         return None
-    if head.startswith(TOOL_CALL_OPEN) or head.startswith("{"):
+    if head.startswith(TOOL_CALL_OPEN):
         return True
-    if TOOL_CALL_OPEN.startswith(head):
+    if TOOL_CALL_OPEN.startswith(head) or "```".startswith(head):
         return None
-    return False
+    body = _unfence(head)
+    if body is None:
+        return None
+    if not body:
+        return None
+    compact = "".join(body.split())
+    if len(compact) < len(_CALL_START):
+        return None if _CALL_START.startswith(compact) else False
+    return compact.startswith(_CALL_START)
 
 
 def tool_call_grammar(tools: list[ToolSpec], *, parallel: bool) -> str:

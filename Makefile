@@ -1,0 +1,44 @@
+# sovereign: two commands do all set-up on a fresh machine.
+#   make run   - venv, dependencies, embedded model (assembled + verified), server on loopback
+#   make test  - the same set-up, then the whole test suite
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+# llama-cpp-python builds from source (~10 min on 2 cores); the wheel is cached outside the
+# checkout so every later venv, clone and CI run on this machine reuses it.
+WHEELHOUSE  ?= $(HOME)/.cache/sovereign/wheels
+LLAMA_VER   := 0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+PYTEST_ARGS ?=
+
+.PHONY: run test install weights bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@mkdir -p $(WHEELHOUSE)
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_VER) once (cached in $(WHEELHOUSE))"; \
+		CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE)" \
+			$(PYTHON) -m pip wheel --no-deps llama-cpp-python==$(LLAMA_VER) -w $(WHEELHOUSE); \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --find-links $(WHEELHOUSE) -e '.[dev]'
+	@touch $@
+
+weights: install
+	$(BIN)/sovereign weights assemble
+
+run: weights
+	$(BIN)/sovereign serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,1 @@
+"""The command line: typer + rich, acting as the local admin."""

@@ -1,0 +1,65 @@
+"""``sovereign chat``: an interactive, streaming conversation with a model."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sovereign.cli.common import console
+from sovereign.kernel.messages import ChatRequest, Message, Thinking
+from sovereign.kernel.thinking import DEFAULT_BUDGET
+from sovereign.services import Services
+
+
+async def _read_line(prompt: str) -> str | None:
+    try:
+        return await asyncio.to_thread(console.input, prompt)
+    except EOFError:
+        return None
+
+
+async def chat_loop(services: Services, *, model: str | None, think: bool, max_tokens: int) -> None:
+    backend = await services.model(model)
+    history: list[Message] = []
+    console.print(f"[dim]chatting with {backend.name} — /think, /instant, /reset, /exit[/]")
+    while True:
+        line = await _read_line("[bold cyan]you>[/] ")
+        if line is None or line.strip() in ("/exit", "/quit"):
+            return
+        command = line.strip()
+        if command in ("/think", "/instant"):
+            think = command == "/think"
+            console.print(f"[dim]{'thinking' if think else 'instant'} mode[/]")
+            continue
+        if command == "/reset":
+            history.clear()
+            continue
+        if not command:
+            continue
+        history.append(Message(role="user", content=line))
+        request = ChatRequest(model=backend.name, messages=list(history), max_tokens=max_tokens,
+                              thinking=Thinking(enabled=think, budget_tokens=DEFAULT_BUDGET if think else None))
+        answer: list[str] = []
+        console.print("[bold green]model>[/] ", end="")
+        usage = None
+        async for event in backend.stream(request):
+            if event.reasoning_content:
+                console.print(event.reasoning_content, style="dim", end="")
+            if event.content:
+                answer.append(event.content)
+                console.print(event.content, end="", markup=False, highlight=False)
+            for call in event.tool_calls:
+                console.print(f"[tool call {call.name}({call.arguments})]", end="")
+            usage = event.usage or usage
+        console.print()
+        if usage is not None:
+            services.ledger.record(model=backend.name, usage=usage, timings=event.timings or _zero(),
+                                   prices=services.registry.get(backend.name).prices, principal="cli")
+            console.print(f"[dim]{usage.prompt_tokens} prompt ({usage.cached_tokens} cached) · "
+                          f"{usage.completion_tokens} completion tokens[/]")
+        history.append(Message(role="assistant", content="".join(answer)))
+
+
+def _zero():
+    from sovereign.kernel.messages import Timings
+
+    return Timings()

@@ -1,0 +1,41 @@
+"""Helpers every CLI command shares: open the OS, print errors clearly, run coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from sovereign.errors import SovereignError
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def friendly_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn a ``SovereignError`` into a one-line message and exit code 1 (no traceback)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except SovereignError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def open_services():
+    from sovereign.services import Services
+
+    return Services.open()

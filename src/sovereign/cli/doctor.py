@@ -1,0 +1,109 @@
+"""``sovereign doctor``: check the install, weights, config, database, port and sandbox."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+from collections.abc import Callable
+
+import typer
+from rich.table import Table
+
+from sovereign.cli.common import console
+from sovereign.errors import SovereignError
+
+Check = tuple[str, bool, str]
+
+
+def _python() -> Check:
+    ok = sys.version_info >= (3, 11)
+    return "python", ok, sys.version.split()[0]
+
+
+def _llama() -> Check:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return "llama-cpp-python", False, f"not importable: {exc}"
+    return "llama-cpp-python", True, llama_cpp.__version__
+
+
+def _config() -> Check:
+    from sovereign.config import load_settings
+
+    try:
+        settings = load_settings()
+    except SovereignError as exc:
+        return "config", False, exc.message
+    return "config", True, f"{settings.config_path} (egress: {settings.egress.mode})"
+
+
+def _weights() -> Check:
+    from sovereign.config import load_settings
+    from sovereign.kernel.registry import ModelRegistry
+    from sovereign.kernel.weights import verify_weights
+
+    settings = load_settings()
+    registry = ModelRegistry.load(settings)
+    spec = registry.get(settings.kernel.default_model)
+    if not spec.is_local:
+        return "weights", True, f"default model '{spec.name}' is remote"
+    try:
+        verify_weights(spec, registry.weights_path(spec))
+    except SovereignError as exc:
+        return "weights", False, exc.message
+    return "weights", True, f"{spec.name} verified (sha256 {spec.sha256[:12]}…)"
+
+
+def _database() -> Check:
+    from sovereign.cli.common import open_services
+
+    try:
+        services = open_services()
+        services.db.query_one("SELECT 1")
+    except Exception as exc:  # report any failure as a failed check
+        return "database", False, str(exc)
+    return "database", True, str(services.settings.database_path)
+
+
+def _port() -> Check:
+    from sovereign.config import load_settings
+
+    settings = load_settings()
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.server.host, settings.server.port))
+        except OSError as exc:
+            return "port", False, f"{settings.server.host}:{settings.server.port} is busy ({exc.strerror})"
+    return "port", True, f"{settings.server.host}:{settings.server.port} is free"
+
+
+def _sandbox() -> Check:
+    try:
+        module = importlib.import_module("sovereign.tools.sandbox")
+    except ModuleNotFoundError:
+        return "sandbox", False, "sandbox module not installed"
+    return "sandbox", True, module.sandbox_status()
+
+
+CHECKS: list[Callable[[], Check]] = [_python, _llama, _config, _weights, _database, _port, _sandbox]
+
+
+def doctor() -> None:
+    """Check the install, weights, config, database, port and sandbox; exit 1 if any fails."""
+    table = Table(title="sovereign doctor")
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    failed = 0
+    for check in CHECKS:
+        try:
+            name, ok, detail = check()
+        except SovereignError as exc:
+            name, ok, detail = check.__name__.strip("_"), False, exc.message
+        failed += not ok
+        table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,205 @@
+"""Any OpenAI-compatible endpoint (vLLM, SGLang, Ollama, llama.cpp server, hosted APIs).
+
+Connections are opened only through the egress gate. Reasoning arrives as
+``reasoning_content`` (DeepSeek, vLLM) or ``reasoning`` (others); models without native thinking
+get the reason-then-answer scaffold and their ``<think>`` block is split out of ``content``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from sovereign.errors import BackendError
+from sovereign.governance.egress import EgressGate
+from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, ToolCall, Usage
+from sovereign.kernel.protocol import collect_stream
+from sovereign.kernel.registry import ModelSpec
+from sovereign.kernel.thinking import ThinkSplitter, with_scaffold_instruction
+from sovereign.kernel.tool_calls import parse_tool_calls, validate_tools
+
+
+def _effort(budget: int | None) -> str:
+    if not budget or budget <= 256:
+        return "low"
+    return "medium" if budget <= 1024 else "high"
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name:
+        out["name"] = message.name
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    return out
+
+
+def request_body(spec: ModelSpec, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body an OpenAI-compatible server expects for ``request``."""
+    scaffold = request.thinking.enabled and not spec.native_thinking
+    messages = with_scaffold_instruction(request) if scaffold else request.messages
+    body: dict[str, Any] = {
+        "model": spec.remote_name or spec.name,
+        "messages": [_message_json(m) for m in messages],
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    for key in ("max_tokens", "temperature", "top_p", "seed"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    if request.stop:
+        body["stop"] = request.stop
+    if request.tools:
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+            for t in request.tools
+        ]
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.function}} if choice.mode == "function" else choice.mode
+        )
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    fmt = request.response_format
+    if fmt.type == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    elif fmt.type == "json_schema":
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": fmt.name or "response", "schema": fmt.schema or {}}}
+    if spec.native_thinking:
+        if request.thinking.enabled:
+            body["reasoning_effort"] = _effort(request.thinking.budget_tokens)
+        else:
+            body["thinking"] = {"type": "disabled"}
+    return body
+
+
+def _usage(data: dict[str, Any] | None) -> Usage | None:
+    if not data:
+        return None
+    prompt_details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or data.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        prompt_tokens=data.get("prompt_tokens", 0),
+        cached_tokens=cached,
+        completion_tokens=data.get("completion_tokens", 0),
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+        requests=1,
+    )
+
+
+class OpenAICompatibleModel:
+    """``Model`` for a remote (or loopback) OpenAI-compatible chat completions endpoint."""
+
+    def __init__(self, spec: ModelSpec, egress: EgressGate, *, api_key: str | None = None, timeout: float = 600.0):
+        if not spec.base_url:
+            raise BackendError(f"model '{spec.name}' has no base_url")
+        self.name = spec.name
+        self.spec = spec
+        self._egress = egress
+        self._api_key = api_key or (os.environ.get(spec.api_key_env) if spec.api_key_env else None)
+        self._timeout = timeout
+
+    def _client(self) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return self._egress.client(purpose=f"model backend '{self.name}'", headers=headers, timeout=self._timeout)
+
+    @property
+    def _url(self) -> str:
+        return self.spec.base_url.rstrip("/") + "/chat/completions"
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await collect_stream(self.name, self.stream(request))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if request.tools:
+            validate_tools(request.tools)
+        body = request_body(self.spec, request, stream=True)
+        started = time.perf_counter()
+        first: float | None = None
+        splitter = ThinkSplitter() if request.thinking.enabled and not self.spec.native_thinking else None
+        calls: dict[int, dict[str, str]] = {}
+        finish, usage = "stop", None
+        text_seen: list[str] = []
+        async with self._client() as client:
+            try:
+                async with client.stream("POST", self._url, json=body) as response:
+                    if response.status_code >= 400:
+                        raise _backend_error(self.name, response.status_code, (await response.aread()).decode(errors="replace"))
+                    async for data in _sse_data(response):
+                        if first is None:
+                            first = time.perf_counter()
+                        usage = _usage(data.get("usage")) or usage
+                        for choice in data.get("choices") or []:
+                            delta = choice.get("delta") or {}
+                            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                            content = delta.get("content")
+                            if content and splitter is not None:
+                                more, content = splitter.feed(content)
+                                reasoning = (reasoning or "") + more
+                            if content:
+                                text_seen.append(content)
+                            if reasoning or content:
+                                yield StreamEvent(content=content or None, reasoning_content=reasoning or None)
+                            for call in delta.get("tool_calls") or []:
+                                slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+                                slot["id"] = call.get("id") or slot["id"]
+                                function = call.get("function") or {}
+                                slot["name"] += function.get("name") or ""
+                                slot["arguments"] += function.get("arguments") or ""
+                            finish = choice.get("finish_reason") or finish
+            except httpx.HTTPError as exc:
+                raise BackendError(f"model backend '{self.name}' at {self.spec.base_url} failed: {exc}") from exc
+        if splitter is not None:
+            reasoning, content = splitter.flush()
+            if reasoning or content:
+                yield StreamEvent(content=content or None, reasoning_content=reasoning or None)
+        tool_calls = [ToolCall(id=c["id"] or ToolCall("", "").id, name=c["name"], arguments=c["arguments"] or "{}")
+                      for _, c in sorted(calls.items())]
+        if not tool_calls and request.tools and text_seen:
+            # Servers that do not parse tool calls themselves leave them in the text.
+            _content, tool_calls = parse_tool_calls("".join(text_seen), request.tools)
+        if tool_calls:
+            finish = "tool_calls"
+        now = time.perf_counter()
+        yield StreamEvent(
+            tool_calls=tool_calls,
+            finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
+            usage=usage or Usage(requests=1),
+            timings=Timings(ttft_ms=((first or now) - started) * 1000, latency_ms=(now - started) * 1000),
+        )
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        try:
+            yield json.loads(payload)
+        except json.JSONDecodeError:
+            continue
+
+
+def _backend_error(name: str, status: int, body: str) -> BackendError:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:500]
+    error = BackendError(f"model backend '{name}' answered {status}: {message}")
+    if 400 <= status < 500:
+        error.status_code = status
+    return error

@@ -1,0 +1,1 @@
+"""The HTTP API: OpenAI-compatible endpoints plus sovereign's native ones."""

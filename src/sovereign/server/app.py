@@ -1,0 +1,88 @@
+"""The FastAPI application: OpenAI-compatible API, health, metrics, and the native routers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from sovereign import __version__
+from sovereign.server.auth import authenticate
+from sovereign.server.errors import install_error_handlers
+from sovereign.server.metrics import Metrics
+from sovereign.services import Services
+
+log = logging.getLogger("sovereign.server")
+
+# Native routers, mounted when their layer is installed: (module, attribute).
+_ROUTERS = [
+    ("sovereign.server.routes_chat", "router"),
+    ("sovereign.server.routes_memory", "router"),
+    ("sovereign.server.routes_runs", "router"),
+    ("sovereign.server.routes_approvals", "router"),
+    ("sovereign.server.routes_governance", "router"),
+]
+
+
+def _mount_routers(app: FastAPI) -> None:
+    for module_name, attribute in _ROUTERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that layer is not part of this build
+            raise
+        app.include_router(getattr(module, attribute), dependencies=[Depends(authenticate)])
+
+
+def create_app(services: Services, *, preload: bool = True) -> FastAPI:
+    """Build the app around ``services``; with ``preload`` the default model loads at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = None
+        if preload:
+            task = asyncio.ensure_future(_preload(app))
+        yield
+        if task is not None and not task.done():
+            task.cancel()
+
+    app = FastAPI(title="sovereign", version=__version__, lifespan=lifespan)
+    app.state.services = services
+    app.state.metrics = Metrics()
+    app.state.load_error = None
+    install_error_handlers(app)
+    _mount_routers(app)
+
+    @app.get("/health")
+    async def health(request: Request):
+        services: Services = request.app.state.services
+        name = services.settings.kernel.default_model
+        model = services.models.get(name)
+        if model is not None and getattr(model, "ready", True):
+            return {"status": "ok", "model": name}
+        if request.app.state.load_error is not None:
+            return JSONResponse({"status": "error", "model": name, "error": str(request.app.state.load_error)}, status_code=503)
+        return JSONResponse({"status": "loading", "model": name}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request):
+        app_metrics: Metrics = request.app.state.metrics
+        for name, model in request.app.state.services.models.items():
+            app_metrics.model_ready.labels(name).set(1 if getattr(model, "ready", True) else 0)
+        return Response(app_metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+async def _preload(app: FastAPI) -> None:
+    services: Services = app.state.services
+    try:
+        await services.model()
+    except Exception as exc:  # reported by /health; the server keeps answering
+        app.state.load_error = exc
+        log.error("default model failed to load: %s", exc)
