@@ -18,9 +18,8 @@ import httpx
 from sovereign.errors import BackendError
 from sovereign.governance.egress import EgressGate
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, ToolCall, Usage
-from sovereign.kernel.protocol import collect_stream
 from sovereign.kernel.registry import ModelSpec
-from sovereign.kernel.thinking import ThinkSplitter, with_scaffold_instruction
+from sovereign.kernel.thinking import ScaffoldSplitter, with_scaffold_instruction
 from sovereign.kernel.tool_calls import parse_tool_calls, validate_tools
 
 
@@ -120,7 +119,39 @@ class OpenAICompatibleModel:
         return self.spec.base_url.rstrip("/") + "/chat/completions"
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        return await collect_stream(self.name, self.stream(request))
+        if request.tools:
+            validate_tools(request.tools)
+        body = request_body(self.spec, request, stream=False)
+        started = time.perf_counter()
+        async with self._client() as client:
+            try:
+                response = await client.post(self._url, json=body)
+            except httpx.HTTPError as exc:
+                raise BackendError(f"model backend '{self.name}' at {self.spec.base_url} failed: {exc}") from exc
+        if response.status_code >= 400:
+            raise _backend_error(self.name, response.status_code, response.text)
+        elapsed = (time.perf_counter() - started) * 1000
+        data = response.json()
+        choice = (data.get("choices") or [{}])[0]
+        raw = choice.get("message") or {}
+        reasoning = raw.get("reasoning_content") or raw.get("reasoning")
+        content = raw.get("content")
+        if content and request.thinking.enabled and not self.spec.native_thinking:
+            splitter = ScaffoldSplitter()
+            more, content = splitter.feed(content)
+            tail_reasoning, tail_content = splitter.flush()
+            reasoning = (reasoning or "") + more + tail_reasoning or None
+            content = content + tail_content
+        calls = [ToolCall(id=c.get("id") or ToolCall("", "").id, name=c["function"]["name"],
+                          arguments=c["function"].get("arguments") or "{}") for c in raw.get("tool_calls") or []]
+        if not calls and request.tools and content:
+            content, calls = parse_tool_calls(content, request.tools)
+        finish = "tool_calls" if calls else choice.get("finish_reason") or "stop"
+        message = Message(role="assistant", content=content, tool_calls=calls, reasoning_content=reasoning)
+        usage = _usage(data.get("usage")) or Usage(requests=1)
+        return ChatResponse(model=self.name, message=message,
+                            finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
+                            usage=usage, timings=Timings(ttft_ms=elapsed, latency_ms=elapsed))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         if request.tools:
@@ -128,7 +159,7 @@ class OpenAICompatibleModel:
         body = request_body(self.spec, request, stream=True)
         started = time.perf_counter()
         first: float | None = None
-        splitter = ThinkSplitter() if request.thinking.enabled and not self.spec.native_thinking else None
+        splitter = ScaffoldSplitter() if request.thinking.enabled and not self.spec.native_thinking else None
         calls: dict[int, dict[str, str]] = {}
         finish, usage = "stop", None
         text_seen: list[str] = []
@@ -176,7 +207,7 @@ class OpenAICompatibleModel:
         yield StreamEvent(
             tool_calls=tool_calls,
             finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
-            usage=usage or Usage(requests=1),
+            usage=usage or _estimated_usage(body, text_seen),
             timings=Timings(ttft_ms=((first or now) - started) * 1000, latency_ms=(now - started) * 1000),
         )
 
@@ -203,3 +234,9 @@ def _backend_error(name: str, status: int, body: str) -> BackendError:
     if 400 <= status < 500:
         error.status_code = status
     return error
+
+
+def _estimated_usage(body: dict[str, Any], pieces: list[str]) -> Usage:
+    """For servers that send no usage when streaming: ~4 characters a prompt token, a chunk a token."""
+    prompt_chars = sum(len(m.get("content") or "") for m in body["messages"])
+    return Usage(prompt_tokens=max(1, prompt_chars // 4), completion_tokens=len(pieces), requests=1)

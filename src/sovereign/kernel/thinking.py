@@ -115,3 +115,19 @@ class MarkerStripper:
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
         return rest
+
+
+class ScaffoldSplitter:
+    """For a scaffolded remote model: split off the ``<think>`` block, then strip stray markers."""
+
+    def __init__(self) -> None:
+        self._splitter = ThinkSplitter()
+        self._stripper = MarkerStripper()
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        reasoning, content = self._splitter.feed(piece)
+        return reasoning, self._stripper.feed(content)
+
+    def flush(self) -> tuple[str, str]:
+        reasoning, content = self._splitter.flush()
+        return reasoning, self._stripper.feed(content) + self._stripper.flush()
