@@ -17,6 +17,9 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# bubblewrap gives the tool sandbox a private filesystem; without it the sandbox falls back.
+	@command -v bwrap >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+		|| echo "note: bubblewrap not installed; the sandbox falls back to unshare + resource limits"; }
 	@mkdir -p $(WHEELHOUSE)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then \
 		echo "building llama-cpp-python $(LLAMA_VER) once (cached in $(WHEELHOUSE))"; \

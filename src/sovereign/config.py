@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     kernel: KernelSettings = Field(default_factory=KernelSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     models: list[ModelConfig] = Field(default_factory=list)
+    # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    agents: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

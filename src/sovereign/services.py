@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from sovereign.config import Settings, ensure_home, load_settings
 from sovereign.errors import ModelUnavailableError
 from sovereign.finops.ledger import UsageLedger
+from sovereign.governance.audit import AuditLog, audit_egress
 from sovereign.governance.egress import EgressGate
 from sovereign.governance.keys import KeyStore
+from sovereign.governance.spend import SpendGuard
+from sovereign.governance.visibility import VisibilityStore
 from sovereign.kernel.protocol import Model
 from sovereign.kernel.registry import ModelRegistry, ModelSpec
 from sovereign.store import Database
@@ -27,6 +30,9 @@ class Services:
     ledger: UsageLedger
     keys: KeyStore
     egress: EgressGate
+    audit: AuditLog
+    spend: SpendGuard
+    visibility: VisibilityStore
     models: dict[str, Model] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
 
@@ -36,13 +42,18 @@ class Services:
         ensure_home(settings)
         db = Database(settings.database_path)
         os.chmod(settings.database_path, 0o600)
+        audit = AuditLog(db)
         return cls(
             settings=settings,
             db=db,
             registry=ModelRegistry.load(settings),
             ledger=UsageLedger(db),
-            keys=KeyStore(db),
-            egress=EgressGate(mode=settings.egress.mode, allow_hosts=list(settings.egress.allow_hosts)),
+            keys=KeyStore(db, audit=audit),
+            egress=EgressGate(mode=settings.egress.mode, allow_hosts=list(settings.egress.allow_hosts),
+                              on_decision=audit_egress(audit)),
+            audit=audit,
+            spend=SpendGuard(db, audit=audit),
+            visibility=VisibilityStore(db, audit=audit),
         )
 
     def build_model(self, spec: ModelSpec) -> Model:

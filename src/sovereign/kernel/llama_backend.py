@@ -55,6 +55,9 @@ class LlamaOptions:
 class LlamaCppModel:
     """``Model`` backed by llama-cpp-python; call ``start()`` (or ``load()``) before use."""
 
+    # Without max_tokens it still stops at default_max_tokens (or the context's end).
+    bounds_output = True
+
     def __init__(
         self,
         spec: ModelSpec,

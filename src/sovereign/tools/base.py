@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,15 @@ class Tool:
             raise ToolError(f"tool '{self.name}' timed out after {self.timeout:g}s") from exc
 
 
+def _type_hints(function: Callable) -> dict[str, Any]:
+    """Parameter annotations, resolved even under ``from __future__ import annotations``."""
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except (NameError, TypeError):
+        # Some name is only importable under TYPE_CHECKING: keep the raw annotations (as text).
+        return dict(getattr(function, "__annotations__", {}))
+
+
 def _description(func: Callable) -> str:
     doc = inspect.getdoc(func) or ""
     return doc.split("\n\n", 1)[0].strip()
@@ -119,13 +129,14 @@ def tool(
 
     def build(function: Callable) -> Tool:
         signature = inspect.signature(function)
+        hints = _type_hints(function)
         fields: dict[str, Any] = {}
         takes_context = False
         for param in signature.parameters.values():
             if param.name == "ctx":
                 takes_context = True
                 continue
-            annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+            annotation = hints.get(param.name, Any)
             default = param.default if param.default is not inspect.Parameter.empty else ...
             fields[param.name] = (annotation, default)
         model = create_model(f"{function.__name__}_arguments", **fields)

@@ -1,0 +1,342 @@
+"""The agent loop as a small state machine: MODEL → TOOLS → MODEL … → VERIFY → FINISH.
+
+One ``Session`` drives one execution of a run (a fresh start or a resume). Each state is one
+method that does one thing and names the next state; every step it produces is stored before
+the next begins. Budgets are checked before every model and tool call; control-flow signals
+(budget, loop) end the run with a clear reason and a usable partial answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sovereign.agent import compaction as cmp
+from sovereign.agent.budget import RunUsage
+from sovereign.agent.errors import BudgetExceededError, LoopDetectedError
+from sovereign.agent.loop_detect import LoopDetector
+from sovereign.agent.prompts import prompt
+from sovereign.agent.steps import (
+    FinalAnswerStep,
+    ModelCallStep,
+    NoticeStep,
+    Step,
+    SummaryStep,
+    TaskStep,
+    ToolCallStep,
+    ToolResultStep,
+    VerificationStep,
+    transcript,
+)
+from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
+from sovereign.errors import SovereignError
+from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
+from sovereign.tools.base import ToolArgumentError, ToolContext, ToolError
+
+if TYPE_CHECKING:
+    from sovereign.agent.agent import Agent
+    from sovereign.agent.runner import Runner
+    from sovereign.kernel.protocol import Model
+
+MODEL, TOOLS, VERIFY, DONE = "model", "tools", "verify", "done"
+_MIN_OUTPUT = 16
+
+
+@dataclass
+class Session:
+    runner: Runner
+    agent: Agent
+    run_id: str
+    model: Model
+    model_name: str
+    window: int
+    steps: list[Step]
+    spent: RunUsage
+    detector: LoopDetector
+    answer: str | None = None
+    verify_failures: int = 0
+    final: FinalAnswerStep | None = None
+    force_answer: bool = False
+    """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
+    _tool_specs: list = field(default_factory=list)
+
+    # --- driver --------------------------------------------------------------------------------
+
+    async def drive(self, state: str) -> FinalAnswerStep:
+        handlers = {MODEL: self.model_state, TOOLS: self.tools_state, VERIFY: self.verify_state}
+        self._tool_specs = [t.spec() for t in self.agent.tools]
+        try:
+            while state != DONE:
+                state = await handlers[state]()
+        except BudgetExceededError as exc:
+            await self.finish("stopped", f"budget {exc.limit}: {exc.message}", self.partial_answer(exc.message), partial=True)
+        except LoopDetectedError as exc:
+            await self.finish("stopped", f"loop detected: {exc.message}", self.partial_answer(exc.message), partial=True)
+        except asyncio.CancelledError:
+            await self.finish("cancelled", "cancelled", self.partial_answer("cancelled"), partial=True)
+            raise
+        except SovereignError as exc:
+            await self.finish("failed", f"{type(exc).__name__}: {exc.message}", self.partial_answer(exc.message), partial=True)
+        except BaseException as exc:
+            await self.finish("failed", f"internal error: {type(exc).__name__}: {exc}", self.partial_answer(str(exc)), partial=True)
+            raise
+        assert self.final is not None
+        return self.final
+
+    # --- states --------------------------------------------------------------------------------
+
+    async def model_state(self) -> str:
+        """Ask the model for the next move: tool calls (→ TOOLS) or an answer (→ VERIFY)."""
+        max_tokens = self.output_cap(self.agent.max_tokens)
+        await self.compact_if_needed(max_tokens)
+        request = self.agent_request(max_tokens)
+        step = ModelCallStep(model=self.model_name)
+        response = await self.call_model(self.model, request, step, is_step=True)
+        message = response.message
+        step.content, step.reasoning = message.content, message.reasoning_content
+        step.tool_calls, step.finish_reason = list(message.tool_calls), response.finish_reason
+        await self.append(step)
+        if message.tool_calls:
+            return TOOLS
+        self.answer = message.content or ""
+        self.detector.record_text(message.content)
+        return VERIFY
+
+    async def tools_state(self) -> str:
+        """Run the pending tool calls of the last model turn (concurrently), then go back to MODEL."""
+        calls = self.pending_calls()
+        started = {s.call_id: s for s in self.steps if isinstance(s, ToolCallStep)}
+        runnable: list[tuple[ToolCall, ToolCallStep | None]] = []
+        for call in calls:
+            refusal = await self.screen(call, started.get(call.id))
+            if refusal is None:
+                runnable.append((call, started.get(call.id)))
+            else:
+                await self.append(self.refused(call, refusal))
+        allowed = self.agent.budget.tool_calls_allowed(self.spent, len(runnable))
+        self.spent.tool_calls += allowed  # reserved before any starts: concurrent calls cannot overshoot
+        before = len(self.detector.seen)
+        await asyncio.gather(*(self.execute(call, prior) for call, prior in runnable[:allowed]))
+        if allowed < len(runnable):
+            for call, _ in runnable[allowed:]:
+                await self.append(self.refused(call, "not run: the run's tool-call budget is spent"))
+            raise BudgetExceededError(
+                f"tool-call limit reached ({self.agent.budget.max_tool_calls} calls)", limit="max_tool_calls"
+            )
+        if self.detector.end_turn(len(self.detector.seen) > before):
+            await self.loop_signal(f"{self.detector.stale_turns} turns without new results")
+        return MODEL
+
+    async def verify_state(self) -> str:
+        """Check the answer (if the agent asks for it); a failed check sends the agent back."""
+        verifier = verifier_model_name(self.agent.verify, self.model_name)
+        if verifier is None:
+            await self.finish("completed", "final answer", self.answer)
+            return DONE
+        model = self.model if verifier == self.model_name else await self.runner.resolve_model(verifier)
+        task = self.task_step().task
+        request = verification_request(verifier, task, self.steps, self.answer or "", window=self.window)
+        step = VerificationStep(model=verifier, passed=False)
+        response = await self.call_model(model, request, step, is_step=False)
+        step.passed, step.critique = parse_verdict(response.message.content)
+        await self.append(step)
+        if step.passed:
+            await self.finish("completed", "final answer (verified)", self.answer, verified=True)
+            return DONE
+        self.verify_failures += 1
+        if self.verify_failures > self.agent.max_verify_retries:
+            await self.finish("completed", "final answer (verification failed, retries spent)", self.answer, verified=False)
+            return DONE
+        return MODEL
+
+    # --- model calls ---------------------------------------------------------------------------
+
+    def output_cap(self, wanted: int) -> int:
+        room = self.agent.budget.output_room(self.spent)
+        if room is not None:
+            room -= self.thinking_tokens()
+            if room < min(_MIN_OUTPUT, wanted):
+                raise BudgetExceededError(
+                    f"output token limit: {self.spent.usage.completion_tokens} of "
+                    f"{self.agent.budget.max_output_tokens} used", limit="max_output_tokens")
+            return min(wanted, room)
+        return wanted
+
+    def thinking_tokens(self) -> int:
+        return (self.agent.thinking_budget or 256) if self.agent.thinking else 0
+
+    def agent_request(self, max_tokens: int) -> ChatRequest:
+        thinking = Thinking(enabled=True, budget_tokens=self.thinking_tokens()) if self.agent.thinking else Thinking()
+        choice = ToolChoice(mode="none" if self.force_answer else "auto")
+        self.force_answer = False
+        return ChatRequest(
+            model=self.model_name, messages=transcript(self.steps), max_tokens=max_tokens,
+            temperature=self.agent.temperature, tools=list(self._tool_specs), tool_choice=choice, thinking=thinking,
+        )
+
+    async def call_model(self, model: Model, request: ChatRequest, step: Step, *, is_step: bool) -> ChatResponse:
+        """Budget-check, call, account (usage, cost, ledger) one model call; errors are recorded."""
+        estimate = cmp.estimate_tokens(request.messages, request.tools, self.runner.token_counter(model),
+                                       thinking=request.thinking.enabled)
+        worst_output = (request.max_tokens or self.agent.max_tokens) + (
+            request.thinking.budget_tokens or 0 if request.thinking.enabled else 0)
+        prices = self.runner.prices_for(request.model)
+        self.agent.budget.check_model_call(self.spent, prompt_tokens=estimate, max_output_tokens=worst_output,
+                                           prices=prices, is_step=is_step)
+        started = time.perf_counter()
+        try:
+            response = await asyncio.wait_for(model.complete(request), self.agent.budget.time_left(self.spent))
+        except TimeoutError:
+            raise BudgetExceededError("time limit reached during a model call", limit="max_wall_s") from None
+        except SovereignError as exc:
+            step.error = f"{type(exc).__name__}: {exc.message}"
+            await self.append(step.timed(started))
+            raise
+        step.timed(started)
+        usage = response.usage if response.usage.requests else Usage(
+            prompt_tokens=response.usage.prompt_tokens, cached_tokens=response.usage.cached_tokens,
+            completion_tokens=response.usage.completion_tokens,
+            reasoning_tokens=response.usage.reasoning_tokens, requests=1)
+        step.usage = usage
+        step.cost_usd = self.runner.account(request.model, usage, response.timings, prices,
+                                            owner=self.agent.owner, run_id=self.run_id)
+        self.spent.usage = self.spent.usage + usage
+        self.spent.cost_usd += step.cost_usd
+        if is_step:
+            self.spent.steps += 1
+        return response
+
+    # --- tool calls ----------------------------------------------------------------------------
+
+    def pending_calls(self) -> list[ToolCall]:
+        last = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
+        done = {s.call_id for s in self.steps if isinstance(s, ToolResultStep)}
+        return [call for call in last.tool_calls if call.id not in done]
+
+    async def screen(self, call: ToolCall, prior: ToolCallStep | None) -> str | None:
+        """Why ``call`` may not run (unknown tool, bad arguments, a loop, no approval), or None."""
+        tool = self.agent.tool(call.name)
+        if tool is None:
+            names = ", ".join(t.name for t in self.agent.tools) or "none"
+            return f"error: there is no tool '{call.name}' (tools: {names})"
+        try:
+            arguments = tool.validate(call.arguments)
+        except ToolArgumentError as exc:
+            return f"error: {exc.message}"
+        if prior is None and self.detector.is_repeat(call.name, call.arguments):
+            if not self.detector.should_nudge():
+                raise LoopDetectedError(f"'{call.name}' called again with the same arguments {call.arguments}")
+            self.force_answer = True
+            return prompt("repeat_call").format(previous=self.detector.previous_result(call.name, call.arguments)[:500])
+        if tool.needs_approval and (prior is None or not prior.approved):
+            approver = self.runner.approver
+            if approver is None:
+                return f"not run: '{call.name}' needs approval and no approver is configured"
+            if not await approver.decide(self.run_id, call.name, arguments):
+                return f"not run: a person denied approval for '{call.name}'"
+        return None
+
+    def refused(self, call: ToolCall, text: str) -> ToolResultStep:
+        return ToolResultStep(call_id=call.id, name=call.name, content=text, ok=False, executed=False)
+
+    async def execute(self, call: ToolCall, prior: ToolCallStep | None) -> None:
+        """Run one call: its call step is stored before it starts, its result as soon as it ends."""
+        tool = self.agent.tool(call.name)
+        assert tool is not None
+        if prior is None:
+            await self.append(ToolCallStep(call_id=call.id, name=call.name, arguments=call.arguments,
+                                           approved=True if tool.needs_approval else None))
+        context = ToolContext(workspace=self.runner.workspace, run_id=self.run_id, agent=self.agent.name,
+                              owner=self.agent.owner, services=self.runner.services)
+        started = time.perf_counter()
+        step = ToolResultStep(call_id=call.id, name=call.name, content="")
+        try:
+            value = await asyncio.wait_for(tool.call(call.arguments, context), self.agent.budget.time_left(self.spent))
+            step.content = self.render(value)
+        except (ToolArgumentError, ToolError) as exc:
+            step.ok, step.error, step.content = False, exc.message, f"error: {exc.message}"
+        except TimeoutError:
+            step.ok, step.error = False, "time limit"
+            step.content = "error: the run's time limit was reached while this tool ran"
+        except Exception as exc:  # a bug in the tool: stored for the trace, then propagated
+            step.ok, step.error = False, f"{type(exc).__name__}: {exc}"
+            step.content = f"error: {step.error}"
+            await self.append(step.timed(started))
+            raise
+        await self.append(step.timed(started))
+        self.detector.record_call(call.name, call.arguments, step.content)
+
+    def render(self, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        limit = self.agent.max_tool_result_chars
+        if len(text) > limit:
+            text = text[:limit] + f"\n[cut: {len(text) - limit} more characters not shown]"
+        return text
+
+    # --- loops, compaction, the end ------------------------------------------------------------
+
+    async def loop_signal(self, reason: str) -> None:
+        if not self.detector.should_nudge():
+            raise LoopDetectedError(reason)
+        self.force_answer = True
+        await self.append(NoticeStep(text=prompt("loop_nudge").format(reason=reason), reason="loop"))
+
+    async def compact_if_needed(self, max_tokens: int) -> None:
+        counter = self.runner.token_counter(self.model)
+        room = (self.window - max_tokens - self.thinking_tokens()) * self.agent.compaction.threshold
+        for _ in range(3):
+            size = cmp.estimate_tokens(transcript(self.steps), self._tool_specs, counter, thinking=self.agent.thinking)
+            plan = cmp.plan_compaction(self.steps, self.agent.compaction.keep_recent) if size > room else None
+            if plan is None:
+                return
+            await self.compact(*plan)
+
+    async def compact(self, first: int, last: int) -> None:
+        covered = [s for s in self.steps if first <= s.index <= last]
+        previous = next((s for s in reversed(self.steps) if isinstance(s, SummaryStep)), None)
+        facts = cmp.facts_of(covered)
+        hook = self.runner.before_compaction
+        if hook is not None:
+            outcome = hook(facts)
+            if inspect.isawaitable(outcome):
+                await outcome
+        step = SummaryStep(text="", first_index=previous.first_index if previous else first,
+                           last_index=last, facts=facts)
+        request = cmp.summary_request(self.model_name, self.task_step().task, previous.text if previous else None,
+                                      covered, window=self.window, max_tokens=self.agent.compaction.summary_max_tokens)
+        try:
+            response = await self.call_model(self.model, request, step, is_step=False)
+            step.text = (response.message.content or "").strip() or cmp.extractive_summary(covered)
+        except BudgetExceededError:
+            step.text = ((previous.text + " | ") if previous else "") + cmp.extractive_summary(covered)
+        await self.append(step)
+
+    def task_step(self) -> TaskStep:
+        return next(s for s in self.steps if isinstance(s, TaskStep))
+
+    def partial_answer(self, reason: str) -> str:
+        if self.answer:
+            return self.answer
+        results = [s.content for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
+        said = [s.content for s in self.steps if isinstance(s, ModelCallStep) and s.content][-1:]
+        body = "\n".join(f"- {text[:300]}" for text in said + results) or "- nothing yet"
+        return prompt("partial").format(reason=reason) + "\n" + body
+
+    async def finish(self, status: str, reason: str, answer: str | None, *, partial: bool = False,
+                     verified: bool | None = None) -> None:
+        self.final = FinalAnswerStep(answer=answer, status=status, stop_reason=reason, partial=partial,
+                                     verified=verified)
+        await self.append(self.final)
+        self.runner.store.set_status(self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent)
+        self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
+
+    async def append(self, step: Step) -> None:
+        """Store ``step`` (durably) and tell listeners, before anything else happens."""
+        step.index = len(self.steps)
+        self.steps.append(step)
+        self.runner.store.append(self.run_id, step, self.spent)
+        self.runner.emit(self.run_id, "step", step=step)

@@ -1,0 +1,205 @@
+"""The declarative ``Agent`` (configuration only; the runner drives it) and agent definitions
+from config (``[[agents]]`` in ``config.toml`` or ``agents.toml``) or the API."""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sovereign.agent.budget import Budget
+from sovereign.agent.compaction import CompactionPolicy
+from sovereign.agent.errors import AgentConfigError, UnknownAgentError
+from sovereign.agent.loop_detect import LoopPolicy
+from sovereign.tools.base import Tool
+
+__all__ = ["Agent", "AgentConfig", "BudgetConfig", "agent_config", "builtin_resolver", "load_agent_configs",
+           "resolve_tools"]
+
+DEFAULT_AGENT = "default"
+ToolResolver = Callable[[str], Tool | None]
+
+
+@dataclass(kw_only=True)
+class Agent:
+    """What an agent is: who it works for, how it thinks, what it may use, what it may spend."""
+
+    name: str
+    """Unique name; shown in traces and used to pick an agent from config."""
+    instructions: str = ""
+    """Appended to the short built-in system prompt."""
+    model: str | None = None
+    """Registry name of the model; None picks by ``tier``, else the default model."""
+    tier: str | None = None
+    """Registry tier (``small``, ``medium``, ...) when no model is named."""
+    tools: list[Tool] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)
+    owner: str | None = None
+    """The identity (human owner) the run is accounted to in the ledger."""
+    verify: str = "off"
+    """Self-check before answering: ``off``, ``same`` (the agent's model) or a model name."""
+    max_verify_retries: int = 2
+    """Failed checks that send the agent back; after that the answer is returned unverified."""
+    thinking: bool = False
+    """Reason before each answer (the kernel's thinking mode)."""
+    thinking_budget: int | None = None
+    max_tokens: int = 512
+    """Completion cap of each model call (the worst case the budget checks)."""
+    temperature: float | None = 0.0
+    loop: LoopPolicy = field(default_factory=LoopPolicy)
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
+    context_window: int | None = None
+    """Override of the model's context size (tokens), for compaction."""
+    max_tool_result_chars: int = 4000
+    """Longer tool results are cut (with a note saying so) before the model sees them."""
+
+    def tool(self, name: str) -> Tool | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+    def to_config(self) -> AgentConfig:
+        """The serialisable definition (tools by name), as stored with each run."""
+        return AgentConfig(
+            name=self.name, instructions=self.instructions, model=self.model, tier=self.tier,
+            tools=[t.name for t in self.tools], budget=BudgetConfig(**self.budget.to_dict()),
+            owner=self.owner, verify=self.verify, max_verify_retries=self.max_verify_retries,
+            thinking=self.thinking, thinking_budget=self.thinking_budget, max_tokens=self.max_tokens,
+            temperature=self.temperature, repeat_limit=self.loop.repeat_limit,
+            stale_steps=self.loop.stale_steps, loop_nudge=self.loop.nudge,
+            compaction_threshold=self.compaction.threshold, keep_recent=self.compaction.keep_recent,
+            context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
+        )
+
+
+class BudgetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int | None = Field(default=20, ge=0)
+    max_tool_calls: int | None = Field(default=50, ge=0)
+    max_input_tokens: int | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_wall_s: float | None = Field(default=None, ge=0)
+
+
+class AgentConfig(BaseModel):
+    """An agent definition at a boundary (TOML, HTTP): tools are named, not objects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    instructions: str = ""
+    model: str | None = None
+    tier: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    owner: str | None = None
+    verify: str = "off"
+    max_verify_retries: int = Field(default=2, ge=0, le=10)
+    thinking: bool = False
+    thinking_budget: int | None = Field(default=None, ge=0)
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float | None = Field(default=0.0, ge=0, le=2)
+    repeat_limit: int = Field(default=2, ge=1)
+    stale_steps: int = Field(default=3, ge=0)
+    loop_nudge: bool = True
+    compaction_threshold: float = Field(default=0.75, gt=0.1, le=1.0)
+    keep_recent: int = Field(default=4, ge=1)
+    context_window: int | None = Field(default=None, ge=256)
+    max_tool_result_chars: int = Field(default=4000, ge=100)
+
+    def build(self, resolve: ToolResolver | None = None) -> Agent:
+        """The ``Agent``; each tool name is looked up with ``resolve`` (default: built-in tools)."""
+        return Agent(
+            name=self.name, instructions=self.instructions, model=self.model, tier=self.tier,
+            tools=resolve_tools(self.tools, resolve), budget=Budget(**self.budget.model_dump()),
+            owner=self.owner, verify=self.verify, max_verify_retries=self.max_verify_retries,
+            thinking=self.thinking, thinking_budget=self.thinking_budget, max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            loop=LoopPolicy(repeat_limit=self.repeat_limit, stale_steps=self.stale_steps, nudge=self.loop_nudge),
+            compaction=CompactionPolicy(threshold=self.compaction_threshold, keep_recent=self.keep_recent),
+            context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
+        )
+
+
+def _builtin_tools(services: Any = None, workspace: Path | None = None) -> dict[str, Tool]:
+    """The tools package's built-ins (``sovereign.tools.builtin_tools``), by name."""
+    try:
+        module = importlib.import_module("sovereign.tools")
+    except ImportError:
+        return {}
+    factory = getattr(module, "builtin_tools", None)
+    if factory is None:
+        return {}
+    return {t.name: t for t in factory(workspace, services) if isinstance(t, Tool)}
+
+
+def builtin_resolver(services: Any = None, workspace: Path | None = None) -> ToolResolver:
+    """A resolver over the built-in tools bound to ``services`` (egress) and ``workspace``."""
+    found: dict[str, Tool] | None = None
+
+    def resolve(name: str) -> Tool | None:
+        nonlocal found
+        found = _builtin_tools(services, workspace) if found is None else found
+        return found.get(name)
+
+    return resolve
+
+
+def resolve_tools(names: Iterable[str], resolve: ToolResolver | None = None) -> list[Tool]:
+    """Look each name up with ``resolve``, then among the built-ins; unknown names are an error."""
+    names = list(names)
+    builtins: dict[str, Tool] | None = None
+    tools: list[Tool] = []
+    for name in names:
+        found = resolve(name) if resolve is not None else None
+        if found is None:
+            builtins = _builtin_tools() if builtins is None else builtins
+            found = builtins.get(name)
+        if found is None:
+            known = ", ".join(sorted(builtins or {})) or "none"
+            raise AgentConfigError(f"unknown tool '{name}' (built-in tools: {known})", param="tools")
+        tools.append(found)
+    return tools
+
+
+def load_agent_configs(home: Path, config_path: Path | None = None) -> dict[str, AgentConfig]:
+    """Agents from ``[[agents]]`` in ``config.toml`` and in ``agents.toml`` (the latter wins)."""
+    paths = [config_path or home / "config.toml", home / "agents.toml"]
+    agents: dict[str, AgentConfig] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise AgentConfigError(f"{path} is not valid TOML: {exc}") from exc
+        for position, entry in enumerate(data.get("agents", [])):
+            try:
+                config = AgentConfig.model_validate(entry)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '(agent)'}: {e['msg']}" for e in exc.errors()
+                )
+                raise AgentConfigError(f"{path}: agents[{position}] is invalid: {problems}") from exc
+            agents[config.name] = config
+    return agents
+
+
+def agent_config(name: str | None, home: Path, config_path: Path | None = None, *,
+                 services: Any = None) -> AgentConfig:
+    """The named agent from config, or a default agent (no tools) when ``name`` is None."""
+    configs = load_agent_configs(home, config_path)
+    if name is None:
+        if DEFAULT_AGENT in configs:
+            return configs[DEFAULT_AGENT]
+        safe = [t.name for t in _builtin_tools(services).values() if not t.needs_approval]
+        return AgentConfig(name=DEFAULT_AGENT, tools=safe)
+    if name not in configs:
+        known = ", ".join(sorted(configs)) or "none defined"
+        raise UnknownAgentError(f"no agent named '{name}' (agents: {known})", param="agent")
+    return configs[name]

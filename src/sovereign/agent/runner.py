@@ -1,0 +1,303 @@
+"""The runner: starts, resumes and watches agent runs. It resolves models, prices and accounts
+each call (ledger), stores every step, and hands the loop itself to ``_loop.Session``.
+
+A fresh run and a resumed one take the same path: the stored steps say which state comes next,
+and no tool call with a stored result runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sovereign.agent._loop import MODEL, TOOLS, VERIFY, Session
+from sovereign.agent.agent import Agent, AgentConfig, ToolResolver
+from sovereign.agent.budget import Budget, RunUsage
+from sovereign.agent.compaction import BeforeCompaction
+from sovereign.agent.errors import RunNotResumableError
+from sovereign.agent.hooks import Approver, EventListener, RunEvent
+from sovereign.agent.loop_detect import LoopDetector
+from sovereign.agent.prompts import prompt
+from sovereign.agent.steps import (
+    FinalAnswerStep,
+    ModelCallStep,
+    Step,
+    SummaryStep,
+    TaskStep,
+    ToolCallStep,
+    ToolResultStep,
+    VerificationStep,
+)
+from sovereign.agent.store import RunStore
+from sovereign.errors import InvalidRequestError, SovereignError
+from sovereign.kernel.messages import Timings, Usage
+from sovereign.kernel.registry import PriceSheet
+
+if TYPE_CHECKING:
+    from sovereign.finops.ledger import UsageLedger
+    from sovereign.kernel.protocol import Model
+    from sovereign.services import Services
+
+__all__ = ["RunHandle", "RunResult", "Runner"]
+
+_DEFAULT_WINDOW = 8192
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: the answer (or a partial one), why it stopped, and what it spent."""
+
+    run_id: str
+    agent: str
+    status: str
+    stop_reason: str
+    answer: str | None
+    partial: bool
+    verified: bool | None
+    steps: list[Step]
+    spent: RunUsage
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "agent": self.agent, "status": self.status, "stop_reason": self.stop_reason,
+            "answer": self.answer, "partial": self.partial, "verified": self.verified,
+            "steps": len(self.steps), "usage": self.spent.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class RunHandle:
+    """A run going on in the background: its id, its task, and a way to cancel it."""
+
+    run_id: str
+    task: asyncio.Task[RunResult]
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    async def result(self) -> RunResult:
+        return await self.task
+
+
+@dataclass
+class Runner:
+    """Drives agents. Inside the OS pass ``services``; tests pass ``model`` and ``store`` directly.
+
+    ``model`` overrides model resolution (a ``Model`` for every name, or a dict by name);
+    ``prices`` overrides the registry's price sheets; ``approver`` decides ``needs_approval``
+    tools; ``before_compaction(facts)`` is called before older steps are summarised.
+    """
+
+    services: Services | None = None
+    store: RunStore | None = None
+    model: Model | dict[str, Model] | None = None
+    prices: PriceSheet | None = None
+    approver: Approver | None = None
+    before_compaction: BeforeCompaction | None = None
+    workspace: Path | None = None
+    ledger: UsageLedger | None = None
+    listeners: list[EventListener] = field(default_factory=list)
+    handles: dict[str, RunHandle] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            if self.services is None:
+                raise InvalidRequestError("Runner needs services or a store")
+            self.store = RunStore(self.services.db)
+        if self.ledger is None and self.services is not None:
+            self.ledger = self.services.ledger
+
+    # --- public API ------------------------------------------------------------------------------
+
+    async def run(self, agent: Agent, task: str, *, run_id: str | None = None) -> RunResult:
+        """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
+        run_id = self.create(agent, task, run_id=run_id)
+        return await self._drive(run_id, agent)
+
+    async def resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
+                     resolve: ToolResolver | None = None) -> RunResult:
+        """Continue a stored run where it stopped; completed tool calls are not repeated."""
+        agent = self._resumable(run_id, agent, budget, resolve)
+        return await self._drive(run_id, agent)
+
+    def start(self, agent: Agent, task: str, *, run_id: str | None = None) -> RunHandle:
+        """Create the run now (its id is known at once) and drive it in the background."""
+        run_id = self.create(agent, task, run_id=run_id)
+        return self._spawn(run_id, agent)
+
+    def start_resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
+                     resolve: ToolResolver | None = None) -> RunHandle:
+        return self._spawn(run_id, self._resumable(run_id, agent, budget, resolve))
+
+    def create(self, agent: Agent, task: str, *, run_id: str | None = None) -> str:
+        """Store a new run and its task step; returns the run id."""
+        if not task.strip():
+            raise InvalidRequestError("the task is empty", param="task")
+        run_id = run_id or "run_" + uuid.uuid4().hex[:20]
+        instructions = prompt("system") + (f"\n{agent.instructions.strip()}" if agent.instructions.strip() else "")
+        step = TaskStep(index=0, task=task, instructions=instructions)
+        config = agent.to_config().model_dump(mode="json")
+        assert self.store is not None
+        self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
+                          model=self.model_name_for(agent), first_step=step)
+        self.emit(run_id, "status", data={"status": "running", "stop_reason": None})
+        self.emit(run_id, "step", step=step)
+        return run_id
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every event of every run; returns the unsubscribe function."""
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
+
+    # --- what the loop asks of the runner --------------------------------------------------------
+
+    def model_name_for(self, agent: Agent) -> str:
+        if agent.model:
+            return agent.model
+        if self.services is not None:
+            if agent.tier:
+                spec = next((s for s in self.services.registry if s.tier == agent.tier), None)
+                if spec is None:
+                    raise InvalidRequestError(f"no model of tier '{agent.tier}' in the registry", param="tier")
+                return spec.name
+            return self.services.settings.kernel.default_model
+        if self.model is not None and not isinstance(self.model, dict):
+            return self.model.name
+        raise InvalidRequestError(f"agent '{agent.name}' names no model", param="model")
+
+    async def resolve_model(self, name: str) -> Model:
+        if isinstance(self.model, dict) and name in self.model:
+            return self.model[name]
+        if self.model is not None and not isinstance(self.model, dict):
+            return self.model
+        if self.services is None:
+            raise InvalidRequestError(f"no model '{name}' available to this runner", param="model")
+        return await self.services.model(name)
+
+    def prices_for(self, name: str) -> PriceSheet:
+        if self.prices is not None:
+            return self.prices
+        if self.services is not None and name in self.services.registry:
+            return self.services.registry.get(name).prices
+        return PriceSheet()
+
+    def context_window(self, agent: Agent, model: Model, name: str) -> int:
+        if agent.context_window:
+            return agent.context_window
+        options = getattr(model, "options", None)
+        if options is not None and getattr(options, "n_ctx", None):
+            return int(options.n_ctx)
+        if self.services is not None and name in self.services.registry:
+            return min(self.services.registry.get(name).context_size, self.services.settings.kernel.n_ctx)
+        return _DEFAULT_WINDOW
+
+    @staticmethod
+    def token_counter(model: Model) -> Callable[[str], int] | None:
+        count = getattr(model, "count_tokens", None)
+        if count is None or not getattr(model, "ready", True):
+            return None
+        return count
+
+    def account(self, model: str, usage: Usage, timings: Timings, prices: PriceSheet, *,
+                owner: str | None, run_id: str) -> float:
+        """Record one model call in the ledger; returns its cost."""
+        if self.ledger is not None:
+            return self.ledger.record(model=model, usage=usage, timings=timings, prices=prices,
+                                      principal=owner, request_id=run_id)
+        return prices.cost(cached_tokens=usage.cached_tokens, uncached_tokens=usage.uncached_tokens,
+                           output_tokens=usage.completion_tokens)
+
+    def emit(self, run_id: str, type_: str, *, step: Step | None = None, data: dict[str, Any] | None = None) -> None:
+        event = RunEvent(run_id=run_id, type=type_, step=step, data=data or {})
+        for listener in list(self.listeners):
+            listener(event)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _spawn(self, run_id: str, agent: Agent) -> RunHandle:
+        handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent)))
+        self.handles[run_id] = handle
+        handle.task.add_done_callback(lambda _t: self.handles.pop(run_id, None))
+        return handle
+
+    def _resumable(self, run_id: str, agent: Agent | None, budget: Budget | None,
+                   resolve: ToolResolver | None) -> Agent:
+        assert self.store is not None
+        record = self.store.get(run_id, with_steps=False)
+        if record.status == "completed":
+            raise RunNotResumableError(f"run '{run_id}' already completed")
+        if agent is None:
+            try:
+                agent = AgentConfig.model_validate(record.agent_config).build(resolve)
+            except SovereignError as exc:
+                raise RunNotResumableError(f"run '{run_id}' cannot be rebuilt: {exc.message}") from exc
+        return replace(agent, budget=budget) if budget is not None else agent
+
+    async def _drive(self, run_id: str, agent: Agent) -> RunResult:
+        assert self.store is not None
+        record = self.store.get(run_id)
+        spent = record.spent
+        spent.started_at = time.monotonic()
+        name = record.model or self.model_name_for(agent)
+        try:
+            model = await self.resolve_model(name)
+        except SovereignError as exc:
+            self.store.set_status(run_id, "failed", stop_reason=f"model unavailable: {exc.message}")
+            raise
+        steps = [s for s in record.steps]
+        session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
+                          window=self.context_window(agent, model, name), steps=steps, spent=spent,
+                          detector=_replay(agent, steps))
+        state = _next_state(steps)
+        if state == VERIFY:
+            session.answer = _last_answer(steps)
+        session.verify_failures = sum(1 for s in steps if isinstance(s, VerificationStep) and not s.passed)
+        if record.status != "running":
+            self.store.set_status(run_id, "running")
+        final = await session.drive(state)
+        return _result(record.id, agent.name, final, steps, spent)
+
+
+def _next_state(steps: list[Step]) -> str:
+    """Where a run (fresh or interrupted) continues, read from its stored steps."""
+    calls = [s for s in steps if isinstance(s, ModelCallStep) and s.error is None]
+    if calls and calls[-1].tool_calls:
+        done = {s.call_id for s in steps if isinstance(s, ToolResultStep)}
+        if any(call.id not in done for call in calls[-1].tool_calls):
+            return TOOLS
+    live = [s for s in steps if not isinstance(s, (FinalAnswerStep, SummaryStep))]
+    last = live[-1] if live else None
+    if isinstance(last, ModelCallStep) and last.error is None and not last.tool_calls:
+        return VERIFY
+    return MODEL
+
+
+def _last_answer(steps: list[Step]) -> str:
+    last = next(s for s in reversed(steps) if isinstance(s, ModelCallStep) and s.error is None)
+    return last.content or ""
+
+
+def _replay(agent: Agent, steps: list[Step]) -> LoopDetector:
+    """A loop detector that has seen the stored run (so a resume does not forget repeats)."""
+    detector = LoopDetector(policy=agent.loop)
+    calls = {s.call_id: s for s in steps if isinstance(s, ToolCallStep)}
+    for step in steps:
+        if isinstance(step, ToolResultStep) and step.executed and step.call_id in calls:
+            detector.record_call(step.name, calls[step.call_id].arguments, step.content)
+        elif isinstance(step, ModelCallStep):
+            detector.record_text(step.content)
+    return detector
+
+
+def _result(run_id: str, agent: str, final: FinalAnswerStep, steps: list[Step], spent: RunUsage) -> RunResult:
+    return RunResult(run_id=run_id, agent=agent, status=final.status, stop_reason=final.stop_reason,
+                     answer=final.answer, partial=final.partial, verified=final.verified, steps=steps, spent=spent)

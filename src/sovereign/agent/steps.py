@@ -1,0 +1,243 @@
+"""The typed step records of a run; the same records are persisted, shown, and turned back into
+messages to resume from.
+
+A run is a list of steps: the task, each model call, each tool call and its result, checks of
+the answer, summaries that stand in for older steps, notices to the model, and the final answer.
+Each has timing, usage and error. ``transcript`` rebuilds the chat messages from them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sovereign.agent.prompts import prompt
+from sovereign.kernel.messages import Message, ToolCall, Usage
+
+__all__ = [
+    "FinalAnswerStep",
+    "ModelCallStep",
+    "NoticeStep",
+    "Step",
+    "SummaryStep",
+    "TaskStep",
+    "ToolCallStep",
+    "ToolResultStep",
+    "VerificationStep",
+    "step_from_dict",
+    "transcript",
+]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(kw_only=True)
+class Step:
+    """Common fields: position in the run, when it started, how long it took, usage, error."""
+
+    kind: ClassVar[str] = "step"
+    index: int = -1
+    started_at: str = field(default_factory=_now)
+    duration_ms: float = 0.0
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    error: str | None = None
+
+    def to_messages(self) -> list[Message]:
+        return []
+
+    def summary_line(self) -> str:
+        """One line for progress views and ``runs show``."""
+        return self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind
+        return data
+
+    def timed(self, started: float) -> Step:
+        self.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return self
+
+
+@dataclass(kw_only=True)
+class TaskStep(Step):
+    kind: ClassVar[str] = "task"
+    task: str
+    instructions: str = ""
+
+    def to_messages(self) -> list[Message]:
+        messages = [Message(role="system", content=self.instructions)] if self.instructions else []
+        return messages + [Message(role="user", content=self.task)]
+
+    def summary_line(self) -> str:
+        return f"task: {_clip(self.task, 100)}"
+
+
+@dataclass(kw_only=True)
+class ModelCallStep(Step):
+    kind: ClassVar[str] = "model_call"
+    model: str
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    def to_messages(self) -> list[Message]:
+        if self.error is not None:
+            return []
+        return [Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))]
+
+    def summary_line(self) -> str:
+        if self.error:
+            return f"model {self.model}: error {self.error}"
+        if self.tool_calls:
+            return f"model {self.model}: calls " + ", ".join(f"{c.name}({_clip(c.arguments, 60)})" for c in self.tool_calls)
+        return f"model {self.model}: {_clip(self.content or '', 100)}"
+
+
+@dataclass(kw_only=True)
+class ToolCallStep(Step):
+    """Written before a tool runs: a call with a step but no result was interrupted."""
+
+    kind: ClassVar[str] = "tool_call"
+    call_id: str
+    name: str
+    arguments: str
+    approved: bool | None = None
+
+    def summary_line(self) -> str:
+        return f"tool {self.name}({_clip(self.arguments, 80)})"
+
+
+@dataclass(kw_only=True)
+class ToolResultStep(Step):
+    kind: ClassVar[str] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    ok: bool = True
+    executed: bool = True
+    """False when the call was refused (approval, budget, loop) rather than run."""
+
+    def to_messages(self) -> list[Message]:
+        return [Message(role="tool", content=self.content, tool_call_id=self.call_id, name=self.name)]
+
+    def summary_line(self) -> str:
+        status = "ok" if self.ok else ("refused" if not self.executed else "error")
+        return f"result {self.name} [{status}]: {_clip(self.content, 100)}"
+
+
+@dataclass(kw_only=True)
+class VerificationStep(Step):
+    kind: ClassVar[str] = "verification"
+    model: str
+    passed: bool
+    critique: str = ""
+
+    def to_messages(self) -> list[Message]:
+        if self.passed:
+            return []
+        return [Message(role="user", content=prompt("retry").format(critique=self.critique or "not specified"))]
+
+    def summary_line(self) -> str:
+        return f"verify [{'pass' if self.passed else 'fail'}]: {_clip(self.critique, 100)}"
+
+
+@dataclass(kw_only=True)
+class NoticeStep(Step):
+    """A message from the runtime to the model (e.g. change course after a detected loop)."""
+
+    kind: ClassVar[str] = "notice"
+    text: str
+    reason: str = ""
+
+    def to_messages(self) -> list[Message]:
+        return [Message(role="user", content=self.text)]
+
+    def summary_line(self) -> str:
+        return f"notice ({self.reason}): {_clip(self.text, 100)}"
+
+
+@dataclass(kw_only=True)
+class SummaryStep(Step):
+    """Stands in for steps ``first_index..last_index`` in the transcript (they stay stored)."""
+
+    kind: ClassVar[str] = "summary"
+    text: str
+    first_index: int
+    last_index: int
+    facts: list[str] = field(default_factory=list)
+
+    def to_messages(self) -> list[Message]:
+        return [Message(role="user", content=prompt("summary_message").format(summary=self.text))]
+
+    def summary_line(self) -> str:
+        return f"summary of steps {self.first_index}-{self.last_index}: {_clip(self.text, 100)}"
+
+
+@dataclass(kw_only=True)
+class FinalAnswerStep(Step):
+    kind: ClassVar[str] = "final_answer"
+    answer: str | None
+    status: str
+    stop_reason: str
+    partial: bool = False
+    verified: bool | None = None
+
+    def summary_line(self) -> str:
+        return f"final [{self.status}: {self.stop_reason}]: {_clip(self.answer or '', 100)}"
+
+
+_KINDS: dict[str, type[Step]] = {
+    cls.kind: cls
+    for cls in (TaskStep, ModelCallStep, ToolCallStep, ToolResultStep, VerificationStep, NoticeStep,
+                SummaryStep, FinalAnswerStep)
+}
+
+
+def step_from_dict(data: dict[str, Any]) -> Step:
+    """Rebuild a step from ``Step.to_dict()`` output (or its JSON)."""
+    data = dict(data)
+    cls = _KINDS[data.pop("kind")]
+    if data.get("usage") is not None:
+        data["usage"] = Usage(**data["usage"])
+    if "tool_calls" in data:
+        data["tool_calls"] = [ToolCall(**call) for call in data["tool_calls"]]
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def step_to_json(step: Step) -> str:
+    return json.dumps(step.to_dict(), ensure_ascii=False)
+
+
+def transcript(steps: list[Step]) -> list[Message]:
+    """The chat messages a model sees for ``steps``: summarised steps replaced by their summary.
+
+    Order: the task, then the latest summary (if any), then every step it does not cover.
+    """
+    summary = next((s for s in reversed(steps) if isinstance(s, SummaryStep)), None)
+    covered = summary.last_index if summary is not None else -1
+    head: list[Message] = []
+    body: list[Message] = []
+    for step in steps:
+        if isinstance(step, TaskStep):
+            head.extend(step.to_messages())
+        elif isinstance(step, SummaryStep) or step.index <= covered:
+            continue
+        else:
+            body.extend(step.to_messages())
+    if summary is not None:
+        head.extend(summary.to_messages())
+    return head + body
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,175 @@
+"""Durable runs: each run and every one of its steps in the database, written before the next
+step begins, so a run killed at any point can be shown and resumed from what was stored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sovereign.agent.budget import RunUsage
+from sovereign.agent.errors import RunNotFoundError
+from sovereign.agent.steps import Step, step_from_dict, step_to_json
+from sovereign.kernel.messages import Usage
+from sovereign.store import Database
+
+__all__ = ["RunRecord", "RunStore"]
+
+MIGRATIONS = [
+    """
+    CREATE TABLE runs (
+        id                TEXT PRIMARY KEY,
+        agent             TEXT NOT NULL,
+        owner             TEXT,
+        task              TEXT NOT NULL,
+        model             TEXT,
+        status            TEXT NOT NULL,
+        stop_reason       TEXT,
+        answer            TEXT,
+        agent_json        TEXT NOT NULL,
+        prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+        cached_tokens     INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
+        model_calls       INTEGER NOT NULL DEFAULT 0,
+        steps             INTEGER NOT NULL DEFAULT 0,
+        tool_calls        INTEGER NOT NULL DEFAULT 0,
+        cost_usd          REAL NOT NULL DEFAULT 0,
+        elapsed_s         REAL NOT NULL DEFAULT 0,
+        created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        updated_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE INDEX runs_owner ON runs (owner, created_at);
+    CREATE TABLE run_steps (
+        run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        idx        INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (run_id, idx)
+    );
+    """
+]
+
+TERMINAL = ("completed", "stopped", "failed", "cancelled")
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    agent: str
+    owner: str | None
+    task: str
+    model: str | None
+    status: str
+    stop_reason: str | None
+    answer: str | None
+    agent_config: dict[str, Any]
+    spent: RunUsage
+    created_at: str
+    updated_at: str
+    steps: list[Step] = field(default_factory=list)
+
+    def to_dict(self, *, with_steps: bool = False) -> dict[str, Any]:
+        data = {
+            "id": self.id, "agent": self.agent, "owner": self.owner, "task": self.task, "model": self.model,
+            "status": self.status, "stop_reason": self.stop_reason, "answer": self.answer,
+            "usage": self.spent.to_dict(), "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+        if with_steps:
+            data["steps"] = [step.to_dict() for step in self.steps]
+        return data
+
+
+def _spent(row: Any) -> RunUsage:
+    return RunUsage(
+        usage=Usage(prompt_tokens=row["prompt_tokens"], cached_tokens=row["cached_tokens"],
+                    completion_tokens=row["completion_tokens"], reasoning_tokens=row["reasoning_tokens"],
+                    requests=row["model_calls"]),
+        steps=row["steps"], tool_calls=row["tool_calls"], cost_usd=row["cost_usd"],
+        elapsed_before_s=row["elapsed_s"],
+    )
+
+
+_TOTALS = (
+    "prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?, reasoning_tokens = ?, model_calls = ?, "
+    "steps = ?, tool_calls = ?, cost_usd = ?, elapsed_s = ?, "
+    "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+)
+
+
+def _totals(spent: RunUsage) -> tuple:
+    u = spent.usage
+    return (u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.reasoning_tokens, u.requests,
+            spent.steps, spent.tool_calls, spent.cost_usd, spent.elapsed())
+
+
+class RunStore:
+    """Runs and their steps in the shared database (component ``runs``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate("runs", MIGRATIONS)
+
+    def create(self, *, run_id: str, agent_config: dict[str, Any], task: str, owner: str | None,
+               model: str | None, first_step: Step) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
+            )
+            conn.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
+                         (run_id, first_step.index, first_step.kind, step_to_json(first_step)))
+
+    def append(self, run_id: str, step: Step, spent: RunUsage) -> None:
+        """Store one step and the run's running totals, atomically."""
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
+                         (run_id, step.index, step.kind, step_to_json(step)))
+            conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
+
+    def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,
+                   spent: RunUsage | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE runs SET status = ?, stop_reason = ?, answer = ?, "
+                         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?",
+                         (status, stop_reason, answer, run_id))
+            if spent is not None:
+                conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
+
+    def get(self, run_id: str, *, with_steps: bool = True) -> RunRecord:
+        row = self.db.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise RunNotFoundError(f"no run with id '{run_id}'", param="run_id")
+        record = self._record(row)
+        if with_steps:
+            record.steps = self.steps(run_id)
+        return record
+
+    def steps(self, run_id: str, *, after: int = -1) -> list[Step]:
+        rows = self.db.query("SELECT data FROM run_steps WHERE run_id = ? AND idx > ? ORDER BY idx",
+                             (run_id, after))
+        return [step_from_dict(json.loads(row["data"])) for row in rows]
+
+    def list(self, *, limit: int = 20, owner: str | None = None, status: str | None = None) -> list[RunRecord]:
+        clauses, params = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.db.query(f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                             (*params, limit))
+        return [self._record(row) for row in rows]
+
+    @staticmethod
+    def _record(row: Any) -> RunRecord:
+        return RunRecord(
+            id=row["id"], agent=row["agent"], owner=row["owner"], task=row["task"], model=row["model"],
+            status=row["status"], stop_reason=row["stop_reason"], answer=row["answer"],
+            agent_config=json.loads(row["agent_json"]), spent=_spent(row),
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )

@@ -1,0 +1,311 @@
+"""The audit trail: an append-only, hash-chained log of everything that matters.
+
+Every entry stores ``seq``, ``ts``, ``kind``, ``actor``, ``data`` (JSON), ``prev_hash`` and
+``hash = sha256(prev_hash + "\\n" + canonical_json({seq, ts, kind, actor, data}))``. The first
+entry chains to ``GENESIS``. A one-row ``audit_head`` table records the last seq and hash, so a
+truncated tail is detected too. SQLite triggers refuse UPDATE and DELETE on the log; someone
+with raw access to the file can still drop them, which is what ``verify`` is for: it names the
+first entry that was edited, deleted, inserted or moved.
+
+Secrets are redacted *before* anything is written: values under secret-looking keys
+(password, secret, token, api_key, authorization, ...) and secret-looking strings anywhere
+(``sk-...`` keys, ``Bearer ...`` headers, GitHub/AWS/Slack tokens, JWTs, PEM private keys,
+``password=...`` in URLs).
+
+Kinds in use: ``model.call``, ``tool.call``, ``policy.decision``, ``egress``, ``approval``,
+``key.created``, ``key.revoked``, ``identity.created``, ``identity.changed``, ``auth.refused``,
+``spend.reserved``, ``spend.settled``, ``spend.refused``, ``cap.set``, ``injection.detected``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from sqlite3 import Connection
+from typing import Any
+
+from sovereign.store import Database
+
+__all__ = [
+    "GENESIS", "AuditEntry", "AuditLog", "AuditVerdict", "audit_egress", "canonical_json",
+    "entry_hash", "redact", "redact_text", "find_secrets",
+]
+
+GENESIS = "0" * 64
+REDACTED = "[REDACTED]"
+
+MIGRATIONS = [
+    """
+    CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        ts        TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        actor     TEXT,
+        data      TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_kind ON audit_log (kind, seq);
+    CREATE TABLE audit_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """
+]
+
+# --- redaction ---------------------------------------------------------------------------
+
+_SECRET_KEY = re.compile(
+    r"^(?:.*[_\-])?(?:password|passwd|passphrase|secret|token|api[_\-]?key|apikey|"
+    r"authorization|cookie|set[_\-]cookie|private[_\-]?key|credentials?|session[_\-]?id)$",
+    re.IGNORECASE,
+)
+_SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("pem_private_key", re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL)),
+    ("bearer_token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}")),
+    ("api_key", re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")),
+    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
+    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("slack_token", re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
+    ("url_secret", re.compile(
+        r"(?i)(?<=[?&;])(?:password|passwd|secret|token|api[_\-]?key|apikey|access_token|key)"
+        r"=[^&\s#\"']+")),
+]
+
+
+def find_secrets(text: str) -> list[tuple[str, str]]:
+    """``(kind, match)`` for every secret-looking string in ``text``."""
+    found = []
+    for kind, pattern in _SECRET_PATTERNS:
+        found.extend((kind, m.group(0)) for m in pattern.finditer(text))
+    return found
+
+
+def _mask(kind: str, match: re.Match[str]) -> str:
+    text = match.group(0)
+    if kind == "bearer_token":
+        return "Bearer " + REDACTED
+    if kind == "api_key":
+        return "sk-" + REDACTED
+    if kind == "url_secret":
+        return text.split("=", 1)[0] + "=" + REDACTED
+    return REDACTED
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret-looking string replaced by ``[REDACTED]``."""
+    for kind, pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m, k=kind: _mask(k, m), text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` (JSON-like) with secrets redacted, by key name and by pattern."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            key = str(key)
+            if _SECRET_KEY.match(key) and item is not None and not isinstance(item, bool):
+                out[key] = REDACTED
+            else:
+                out[key] = redact(item)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_text(str(value))
+
+
+# --- hashing -----------------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data: Any) -> str:
+    body = canonical_json({"seq": seq, "ts": ts, "kind": kind, "actor": actor, "data": data})
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    ts: str
+    kind: str
+    actor: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "kind": self.kind, "actor": self.actor,
+                "data": self.data, "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerdict:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    reason: str = "chain intact"
+    head_hash: str = GENESIS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq,
+                "reason": self.reason, "head_hash": self.head_hash}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AuditLog:
+    """The hash-chained audit log in the shared database; safe across threads and processes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate("audit", MIGRATIONS)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def append(self, kind: str, actor: str | None, data: dict[str, Any] | None = None) -> int:
+        """Redact, chain and write one entry atomically; returns its ``seq``."""
+        with self.db.transaction() as conn:
+            return self.append_in(conn, kind, actor, data)
+
+    def append_in(self, conn: Connection, kind: str, actor: str | None,
+                  data: dict[str, Any] | None = None) -> int:
+        """Append inside a transaction the caller already holds (so a change and its audit
+        entry commit together)."""
+        if not kind:
+            raise ValueError("an audit entry needs a kind")
+        clean = json.loads(canonical_json(redact(dict(data or {}))))
+        actor = redact_text(actor) if actor is not None else None
+        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        prev_seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+        seq, ts = prev_seq + 1, _now()
+        digest = entry_hash(prev_hash, seq, ts, kind, actor, clean)
+        conn.execute(
+            "INSERT INTO audit_log (seq, ts, kind, actor, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, kind, actor, canonical_json(clean), prev_hash, digest),
+        )
+        conn.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (seq, digest),
+        )
+        return seq
+
+    # --- reading -------------------------------------------------------------------------
+
+    def entries(self, *, since_seq: int = 0, kind: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        sql = "SELECT * FROM audit_log WHERE seq > ?"
+        params: list[Any] = [since_seq]
+        if kind is not None:
+            sql += " AND (kind = ? OR kind LIKE ?)"
+            params += [kind, kind + ".%"]
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_entry(row) for row in self.db.query(sql, params)]
+
+    def tail(self, limit: int = 20) -> list[AuditEntry]:
+        rows = self.db.query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,))
+        return [_entry(row) for row in reversed(rows)]
+
+    def _iter_rows(self) -> Iterator[Any]:
+        yield from self.db.query("SELECT * FROM audit_log ORDER BY seq")
+
+    # --- verification --------------------------------------------------------------------
+
+    def verify(self) -> AuditVerdict:
+        """Walk the chain; name the first entry that was edited, deleted, inserted or moved."""
+        rows = list(self._iter_rows())
+        position = {row["hash"]: row["seq"] for row in rows}
+        head = self.db.query_one("SELECT seq, hash FROM audit_head WHERE id = 1")
+        prev_hash, expected, count = GENESIS, 1, 0
+        for row in rows:
+            bad = _check_row(row, expected, prev_hash, position)
+            if bad is not None:
+                return AuditVerdict(False, count, bad[0], bad[1], prev_hash)
+            prev_hash, expected, count = row["hash"], expected + 1, count + 1
+        if head is None and rows:
+            return AuditVerdict(False, count, 1, "the audit head record is missing", prev_hash)
+        if head is not None and (head["seq"] != count or head["hash"] != prev_hash):
+            if head["seq"] > count:
+                return AuditVerdict(False, count, count + 1,
+                                    f"entries {count + 1}..{head['seq']} are missing (log truncated)", prev_hash)
+            return AuditVerdict(False, count, head["seq"] + 1 if head["seq"] < count else count,
+                                "the log does not end where the audit head says it does", prev_hash)
+        return AuditVerdict(True, count, None, "chain intact", prev_hash)
+
+    # --- export --------------------------------------------------------------------------
+
+    def export(self, path: Path | str) -> int:
+        """Write every entry as one JSON object a line; returns how many were written."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with target.open("w", encoding="utf-8") as out:
+            for row in self._iter_rows():
+                out.write(canonical_json(_entry(row).to_dict()) + "\n")
+                count += 1
+        return count
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(seq=row["seq"], ts=row["ts"], kind=row["kind"], actor=row["actor"],
+                      data=json.loads(row["data"]), prev_hash=row["prev_hash"], hash=row["hash"])
+
+
+def _check_row(row: Any, expected: int, prev_hash: str, position: dict[str, int]) -> tuple[int, str] | None:
+    """``(first_bad_seq, reason)`` if ``row`` breaks the chain, else ``None``."""
+    seq = row["seq"]
+    if seq != expected:
+        missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected}..{seq - 1}"
+        return expected, f"{missing} missing (deleted): entry {seq} follows entry {expected - 1}"
+    try:
+        data = json.loads(row["data"])
+    except json.JSONDecodeError:
+        return seq, f"entry {seq} has been edited: its data is not valid JSON"
+    own_ok = entry_hash(row["prev_hash"], seq, row["ts"], row["kind"], row["actor"], data) == row["hash"]
+    if row["prev_hash"] != prev_hash:
+        earlier = position.get(row["prev_hash"])
+        if earlier is not None and earlier < seq - 1:
+            return earlier + 1, (f"entries {earlier + 1}..{seq - 1} were inserted: entry {seq} "
+                                 f"chains to entry {earlier}")
+        if earlier is not None and earlier > seq:
+            return seq, f"entries were reordered: entry {seq} chains to entry {earlier}, which comes after it"
+        if own_ok and seq > 1:
+            return seq - 1, (f"entry {seq - 1} has been rewritten: its hash is not the one entry {seq} "
+                             "recorded")
+        return seq, f"entry {seq} does not chain to entry {seq - 1} (prev_hash mismatch)"
+    if not own_ok:
+        return seq, f"entry {seq} has been edited: its contents do not match its hash"
+    return None
+
+
+def audit_egress(audit: AuditLog, *, actor: str | None = None) -> Callable[[str, str, bool, str], None]:
+    """An ``EgressGate.on_decision`` callback that writes every egress decision to ``audit``."""
+
+    def on_decision(host: str, purpose: str, allowed: bool, reason: str) -> None:
+        audit.append("egress", actor, {"host": host, "purpose": purpose, "allowed": allowed, "reason": reason})
+
+    return on_decision

@@ -1,0 +1,388 @@
+"""Hard spend caps, in money and tokens, per key, agent, owner and for everything per day.
+
+Enforced *before* dispatch with a reservation: ``reserve`` takes the worst case (the most the
+request could cost, the most tokens it could use), checks every applicable cap against settled
+spend plus open reservations, and records the reservation — all inside one ``BEGIN IMMEDIATE``
+transaction, so concurrent requests (threads or processes sharing the database) can never push
+spend over a cap. After the call, ``settle`` replaces the reservation by the actual cost;
+``release`` drops it when the call never happened.
+
+A key's own ``max_spend_usd`` scope is a cap too (scope ``key``, period ``total``).
+
+Intended use (server / agent runtime)::
+
+    with guard.hold(key_id=p.key_id, owner_id=p.spend_owner_id, agent_id=agent_id,
+                    max_cost_usd=worst_case_usd, max_tokens=prompt_tokens + max_tokens) as held:
+        response = await model.complete(request)
+        held.settle(cost_usd, response.usage.total_tokens)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from sqlite3 import Connection
+from typing import TYPE_CHECKING, Literal
+
+from sovereign.errors import InvalidRequestError, NotFoundError, SpendCapExceededError
+from sovereign.store import Database
+
+if TYPE_CHECKING:
+    from sovereign.governance.audit import AuditLog
+
+__all__ = ["Cap", "CapExceededError", "CapStatus", "Reservation", "SpendGuard", "SpendStatus"]
+
+Scope = Literal["key", "agent", "owner", "global"]
+Period = Literal["day", "total"]
+SCOPES: tuple[str, ...] = ("key", "agent", "owner", "global")
+PERIODS: tuple[str, ...] = ("day", "total")
+GLOBAL = "*"
+_EPS = 1e-12
+
+MIGRATIONS = [
+    """
+    CREATE TABLE spend_caps (
+        scope      TEXT NOT NULL CHECK (scope IN ('key', 'agent', 'owner', 'global')),
+        subject    TEXT NOT NULL,
+        period     TEXT NOT NULL CHECK (period IN ('day', 'total')),
+        max_usd    REAL CHECK (max_usd IS NULL OR max_usd >= 0),
+        max_tokens INTEGER CHECK (max_tokens IS NULL OR max_tokens >= 0),
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (scope, subject, period)
+    );
+    CREATE TABLE spend_reservations (
+        id          TEXT PRIMARY KEY,
+        key_id      TEXT,
+        owner_id    TEXT,
+        agent_id    TEXT,
+        day         TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('open', 'settled', 'released')),
+        usd         REAL NOT NULL,
+        tokens      INTEGER NOT NULL,
+        expires_at  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        settled_at  TEXT
+    );
+    CREATE INDEX spend_res_key ON spend_reservations (key_id, day);
+    CREATE INDEX spend_res_owner ON spend_reservations (owner_id, day);
+    CREATE INDEX spend_res_agent ON spend_reservations (agent_id, day);
+    CREATE INDEX spend_res_day ON spend_reservations (day);
+    """
+]
+# ``usd`` / ``tokens`` hold the worst case while a reservation is open, the actual once settled.
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    scope: Scope
+    subject: str
+    period: Period
+    max_usd: float | None = None
+    max_tokens: int | None = None
+
+    def label(self) -> str:
+        who = "all spend" if self.scope == "global" else f"{self.scope} '{self.subject}'"
+        return f"{'daily' if self.period == 'day' else 'total'} cap on {who}"
+
+
+class CapExceededError(SpendCapExceededError):
+    """A request would exceed ``cap``; carries the numbers so the API can show them."""
+
+    def __init__(self, cap: Cap, *, unit: Literal["usd", "tokens"], limit: float, spent: float,
+                 reserved: float, requested: float) -> None:
+        if unit == "usd":
+            text = (f"spend cap exceeded: {cap.label()} is ${limit:.6g}; current spend ${spent:.6g} "
+                    f"(+ ${reserved:.6g} reserved by requests in flight); this request may cost up to "
+                    f"${requested:.6g}")
+        else:
+            text = (f"token cap exceeded: {cap.label()} is {int(limit)} tokens; used {int(spent)} "
+                    f"(+ {int(reserved)} reserved by requests in flight); this request may use up to "
+                    f"{int(requested)}")
+        super().__init__(text, param=f"{cap.scope}:{cap.period}:{unit}")
+        self.cap, self.unit = cap, unit
+        self.subjects: dict[str, str | None] = {}
+        self.limit, self.spent, self.reserved, self.requested = limit, spent, reserved, requested
+
+    def to_dict(self) -> dict:
+        return {"scope": self.cap.scope, "subject": self.cap.subject, "period": self.cap.period,
+                "unit": self.unit, "limit": self.limit, "spent": self.spent, "reserved": self.reserved,
+                "requested": self.requested}
+
+
+@dataclass(slots=True)
+class Reservation:
+    id: str
+    key_id: str | None
+    owner_id: str | None
+    agent_id: str | None
+    max_cost_usd: float
+    max_tokens: int
+    guard: SpendGuard | None = field(default=None, repr=False)
+    done: bool = False
+
+    def settle(self, cost_usd: float, tokens: int) -> None:
+        assert self.guard is not None
+        self.guard.settle(self, cost_usd, tokens)
+
+    def release(self) -> None:
+        assert self.guard is not None
+        self.guard.release(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CapStatus:
+    cap: Cap
+    spent_usd: float
+    reserved_usd: float
+    spent_tokens: int
+    reserved_tokens: int
+
+    @property
+    def remaining_usd(self) -> float | None:
+        if self.cap.max_usd is None:
+            return None
+        return max(0.0, self.cap.max_usd - self.spent_usd - self.reserved_usd)
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        if self.cap.max_tokens is None:
+            return None
+        return max(0, self.cap.max_tokens - self.spent_tokens - self.reserved_tokens)
+
+    def to_dict(self) -> dict:
+        return {"scope": self.cap.scope, "subject": self.cap.subject, "period": self.cap.period,
+                "max_usd": self.cap.max_usd, "max_tokens": self.cap.max_tokens,
+                "spent_usd": self.spent_usd, "reserved_usd": self.reserved_usd,
+                "remaining_usd": self.remaining_usd, "spent_tokens": self.spent_tokens,
+                "reserved_tokens": self.reserved_tokens, "remaining_tokens": self.remaining_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class SpendStatus:
+    """What a caller may see about its own spend: totals and every cap that applies to it."""
+
+    today_usd: float
+    today_tokens: int
+    total_usd: float
+    total_tokens: int
+    caps: list[CapStatus]
+
+    @property
+    def remaining_usd(self) -> float | None:
+        values = [c.remaining_usd for c in self.caps if c.remaining_usd is not None]
+        return min(values) if values else None
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        values = [c.remaining_tokens for c in self.caps if c.remaining_tokens is not None]
+        return min(values) if values else None
+
+    def to_dict(self) -> dict:
+        return {"today_usd": self.today_usd, "today_tokens": self.today_tokens,
+                "total_usd": self.total_usd, "total_tokens": self.total_tokens,
+                "remaining_usd": self.remaining_usd, "remaining_tokens": self.remaining_tokens,
+                "caps": [c.to_dict() for c in self.caps]}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_SUBJECT_COLUMN = {"key": "key_id", "agent": "agent_id", "owner": "owner_id"}
+
+
+class SpendGuard:
+    """Caps and reservations in the shared database. ``reservation_ttl_s`` bounds how long an
+    open reservation from a crashed process keeps holding budget."""
+
+    def __init__(self, db: Database, *, audit: AuditLog | None = None,
+                 reservation_ttl_s: float = 3600.0) -> None:
+        self.db = db
+        self.audit = audit
+        self.reservation_ttl_s = reservation_ttl_s
+        db.migrate("spend", MIGRATIONS)
+
+    # --- caps ----------------------------------------------------------------------------
+
+    def set_cap(self, scope: Scope, subject: str | None, period: Period = "day", *,
+                max_usd: float | None = None, max_tokens: int | None = None,
+                actor: str | None = None) -> Cap:
+        """Create or replace a cap; both limits ``None`` removes it."""
+        if scope not in SCOPES:
+            raise InvalidRequestError(f"cap scope must be one of {', '.join(SCOPES)}, not '{scope}'", param="scope")
+        if period not in PERIODS:
+            raise InvalidRequestError(f"cap period must be 'day' or 'total', not '{period}'", param="period")
+        subject = GLOBAL if scope == "global" else (subject or "")
+        if not subject:
+            raise InvalidRequestError(f"a {scope} cap needs a subject (the {scope} id)", param="subject")
+        if (max_usd is not None and max_usd < 0) or (max_tokens is not None and max_tokens < 0):
+            raise InvalidRequestError("cap limits must be zero or more", param="max_usd")
+        cap = Cap(scope, subject, period, max_usd, max_tokens)
+        with self.db.transaction() as conn:
+            if max_usd is None and max_tokens is None:
+                conn.execute("DELETE FROM spend_caps WHERE scope = ? AND subject = ? AND period = ?",
+                             (scope, subject, period))
+            else:
+                conn.execute(
+                    "INSERT INTO spend_caps (scope, subject, period, max_usd, max_tokens) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (scope, subject, period) DO UPDATE SET max_usd = excluded.max_usd, "
+                    "max_tokens = excluded.max_tokens",
+                    (scope, subject, period, max_usd, max_tokens),
+                )
+            if self.audit is not None:
+                self.audit.append_in(conn, "cap.set", actor, {"scope": scope, "subject": subject, "period": period,
+                                                              "max_usd": max_usd, "max_tokens": max_tokens})
+        return cap
+
+    def caps(self) -> list[Cap]:
+        rows = self.db.query("SELECT * FROM spend_caps ORDER BY scope, subject, period")
+        return [Cap(r["scope"], r["subject"], r["period"], r["max_usd"], r["max_tokens"]) for r in rows]
+
+    def _applicable(self, conn: Connection, key_id: str | None, owner_id: str | None,
+                    agent_id: str | None) -> list[Cap]:
+        subjects = {"key": key_id, "agent": agent_id, "owner": owner_id, "global": GLOBAL}
+        caps = []
+        for row in conn.execute("SELECT * FROM spend_caps").fetchall():
+            if subjects[row["scope"]] is not None and subjects[row["scope"]] == row["subject"]:
+                caps.append(Cap(row["scope"], row["subject"], row["period"], row["max_usd"], row["max_tokens"]))
+        if key_id is not None:
+            key = conn.execute("SELECT scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone() \
+                if _has_table(conn, "api_keys") else None
+            limit = json.loads(key["scopes"]).get("max_spend_usd") if key is not None else None
+            if limit is not None:
+                caps.append(Cap("key", key_id, "total", float(limit), None))
+        return caps
+
+    def _usage(self, conn: Connection, cap: Cap, now: datetime) -> tuple[float, float, int, int]:
+        """``(spent_usd, reserved_usd, spent_tokens, reserved_tokens)`` counted against ``cap``."""
+        clauses, params = ["status != 'released'"], []
+        if cap.scope != "global":
+            clauses.append(f"{_SUBJECT_COLUMN[cap.scope]} = ?")
+            params.append(cap.subject)
+        if cap.period == "day":
+            clauses.append("day = ?")
+            params.append(now.strftime("%Y-%m-%d"))
+        row = conn.execute(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN usd END), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'open' AND expires_at > ? THEN usd END), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'settled' THEN tokens END), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'open' AND expires_at > ? THEN tokens END), 0) "
+            f"FROM spend_reservations WHERE {' AND '.join(clauses)}",
+            [_stamp(now), _stamp(now), *params],
+        ).fetchone()
+        return float(row[0]), float(row[1]), int(row[2]), int(row[3])
+
+    # --- reservations --------------------------------------------------------------------
+
+    def reserve(self, principal_key_id: str | None, owner_id: str | None, agent_id: str | None,
+                max_cost_usd: float, max_tokens: int, *, actor: str | None = None) -> Reservation:
+        """Reserve the worst case against every applicable cap, or raise ``CapExceededError``."""
+        if max_cost_usd < 0 or max_tokens < 0:
+            raise InvalidRequestError("a reservation needs a non-negative cost and token count")
+        now = _now()
+        reservation = Reservation("res_" + uuid.uuid4().hex, principal_key_id, owner_id, agent_id,
+                                  float(max_cost_usd), int(max_tokens), self)
+        try:
+            with self.db.transaction() as conn:
+                for cap in self._applicable(conn, principal_key_id, owner_id, agent_id):
+                    self._check(conn, cap, now, reservation)
+                self._insert(conn, reservation, now)
+        except CapExceededError as exc:
+            self._refused(exc, actor)
+            raise
+        return reservation
+
+    def _insert(self, conn: Connection, reservation: Reservation, now: datetime) -> None:
+        conn.execute(
+                "INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
+                "expires_at, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+            (reservation.id, reservation.key_id, reservation.owner_id, reservation.agent_id,
+             now.strftime("%Y-%m-%d"), reservation.max_cost_usd, reservation.max_tokens,
+             _stamp(now + timedelta(seconds=self.reservation_ttl_s)), _stamp(now)),
+        )
+
+    def _check(self, conn: Connection, cap: Cap, now: datetime, res: Reservation) -> None:
+        spent, reserved, spent_tokens, reserved_tokens = self._usage(conn, cap, now)
+        error = None
+        if cap.max_usd is not None and spent + reserved + res.max_cost_usd > cap.max_usd + _EPS:
+            error = CapExceededError(cap, unit="usd", limit=cap.max_usd, spent=spent, reserved=reserved,
+                                     requested=res.max_cost_usd)
+        elif cap.max_tokens is not None and spent_tokens + reserved_tokens + res.max_tokens > cap.max_tokens:
+            error = CapExceededError(cap, unit="tokens", limit=cap.max_tokens, spent=spent_tokens,
+                                     reserved=reserved_tokens, requested=res.max_tokens)
+        if error is not None:
+            error.subjects = {"key_id": res.key_id, "owner_id": res.owner_id, "agent_id": res.agent_id}
+            raise error
+
+    def settle(self, reservation: Reservation, cost_usd: float, tokens: int) -> None:
+        """Replace the reserved worst case by the actual spend (which may exceed it: it is real)."""
+        if cost_usd < 0 or tokens < 0:
+            raise InvalidRequestError("actual spend cannot be negative")
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE spend_reservations SET status = 'settled', usd = ?, tokens = ?, settled_at = ? "
+                "WHERE id = ? AND status = 'open'",
+                (float(cost_usd), int(tokens), _stamp(_now()), reservation.id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"reservation '{reservation.id}' is not open")
+            if self.audit is not None:
+                self.audit.append_in(conn, "spend.settled", None, {
+                    "reservation": reservation.id, "key_id": reservation.key_id, "owner_id": reservation.owner_id,
+                    "agent_id": reservation.agent_id, "cost_usd": float(cost_usd), "tokens": int(tokens),
+                    "reserved_usd": reservation.max_cost_usd, "reserved_tokens": reservation.max_tokens})
+        reservation.done = True
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop an open reservation (the call never ran); a no-op once settled or released."""
+        self.db.execute("UPDATE spend_reservations SET status = 'released', usd = 0, tokens = 0, settled_at = ? "
+                        "WHERE id = ? AND status = 'open'", (_stamp(_now()), reservation.id))
+        reservation.done = True
+
+    @contextmanager
+    def hold(self, *, key_id: str | None, owner_id: str | None, agent_id: str | None,
+             max_cost_usd: float, max_tokens: int, actor: str | None = None) -> Iterator[Reservation]:
+        """Reserve for the block; released if the block fails or forgets to settle."""
+        reservation = self.reserve(key_id, owner_id, agent_id, max_cost_usd, max_tokens, actor=actor)
+        try:
+            yield reservation
+        finally:
+            if not reservation.done:
+                self.release(reservation)
+
+    def _refused(self, error: CapExceededError, actor: str | None) -> None:
+        """Audit a refusal, after its transaction rolled back."""
+        if self.audit is not None:
+            self.audit.append("spend.refused", actor, {**error.subjects, **error.to_dict()})
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def status(self, *, key_id: str | None = None, owner_id: str | None = None,
+               agent_id: str | None = None) -> SpendStatus:
+        """Own spend (today and total) of the most specific subject given, and every cap that
+        applies to that caller with what remains of it."""
+        now = _now()
+        with self.db.transaction() as conn:  # one consistent snapshot
+            caps = [CapStatus(cap, *self._usage(conn, cap, now))
+                    for cap in self._applicable(conn, key_id, owner_id, agent_id)]
+            own = next(((scope, subject) for scope, subject in
+                        (("agent", agent_id), ("key", key_id), ("owner", owner_id)) if subject), None)
+            totals = []
+            for period in ("day", "total"):
+                probe = Cap(own[0], own[1], period) if own else Cap("global", GLOBAL, period)
+                spent, reserved, tokens, reserved_tokens = self._usage(conn, probe, now)
+                totals += [spent, tokens]
+        return SpendStatus(today_usd=totals[0], today_tokens=int(totals[1]), total_usd=totals[2],
+                           total_tokens=int(totals[3]), caps=caps)
+
+
+def _has_table(conn: Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None

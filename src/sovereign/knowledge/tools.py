@@ -1,0 +1,37 @@
+"""The agent's ``kb_search`` tool: retrieval with citations (file, section, chunk)."""
+
+from __future__ import annotations
+
+from sovereign.errors import SovereignError
+from sovereign.knowledge.base import KnowledgeBase
+from sovereign.tools.base import Tool, ToolError, tool
+
+__all__ = ["knowledge_tools", "format_hits"]
+
+
+def format_hits(hits) -> str:
+    lines = []
+    for hit in hits:
+        label = f"[{hit.citation}]" if hit.kind == "chunk" else \
+            f"[knowledge unit {hit.n}; from {'; '.join(str(s) for s in hit.sources)}]"
+        lines.append(f"{label}\n{hit.text}")
+    return "\n\n".join(lines) or "no passages found"
+
+
+def knowledge_tools(kb: KnowledgeBase) -> list[Tool]:
+    """``kb_search`` over ``kb``."""
+
+    @tool
+    def kb_search(query: str, k: int = 4) -> str:
+        """Search the knowledge base; each passage comes with its citation (file, section, chunk).
+
+        Args:
+            query: what to look for.
+            k: how many passages (1 to 10).
+        """
+        try:
+            return format_hits(kb.search(query, k=max(1, min(k, 10))))
+        except SovereignError as exc:
+            raise ToolError(exc.message) from exc
+
+    return [kb_search]

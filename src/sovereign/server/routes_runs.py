@@ -1,0 +1,194 @@
+"""``/v1/runs``: create agent runs, read them, stream their steps (SSE), cancel and resume them.
+
+A run created here is driven in the background by one ``Runner`` per app; its tools that need
+approval wait in the approvals queue (``/v1/approvals``). Callers see their own runs; admins see all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from sovereign.agent import Agent, Runner, RunRecord, RunStore
+from sovereign.agent.agent import AgentConfig, BudgetConfig, agent_config, builtin_resolver
+from sovereign.agent.budget import Budget
+from sovereign.agent.errors import RunNotFoundError
+from sovereign.agent.store import TERMINAL
+from sovereign.errors import PermissionDeniedError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=100_000)
+    agent: str | None = Field(default=None, description="an agent defined in config")
+    definition: AgentConfig | None = Field(default=None, description="an agent defined inline")
+    budget: BudgetConfig | None = None
+    model: str | None = None
+    wait: bool = Field(default=False, description="answer when the run ends instead of at once")
+
+
+class RunResume(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budget: BudgetConfig | None = None
+
+
+def _runner(request: Request) -> Runner:
+    state = request.app.state
+    runner = getattr(state, "agent_runner", None)
+    if runner is None:
+        from sovereign.tools.approvals import ApprovalQueue
+
+        services = state.services
+        runner = Runner(services, approver=ApprovalQueue(services.db))
+        state.agent_runner = runner
+    return runner
+
+
+def _principal(request: Request) -> Any:
+    return getattr(request.state, "principal", None)
+
+
+def _owner(request: Request) -> str | None:
+    principal = _principal(request)
+    return principal.identity_id if principal is not None else None
+
+
+def _visible(request: Request, record: RunRecord) -> RunRecord:
+    principal = _principal(request)
+    if principal is not None and principal.role != "admin" and record.owner != principal.identity_id:
+        raise RunNotFoundError(f"no run with id '{record.id}'", param="run_id")
+    return record
+
+
+def _authorise(request: Request, agent: Agent) -> None:
+    principal = _principal(request)
+    if principal is None:
+        return
+    scopes = principal.scopes
+    if not scopes.allows_agent(agent.name):
+        raise PermissionDeniedError(f"this key may not run agent '{agent.name}'")
+    denied = [t.name for t in agent.tools if not scopes.allows_tool(t.name)]
+    if denied:
+        raise PermissionDeniedError(f"this key may not use the tools: {', '.join(denied)}")
+    if agent.model is not None and not scopes.allows_model(agent.model):
+        raise PermissionDeniedError(f"this key may not use model '{agent.model}'")
+
+
+def _build(request: Request, body: RunCreate) -> Agent:
+    services = request.app.state.services
+    if body.definition is not None:
+        config = body.definition
+    else:
+        config = agent_config(body.agent, services.settings.home, services.settings.config_path, services=services)
+    agent = config.build(builtin_resolver(services))
+    agent.owner = _owner(request) or agent.owner
+    if body.budget is not None:
+        agent.budget = Budget(**body.budget.model_dump())
+    if body.model is not None:
+        agent.model = body.model
+    if agent.model is None:
+        agent.model = _runner(request).model_name_for(agent)
+    _authorise(request, agent)
+    return agent
+
+
+@router.post("", status_code=201)
+async def create_run(request: Request, body: RunCreate) -> dict:
+    runner = _runner(request)
+    agent = _build(request, body)
+    handle = runner.start(agent, body.task)
+    if body.wait:
+        await asyncio.shield(handle.task)
+    return runner.store.get(handle.run_id, with_steps=body.wait).to_dict(with_steps=body.wait)
+
+
+@router.get("")
+async def list_runs(request: Request, limit: int = Query(default=20, ge=1, le=500),
+                    status: str | None = None) -> dict:
+    principal = _principal(request)
+    owner = None if principal is None or principal.role == "admin" else principal.identity_id
+    records = _runner(request).store.list(limit=limit, owner=owner, status=status)
+    return {"object": "list", "data": [r.to_dict() for r in records]}
+
+
+@router.get("/{run_id}")
+async def get_run(request: Request, run_id: str, steps: bool = True) -> dict:
+    record = _visible(request, _runner(request).store.get(run_id, with_steps=steps))
+    out = record.to_dict(with_steps=steps)
+    out["live"] = run_id in _runner(request).handles
+    return out
+
+
+@router.post("/{run_id}/cancel")
+async def cancel_run(request: Request, run_id: str) -> dict:
+    runner = _runner(request)
+    record = _visible(request, runner.store.get(run_id, with_steps=False))
+    handle = runner.handles.get(run_id)
+    if handle is not None:
+        handle.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(handle.task), 10)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
+    elif record.status not in TERMINAL:
+        runner.store.set_status(run_id, "cancelled", stop_reason="cancelled (not running in this server)")
+    return runner.store.get(run_id, with_steps=False).to_dict()
+
+
+@router.post("/{run_id}/resume")
+async def resume_run(request: Request, run_id: str, body: RunResume | None = None) -> dict:
+    runner = _runner(request)
+    _visible(request, runner.store.get(run_id, with_steps=False))
+    budget = Budget(**body.budget.model_dump()) if body is not None and body.budget is not None else None
+    services = request.app.state.services
+    handle = runner.start_resume(run_id, budget=budget, resolve=builtin_resolver(services))
+    return runner.store.get(handle.run_id, with_steps=False).to_dict()
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(runner: Runner, store: RunStore, run_id: str, request: Request) -> AsyncIterator[str]:
+    wake = asyncio.Event()
+    unsubscribe = runner.subscribe(lambda e: wake.set() if e.run_id == run_id else None)
+    last = -1
+    try:
+        while True:
+            for step in store.steps(run_id, after=last):
+                yield _sse("step", {"run_id": run_id, "step": step.to_dict(), "line": step.summary_line()})
+                last = step.index
+            record = store.get(run_id, with_steps=False)
+            if record.status in TERMINAL and run_id not in runner.handles:
+                yield _sse("done", record.to_dict())
+                return
+            if await request.is_disconnected():
+                return
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), 1.0)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+    finally:
+        unsubscribe()
+
+
+@router.get("/{run_id}/events")
+async def run_events(request: Request, run_id: str) -> StreamingResponse:
+    """Server-sent events: every stored step, then new ones as they happen, then ``done``."""
+    runner = _runner(request)
+    _visible(request, runner.store.get(run_id, with_steps=False))
+    return StreamingResponse(_events(runner, runner.store, run_id, request), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,107 @@
+"""Workspace file tools: list, read, write and search inside the workspace, and no way out of it
+(``..``, absolute paths, symlinks to outside files or folders, writes through symlinks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from sovereign.tools import ToolContext, ToolError, builtin_tools
+from sovereign.tools.workspace import Workspace, WorkspaceEscapeError
+
+
+@pytest.fixture
+def layout(tmp_path):
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("def main():\n    return 'hello'\n")
+    (root / "notes.txt").write_text("TODO: write tests\ndone\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.txt").write_text("outside")
+    os.symlink(secret, root / "link_to_secret")
+    os.symlink(tmp_path / "outside", root / "link_to_outside")
+    os.symlink(root / "notes.txt", root / "inner_link")
+    return Workspace(root), tmp_path
+
+
+def call(tools, name, args, ctx=None):
+    by_name = {t.name: t for t in tools}
+    return asyncio.run(by_name[name].call(args, ctx))
+
+
+def test_list_read_write_search(layout):
+    ws, _ = layout
+    tools = builtin_tools(ws)
+    listing = call(tools, "list_files", {})
+    assert "src/" in listing and "notes.txt" in listing
+    assert "src/app.py" in call(tools, "list_files", {"recursive": True})
+    assert "return 'hello'" in call(tools, "read_file", {"path": "src/app.py"})
+    assert call(tools, "write_file", {"path": "out/new.md", "content": "# hi\n"}).startswith("wrote 5 bytes")
+    call(tools, "write_file", {"path": "out/new.md", "content": "more\n", "append": True})
+    assert (ws.root / "out" / "new.md").read_text() == "# hi\nmore\n"
+    hits = call(tools, "search_files", {"pattern": "TODO"})
+    assert hits == "notes.txt:1: TODO: write tests"
+    assert "src/app.py:1:" in call(tools, "search_files", {"pattern": r"def \w+", "regex": True, "glob": "*.py"})
+    assert call(tools, "search_files", {"pattern": "nothing-like-this"}) == "no matches"
+
+
+def test_read_is_capped(layout):
+    ws, _ = layout
+    (ws.root / "big.txt").write_text("x" * 1000)
+    text = call(builtin_tools(ws), "read_file", {"path": "big.txt", "max_bytes": 100})
+    assert text.startswith("x" * 100) and "truncated at 100 bytes" in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../secret.txt", "src/../../secret.txt", "/etc/passwd", "link_to_secret", "link_to_outside/x.txt",
+     "link_to_outside"],
+)
+def test_reads_cannot_leave_the_workspace(layout, path):
+    ws, _ = layout
+    with pytest.raises(WorkspaceEscapeError, match="outside the workspace"):
+        call(builtin_tools(ws), "read_file", {"path": path})
+
+
+@pytest.mark.parametrize("path", ["../evil.txt", "/tmp/evil.txt", "link_to_secret", "link_to_outside/evil.txt"])
+def test_writes_cannot_leave_the_workspace(layout, path):
+    ws, tmp = layout
+    with pytest.raises(WorkspaceEscapeError):
+        call(builtin_tools(ws), "write_file", {"path": path, "content": "pwned"})
+    assert (tmp / "secret.txt").read_text() == "top secret"
+    assert not (tmp / "evil.txt").exists() and not (tmp / "outside" / "evil.txt").exists()
+
+
+def test_listing_and_search_do_not_follow_links_out(layout):
+    ws, _ = layout
+    tools = builtin_tools(ws)
+    assert "top secret" not in call(tools, "search_files", {"pattern": "secret"})
+    assert "outside" not in call(tools, "search_files", {"pattern": "outside"})
+    with pytest.raises(WorkspaceEscapeError):
+        call(tools, "list_files", {"path": "link_to_outside"})
+    with pytest.raises(WorkspaceEscapeError):
+        call(tools, "search_files", {"pattern": "x", "path": ".."})
+
+
+def test_symlinks_inside_the_workspace_are_fine(layout):
+    ws, _ = layout
+    assert "TODO" in call(builtin_tools(ws), "read_file", {"path": "inner_link"})
+
+
+def test_missing_files_are_tool_errors(layout):
+    ws, _ = layout
+    with pytest.raises(ToolError, match="not a file"):
+        call(builtin_tools(ws), "read_file", {"path": "nope.txt"})
+
+
+def test_run_workspace_from_context_wins(layout, tmp_path):
+    ws, _ = layout
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "only-here.txt").write_text("x")
+    listing = call(builtin_tools(ws), "list_files", {}, ToolContext(workspace=other))
+    assert listing == "only-here.txt"
