@@ -54,8 +54,14 @@ class UsageLedger:
         self.db = db
         db.migrate("ledger", MIGRATIONS)
 
-    def record(
+    def record(self, **call) -> float:
+        """Write one call in its own transaction; returns its cost in USD."""
+        with self.db.transaction() as conn:
+            return self.record_in(conn, **call)
+
+    def record_in(
         self,
+        conn,
         *,
         model: str,
         usage: Usage,
@@ -64,9 +70,9 @@ class UsageLedger:
         principal: str | None = None,
         request_id: str | None = None,
     ) -> float:
-        """Write one call; returns its cost in USD."""
+        """Write one call inside the caller's transaction; returns its cost in USD."""
         cost = price(usage, prices)
-        self.db.execute(
+        conn.execute(
             "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
             "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

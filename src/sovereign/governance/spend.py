@@ -324,21 +324,27 @@ class SpendGuard:
 
     def settle(self, reservation: Reservation, cost_usd: float, tokens: int) -> None:
         """Replace the reserved worst case by the actual spend (which may exceed it: it is real)."""
+        with self.db.transaction() as conn:
+            self.settle_in(conn, reservation, cost_usd, tokens)
+
+    def settle_in(self, conn: Connection, reservation: Reservation, cost_usd: float, tokens: int, *,
+                  audit: bool = True) -> None:
+        """``settle`` inside the caller's transaction; ``audit=False`` when the caller's own audit
+        entry (e.g. the model call it pays for) already records the spend."""
         if cost_usd < 0 or tokens < 0:
             raise InvalidRequestError("actual spend cannot be negative")
-        with self.db.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE spend_reservations SET status = 'settled', usd = ?, tokens = ?, settled_at = ? "
-                "WHERE id = ? AND status = 'open'",
-                (float(cost_usd), int(tokens), _stamp(_now()), reservation.id),
-            )
-            if cursor.rowcount == 0:
-                raise NotFoundError(f"reservation '{reservation.id}' is not open")
-            if self.audit is not None:
-                self.audit.append_in(conn, "spend.settled", None, {
-                    "reservation": reservation.id, "key_id": reservation.key_id, "owner_id": reservation.owner_id,
-                    "agent_id": reservation.agent_id, "cost_usd": float(cost_usd), "tokens": int(tokens),
-                    "reserved_usd": reservation.max_cost_usd, "reserved_tokens": reservation.max_tokens})
+        cursor = conn.execute(
+            "UPDATE spend_reservations SET status = 'settled', usd = ?, tokens = ?, settled_at = ? "
+            "WHERE id = ? AND status = 'open'",
+            (float(cost_usd), int(tokens), _stamp(_now()), reservation.id),
+        )
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"reservation '{reservation.id}' is not open")
+        if audit and self.audit is not None:
+            self.audit.append_in(conn, "spend.settled", None, {
+                "reservation": reservation.id, "key_id": reservation.key_id, "owner_id": reservation.owner_id,
+                "agent_id": reservation.agent_id, "cost_usd": float(cost_usd), "tokens": int(tokens),
+                "reserved_usd": reservation.max_cost_usd, "reserved_tokens": reservation.max_tokens})
         reservation.done = True
 
     def release(self, reservation: Reservation) -> None:

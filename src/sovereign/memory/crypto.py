@@ -6,10 +6,14 @@ of 32 bytes). Two sub-keys are derived from it with HKDF-SHA256:
 
 - the *content key* encrypts each item's text and its embedding vector with AES-256-GCM; the
   item's id is the associated data, so a ciphertext cannot be moved onto another row;
-- the *term key* turns each normalised word into ``HMAC-SHA256(term key, word)`` truncated to
-  80 bits. Full-text search (SQLite FTS5, BM25) runs over these keyed hashes, so the FTS index
-  holds no readable word. What it does reveal: how many terms an item has and which items share
-  a term (frequency analysis over a large corpus could guess common words) — never the text.
+- the *term key* derives one key per search scope (an owner and agent),
+  ``HMAC-SHA256(term key, scope)``, and each normalised word becomes ``HMAC-SHA256(scope key,
+  word)`` truncated to 80 bits. Full-text search (SQLite FTS5, BM25) runs over these keyed
+  hashes, so the FTS index holds no readable word, and the same word hashes differently in each
+  scope: a search only ever matches its own scope's rows, and rows of different scopes cannot be
+  linked by shared words. What it does reveal: how many terms an item has and which items of one
+  scope share a term (frequency analysis over a large scope could guess common words) — never
+  the text.
 
 A key check value is stored beside the data, so opening a database with the wrong key fails
 with a clear error instead of returning garbage.
@@ -88,6 +92,7 @@ class MemoryCipher:
             raise ConfigError("the memory key must be 32 bytes")
         self._aead = AESGCM(_derive(key, b"content"))
         self._term_key = _derive(key, b"terms")
+        self._scope_keys: dict[str, bytes] = {}
         self.check_value = hmac.new(_derive(key, b"check"), b"key-check", hashlib.sha256).hexdigest()
 
     def encrypt(self, plain: bytes, associated: str) -> bytes:
@@ -106,6 +111,9 @@ class MemoryCipher:
     def decrypt_text(self, blob: bytes, associated: str) -> str:
         return self.decrypt(blob, associated).decode("utf-8")
 
-    def term(self, word: str) -> str:
-        """The keyed hash standing for ``word`` in the full-text index (20 hex digits)."""
-        return "h" + hmac.new(self._term_key, word.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+    def term(self, word: str, scope: str) -> str:
+        """The keyed hash standing for ``word`` of ``scope`` in the full-text index (20 hex digits)."""
+        key = self._scope_keys.get(scope)
+        if key is None:
+            key = self._scope_keys[scope] = hmac.new(self._term_key, scope.encode("utf-8"), hashlib.sha256).digest()
+        return "h" + hmac.new(key, word.encode("utf-8"), hashlib.sha256).hexdigest()[:20]

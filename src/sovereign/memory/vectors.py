@@ -1,9 +1,11 @@
-"""An exact in-memory vector index: a float32 matrix searched with one matrix-vector product.
+"""An exact in-memory vector index: one contiguous float32 matrix per scope, one matrix-vector
+product per searched scope.
 
-Vectors are unit length, so the dot product is the cosine similarity. Each row carries an
-integer scope code (e.g. owner) and an optional second code (e.g. agent) so a search only sees
-its own rows. Exact search over 100,000 x 384 floats is a few milliseconds on one core, and it
-lets the vectors stay encrypted in the database (they are decrypted only into this index).
+Vectors are unit length, so the dot product is the cosine similarity. Rows live in the matrix of
+their scope (e.g. an owner and agent), so a search reads only the rows it may return — no mask,
+no wasted products — and the top ``k`` comes from ``np.argpartition``. Exact search over
+100,000 x 384 floats is about 6 ms on one core, and it lets the vectors stay encrypted in the
+database (they are decrypted only into this index).
 
 Why not sqlite-vec: the CPython build here is compiled without loadable SQLite extensions
 (``sqlite3.Connection.enable_load_extension`` does not exist), and a ``vec0`` table would also
@@ -12,90 +14,110 @@ keep the vectors — which leak meaning — in plain form on disk.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+
 import numpy as np
 
 __all__ = ["VectorIndex"]
 
 
-class VectorIndex:
-    """Rows keyed by an integer id; ``search`` returns ``(id, score)`` best first."""
+class _Scope:
+    """The rows of one scope: a float32 matrix grown by doubling, ids beside it."""
 
-    def __init__(self, dim: int, capacity: int = 1024) -> None:
+    __slots__ = ("vectors", "ids", "size", "position")
+
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self.ids = np.zeros(capacity, dtype=np.int64)
+        self.size = 0
+        self.position: dict[int, int] = {}
+
+    def reserve(self, needed: int) -> None:
+        if needed <= len(self.ids):
+            return
+        new = max(needed, 2 * len(self.ids))
+        vectors = np.zeros((new, self.vectors.shape[1]), dtype=np.float32)
+        ids = np.zeros(new, dtype=np.int64)
+        vectors[: self.size], ids[: self.size] = self.vectors[: self.size], self.ids[: self.size]
+        self.vectors, self.ids = vectors, ids
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.vectors[: self.size] @ query
+        if k < self.size:
+            top = np.argpartition(scores, self.size - k)[self.size - k:]
+            return self.ids[top], scores[top]
+        return self.ids[: self.size], scores
+
+
+class VectorIndex:
+    """Rows keyed by an integer id, each in one scope; ``search`` returns ``(id, score)`` best first."""
+
+    def __init__(self, dim: int, capacity: int = 256) -> None:
         self.dim = dim
-        self._vectors = np.zeros((capacity, dim), dtype=np.float32)
-        self._ids = np.zeros(capacity, dtype=np.int64)
-        self._scope = np.zeros(capacity, dtype=np.int64)
-        self._sub = np.zeros(capacity, dtype=np.int64)
-        self._size = 0
-        self._position: dict[int, int] = {}
+        self._capacity = capacity
+        self._scopes: dict[Hashable, _Scope] = {}
+        self._scope_of: dict[int, Hashable] = {}
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._scope_of)
 
     def __contains__(self, row_id: int) -> bool:
-        return row_id in self._position
+        return row_id in self._scope_of
 
-    def _grow(self, needed: int) -> None:
-        capacity = len(self._ids)
-        if needed <= capacity:
-            return
-        new = max(needed, capacity * 2)
-        for name in ("_vectors", "_ids", "_scope", "_sub"):
-            old = getattr(self, name)
-            grown = np.zeros((new, *old.shape[1:]), dtype=old.dtype)
-            grown[: self._size] = old[: self._size]
-            setattr(self, name, grown)
+    def scopes(self) -> list[Hashable]:
+        """The scopes that hold at least one row."""
+        return [key for key, scope in self._scopes.items() if scope.size]
 
-    def add(self, row_id: int, vector: np.ndarray, scope: int = 0, sub: int = 0) -> None:
-        if row_id in self._position:
-            self.remove(row_id)
-        self._grow(self._size + 1)
-        at = self._size
-        self._vectors[at] = vector
-        self._ids[at], self._scope[at], self._sub[at] = row_id, scope, sub
-        self._position[row_id] = at
-        self._size += 1
+    def _scope(self, key: Hashable) -> _Scope:
+        scope = self._scopes.get(key)
+        if scope is None:
+            scope = self._scopes[key] = _Scope(self.dim, self._capacity)
+        return scope
 
-    def add_many(self, ids: np.ndarray, vectors: np.ndarray, scopes: np.ndarray, subs: np.ndarray) -> None:
-        """Bulk add (ids must be new)."""
-        count = len(ids)
-        self._grow(self._size + count)
-        start, end = self._size, self._size + count
-        self._vectors[start:end], self._ids[start:end] = vectors, ids
-        self._scope[start:end], self._sub[start:end] = scopes, subs
+    def add(self, scope: Hashable, row_id: int, vector: np.ndarray) -> None:
+        self.add_many(scope, np.array([row_id], dtype=np.int64), np.asarray(vector, np.float32)[None, :])
+
+    def add_many(self, scope: Hashable, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add rows to ``scope`` (an id already present anywhere is moved)."""
+        for row_id in ids.tolist():
+            if row_id in self._scope_of:
+                self.remove(row_id)
+        rows = self._scope(scope)
+        start, end = rows.size, rows.size + len(ids)
+        rows.reserve(end)
+        rows.vectors[start:end], rows.ids[start:end] = vectors, ids
         for offset, row_id in enumerate(ids.tolist()):
-            self._position[row_id] = start + offset
-        self._size = end
+            rows.position[row_id] = start + offset
+            self._scope_of[row_id] = scope
+        rows.size = end
 
     def remove(self, row_id: int) -> None:
-        at = self._position.pop(row_id, None)
-        if at is None:
+        key = self._scope_of.pop(row_id, None)
+        if key is None:
             return
-        last = self._size - 1
+        rows = self._scopes[key]
+        at, last = rows.position.pop(row_id), rows.size - 1
         if at != last:
-            moved = int(self._ids[last])
-            self._vectors[at], self._ids[at] = self._vectors[last], moved
-            self._scope[at], self._sub[at] = self._scope[last], self._sub[last]
-            self._position[moved] = at
-        self._size = last
+            moved = int(rows.ids[last])
+            rows.vectors[at], rows.ids[at] = rows.vectors[last], moved
+            rows.position[moved] = at
+        rows.size = last
 
     def vector(self, row_id: int) -> np.ndarray | None:
-        at = self._position.get(row_id)
-        return None if at is None else self._vectors[at]
+        key = self._scope_of.get(row_id)
+        if key is None:
+            return None
+        rows = self._scopes[key]
+        return rows.vectors[rows.position[row_id]]
 
-    def search(self, query: np.ndarray, k: int, scope: int | None = None,
-               sub: int | None = None) -> list[tuple[int, float]]:
-        if self._size == 0 or k <= 0:
+    def search(self, query: np.ndarray, k: int, scopes: Iterable[Hashable]) -> list[tuple[int, float]]:
+        """The ``k`` rows of ``scopes`` most similar to ``query``."""
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        found = [self._scopes[key].search(query, k) for key in scopes
+                 if key in self._scopes and self._scopes[key].size and k > 0]
+        if not found:
             return []
-        scores = self._vectors[: self._size] @ query.astype(np.float32)
-        if scope is not None or sub is not None:
-            keep = np.ones(self._size, dtype=bool)
-            if scope is not None:
-                keep &= self._scope[: self._size] == scope
-            if sub is not None:
-                keep &= self._sub[: self._size] == sub
-            scores = np.where(keep, scores, -np.inf)
-        k = min(k, self._size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(int(self._ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
+        ids = np.concatenate([f[0] for f in found]) if len(found) > 1 else found[0][0]
+        scores = np.concatenate([f[1] for f in found]) if len(found) > 1 else found[0][1]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return list(zip(ids[order].tolist(), scores[order].tolist(), strict=True))

@@ -47,19 +47,22 @@ class _Accounting:
         )
 
     def settle(self, usage: Usage, timings: Timings) -> float:
+        """Ledger row, settled reservation and audit entry, committed together."""
         services, chat = self.services, self.chat
         prices = services.registry.get(chat.model).prices
-        cost = services.ledger.record(
-            model=chat.model, usage=usage, timings=timings, prices=prices,
-            principal=self.principal.key_id, request_id=self.request_id,
-        )
-        services.spend.settle(self.reservation, cost, usage.total_tokens)
-        services.audit.append("model.call", self.principal.identity_name, {
-            "request_id": self.request_id, "model": chat.model, "key_id": self.principal.key_id,
-            "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
-            "completion_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
-            "cost_usd": cost, "latency_ms": round(timings.latency_ms, 3),
-        })
+        with services.db.transaction() as conn:
+            cost = services.ledger.record_in(
+                conn, model=chat.model, usage=usage, timings=timings, prices=prices,
+                principal=self.principal.key_id, request_id=self.request_id,
+            )
+            services.spend.settle_in(conn, self.reservation, cost, usage.total_tokens, audit=False)
+            services.audit.append_in(conn, "model.call", self.principal.identity_name, {
+                "request_id": self.request_id, "model": chat.model, "key_id": self.principal.key_id,
+                "prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+                "completion_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
+                "cost_usd": cost, "reservation": self.reservation.id,
+                "reserved_usd": self.reservation.max_cost_usd, "latency_ms": round(timings.latency_ms, 3),
+            })
         self.request.app.state.metrics.observe(chat.model, usage, timings, cost)
         return cost
 
