@@ -63,6 +63,9 @@ class Session:
     force_answer: bool = False
     """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
     _tool_specs: list = field(default_factory=list)
+    _messages: dict[int, list] = field(default_factory=dict)
+    _tools_estimate: dict[tuple, int] = field(default_factory=dict)
+    _stored_totals: tuple = ()
 
     # --- driver --------------------------------------------------------------------------------
 
@@ -120,7 +123,10 @@ class Session:
         allowed = self.agent.budget.tool_calls_allowed(self.spent, len(runnable))
         self.spent.tool_calls += allowed  # reserved before any starts: concurrent calls cannot overshoot
         before = len(self.detector.seen)
-        await asyncio.gather(*(self.execute(call, prior) for call, prior in runnable[:allowed]))
+        if allowed == 1:
+            await self.execute(*runnable[0])
+        elif allowed:
+            await asyncio.gather(*(self.execute(call, prior) for call, prior in runnable[:allowed]))
         if allowed < len(runnable):
             for call, _ in runnable[allowed:]:
                 await self.append(self.refused(call, "not run: the run's tool-call budget is spent"))
@@ -174,16 +180,16 @@ class Session:
         choice = ToolChoice(mode="none" if self.force_answer else "auto")
         self.force_answer = False
         return ChatRequest(
-            model=self.model_name, messages=transcript(self.steps), max_tokens=max_tokens,
+            model=self.model_name, messages=transcript(self.steps, self._messages), max_tokens=max_tokens,
             temperature=self.agent.temperature, tools=list(self._tool_specs), tool_choice=choice, thinking=thinking,
         )
 
     async def call_model(self, model: Model, request: ChatRequest, step: Step, *, is_step: bool) -> ChatResponse:
         """Budget-check, call, account (usage, cost, ledger) one model call; errors are recorded."""
-        estimate = cmp.estimate_tokens(request.messages, request.tools, self.runner.token_counter(model),
-                                       thinking=request.thinking.enabled)
-        worst_output = (request.max_tokens or self.agent.max_tokens) + (
-            request.thinking.budget_tokens or 0 if request.thinking.enabled else 0)
+        estimate = self.estimate(request.messages, request.tools, self.runner.token_counter(model),
+                                 thinking=request.thinking.enabled)
+        reasoning = (request.thinking.budget_tokens or 0) if request.thinking.enabled else 0
+        worst_output = (request.max_tokens or self.agent.max_tokens) + reasoning
         prices = self.runner.prices_for(request.model)
         self.agent.budget.check_model_call(self.spent, prompt_tokens=estimate, max_output_tokens=worst_output,
                                            prices=prices, is_step=is_step)
@@ -209,6 +215,15 @@ class Session:
         if is_step:
             self.spent.steps += 1
         return response
+
+    def estimate(self, messages, tools, counter, *, thinking: bool) -> int:
+        """Prompt estimate; the tools' share is computed once per set of tools."""
+        key = tuple(t.name for t in tools)
+        tools_part = self._tools_estimate.get(key)
+        if tools_part is None:
+            tools_part = cmp.estimate_tokens([], tools, counter) - cmp.estimate_tokens([], [], counter)
+            self._tools_estimate[key] = tools_part
+        return cmp.estimate_tokens(messages, [], counter, thinking=thinking) + tools_part
 
     # --- tool calls ----------------------------------------------------------------------------
 
@@ -289,7 +304,8 @@ class Session:
         counter = self.runner.token_counter(self.model)
         room = (self.window - max_tokens - self.thinking_tokens()) * self.agent.compaction.threshold
         for _ in range(3):
-            size = cmp.estimate_tokens(transcript(self.steps), self._tool_specs, counter, thinking=self.agent.thinking)
+            size = self.estimate(transcript(self.steps, self._messages), self._tool_specs, counter,
+                                 thinking=self.agent.thinking)
             plan = cmp.plan_compaction(self.steps, self.agent.compaction.keep_recent) if size > room else None
             if plan is None:
                 return
@@ -338,5 +354,9 @@ class Session:
         """Store ``step`` (durably) and tell listeners, before anything else happens."""
         step.index = len(self.steps)
         self.steps.append(step)
-        self.runner.store.append(self.run_id, step, self.spent)
+        u = self.spent.usage
+        totals = (u.requests, u.prompt_tokens, u.completion_tokens, self.spent.steps, self.spent.tool_calls)
+        changed = totals != self._stored_totals or isinstance(step, FinalAnswerStep)
+        self._stored_totals = totals
+        self.runner.store.append(self.run_id, step, self.spent if changed else None)
         self.runner.emit(self.run_id, "step", step=step)

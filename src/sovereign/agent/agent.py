@@ -16,6 +16,7 @@ from sovereign.agent.budget import Budget
 from sovereign.agent.compaction import CompactionPolicy
 from sovereign.agent.errors import AgentConfigError, UnknownAgentError
 from sovereign.agent.loop_detect import LoopPolicy
+from sovereign.governance.injection import Policy
 from sovereign.tools.base import Tool
 
 __all__ = ["Agent", "AgentConfig", "BudgetConfig", "agent_config", "builtin_resolver", "load_agent_configs",
@@ -57,6 +58,10 @@ class Agent:
     """Override of the model's context size (tokens), for compaction."""
     max_tool_result_chars: int = 4000
     """Longer tool results are cut (with a note saying so) before the model sees them."""
+    injection_policy: Policy = "approve"
+    """Outward tools (shell, file writes, HTTP, messages) once tool results are in the context:
+    ``approve`` asks the runner's approver (``block`` when there is none), ``block`` refuses,
+    ``off`` lets them run."""
 
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -72,6 +77,7 @@ class Agent:
             stale_steps=self.loop.stale_steps, loop_nudge=self.loop.nudge,
             compaction_threshold=self.compaction.threshold, keep_recent=self.compaction.keep_recent,
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
+            injection_policy=self.injection_policy,
         )
 
 
@@ -111,6 +117,7 @@ class AgentConfig(BaseModel):
     keep_recent: int = Field(default=4, ge=1)
     context_window: int | None = Field(default=None, ge=256)
     max_tool_result_chars: int = Field(default=4000, ge=100)
+    injection_policy: Policy = "approve"
 
     def build(self, resolve: ToolResolver | None = None) -> Agent:
         """The ``Agent``; each tool name is looked up with ``resolve`` (default: built-in tools)."""
@@ -123,6 +130,7 @@ class AgentConfig(BaseModel):
             loop=LoopPolicy(repeat_limit=self.repeat_limit, stale_steps=self.stale_steps, nudge=self.loop_nudge),
             compaction=CompactionPolicy(threshold=self.compaction_threshold, keep_recent=self.keep_recent),
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
+            injection_policy=self.injection_policy,
         )
 
 

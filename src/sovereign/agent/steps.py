@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from functools import cache
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -30,6 +31,17 @@ __all__ = [
     "step_from_dict",
     "transcript",
 ]
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _usage_dict(usage: Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+            "completion_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "requests": usage.requests}
 
 
 def _now() -> str:
@@ -56,7 +68,17 @@ class Step:
         return self.kind
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Plain JSON-ready data (a shallow walk: ``asdict``'s deep copies cost more than the step)."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in _field_names(type(self))}
+        if self.usage is not None:
+            data["usage"] = _usage_dict(self.usage)
+        calls = data.get("tool_calls")
+        if calls:
+            data["tool_calls"] = [{"name": c.name, "arguments": c.arguments, "id": c.id} for c in calls]
+        elif calls is not None:
+            data["tool_calls"] = []
+        if "facts" in data:
+            data["facts"] = list(data["facts"])
         data["kind"] = self.kind
         return data
 
@@ -217,10 +239,11 @@ def step_to_json(step: Step) -> str:
     return json.dumps(step.to_dict(), ensure_ascii=False)
 
 
-def transcript(steps: list[Step]) -> list[Message]:
+def transcript(steps: list[Step], cache: dict[int, list[Message]] | None = None) -> list[Message]:
     """The chat messages a model sees for ``steps``: summarised steps replaced by their summary.
 
     Order: the task, then the latest summary (if any), then every step it does not cover.
+    ``cache`` (step index → messages) saves rebuilding the messages of stored steps every turn.
     """
     summary = next((s for s in reversed(steps) if isinstance(s, SummaryStep)), None)
     covered = summary.last_index if summary is not None else -1
@@ -228,14 +251,23 @@ def transcript(steps: list[Step]) -> list[Message]:
     body: list[Message] = []
     for step in steps:
         if isinstance(step, TaskStep):
-            head.extend(step.to_messages())
+            head.extend(_messages(step, cache))
         elif isinstance(step, SummaryStep) or step.index <= covered:
             continue
         else:
-            body.extend(step.to_messages())
+            body.extend(_messages(step, cache))
     if summary is not None:
         head.extend(summary.to_messages())
     return head + body
+
+
+def _messages(step: Step, cache: dict[int, list[Message]] | None) -> list[Message]:
+    if cache is None or step.index < 0:
+        return step.to_messages()
+    found = cache.get(step.index)
+    if found is None:
+        found = cache[step.index] = step.to_messages()
+    return found
 
 
 def _clip(text: str, limit: int) -> str:

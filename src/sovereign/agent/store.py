@@ -122,11 +122,15 @@ class RunStore:
             conn.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
                          (run_id, first_step.index, first_step.kind, step_to_json(first_step)))
 
-    def append(self, run_id: str, step: Step, spent: RunUsage) -> None:
-        """Store one step and the run's running totals, atomically."""
+    def append(self, run_id: str, step: Step, spent: RunUsage | None) -> None:
+        """Store one step and (when given) the run's running totals, atomically."""
+        insert = ("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
+                  (run_id, step.index, step.kind, step_to_json(step)))
+        if spent is None:
+            self.db.execute(*insert)  # one statement: atomic on its own
+            return
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
-                         (run_id, step.index, step.kind, step_to_json(step)))
+            conn.execute(*insert)
             conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
 
     def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,

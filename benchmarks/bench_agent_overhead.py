@@ -1,0 +1,177 @@
+"""Agent orchestration overhead per step: sovereign vs smolagents vs pydantic-ai, side by side.
+
+Every framework drives the same task with the same zero-latency scripted model: ``STEPS`` turns
+that each call one ``add`` tool, then a final answer. The model costs (almost) nothing, so the
+time per step is the framework's own work: building the prompt/messages, validating and running
+the tool, recording the step. Sovereign's figure includes what peers do not do: each step is
+written durably to SQLite (WAL) before the next begins; ``sovereign-memory`` shows the same loop
+with an in-memory database.
+
+Peers are installed only for this benchmark, in a separate virtualenv (not project deps):
+
+    .venv/bin/python -m venv .cache/bench-venv
+    .cache/bench-venv/bin/pip install "pydantic==2.14.3" "pydantic-settings==2.16.3" "httpx==0.28.1" \
+        "jsonschema==4.26.0" "jinja2==3.1.6" "smolagents==1.26.0" "pydantic-ai-slim==2.68.0"
+    .cache/bench-venv/bin/pip install --no-deps -e .
+    .cache/bench-venv/bin/python benchmarks/bench_agent_overhead.py [--steps 20] [--repeats 7]
+
+Prints the median per-step overhead of each (median of ``--repeats`` runs, after a warm-up) and
+the ratio sovereign / best peer (goal: <= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
+    from sovereign.agent import Agent, Budget, LoopPolicy, Runner, RunStore
+    from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ToolCall, Usage
+    from sovereign.store import Database
+    from sovereign.testing import FunctionModel
+    from sovereign.tools import tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    def script(request: ChatRequest) -> ChatResponse:
+        turn = sum(1 for m in request.messages if m.role == "tool")
+        usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
+        if turn < steps:
+            call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}))
+            return ChatResponse(model="s", message=Message(role="assistant", tool_calls=[call]),
+                                finish_reason="tool_calls", usage=usage)
+        return ChatResponse(model="s", message=Message(role="assistant", content="done"), usage=usage)
+
+    model = FunctionModel(script, name="scripted")
+    store = RunStore(Database(db_path))
+    runner = Runner(model=model, store=store)
+    agent = Agent(name="bench", tools=[add], budget=Budget(max_steps=steps + 5, max_tool_calls=steps + 5),
+                  loop=LoopPolicy(stale_steps=0))
+
+    def run() -> float:
+        model.requests.clear()
+        start = time.perf_counter()
+        result = asyncio.run(runner.run(agent, "add things"))
+        elapsed = time.perf_counter() - start
+        assert result.ok and result.spent.tool_calls == steps, result.stop_reason
+        return elapsed
+
+    return run
+
+
+def _pydantic_ai(steps: int) -> Callable[[], float]:
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    def script(messages, info: AgentInfo) -> ModelResponse:
+        turn = sum(1 for m in messages for p in m.parts if isinstance(p, ToolReturnPart))
+        if turn < steps:
+            return ModelResponse(parts=[ToolCallPart("add", {"a": turn, "b": 1})])
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent = Agent(FunctionModel(script))
+
+    @agent.tool_plain
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    def run() -> float:
+        start = time.perf_counter()
+        result = asyncio.run(agent.run("add things"))
+        elapsed = time.perf_counter() - start
+        assert result.output == "done"
+        return elapsed
+
+    return run
+
+
+def _smolagents(steps: int) -> Callable[[], float]:
+    from smolagents import LogLevel, Model, ToolCallingAgent
+    from smolagents import tool as smol_tool
+    from smolagents.models import ChatMessage, ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole
+
+    @smol_tool
+    def add(a: int, b: int) -> int:
+        """Add two integers.
+
+        Args:
+            a: first number
+            b: second number
+        """
+        return a + b
+
+    class Scripted(Model):
+        def __init__(self) -> None:
+            super().__init__(model_id="scripted")
+            self.turn = 0
+
+        def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kw):
+            self.turn += 1
+            if self.turn <= steps:
+                name, args = "add", {"a": self.turn, "b": 1}
+            else:
+                name, args = "final_answer", {"answer": "done"}
+            call = ChatMessageToolCall(function=ChatMessageToolCallFunction(name=name, arguments=args),
+                                       id=f"call_{self.turn}", type="function")
+            return ChatMessage(role=MessageRole.ASSISTANT, content="", tool_calls=[call])
+
+    model = Scripted()
+    agent = ToolCallingAgent(tools=[add], model=model, max_steps=steps + 5, verbosity_level=LogLevel.OFF)
+
+    def run() -> float:
+        model.turn = 0
+        start = time.perf_counter()
+        answer = agent.run("add things")
+        elapsed = time.perf_counter() - start
+        assert answer == "done", answer
+        return elapsed
+
+    return run
+
+
+def _measure(name: str, runner: Callable[[], float], steps: int, repeats: int) -> float:
+    runner()  # warm-up (imports, caches)
+    times = [runner() for _ in range(repeats)]
+    per_step = statistics.median(times) / (steps + 1) * 1e6
+    print(f"{name:18s} median {statistics.median(times) * 1000:8.2f} ms/run  {per_step:8.1f} us/step  "
+          f"(runs: {', '.join(f'{t * 1000:.1f}' for t in times)} ms)")
+    return per_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["sovereign"] = _measure("sovereign", _sovereign(args.steps, str(Path(tmp) / "runs.db")),
+                                        args.steps, args.repeats)
+    results["sovereign-memory"] = _measure("sovereign-memory", _sovereign(args.steps, ":memory:"),
+                                           args.steps, args.repeats)
+    results["pydantic-ai"] = _measure("pydantic-ai", _pydantic_ai(args.steps), args.steps, args.repeats)
+    results["smolagents"] = _measure("smolagents", _smolagents(args.steps), args.steps, args.repeats)
+    best_peer = min(results["pydantic-ai"], results["smolagents"])
+    print(f"\nsteps per run: {args.steps} tool turns + 1 answer; repeats: {args.repeats}")
+    print(f"ratio sovereign / best peer          = {results['sovereign'] / best_peer:.2f}  (goal <= 0.5)")
+    print(f"ratio sovereign-memory / best peer   = {results['sovereign-memory'] / best_peer:.2f}")
+    print(f"ratio sovereign / pydantic-ai        = {results['sovereign'] / results['pydantic-ai']:.2f}")
+    print(f"ratio sovereign / smolagents         = {results['sovereign'] / results['smolagents']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
