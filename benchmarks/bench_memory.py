@@ -5,6 +5,12 @@ search on the labelled set, and the ratio printed.
 
     .venv/bin/python benchmarks/bench_memory.py --items 100000 [--real-model]
 
+Latency: ``--reps`` repetitions over the labelled queries, each giving a p50 and p95; the medians
+over repetitions are reported, for search including the query embedding (embedding cache cleared
+before each search), search excluding it (the query's vector already cached), the embedding
+alone, BM25 alone and the exact vector search alone. Index load is timed on a second store opened
+on the same database (as after a restart): decrypting every vector into the in-memory index.
+
 Filler memories: ``--unique`` distinct sentences are generated and embedded with the real model,
 then each is reused with a distinct suffix and a little Gaussian noise on its vector (renormalised)
 to reach ``--items`` rows — realistic vectors and terms without embedding 100,000 texts.
@@ -46,7 +52,18 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def bench_memory(items: int, unique: int, embedder: Embedder, root: Path) -> dict:
+def _timed(fn, queries: list[str], before=None) -> list[float]:
+    out = []
+    for query in queries:
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        fn(query)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def bench_memory(items: int, unique: int, embedder: Embedder, root: Path, reps: int) -> dict:
     rng = random.Random(7)
     labelled = json.loads((HERE / "data" / "memory" / "facts.json").read_text())["items"]
     db = Database(root / "memory.db")
@@ -65,33 +82,36 @@ def bench_memory(items: int, unique: int, embedder: Embedder, root: Path) -> dic
     store.import_items("bench", texts, vectors=vectors)
     store.import_items("bench", [f["fact"] for f in labelled])
     import_rate = items / (time.perf_counter() - t0)
+    store = MemoryStore(db, b"k" * 32, embedder)  # as after a restart: the index is not loaded yet
     t0 = time.perf_counter()
     store.search("bench", "warm up")  # builds the index (decrypts every vector)
     index_load = time.perf_counter() - t0
     queries = [f["query"] for f in labelled]
-    latencies, keyword_latencies, hits, keyword_hits = [], [], 0, 0
-    for _ in range(5):
-        for f in labelled:
-            t0 = time.perf_counter()
-            result = store.search("bench", f["query"], k=5)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            ids = store._keyword("bench", None, f["query"])[:5]
-            keyword_latencies.append((time.perf_counter() - t0) * 1000)
-            if _ == 0:
-                hits += any(h.item.content == f["fact"] for h in result)
-                rows = [db.query_one("SELECT id FROM memory_items WHERE n = ?", (n,))["id"] for n in ids]
-                keyword_hits += any(store.get("bench", r).content == f["fact"] for r in rows)
-    t0 = time.perf_counter()
-    embedder.encode_one(queries[0])
-    embed_ms = (time.perf_counter() - t0) * 1000
+    hits = sum(any(h.item.content == f["fact"] for h in store.search("bench", f["query"], k=5)) for f in labelled)
+    keyword_hits = 0
+    for f in labelled:
+        ns = store._keyword(f["query"], store._scopes("bench", None))[:5]
+        keyword_hits += any(store._row_item(r).content == f["fact"] for r in store._rows(ns).values())
+    runs: dict[str, list[tuple[float, float]]] = {"incl": [], "excl": [], "embed": [], "bm25": [], "vector": []}
+    for _ in range(reps):
+        measured = {
+            "incl": _timed(lambda q: store.search("bench", q, k=5), queries, before=embedder.clear_cache),
+            "excl": _timed(lambda q: store.search("bench", q, k=5), [embedder.encode_one(q) is not None and q
+                                                                      for q in queries]),  # vectors cached first
+            "embed": _timed(embedder.encode_one, queries, before=embedder.clear_cache),
+            "bm25": _timed(lambda q: store._keyword(q, store._scopes("bench", None)), queries),
+            "vector": _timed(lambda q: store._index.search(embedder.encode_one(q), 50, store._scopes("bench", None)),
+                             queries),  # exact dense part alone (vectors cached)
+        }
+        for name, values in measured.items():
+            runs[name].append((statistics.median(values), percentile(values, 95)))
     db.close()
     size_mb = sum(p.stat().st_size for p in root.glob("memory.db*")) / 1e6
+    latency = {f"{name}_{stat}_ms": round(statistics.median(r[i] for r in values), 2)
+               for name, values in runs.items() for i, stat in enumerate(("p50", "p95"))}
     return {"items": store_count(root), "embed_per_s": embed_rate, "import_per_s": import_rate,
-            "index_load_s": index_load, "p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 95),
-            "query_embed_ms": embed_ms, "recall_at_5": hits / len(labelled),
-            "bm25_recall_at_5": keyword_hits / len(labelled), "bm25_p95_ms": percentile(keyword_latencies, 95),
-            "db_mb": size_mb, "labelled": len(labelled)}
+            "index_load_s": index_load, **latency, "reps": reps, "recall_at_5": hits / len(labelled),
+            "bm25_recall_at_5": keyword_hits / len(labelled), "db_mb": size_mb, "labelled": len(labelled)}
 
 
 def store_count(root: Path) -> int:
@@ -157,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--unique", type=int, default=5_000)
+    parser.add_argument("--reps", type=int, default=7, help="latency repetitions (medians are reported)")
     parser.add_argument("--copies", type=int, default=25, help="copies of the test corpus to ingest")
     parser.add_argument("--real-model", action="store_true", help="distil write-back units with the embedded model")
     args = parser.parse_args()
@@ -164,7 +185,7 @@ def main() -> None:
     embedder.load()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        memory = bench_memory(args.items, args.unique, embedder, root)
+        memory = bench_memory(args.items, args.unique, embedder, root, args.reps)
         print("memory:", json.dumps(memory, indent=1))
         print(f"hybrid vs BM25-only recall@5: {memory['recall_at_5']:.3f} vs {memory['bm25_recall_at_5']:.3f}"
               f" (ratio {memory['recall_at_5'] / max(memory['bm25_recall_at_5'], 1e-9):.2f})")

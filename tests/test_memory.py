@@ -66,6 +66,19 @@ def test_raw_database_reveals_no_memory_text(tmp_path, store):
     assert store.search("ann", "tangerine protocol")[0].item.content == secrets[0]
 
 
+def test_search_terms_are_keyed_per_owner_and_agent(tmp_path, store, embedder):
+    store.add("ann", "The quarterly audit uses the blue binder.", agent="helper")
+    store.add("bob", "The quarterly audit uses the red binder.", agent="helper")
+    docs = [r[0].split() for r in store.db.query("SELECT terms FROM memory_terms ORDER BY rowid")]
+    assert not set(docs[0]) & set(docs[1])  # the same words hash differently in each scope
+    assert [h.item.owner for h in store.search("bob", "quarterly audit binder")] == ["bob"]
+    assert store.search("ann", "quarterly audit binder", agent="other") == []
+    store.db.execute("DELETE FROM memory_state WHERE key = 'terms'")  # as a database from before scoped terms
+    store.db.execute("DELETE FROM memory_terms")
+    reopened = MemoryStore.open(store.db, tmp_path, embedder)
+    assert reopened._keyword("quarterly audit", [("ann", "helper")])
+
+
 def test_wrong_key_is_refused(tmp_path, store, embedder, monkeypatch):
     store.add("ann", "something private")
     monkeypatch.setenv("SOVEREIGN_MEMORY_KEY", "A" * 43)

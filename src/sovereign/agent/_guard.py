@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sovereign.agent.steps import Step, ToolResultStep
 from sovereign.errors import PermissionDeniedError, SovereignError
 from sovereign.governance.authz import authorize
-from sovereign.governance.injection import Policy, Source, Taint, ToolGate, acts_on_world
+from sovereign.governance.injection import Decision, Policy, Source, Taint, ToolGate, acts_on_world
 
 if TYPE_CHECKING:
     from sovereign.agent.agent import Agent
@@ -217,10 +217,13 @@ class RunGuard:
                 return f"not run: {exc.message}"
         return None
 
-    async def check(self, tool: Tool, arguments: dict[str, Any], call_id: str, *, needs_approval: bool) -> str | None:
+    async def check(self, tool: Tool, arguments: dict[str, Any], call_id: str, *, needs_approval: bool,
+                    gate: bool = True) -> str | None:
         """Injection gate, then approval (the tool's own, or the gate's); a refusal text or None."""
-        decision = self.gate.check_call(tool.name, arguments, acts_on_world=acts_on_world(tool.name, tool.risky),
-                                        taint=self.taint, actor=self.agent.name)
+        decision = Decision(True)
+        if gate:
+            decision = self.gate.check_call(tool.name, arguments, acts_on_world=acts_on_world(tool.name, tool.risky),
+                                            taint=self.taint, actor=self.agent.name)
         if not decision.allowed and not decision.needs_approval:
             return f"not run: {decision.reason}. Continue without it, or answer with what you have."
         if not (needs_approval or decision.needs_approval):

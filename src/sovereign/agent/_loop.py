@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sovereign.agent import compaction as cmp
+from sovereign.agent._guard import RunGuard
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import BudgetExceededError, LoopDetectedError
 from sovereign.agent.loop_detect import LoopDetector
@@ -57,6 +58,8 @@ class Session:
     steps: list[Step]
     spent: RunUsage
     detector: LoopDetector
+    guard: RunGuard | None = None
+    """Governance of this execution (injection guard, visibility, scopes, audit, memory)."""
     answer: str | None = None
     verify_failures: int = 0
     final: FinalAnswerStep | None = None
@@ -71,7 +74,10 @@ class Session:
 
     async def drive(self, state: str) -> FinalAnswerStep:
         handlers = {MODEL: self.model_state, TOOLS: self.tools_state, VERIFY: self.verify_state}
-        self._tool_specs = [t.spec() for t in self.agent.tools]
+        if self.guard is None:
+            self.guard = RunGuard.build(self.agent, self.run_id, self.task_step().task,
+                                        approver=self.runner.approver, services=self.runner.services)
+        self._tool_specs = [t.spec() for t in self.guard.offered(self.agent.tools)]
         try:
             while state != DONE:
                 state = await handlers[state]()
@@ -233,11 +239,16 @@ class Session:
         return [call for call in last.tool_calls if call.id not in done]
 
     async def screen(self, call: ToolCall, prior: ToolCallStep | None) -> str | None:
-        """Why ``call`` may not run (unknown tool, bad arguments, a loop, no approval), or None."""
+        """Why ``call`` may not run (unknown or forbidden tool, bad arguments, a loop, the injection
+        guard, no approval), or None."""
+        assert self.guard is not None
         tool = self.agent.tool(call.name)
         if tool is None:
-            names = ", ".join(t.name for t in self.agent.tools) or "none"
+            names = ", ".join(t.name for t in self.guard.offered(self.agent.tools)) or "none"
             return f"error: there is no tool '{call.name}' (tools: {names})"
+        forbidden = self.guard.forbidden(call.name)
+        if forbidden is not None:
+            return forbidden
         try:
             arguments = tool.validate(call.arguments)
         except ToolArgumentError as exc:
@@ -247,13 +258,10 @@ class Session:
                 raise LoopDetectedError(f"'{call.name}' called again with the same arguments {call.arguments}")
             self.force_answer = True
             return prompt("repeat_call").format(previous=self.detector.previous_result(call.name, call.arguments)[:500])
-        if tool.needs_approval and (prior is None or not prior.approved):
-            approver = self.runner.approver
-            if approver is None:
-                return f"not run: '{call.name}' needs approval and no approver is configured"
-            if not await approver.decide(self.run_id, call.name, arguments):
-                return f"not run: a person denied approval for '{call.name}'"
-        return None
+        needs_approval = tool.needs_approval and (prior is None or not prior.approved)
+        if prior is not None and not needs_approval:
+            return None  # it passed the gate before the run was interrupted
+        return await self.guard.check(tool, arguments, call.id, needs_approval=needs_approval, gate=prior is None)
 
     def refused(self, call: ToolCall, text: str) -> ToolResultStep:
         return ToolResultStep(call_id=call.id, name=call.name, content=text, ok=False, executed=False)
@@ -261,19 +269,22 @@ class Session:
     async def execute(self, call: ToolCall, prior: ToolCallStep | None) -> None:
         """Run one call: its call step is stored before it starts, its result as soon as it ends."""
         tool = self.agent.tool(call.name)
-        assert tool is not None
+        assert tool is not None and self.guard is not None
         if prior is None:
+            approved = tool.needs_approval or call.id in self.guard.approved
             await self.append(ToolCallStep(call_id=call.id, name=call.name, arguments=call.arguments,
-                                           approved=True if tool.needs_approval else None))
+                                           approved=True if approved else None))
         context = ToolContext(workspace=self.runner.workspace, run_id=self.run_id, agent=self.agent.name,
-                              owner=self.agent.owner, services=self.runner.services)
+                              owner=self.agent.owner, services=self.runner.services,
+                              extras={"access": self.guard.access} if self.guard.access is not None else {})
         started = time.perf_counter()
         step = ToolResultStep(call_id=call.id, name=call.name, content="")
         try:
             value = await asyncio.wait_for(tool.call(call.arguments, context), self.agent.budget.time_left(self.spent))
-            step.content = self.render(value)
+            step.content = self.guard.observe(tool, self.render(value))
         except (ToolArgumentError, ToolError) as exc:
-            step.ok, step.error, step.content = False, exc.message, f"error: {exc.message}"
+            step.ok, step.error = False, exc.message
+            step.content = self.guard.observe(tool, f"error: {exc.message}")
         except TimeoutError:
             step.ok, step.error = False, "time limit"
             step.content = "error: the run's time limit was reached while this tool ran"
@@ -320,6 +331,8 @@ class Session:
             outcome = hook(facts)
             if inspect.isawaitable(outcome):
                 await outcome
+        assert self.guard is not None
+        await self.guard.flush_memory([m for s in covered for m in s.to_messages()], self.memory_call, self.model_name)
         step = SummaryStep(text="", first_index=previous.first_index if previous else first,
                            last_index=last, facts=facts)
         request = cmp.summary_request(self.model_name, self.task_step().task, previous.text if previous else None,
@@ -330,6 +343,10 @@ class Session:
         except BudgetExceededError:
             step.text = ((previous.text + " | ") if previous else "") + cmp.extractive_summary(covered)
         await self.append(step)
+
+    async def memory_call(self, request: ChatRequest) -> ChatResponse:
+        """A model call made for memory (fact distillation), budgeted and accounted like any other."""
+        return await self.call_model(self.model, request, ModelCallStep(model=self.model_name), is_step=False)
 
     def task_step(self) -> TaskStep:
         return next(s for s in self.steps if isinstance(s, TaskStep))
@@ -359,4 +376,14 @@ class Session:
         changed = totals != self._stored_totals or isinstance(step, FinalAnswerStep)
         self._stored_totals = totals
         self.runner.store.append(self.run_id, step, self.spent if changed else None)
+        if isinstance(step, ToolResultStep) and self.guard is not None:
+            self.guard.record(step, self.arguments_of(step.call_id))
         self.runner.emit(self.run_id, "step", step=step)
+
+    def arguments_of(self, call_id: str) -> str:
+        for step in reversed(self.steps):
+            if isinstance(step, ModelCallStep):
+                for call in step.tool_calls:
+                    if call.id == call_id:
+                        return call.arguments
+        return ""

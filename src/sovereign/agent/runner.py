@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sovereign.agent._guard import RunGuard, open_memory, public_access, recall_for
 from sovereign.agent._loop import MODEL, TOOLS, VERIFY, Session
 from sovereign.agent.agent import Agent, AgentConfig, ToolResolver
 from sovereign.agent.budget import Budget, RunUsage
@@ -40,6 +41,7 @@ from sovereign.kernel.registry import PriceSheet
 
 if TYPE_CHECKING:
     from sovereign.finops.ledger import UsageLedger
+    from sovereign.governance.keys import Principal
     from sovereign.kernel.protocol import Model
     from sovereign.services import Services
 
@@ -95,6 +97,12 @@ class Runner:
     ``model`` overrides model resolution (a ``Model`` for every name, or a dict by name);
     ``prices`` overrides the registry's price sheets; ``approver`` decides ``needs_approval``
     tools; ``before_compaction(facts)`` is called before older steps are summarised.
+
+    Governance (``_guard``): every run has the injection guard; with ``services`` each tool call
+    is audited and public agents see only what their owner exposed; a ``principal`` passed to
+    ``run``/``start`` limits tools to its key's scopes. ``memory`` (a ``MemoryStore``; with
+    ``services`` the one in their database, when memory is in use there) gives each new run a
+    recall prefix of ``memory_k`` memories and is flushed before compaction.
     """
 
     services: Services | None = None
@@ -105,6 +113,8 @@ class Runner:
     before_compaction: BeforeCompaction | None = None
     workspace: Path | None = None
     ledger: UsageLedger | None = None
+    memory: Any = None
+    memory_k: int = 5
     listeners: list[EventListener] = field(default_factory=list)
     handles: dict[str, RunHandle] = field(default_factory=dict)
 
@@ -118,25 +128,27 @@ class Runner:
 
     # --- public API ------------------------------------------------------------------------------
 
-    async def run(self, agent: Agent, task: str, *, run_id: str | None = None) -> RunResult:
+    async def run(self, agent: Agent, task: str, *, run_id: str | None = None,
+                  principal: Principal | None = None) -> RunResult:
         """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
         run_id = self.create(agent, task, run_id=run_id)
-        return await self._drive(run_id, agent)
+        return await self._drive(run_id, agent, principal)
 
     async def resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
-                     resolve: ToolResolver | None = None) -> RunResult:
+                     resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunResult:
         """Continue a stored run where it stopped; completed tool calls are not repeated."""
         agent = self._resumable(run_id, agent, budget, resolve)
-        return await self._drive(run_id, agent)
+        return await self._drive(run_id, agent, principal)
 
-    def start(self, agent: Agent, task: str, *, run_id: str | None = None) -> RunHandle:
+    def start(self, agent: Agent, task: str, *, run_id: str | None = None,
+              principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
         run_id = self.create(agent, task, run_id=run_id)
-        return self._spawn(run_id, agent)
+        return self._spawn(run_id, agent, principal)
 
     def start_resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
-                     resolve: ToolResolver | None = None) -> RunHandle:
-        return self._spawn(run_id, self._resumable(run_id, agent, budget, resolve))
+                     resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunHandle:
+        return self._spawn(run_id, self._resumable(run_id, agent, budget, resolve), principal)
 
     def create(self, agent: Agent, task: str, *, run_id: str | None = None) -> str:
         """Store a new run and its task step; returns the run id."""
@@ -144,6 +156,9 @@ class Runner:
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
         instructions = prompt("system") + (f"\n{agent.instructions.strip()}" if agent.instructions.strip() else "")
+        recalled = self._recall(agent, task)
+        if recalled:
+            instructions += f"\n\n{recalled}"
         step = TaskStep(index=0, task=task, instructions=instructions)
         config = agent.to_config().model_dump(mode="json")
         assert self.store is not None
@@ -223,8 +238,16 @@ class Runner:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _spawn(self, run_id: str, agent: Agent) -> RunHandle:
-        handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent)))
+    def _memory(self) -> Any:
+        self.memory = open_memory(self.services, self.memory)
+        return self.memory
+
+    def _recall(self, agent: Agent, task: str) -> str:
+        """What memory holds about ``task``, for the system message of a new run."""
+        return recall_for(self._memory(), public_access(self.services, agent), agent, task, self.memory_k)
+
+    def _spawn(self, run_id: str, agent: Agent, principal: Principal | None = None) -> RunHandle:
+        handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent, principal)))
         self.handles[run_id] = handle
         handle.task.add_done_callback(lambda _t: self.handles.pop(run_id, None))
         return handle
@@ -242,7 +265,7 @@ class Runner:
                 raise RunNotResumableError(f"run '{run_id}' cannot be rebuilt: {exc.message}") from exc
         return replace(agent, budget=budget) if budget is not None else agent
 
-    async def _drive(self, run_id: str, agent: Agent) -> RunResult:
+    async def _drive(self, run_id: str, agent: Agent, principal: Principal | None = None) -> RunResult:
         assert self.store is not None
         record = self.store.get(run_id)
         spent = record.spent
@@ -254,9 +277,12 @@ class Runner:
             self.store.set_status(run_id, "failed", stop_reason=f"model unavailable: {exc.message}")
             raise
         steps = [s for s in record.steps]
+        guard = RunGuard.build(agent, run_id, record.task, approver=self.approver, services=self.services,
+                               principal=principal, memory=self._memory())
+        guard.replay(steps)
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
-                          detector=_replay(agent, steps))
+                          detector=_replay(agent, steps), guard=guard)
         state = _next_state(steps)
         if state == VERIFY:
             session.answer = _last_answer(steps)

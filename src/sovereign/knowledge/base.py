@@ -7,6 +7,13 @@ FTS5 (BM25, Porter stemming) and exact vector search (all-MiniLM-L6-v2) by recip
 every hit carries its citation (file, section, chunk). Knowledge units — distilled by
 ``writeback.py`` from passages that supported a verified answer — are indexed beside the corpus
 (their question and text), link to their source chunks, and come back from the same search.
+
+A unit is embedded by its question. Results are ranked by *evidence* (source passage), so units
+never crowd out passages: a unit whose question is at least ``UNIT_MATCH`` similar to the query —
+the same question asked again, possibly in other words — comes first (most similar first) and
+brings its source passages along (``KbHit.passages``); everything else follows in fused rank; and
+a passage already brought by a returned unit — or a unit whose sources were all returned already
+— does not take another of the ``k`` places.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ __all__ = ["KnowledgeBase", "Citation", "KbHit", "IngestReport", "expand_paths"]
 RRF_K = 60
 CANDIDATES = 50
 UNIT_SECTION = "knowledge unit"
+UNIT_MATCH = 0.5  # cosine between the query and a unit's question that counts as "asked before"
 
 
 def _now() -> str:
@@ -62,6 +70,7 @@ class KbHit:
     score: float
     similarity: float
     sources: list[Citation] = field(default_factory=list)  # for units: the supporting chunks
+    passages: list[KbHit] = field(default_factory=list)  # for units: those chunks, as hits
 
 
 @dataclass(slots=True)
@@ -109,12 +118,11 @@ class KnowledgeBase:
         if version == self._version:
             return
         index = VectorIndex(self.embedder.dim)
-        rows = self.db.query("SELECT n, kind, vector FROM kb_chunks")
-        if rows:
-            index.add_many(np.array([r["n"] for r in rows], dtype=np.int64),
-                           np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows]),
-                           np.array([1 if r["kind"] == "unit" else 0 for r in rows], dtype=np.int64),
-                           np.zeros(len(rows), dtype=np.int64))
+        for kind in ("chunk", "unit"):
+            rows = self.db.query("SELECT n, vector FROM kb_chunks WHERE kind = ?", (kind,))
+            if rows:
+                index.add_many(kind, np.array([r["n"] for r in rows], dtype=np.int64),
+                               np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows]))
         self._index, self._version = index, version
 
     # --- ingest ------------------------------------------------------------------------------
@@ -188,7 +196,7 @@ class KnowledgeBase:
             raise InvalidRequestError("a knowledge unit needs a question and text")
         if not sources:
             raise InvalidRequestError("a knowledge unit needs at least one source passage")
-        vector = self.embedder.encode_one(f"{question}\n{text}")
+        vector = self.embedder.encode_one(question.strip())  # its text is found through its sources
         with self._lock, self.db.transaction() as conn:
             n = conn.execute("INSERT INTO kb_chunks (doc_id, kind, ordinal, section, text, question, vector, created_at)"
                              " VALUES (NULL, 'unit', 0, ?, ?, ?, ?, ?)",
@@ -202,8 +210,8 @@ class KnowledgeBase:
         return n
 
     def units(self) -> list[KbHit]:
-        rows = self.db.query("SELECT n FROM kb_chunks WHERE kind = 'unit' ORDER BY n")
-        return [self._hit(r["n"], 0.0, 0.0) for r in rows]
+        ns = [r["n"] for r in self.db.query("SELECT n FROM kb_chunks WHERE kind = 'unit' ORDER BY n")]
+        return self._hits(ns, dict.fromkeys(ns, 0.0), {})
 
     def remove_unit(self, n: int) -> None:
         with self._lock, self.db.transaction() as conn:
@@ -215,7 +223,7 @@ class KnowledgeBase:
     # --- retrieval ---------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, *, include_units: bool = True) -> list[KbHit]:
-        """The ``k`` best chunks (and knowledge units) for ``query``, each with its citation."""
+        """The ``k`` best passages and knowledge units for ``query``, each with its citation."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequestError("the search query must be non-empty", param="q")
         if not 1 <= k <= 100:
@@ -223,15 +231,17 @@ class KnowledgeBase:
         vector = self.embedder.encode_one(query)
         with self._lock:
             self._sync_index()
-            dense = self._index.search(vector, CANDIDATES, scope=None if include_units else 0)
+            dense = self._index.search(vector, CANDIDATES, ("chunk", "unit") if include_units else ("chunk",))
         keyword = self._keyword(query, include_units)
         fused: dict[int, float] = {}
         for ranking in ([n for n, _ in dense], keyword):
             for rank, n in enumerate(ranking):
                 fused[n] = fused.get(n, 0.0) + 1.0 / (RRF_K + rank + 1)
-        similarity = dict(dense)
-        best = sorted(fused, key=fused.get, reverse=True)[:k]
-        return [self._hit(n, fused[n], similarity.get(n, 0.0)) for n in best]
+        rows = self._rows(list(fused))
+        sources = self._sources([n for n, row in rows.items() if row["kind"] == "unit"])
+        answered = [n for n, sim in dense if sim >= UNIT_MATCH and n in sources]
+        best = _by_evidence(answered + sorted(fused, key=fused.get, reverse=True), rows, sources, k)
+        return self._hits(best, {n: fused[n] for n in best}, dict(dense), rows, sources)
 
     def _keyword(self, query: str, include_units: bool) -> list[int]:
         tokens = [w for w in words(query) if w not in STOP_WORDS]
@@ -243,15 +253,69 @@ class KnowledgeBase:
         rows = self.db.query(sql + " ORDER BY rank LIMIT ?", (fts_or_query(tokens), CANDIDATES))
         return [r[0] for r in rows]
 
-    def _hit(self, n: int, score: float, similarity: float) -> KbHit:
-        row = self.db.query_one("SELECT c.n, c.kind, c.ordinal, c.section, c.page, c.text, c.question, d.path"
-                                " FROM kb_chunks c LEFT JOIN kb_documents d ON d.id = c.doc_id WHERE c.n = ?", (n,))
-        if row is None:
-            raise NotFoundError(f"no knowledge chunk {n}")
-        if row["kind"] == "unit":
-            sources = [Citation(s["path"], s["section"], s["ordinal"]) for s in
-                       self.db.query("SELECT path, section, ordinal FROM kb_unit_sources WHERE unit_n = ?", (n,))]
-            citation = Citation(f"knowledge-unit:{n}", UNIT_SECTION, n)
-            return KbHit(n, "unit", row["text"], citation, score, similarity, sources)
-        citation = Citation(row["path"], row["section"], row["ordinal"], row["page"])
-        return KbHit(n, "chunk", row["text"], citation, score, similarity)
+    def _rows(self, ns: Sequence[int]) -> dict[int, object]:
+        """Chunk and unit rows by ``n``, with their document path, in one query."""
+        if not ns:
+            return {}
+        rows = self.db.query("SELECT c.n, c.kind, c.ordinal, c.section, c.page, c.text, d.path FROM kb_chunks c"
+                             f" LEFT JOIN kb_documents d ON d.id = c.doc_id WHERE c.n IN ({','.join('?' * len(ns))})",
+                             list(ns))
+        return {row["n"]: row for row in rows}
+
+    def _sources(self, units: Sequence[int]) -> dict[int, list[Citation]]:
+        """Each unit's source citations, in one query."""
+        out: dict[int, list[Citation]] = {n: [] for n in units}
+        if units:
+            for s in self.db.query("SELECT unit_n, path, section, ordinal FROM kb_unit_sources"
+                                   f" WHERE unit_n IN ({','.join('?' * len(units))}) ORDER BY rowid", list(units)):
+                out[s["unit_n"]].append(Citation(s["path"], s["section"], s["ordinal"]))
+        return out
+
+    def _passages(self, units: Sequence[int]) -> dict[int, list[KbHit]]:
+        """The chunks that units cite (those still in the corpus), as hits."""
+        out: dict[int, list[KbHit]] = {n: [] for n in units}
+        if units:
+            for r in self.db.query("SELECT s.unit_n, c.n, c.ordinal, c.section, c.page, c.text, d.path"
+                                   " FROM kb_unit_sources s JOIN kb_documents d ON d.path = s.path"
+                                   " JOIN kb_chunks c ON c.doc_id = d.id AND c.ordinal = s.ordinal"
+                                   f" AND c.section = s.section WHERE s.unit_n IN ({','.join('?' * len(units))})"
+                                   " ORDER BY s.rowid", list(units)):
+                out[r["unit_n"]].append(KbHit(r["n"], "chunk", r["text"], _citation(r), 0.0, 0.0))
+        return out
+
+    def _hits(self, ns: Sequence[int], scores: dict[int, float], similarity: dict[int, float],
+              rows: dict | None = None, sources: dict | None = None) -> list[KbHit]:
+        rows = rows if rows is not None else self._rows(ns)
+        units = [n for n in ns if rows[n]["kind"] == "unit"]
+        sources = sources if sources is not None else self._sources(units)
+        passages = self._passages(units)
+        hits = []
+        for n in ns:
+            row, score, sim = rows[n], scores[n], similarity.get(n, 0.0)
+            if row["kind"] == "unit":
+                hits.append(KbHit(n, "unit", row["text"], Citation(f"knowledge-unit:{n}", UNIT_SECTION, n),
+                                  score, sim, sources[n], passages[n]))
+            else:
+                hits.append(KbHit(n, "chunk", row["text"], _citation(row), score, sim))
+        return hits
+
+
+def _citation(row) -> Citation:
+    return Citation(row["path"], row["section"], row["ordinal"], row["page"])
+
+
+def _by_evidence(ranked: list[int], rows: dict, sources: dict[int, list[Citation]], k: int) -> list[int]:
+    """The first ``k`` of ``ranked`` that each add a source passage not yet covered (module doc)."""
+    best, covered = [], set()
+    for n in dict.fromkeys(ranked):
+        if n not in rows:
+            continue
+        cited = sources[n] if rows[n]["kind"] == "unit" else [_citation(rows[n])]
+        evidence = {(c.path, c.section, c.chunk) for c in cited}
+        if evidence and covered.issuperset(evidence):
+            continue
+        covered.update(evidence)
+        best.append(n)
+        if len(best) == k:
+            break
+    return best

@@ -10,11 +10,14 @@ __all__ = ["knowledge_tools", "format_hits"]
 
 
 def format_hits(hits) -> str:
+    """Each hit under its citation; a knowledge unit is followed by the source passages it brings."""
     lines = []
     for hit in hits:
-        label = f"[{hit.citation}]" if hit.kind == "chunk" else \
-            f"[knowledge unit {hit.n}; from {'; '.join(str(s) for s in hit.sources)}]"
-        lines.append(f"{label}\n{hit.text}")
+        if hit.kind == "chunk":
+            lines.append(f"[{hit.citation}]\n{hit.text}")
+            continue
+        lines.append(f"[knowledge unit {hit.n}; from {'; '.join(str(s) for s in hit.sources)}]\n{hit.text}")
+        lines.extend(f"[{p.citation}] (source of knowledge unit {hit.n})\n{p.text}" for p in hit.passages)
     return "\n\n".join(lines) or "no passages found"
 
 

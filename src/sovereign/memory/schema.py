@@ -22,7 +22,7 @@ MIGRATIONS = [
     );
     CREATE INDEX memory_items_scope ON memory_items (owner, agent, status, kind);
     CREATE INDEX memory_items_superseded ON memory_items (superseded_by);
-    -- Each document is the item's keyed term hashes plus two scope hashes (owner, owner/agent).
+    -- Each document is the item's term hashes, keyed per (owner, agent) scope (see crypto.py).
     CREATE VIRTUAL TABLE memory_terms USING fts5 (terms, tokenize = 'ascii');
     CREATE TABLE memory_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,

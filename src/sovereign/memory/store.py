@@ -2,10 +2,13 @@
 
 Layout on disk (see ``schema.py``): each item's text and embedding vector are AES-GCM
 ciphertext; owner, agent, kind, source, session id, confidence and times are plain metadata.
-Full-text search runs on FTS5 (BM25) over HMAC-keyed term hashes (``crypto.py``); vector search
-runs on an exact in-memory index (``vectors.py``) decrypted from the database at first use and
-refreshed when another process writes (a version counter in ``memory_state``). The two rankings
-are fused by reciprocal rank (k = 60).
+Full-text search runs on FTS5 (BM25) over term hashes keyed per owner and agent (``crypto.py``),
+so a query's terms only match its own scope's rows and no scope term has to be ANDed in; vector
+search runs on an exact in-memory index with one float32 matrix per owner and agent
+(``vectors.py``), decrypted from the database at first use, updated on each write of this
+process and rebuilt when another process writes (a version counter in ``memory_state``). The two
+rankings (50 candidates each) are fused by reciprocal rank (k = 60); the candidates' rows are
+read in one query and only the returned ``k`` are decrypted.
 
 Write path for facts: a new fact with the same terms as an active fact of the same owner and
 agent, or whose cosine with it is at least ``MERGE_SIMILARITY`` without sharing its subject, is
@@ -16,6 +19,7 @@ A session summary supersedes the previous summary of the same session. Episodes 
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import Sequence
@@ -66,6 +70,11 @@ def _same_subject(old: str, new: str) -> bool:
     return prefix >= 2 and prefix * 2 >= min(len(a), len(b))
 
 
+def _scope_name(scope: tuple[str, str]) -> str:
+    """The unambiguous name of an (owner, agent) scope that keys its search terms."""
+    return json.dumps(list(scope))
+
+
 class MemoryStore:
     """Persistent, encrypted, owner-scoped agent memory over the shared ``Database``."""
 
@@ -75,7 +84,6 @@ class MemoryStore:
         self.cipher = MemoryCipher(key)
         self._lock = threading.RLock()
         self._index = VectorIndex(embedder.dim)
-        self._codes: dict[str, int] = {}
         self._version: str | None = None
         db.migrate("memory", MIGRATIONS)
         self._check_key()
@@ -96,24 +104,27 @@ class MemoryStore:
             elif row[0] != self.cipher.check_value:
                 raise UserError("the memory key does not match this database's memory "
                                 "(check SOVEREIGN_MEMORY_KEY or HOME/memory.key)", code="memory_key_mismatch")
+            if conn.execute("SELECT 1 FROM memory_state WHERE key = 'terms'").fetchone() is None:
+                self._reindex_terms(conn)
 
-    def _code(self, name: str) -> int:
-        return self._codes.setdefault(name, len(self._codes) + 1)
-
-    def _scope_terms(self, owner: str, agent: str | None) -> list[str]:
-        scoped = [self.cipher.term("\x00owner:" + owner)]
-        if agent is not None:
-            scoped.append(self.cipher.term(f"\x00agent:{owner}\x00{agent}"))
-        return scoped
+    def _reindex_terms(self, conn) -> None:
+        """Re-hash every active item's terms under its scope key (databases from before scoped terms)."""
+        conn.execute("DELETE FROM memory_terms")
+        for row in conn.execute("SELECT n, id, owner, agent, content FROM memory_items WHERE status = 'active'"):
+            conn.execute("INSERT INTO memory_terms (rowid, terms) VALUES (?, ?)", (row[0], self._document(
+                row[2], row[3], self.cipher.decrypt_text(row[4], row[1]))))
+        conn.execute("INSERT INTO memory_state VALUES ('terms', 'scoped')")
 
     def _document(self, owner: str, agent: str, content: str) -> str:
-        hashed = [self.cipher.term(t) for t in textmod.terms(content)]
-        return " ".join(self._scope_terms(owner, agent) + hashed)
+        scope = _scope_name((owner, agent))
+        return " ".join(self.cipher.term(t, scope) for t in textmod.terms(content))
 
-    @staticmethod
-    def _bump(conn) -> str:
+    def _bump(self, conn) -> str | None:
+        """Advance the version; this process's index stays current only if no one else wrote since."""
+        before = conn.execute("SELECT value FROM memory_state WHERE key = 'version'").fetchone()[0]
         conn.execute("UPDATE memory_state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
-        return conn.execute("SELECT value FROM memory_state WHERE key = 'version'").fetchone()[0]
+        after = conn.execute("SELECT value FROM memory_state WHERE key = 'version'").fetchone()[0]
+        return after if before == self._version else None
 
     def _sync_index(self) -> None:
         """(Re)build the vector index if the database changed behind this process's back."""
@@ -121,17 +132,29 @@ class MemoryStore:
         version = row[0] if row else "0"
         if version == self._version:
             return
-        index = VectorIndex(self.embedder.dim, capacity=1024)
-        rows = self.db.query("SELECT n, id, owner, agent, vector FROM memory_items WHERE status = 'active'")
-        if rows:
-            ids = np.fromiter((r["n"] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.stack([np.frombuffer(self.cipher.decrypt(r["vector"], r["id"]), dtype=np.float32)
-                                for r in rows])
-            scopes = np.fromiter((self._code(r["owner"]) for r in rows), dtype=np.int64, count=len(rows))
-            subs = np.fromiter((self._code(r["owner"] + "\x00" + r["agent"]) for r in rows),
-                               dtype=np.int64, count=len(rows))
-            index.add_many(ids, vectors, scopes, subs)
+        groups: dict[tuple[str, str], list] = {}
+        for row in self.db.query("SELECT n, id, owner, agent, vector FROM memory_items WHERE status = 'active'"):
+            groups.setdefault((row["owner"], row["agent"]), []).append(row)
+        index = VectorIndex(self.embedder.dim)
+        for scope, rows in groups.items():
+            plain = b"".join(self.cipher.decrypt(r["vector"], r["id"]) for r in rows)
+            index.add_many(scope, np.fromiter((r["n"] for r in rows), dtype=np.int64, count=len(rows)),
+                           np.frombuffer(plain, dtype=np.float32).reshape(len(rows), self.embedder.dim))
         self._index, self._version = index, version
+
+    def _scopes(self, owner: str, agent: str | None) -> list[tuple[str, str]]:
+        """The (owner, agent) scopes a search covers: one, or every agent of ``owner``."""
+        if agent is not None:
+            return [(owner, agent)]
+        return [scope for scope in self._index.scopes() if scope[0] == owner]
+
+    def _rows(self, ns: Sequence[int], where: str = "", params: Sequence = ()) -> dict[int, object]:
+        """Rows by ``n`` for ``ns`` (one query), optionally narrowed by an extra ``where`` clause."""
+        if not ns:
+            return {}
+        marks = ",".join("?" * len(ns))
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM memory_items WHERE n IN ({marks}){where}", [*ns, *params])
+        return {row["n"]: row for row in rows}
 
     def _row_item(self, row) -> MemoryItem:
         return MemoryItem(
@@ -177,9 +200,10 @@ class MemoryStore:
 
     def _merge_duplicate(self, owner: str, agent: str, content: str, vector: np.ndarray,
                          confidence: float) -> WriteResult | None:
-        hits = self._index.search(vector, 5, sub=self._code(owner + "\x00" + agent))
+        hits = self._index.search(vector, 5, [(owner, agent)])
+        rows = self._rows([n for n, _ in hits], " AND +kind = 'fact'")
         for n, similarity in hits:
-            row = self.db.query_one(f"SELECT {_COLUMNS} FROM memory_items WHERE n = ? AND kind = 'fact'", (n,))
+            row = rows.get(n)
             if row is None:
                 continue
             old = self._row_item(row)
@@ -201,11 +225,10 @@ class MemoryStore:
             return [self._row_item(r) for r in self._active(owner, agent, "summary", session)]
         if kind != "fact":
             return []
-        found = []
-        for n, similarity in self._index.search(vector, 5, sub=self._code(owner + "\x00" + agent)):
-            if similarity < CONTRADICT_SIMILARITY:
-                break
-            row = self.db.query_one(f"SELECT {_COLUMNS} FROM memory_items WHERE n = ? AND kind = 'fact'", (n,))
+        hits = [(n, s) for n, s in self._index.search(vector, 5, [(owner, agent)]) if s >= CONTRADICT_SIMILARITY]
+        rows, found = self._rows([n for n, _ in hits], " AND +kind = 'fact'"), []
+        for n, _ in hits:
+            row = rows.get(n)
             if row is not None and _same_subject(self.cipher.decrypt_text(row["content"], row["id"]), content):
                 found.append(self._row_item(row))
         return found
@@ -234,7 +257,7 @@ class MemoryStore:
             row = self.db.query_one("SELECT n FROM memory_items WHERE id = ?", (old.id,))
             self._index.remove(row["n"])
             old.status, old.superseded_by = "superseded", item_id
-        self._index.add(n, vector, self._code(owner), self._code(owner + "\x00" + agent))
+        self._index.add((owner, agent), n, vector)
         self._version = version
         item = MemoryItem(id=item_id, owner=owner, agent=agent, kind=kind, content=content, source=source,
                           confidence=confidence, created_at=now, updated_at=now, session=session)
@@ -249,24 +272,24 @@ class MemoryStore:
             raise InvalidRequestError("bulk import takes facts or episodes", param="kind")
         if any(not c or not c.strip() for c in contents):
             raise InvalidRequestError("every imported memory needs non-empty content", param="content")
-        if vectors is None:
-            vectors = self.embedder.encode(list(contents))
+        vectors = np.asarray(self.embedder.encode(list(contents)) if vectors is None else vectors, np.float32)
         with self._lock:
+            self._sync_index()
             for start in range(0, len(contents), batch):
+                ns = []
                 with self.db.transaction() as conn:
                     for offset, content in enumerate(contents[start:start + batch]):
-                        vector = vectors[start + offset]
                         item_id, now = "mem_" + secrets.token_hex(8), _now()
-                        n = conn.execute(
+                        ns.append(conn.execute(
                             "INSERT INTO memory_items (id, owner, agent, kind, source, confidence, created_at,"
                             " updated_at, content, vector) VALUES (?, ?, ?, ?, ?, 1.0, ?, ?, ?, ?)",
                             (item_id, owner, agent, kind, source, now, now, self.cipher.encrypt_text(content, item_id),
-                             self.cipher.encrypt(np.asarray(vector, np.float32).tobytes(), item_id)),
-                        ).lastrowid
+                             self.cipher.encrypt(vectors[start + offset].tobytes(), item_id)),
+                        ).lastrowid)
                         conn.execute("INSERT INTO memory_terms (rowid, terms) VALUES (?, ?)",
-                                     (n, self._document(owner, agent, content)))
-                    self._bump(conn)
-            self._version = None  # rebuild the index on next use
+                                     (ns[-1], self._document(owner, agent, content)))
+                    self._version = self._bump(conn)
+                self._index.add_many((owner, agent), np.array(ns, dtype=np.int64), vectors[start:start + len(ns)])
         return len(contents)
 
     # --- reading ---------------------------------------------------------------------------
@@ -280,39 +303,41 @@ class MemoryStore:
         if not 1 <= k <= 100:
             raise InvalidRequestError("k must be between 1 and 100", param="k")
         vector = self.embedder.encode_one(query)
+        # Unary "+" keeps SQLite on the rowid lookup instead of scanning the owner's index range.
+        where, params = " AND +status = 'active' AND +owner = ?", [owner]
+        if agent is not None:
+            where, params = where + " AND +agent = ?", [*params, agent]
+        if kinds:
+            where, params = where + f" AND +kind IN ({','.join('?' * len(kinds))})", [*params, *kinds]
         with self._lock:
             self._sync_index()
-            sub = self._code(owner + "\x00" + agent) if agent is not None else None
-            dense = self._index.search(vector, CANDIDATES, scope=self._code(owner), sub=sub)
-            keyword = self._keyword(owner, agent, query)
-        fused: dict[int, float] = {}
-        for ranking in (dense, [(n, 0.0) for n in keyword]):
-            for rank, (n, _) in enumerate(ranking):
-                fused[n] = fused.get(n, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = sorted(fused, key=fused.get, reverse=True)
-        similarity = dict(dense)
-        hits: list[MemoryHit] = []
+            scopes = self._scopes(owner, agent)
+            dense = self._index.search(vector, CANDIDATES, scopes)
+            keyword = self._keyword(query, scopes)
+            fused: dict[int, float] = {}
+            for ranking in ([n for n, _ in dense], keyword):
+                for rank, n in enumerate(ranking):
+                    fused[n] = fused.get(n, 0.0) + 1.0 / (RRF_K + rank + 1)
+            best = sorted(fused, key=fused.get, reverse=True)
+            rows = self._rows(best, where, params)
+            best = [n for n in best if n in rows][:k]
+            similarity = dict(dense)
+            for n in best:
+                if n not in similarity:  # a keyword-only hit: its cosine from the index
+                    stored = self._index.vector(n)
+                    similarity[n] = float(stored @ vector) if stored is not None else 0.0
         keyword_set = set(keyword)
-        for n in best:
-            row = self.db.query_one(f"SELECT {_COLUMNS} FROM memory_items WHERE n = ? AND status = 'active'", (n,))
-            if row is None or (kinds and row["kind"] not in kinds):
-                continue
-            vec = self._index.vector(n)
-            sim = similarity.get(n, float(vec @ vector) if vec is not None else 0.0)
-            hits.append(MemoryHit(item=self._row_item(row), score=fused[n], similarity=sim,
-                                  keyword=n in keyword_set))
-            if len(hits) >= k:
-                break
-        return hits
+        return [MemoryHit(item=self._row_item(rows[n]), score=fused[n], similarity=similarity[n],
+                          keyword=n in keyword_set) for n in best]
 
-    def _keyword(self, owner: str, agent: str | None, query: str) -> list[int]:
-        hashed = [self.cipher.term(t) for t in textmod.terms(query)]
-        if not hashed:
+    def _keyword(self, query: str, scopes: Sequence[tuple[str, str]]) -> list[int]:
+        """Row ids of the best BM25 matches among ``scopes`` (terms hashed per scope, so no filter)."""
+        words = textmod.terms(query)
+        if not words or not scopes:
             return []
-        scope = " AND ".join(f'"{t}"' for t in self._scope_terms(owner, agent))
-        match = f"{scope} AND ({textmod.fts_or_query(hashed)})"
+        hashed = [self.cipher.term(w, _scope_name(scope)) for scope in scopes for w in words]
         rows = self.db.query("SELECT rowid FROM memory_terms WHERE memory_terms MATCH ? ORDER BY rank LIMIT ?",
-                             (match, CANDIDATES))
+                             (textmod.fts_or_query(hashed), CANDIDATES))
         return [r[0] for r in rows]
 
     def get(self, owner: str, item_id: str) -> MemoryItem:
@@ -373,6 +398,5 @@ class MemoryStore:
                 version = self._bump(conn)
             for n in ns:
                 self._index.remove(n)
-            if self._version is not None:
-                self._version = version
+            self._version = version
         return len(ns)

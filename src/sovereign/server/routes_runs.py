@@ -108,7 +108,7 @@ def _build(request: Request, body: RunCreate) -> Agent:
 async def create_run(request: Request, body: RunCreate) -> dict:
     runner = _runner(request)
     agent = _build(request, body)
-    handle = runner.start(agent, body.task)
+    handle = runner.start(agent, body.task, principal=_principal(request))
     if body.wait:
         await asyncio.shield(handle.task)
     return runner.store.get(handle.run_id, with_steps=body.wait).to_dict(with_steps=body.wait)
