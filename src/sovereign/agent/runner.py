@@ -224,7 +224,16 @@ class Runner:
 
     def account(self, model: str, usage: Usage, timings: Timings, prices: PriceSheet, *,
                 owner: str | None, run_id: str) -> float:
-        """Record one model call in the ledger; returns its cost."""
+        """Record one model call in the ledger (and, inside the OS, the audit log); returns its cost."""
+        if self.ledger is not None and self.services is not None:
+            with self.services.db.transaction() as conn:
+                cost = self.ledger.record_in(conn, model=model, usage=usage, timings=timings, prices=prices,
+                                             principal=owner, request_id=run_id)
+                self.services.audit.append_in(conn, "model.call", owner, {
+                    "run_id": run_id, "model": model, "prompt_tokens": usage.prompt_tokens,
+                    "cached_tokens": usage.cached_tokens, "completion_tokens": usage.completion_tokens,
+                    "reasoning_tokens": usage.reasoning_tokens, "cost_usd": cost})
+            return cost
         if self.ledger is not None:
             return self.ledger.record(model=model, usage=usage, timings=timings, prices=prices,
                                       principal=owner, request_id=run_id)

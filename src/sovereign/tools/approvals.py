@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sovereign.errors import InvalidRequestError, NotFoundError
+from sovereign.governance.audit import AuditLog
 from sovereign.store import Database
 
 __all__ = ["Approval", "ApprovalQueue", "Status", "MIGRATIONS"]
@@ -62,10 +63,12 @@ class Approval:
 class ApprovalQueue:
     """Pending tool-call approvals; implements the agent runtime's ``decide`` protocol."""
 
-    def __init__(self, db: Database, *, poll_interval: float = 0.1, timeout: float | None = None) -> None:
+    def __init__(self, db: Database, *, poll_interval: float = 0.1, timeout: float | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.db = db
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.audit = audit or AuditLog(db)  # every request and decision lands in the audit trail
         db.migrate("approvals", MIGRATIONS)
 
     # --- the agent's side -----------------------------------------------------------------
@@ -75,10 +78,13 @@ class ApprovalQueue:
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, sort_keys=True, default=str)
         approval_id = "apr_" + uuid.uuid4().hex[:12]
-        self.db.execute(
-            "INSERT INTO approvals (id, run_id, tool_name, arguments) VALUES (?, ?, ?, ?)",
-            (approval_id, run_id, tool_name, arguments),
-        )
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO approvals (id, run_id, tool_name, arguments) VALUES (?, ?, ?, ?)",
+                (approval_id, run_id, tool_name, arguments),
+            )
+            self.audit.append_in(conn, "approval.requested", None, {
+                "approval": approval_id, "run_id": run_id, "tool": tool_name, "arguments": arguments})
         return self.get(approval_id)
 
     async def wait(self, approval_id: str, *, timeout: float | None = None) -> Approval:
@@ -145,9 +151,14 @@ class ApprovalQueue:
         return self.get(approval_id)
 
     def _close(self, approval_id: str, status: Status, reason: str | None, decided_by: str) -> bool:
-        cursor = self.db.execute(
-            f"UPDATE approvals SET status = ?, reason = ?, decided_by = ?, decided_at = {_NOW} "
-            "WHERE id = ? AND status = 'pending'",
-            (status, reason, decided_by, approval_id),
-        )
-        return cursor.rowcount == 1
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE approvals SET status = ?, reason = ?, decided_by = ?, decided_at = {_NOW} "
+                "WHERE id = ? AND status = 'pending'",
+                (status, reason, decided_by, approval_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            self.audit.append_in(conn, "approval.decided", decided_by, {
+                "approval": approval_id, "status": status, "reason": reason})
+        return True
