@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()
     ensure_weights()
-    home = make_home("[kernel.prefix_cache]\n" if False else "")
+    home = make_home()
     raw, ours = [], []
     with Server(home) as server:
         sovereign(server, 8)  # warm-up
