@@ -11,9 +11,7 @@ import json
 import os
 import time
 
-import httpx
-
-from _common import API_KEY, Server, ensure_weights, make_home, median
+from _common import Server, ensure_weights, make_home, median, stream_chat
 
 PROMPT = "Write a detailed, step-by-step explanation of how a hash map works, with an example in Python."
 
@@ -34,18 +32,9 @@ def raw_llama(tokens: int) -> float:
 
 def sovereign(server: Server, tokens: int) -> float:
     body = {"model": "qwen2.5-coder-0.5b-instruct", "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-    stamps, completion = [], 0
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=300,
-                      headers={"Authorization": f"Bearer {API_KEY}"}) as response:
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                completion = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                stamps.append(time.perf_counter())
+            "max_tokens": tokens, "temperature": 0}
+    stamps, usage = stream_chat(server, body)
+    completion = usage.get("completion_tokens", 0)
     # Tokens decoded between the first and the last content chunk.
     return (completion - 1) / (stamps[-1] - stamps[0]) if completion > 1 else 0.0
 

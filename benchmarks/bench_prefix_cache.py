@@ -12,9 +12,7 @@ import json
 import random
 import time
 
-import httpx
-
-from _common import API_KEY, Server, ensure_weights, make_home, median
+from _common import Server, ensure_weights, make_home, median, stream_chat
 
 WORDS = "river stone lantern copper meadow signal harbor violet engine orchard summit".split()
 
@@ -27,22 +25,12 @@ def long_prefix(seed: int) -> str:
 
 
 def ttft(server: Server, system: str, question: str) -> tuple[float, int, int]:
-    body = {"model": "qwen2.5-coder-0.5b-instruct", "temperature": 0, "max_tokens": 4, "stream": True,
-            "stream_options": {"include_usage": True},
+    body = {"model": "qwen2.5-coder-0.5b-instruct", "temperature": 0, "max_tokens": 4,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}]}
     started = time.perf_counter()
-    first, usage = None, {}
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=300,
-                      headers={"Authorization": f"Bearer {API_KEY}"}) as response:
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            elif first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                first = time.perf_counter()
-    return ((first or time.perf_counter()) - started) * 1000, usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]
+    stamps, usage = stream_chat(server, body)
+    first = stamps[0] if stamps else time.perf_counter()
+    return (first - started) * 1000, usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]
 
 
 def main() -> None:
