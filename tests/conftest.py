@@ -29,9 +29,7 @@ def models_dir() -> Path:
 @pytest.fixture
 def home(tmp_path, monkeypatch, models_dir) -> Path:
     """A fresh ``SOVEREIGN_HOME`` whose config points at the shared, verified weights."""
-    root = tmp_path / "home"
-    root.mkdir()
-    (root / "config.toml").write_text(f'[kernel]\nmodels_dir = "{models_dir}"\nn_ctx = 4096\n')
+    root = make_home(tmp_path / "home", models_dir)
     monkeypatch.setenv("SOVEREIGN_HOME", str(root))
     return root
 

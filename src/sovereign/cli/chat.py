@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sovereign.cli.common import console
-from sovereign.kernel.messages import ChatRequest, Message, Thinking
+from sovereign.kernel.messages import ChatRequest, Message, Thinking, Timings
 from sovereign.kernel.thinking import DEFAULT_BUDGET
 from sovereign.services import Services
 
@@ -52,14 +52,8 @@ async def chat_loop(services: Services, *, model: str | None, think: bool, max_t
             usage = event.usage or usage
         console.print()
         if usage is not None:
-            services.ledger.record(model=backend.name, usage=usage, timings=event.timings or _zero(),
+            services.ledger.record(model=backend.name, usage=usage, timings=event.timings or Timings(),
                                    prices=services.registry.get(backend.name).prices, principal="cli")
             console.print(f"[dim]{usage.prompt_tokens} prompt ({usage.cached_tokens} cached) · "
                           f"{usage.completion_tokens} completion tokens[/]")
         history.append(Message(role="assistant", content="".join(answer)))
-
-
-def _zero():
-    from sovereign.kernel.messages import Timings
-
-    return Timings()

@@ -24,7 +24,7 @@ def serve(
     host: str = typer.Option(None, help="bind address (default from config: 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default from config: 8088)"),
     api_key: str = typer.Option(None, "--api-key", envvar="SOVEREIGN_API_KEY", help="admin key to accept instead of a generated one"),
-    prepare_weights: bool = typer.Option(True, help="assemble and verify the default model before starting"),
+    prepare_weights: bool = typer.Option(True, help="assemble the default model first if it is missing (it is always verified when loaded)"),
 ) -> None:
     """Start the OpenAI-compatible API server (loopback only unless --host says otherwise)."""
     import uvicorn
@@ -37,8 +37,8 @@ def serve(
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
     spec = services.registry.get(settings.kernel.default_model)
-    if prepare_weights and spec.is_local:
-        weights_module.prepare(spec.name)
+    if prepare_weights and spec.is_local and not services.registry.weights_path(spec).exists():
+        weights_module.prepare(spec.name)  # assemble once; loading verifies the hash every time
     new_key = bootstrap_admin_key(services, api_key)
     url = f"http://{host}:{port}/v1"
     console.print(f"[bold green]sovereign[/] serving [cyan]{spec.name}[/] at [bold]{url}[/]")
