@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+INLINE = True
+
 
 def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
     from sovereign.agent import Agent, Budget, LoopPolicy, Runner, RunStore
@@ -39,13 +41,13 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
     from sovereign.testing import FunctionModel
     from sovereign.tools import tool
 
-    @tool
+    @tool(inline=INLINE)
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
     def script(request: ChatRequest) -> ChatResponse:
-        turn = sum(1 for m in request.messages if m.role == "tool")
+        turn = len(model.requests) - 1  # a counter, like the smolagents double (no rescan of the messages)
         usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
         if turn < steps:
             call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}))
@@ -54,6 +56,7 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
         return ChatResponse(model="s", message=Message(role="assistant", content="done"), usage=usage)
 
     model = FunctionModel(script, name="scripted")
+    event_loop = asyncio.Runner()  # one loop for every run, as in a server
     store = RunStore(Database(db_path))
     runner = Runner(model=model, store=store)
     agent = Agent(name="bench", tools=[add], budget=Budget(max_steps=steps + 5, max_tool_calls=steps + 5),
@@ -62,7 +65,7 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
     def run() -> float:
         model.requests.clear()
         start = time.perf_counter()
-        result = asyncio.run(runner.run(agent, "add things"))
+        result = event_loop.run(runner.run(agent, "add things"))
         elapsed = time.perf_counter() - start
         assert result.ok and result.spent.tool_calls == steps, result.stop_reason
         return elapsed
@@ -82,6 +85,7 @@ def _pydantic_ai(steps: int) -> Callable[[], float]:
         return ModelResponse(parts=[TextPart("done")])
 
     agent = Agent(FunctionModel(script))
+    event_loop = asyncio.Runner()  # one loop for every run, as in a server
 
     @agent.tool_plain
     def add(a: int, b: int) -> int:
@@ -90,7 +94,7 @@ def _pydantic_ai(steps: int) -> Callable[[], float]:
 
     def run() -> float:
         start = time.perf_counter()
-        result = asyncio.run(agent.run("add things"))
+        result = event_loop.run(agent.run("add things"))
         elapsed = time.perf_counter() - start
         assert result.output == "done"
         return elapsed
@@ -142,31 +146,43 @@ def _smolagents(steps: int) -> Callable[[], float]:
     return run
 
 
-def _measure(name: str, runner: Callable[[], float], steps: int, repeats: int) -> float:
-    runner()  # warm-up (imports, caches)
-    times = [runner() for _ in range(repeats)]
-    per_step = statistics.median(times) / (steps + 1) * 1e6
-    print(f"{name:18s} median {statistics.median(times) * 1000:8.2f} ms/run  {per_step:8.1f} us/step  "
-          f"(runs: {', '.join(f'{t * 1000:.1f}' for t in times)} ms)")
+def _measure(runners: dict[str, Callable[[], float]], steps: int, repeats: int) -> dict[str, float]:
+    """Median µs per step of each runner; repetitions are interleaved (one run of each in turn),
+    so every framework sees the same machine noise."""
+    for run in runners.values():
+        run()  # warm-up (imports, caches)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            times[name].append(run())
+    per_step = {}
+    for name, runs in times.items():
+        per_step[name] = statistics.median(runs) / (steps + 1) * 1e6
+        print(f"{name:18s} median {statistics.median(runs) * 1000:8.2f} ms/run  {per_step[name]:8.1f} us/step  "
+              f"(min {min(runs) * 1000:.2f}, max {max(runs) * 1000:.2f} ms)")
     return per_step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--thread-tools", action="store_true",
+                        help="declare sovereign's tool without inline=True (it then runs in a worker thread)")
     args = parser.parse_args()
+    global INLINE
+    INLINE = not args.thread_tools
     logging.disable(logging.WARNING)
-    results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results["sovereign"] = _measure("sovereign", _sovereign(args.steps, str(Path(tmp) / "runs.db")),
-                                        args.steps, args.repeats)
-    results["sovereign-memory"] = _measure("sovereign-memory", _sovereign(args.steps, ":memory:"),
-                                           args.steps, args.repeats)
-    results["pydantic-ai"] = _measure("pydantic-ai", _pydantic_ai(args.steps), args.steps, args.repeats)
-    results["smolagents"] = _measure("smolagents", _smolagents(args.steps), args.steps, args.repeats)
+        results = _measure({
+            "sovereign": _sovereign(args.steps, str(Path(tmp) / "runs.db")),
+            "sovereign-memory": _sovereign(args.steps, ":memory:"),
+            "pydantic-ai": _pydantic_ai(args.steps),
+            "smolagents": _smolagents(args.steps),
+        }, args.steps, args.repeats)
     best_peer = min(results["pydantic-ai"], results["smolagents"])
-    print(f"\nsteps per run: {args.steps} tool turns + 1 answer; repeats: {args.repeats}")
+    print(f"\nsteps per run: {args.steps} tool turns + 1 answer; repeats: {args.repeats} (interleaved); "
+          f"sovereign tool: {'inline' if INLINE else 'worker thread'}")
     print(f"ratio sovereign / best peer          = {results['sovereign'] / best_peer:.2f}  (goal <= 0.5)")
     print(f"ratio sovereign-memory / best peer   = {results['sovereign-memory'] / best_peer:.2f}")
     print(f"ratio sovereign / pydantic-ai        = {results['sovereign'] / results['pydantic-ai']:.2f}")

@@ -27,11 +27,12 @@ class _StopAfter(RunStore):
         super().__init__(db)
         self.n = n
 
-    def append(self, run_id, step, spent) -> None:
-        if self.n == 0:
+    def append(self, run_id, steps, spent=None, also=None) -> None:
+        if self.n < len(steps):
+            self.n = 0
             raise KeyboardInterrupt
-        self.n -= 1
-        super().append(run_id, step, spent)
+        self.n -= len(steps)
+        super().append(run_id, steps, spent, also)
 
     def set_status(self, *args, **kwargs) -> None:
         if self.n == 0:

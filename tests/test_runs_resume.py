@@ -34,12 +34,13 @@ class CrashingStore(RunStore):
         self.left = crash_after
         self.dead = False
 
-    def append(self, run_id, step, spent) -> None:
-        if self.dead or self.left == 0:
+    def append(self, run_id, steps, spent=None, also=None) -> None:
+        # the process dies at the commit that would store step number ``crash_after + 1``
+        if self.dead or self.left < len(steps):
             self.dead = True
             raise _Crash()
-        self.left -= 1
-        super().append(run_id, step, spent)
+        self.left -= len(steps)
+        super().append(run_id, steps, spent, also)
 
     def set_status(self, *args, **kwargs) -> None:
         if self.dead:

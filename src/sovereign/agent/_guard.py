@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,8 @@ from sovereign.governance.authz import authorize
 from sovereign.governance.injection import Decision, Policy, Source, Taint, ToolGate, acts_on_world
 
 if TYPE_CHECKING:
+    from sqlite3 import Connection
+
     from sovereign.agent.agent import Agent
     from sovereign.agent.hooks import Approver
     from sovereign.governance.audit import AuditLog
@@ -218,8 +220,10 @@ class RunGuard:
         return None
 
     async def check(self, tool: Tool, arguments: dict[str, Any], call_id: str, *, needs_approval: bool,
-                    gate: bool = True) -> str | None:
-        """Injection gate, then approval (the tool's own, or the gate's); a refusal text or None."""
+                    gate: bool = True, before_wait: Callable[[], None] | None = None) -> str | None:
+        """Injection gate, then approval (the tool's own, or the gate's); a refusal text or None.
+
+        ``before_wait`` runs before the run pauses for a person (the loop stores its steps)."""
         decision = Decision(True)
         if gate:
             decision = self.gate.check_call(tool.name, arguments, acts_on_world=acts_on_world(tool.name, tool.risky),
@@ -230,6 +234,8 @@ class RunGuard:
             return None
         if self.approver is None:
             return f"not run: '{tool.name}' needs approval and no approver is configured"
+        if before_wait is not None:
+            before_wait()
         if not await self.approver.decide(self.run_id, tool.name, arguments):
             why = f" ({decision.reason})" if decision.needs_approval else ""
             return f"not run: a person denied approval for '{tool.name}'{why}"
@@ -253,8 +259,9 @@ class RunGuard:
         finally:
             self.taint.audit = audit
 
-    def record(self, step: ToolResultStep, arguments: str) -> None:
-        """Audit one tool call and its outcome (secrets are redacted by the audit log)."""
+    def record(self, step: ToolResultStep, arguments: str, conn: Connection | None = None) -> None:
+        """Audit one tool call and its outcome (secrets are redacted by the audit log), inside
+        ``conn``'s transaction when given."""
         audit = self.audit
         if audit is None:
             return
@@ -262,12 +269,16 @@ class RunGuard:
             args: Any = json.loads(arguments) if arguments else {}
         except (json.JSONDecodeError, TypeError):
             args = arguments
-        audit.append("tool.call", self.agent.name, {
+        entry = {
             "run_id": self.run_id, "agent": self.agent.name, "owner": self.agent.owner, "tool": step.name,
             "call_id": step.call_id, "arguments": args, "executed": step.executed, "ok": step.ok,
             "approved": step.call_id in self.approved or None, "error": step.error,
             "duration_ms": step.duration_ms, "result": step.content[:_AUDIT_EXCERPT],
-        })
+        }
+        if conn is None:
+            audit.append("tool.call", self.agent.name, entry)
+        else:
+            audit.append_in(conn, "tool.call", self.agent.name, entry)
 
     async def flush_memory(self, messages: list[Message], complete_fn: Any, model_name: str) -> None:
         """Store durable facts from ``messages`` before they are summarised away (when memory is on)."""

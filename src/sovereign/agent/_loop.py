@@ -1,9 +1,14 @@
 """The agent loop as a small state machine: MODEL → TOOLS → MODEL … → VERIFY → FINISH.
 
 One ``Session`` drives one execution of a run (a fresh start or a resume). Each state is one
-method that does one thing and names the next state; every step it produces is stored before
-the next begins. Budgets are checked before every model and tool call; control-flow signals
-(budget, loop) end the run with a clear reason and a usable partial answer.
+method that does one thing and names the next state. Budgets are checked before every model and
+tool call; control-flow signals (budget, loop) end the run with a clear reason and a usable
+partial answer.
+
+Durability: steps are staged as they happen and committed, in one transaction with their ledger
+and audit writes, before anything that acts on the world or waits: every model call, every tool
+call, every approval, the end of the run. So each step is stored before the next begins, at one
+commit per stage of a turn rather than one per record.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sovereign.agent import compaction as cmp
 from sovereign.agent._guard import RunGuard
+from sovereign.agent._view import TranscriptView
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import BudgetExceededError, LoopDetectedError
 from sovereign.agent.loop_detect import LoopDetector
@@ -31,17 +37,21 @@ from sovereign.agent.steps import (
     ToolCallStep,
     ToolResultStep,
     VerificationStep,
-    transcript,
 )
 from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
 from sovereign.errors import SovereignError
+from sovereign.finops.ledger import price
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
 from sovereign.tools.base import ToolArgumentError, ToolContext, ToolError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from sqlite3 import Connection
+
     from sovereign.agent.agent import Agent
     from sovereign.agent.runner import Runner
     from sovereign.kernel.protocol import Model
+    from sovereign.tools.base import Tool
 
 MODEL, TOOLS, VERIFY, DONE = "model", "tools", "verify", "done"
 _MIN_OUTPUT = 16
@@ -65,10 +75,12 @@ class Session:
     final: FinalAnswerStep | None = None
     force_answer: bool = False
     """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
+    view: TranscriptView | None = None
     _tool_specs: list = field(default_factory=list)
-    _messages: dict[int, list] = field(default_factory=dict)
     _tools_estimate: dict[tuple, int] = field(default_factory=dict)
     _stored_totals: tuple = ()
+    _staged: list[Step] = field(default_factory=list)
+    _staged_writes: list[Callable[[Connection], None]] = field(default_factory=list)
 
     # --- driver --------------------------------------------------------------------------------
 
@@ -78,6 +90,7 @@ class Session:
             self.guard = RunGuard.build(self.agent, self.run_id, self.task_step().task,
                                         approver=self.runner.approver, services=self.runner.services)
         self._tool_specs = [t.spec() for t in self.guard.offered(self.agent.tools)]
+        self.view = TranscriptView(self.steps)
         try:
             while state != DONE:
                 state = await handlers[state]()
@@ -101,14 +114,14 @@ class Session:
     async def model_state(self) -> str:
         """Ask the model for the next move: tool calls (→ TOOLS) or an answer (→ VERIFY)."""
         max_tokens = self.output_cap(self.agent.max_tokens)
-        await self.compact_if_needed(max_tokens)
+        size = await self.compact_if_needed(max_tokens)
         request = self.agent_request(max_tokens)
         step = ModelCallStep(model=self.model_name)
-        response = await self.call_model(self.model, request, step, is_step=True)
+        response = await self.call_model(self.model, request, step, is_step=True, estimate=size)
         message = response.message
         step.content, step.reasoning = message.content, message.reasoning_content
         step.tool_calls, step.finish_reason = list(message.tool_calls), response.finish_reason
-        await self.append(step)
+        self.stage(step)
         if message.tool_calls:
             return TOOLS
         self.answer = message.content or ""
@@ -117,25 +130,28 @@ class Session:
 
     async def tools_state(self) -> str:
         """Run the pending tool calls of the last model turn (concurrently), then go back to MODEL."""
-        calls = self.pending_calls()
-        started = {s.call_id: s for s in self.steps if isinstance(s, ToolCallStep)}
-        runnable: list[tuple[ToolCall, ToolCallStep | None]] = []
+        calls, started = self.turn_calls()
+        runnable: list[tuple[ToolCall, Tool, dict[str, Any]]] = []
         for call in calls:
-            refusal = await self.screen(call, started.get(call.id))
-            if refusal is None:
-                runnable.append((call, started.get(call.id)))
+            verdict = await self.screen(call, started.get(call.id))
+            if isinstance(verdict, str):
+                self.stage(self.refused(call, verdict))
             else:
-                await self.append(self.refused(call, refusal))
+                runnable.append((call, *verdict))
         allowed = self.agent.budget.tool_calls_allowed(self.spent, len(runnable))
         self.spent.tool_calls += allowed  # reserved before any starts: concurrent calls cannot overshoot
+        for call, tool, _ in runnable[:allowed]:
+            if call.id not in started:
+                self.stage(self.call_step(call, tool))
+        self.commit()  # the model turn and the calls about to start are stored before any runs
         before = len(self.detector.seen)
         if allowed == 1:
-            await self.execute(*runnable[0])
+            await self.execute(*runnable[0], concurrent=False)
         elif allowed:
-            await asyncio.gather(*(self.execute(call, prior) for call, prior in runnable[:allowed]))
+            await asyncio.gather(*(self.execute(*job, concurrent=True) for job in runnable[:allowed]))
         if allowed < len(runnable):
-            for call, _ in runnable[allowed:]:
-                await self.append(self.refused(call, "not run: the run's tool-call budget is spent"))
+            for call, _, _ in runnable[allowed:]:
+                self.stage(self.refused(call, "not run: the run's tool-call budget is spent"))
             raise BudgetExceededError(
                 f"tool-call limit reached ({self.agent.budget.max_tool_calls} calls)", limit="max_tool_calls"
             )
@@ -155,7 +171,7 @@ class Session:
         step = VerificationStep(model=verifier, passed=False)
         response = await self.call_model(model, request, step, is_step=False)
         step.passed, step.critique = parse_verdict(response.message.content)
-        await self.append(step)
+        self.stage(step)
         if step.passed:
             await self.finish("completed", "final answer (verified)", self.answer, verified=True)
             return DONE
@@ -186,19 +202,24 @@ class Session:
         choice = ToolChoice(mode="none" if self.force_answer else "auto")
         self.force_answer = False
         return ChatRequest(
-            model=self.model_name, messages=transcript(self.steps, self._messages), max_tokens=max_tokens,
+            model=self.model_name, messages=list(self.view.messages), max_tokens=max_tokens,
             temperature=self.agent.temperature, tools=list(self._tool_specs), tool_choice=choice, thinking=thinking,
         )
 
-    async def call_model(self, model: Model, request: ChatRequest, step: Step, *, is_step: bool) -> ChatResponse:
-        """Budget-check, call, account (usage, cost, ledger) one model call; errors are recorded."""
-        estimate = self.estimate(request.messages, request.tools, self.runner.token_counter(model),
-                                 thinking=request.thinking.enabled)
+    async def call_model(self, model: Model, request: ChatRequest, step: Step, *, is_step: bool,
+                         estimate: int | None = None) -> ChatResponse:
+        """Budget-check, call, account (usage, cost, ledger) one model call; errors are recorded.
+
+        ``estimate``: the prompt's size when the caller already knows it (the agent's own turns)."""
+        if estimate is None:
+            estimate = self.estimate(request.messages, request.tools, self.runner.token_counter(model),
+                                     thinking=request.thinking.enabled)
         reasoning = (request.thinking.budget_tokens or 0) if request.thinking.enabled else 0
         worst_output = (request.max_tokens or self.agent.max_tokens) + reasoning
         prices = self.runner.prices_for(request.model)
         self.agent.budget.check_model_call(self.spent, prompt_tokens=estimate, max_output_tokens=worst_output,
                                            prices=prices, is_step=is_step)
+        self.commit()
         started = time.perf_counter()
         try:
             response = await asyncio.wait_for(model.complete(request), self.agent.budget.time_left(self.spent))
@@ -206,7 +227,7 @@ class Session:
             raise BudgetExceededError("time limit reached during a model call", limit="max_wall_s") from None
         except SovereignError as exc:
             step.error = f"{type(exc).__name__}: {exc.message}"
-            await self.append(step.timed(started))
+            self.append(step.timed(started))
             raise
         step.timed(started)
         usage = response.usage if response.usage.requests else Usage(
@@ -214,8 +235,11 @@ class Session:
             completion_tokens=response.usage.completion_tokens,
             reasoning_tokens=response.usage.reasoning_tokens, requests=1)
         step.usage = usage
-        step.cost_usd = self.runner.account(request.model, usage, response.timings, prices,
-                                            owner=self.agent.owner, run_id=self.run_id)
+        step.cost_usd = price(usage, prices)
+        write = self.runner.account(request.model, usage, response.timings, prices,
+                                    owner=self.agent.owner, run_id=self.run_id)
+        if write is not None:
+            self._staged_writes.append(write)
         self.spent.usage = self.spent.usage + usage
         self.spent.cost_usd += step.cost_usd
         if is_step:
@@ -224,23 +248,40 @@ class Session:
 
     def estimate(self, messages, tools, counter, *, thinking: bool) -> int:
         """Prompt estimate; the tools' share is computed once per set of tools."""
+        return cmp.estimate_tokens(messages, [], counter, thinking=thinking) + self.tools_estimate(tools, counter)
+
+    def tools_estimate(self, tools, counter) -> int:
         key = tuple(t.name for t in tools)
         tools_part = self._tools_estimate.get(key)
         if tools_part is None:
-            tools_part = cmp.estimate_tokens([], tools, counter) - cmp.estimate_tokens([], [], counter)
-            self._tools_estimate[key] = tools_part
-        return cmp.estimate_tokens(messages, [], counter, thinking=thinking) + tools_part
+            tools_part = self._tools_estimate[key] = cmp.tools_tokens(tools, counter)
+        return tools_part
+
+    def view_estimate(self, counter) -> int:
+        """The size of the agent's next prompt (transcript, tools, fixed parts)."""
+        assert self.view is not None
+        return (self.view.tokens(counter) + self.tools_estimate(self._tool_specs, counter)
+                + cmp.fixed_tokens(thinking=self.agent.thinking))
 
     # --- tool calls ----------------------------------------------------------------------------
 
-    def pending_calls(self) -> list[ToolCall]:
-        last = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
-        done = {s.call_id for s in self.steps if isinstance(s, ToolResultStep)}
-        return [call for call in last.tool_calls if call.id not in done]
+    def turn_calls(self) -> tuple[list[ToolCall], dict[str, ToolCallStep]]:
+        """The last model turn's calls that have no result yet, and the call steps already stored
+        for them (a resumed run); only the steps since that turn are read."""
+        done: set[str] = set()
+        started: dict[str, ToolCallStep] = {}
+        for step in reversed(self.steps):
+            if isinstance(step, ModelCallStep) and step.error is None:
+                return [call for call in step.tool_calls if call.id not in done], started
+            if isinstance(step, ToolResultStep):
+                done.add(step.call_id)
+            elif isinstance(step, ToolCallStep):
+                started[step.call_id] = step
+        return [], started
 
-    async def screen(self, call: ToolCall, prior: ToolCallStep | None) -> str | None:
-        """Why ``call`` may not run (unknown or forbidden tool, bad arguments, a loop, the injection
-        guard, no approval), or None."""
+    async def screen(self, call: ToolCall, prior: ToolCallStep | None) -> str | tuple[Tool, dict[str, Any]]:
+        """The tool and validated arguments of ``call`` if it may run, or why not (unknown or
+        forbidden tool, bad arguments, a loop, the injection guard, no approval)."""
         assert self.guard is not None
         tool = self.agent.tool(call.name)
         if tool is None:
@@ -260,27 +301,36 @@ class Session:
             return prompt("repeat_call").format(previous=self.detector.previous_result(call.name, call.arguments)[:500])
         needs_approval = tool.needs_approval and (prior is None or not prior.approved)
         if prior is not None and not needs_approval:
-            return None  # it passed the gate before the run was interrupted
-        return await self.guard.check(tool, arguments, call.id, needs_approval=needs_approval, gate=prior is None)
+            return tool, arguments  # it passed the gate before the run was interrupted
+        refusal = await self.guard.check(tool, arguments, call.id, needs_approval=needs_approval, gate=prior is None,
+                                         before_wait=self.commit)
+        return (tool, arguments) if refusal is None else refusal
 
     def refused(self, call: ToolCall, text: str) -> ToolResultStep:
         return ToolResultStep(call_id=call.id, name=call.name, content=text, ok=False, executed=False)
 
-    async def execute(self, call: ToolCall, prior: ToolCallStep | None) -> None:
-        """Run one call: its call step is stored before it starts, its result as soon as it ends."""
-        tool = self.agent.tool(call.name)
-        assert tool is not None and self.guard is not None
-        if prior is None:
-            approved = tool.needs_approval or call.id in self.guard.approved
-            await self.append(ToolCallStep(call_id=call.id, name=call.name, arguments=call.arguments,
-                                           approved=True if approved else None))
-        context = ToolContext(workspace=self.runner.workspace, run_id=self.run_id, agent=self.agent.name,
-                              owner=self.agent.owner, services=self.runner.services,
-                              extras={"access": self.guard.access} if self.guard.access is not None else {})
+    def call_step(self, call: ToolCall, tool: Tool) -> ToolCallStep:
+        """The record that a call is about to start (a call with no result was interrupted)."""
+        assert self.guard is not None
+        approved = tool.needs_approval or call.id in self.guard.approved
+        return ToolCallStep(call_id=call.id, name=call.name, arguments=call.arguments,
+                            approved=True if approved else None)
+
+    async def execute(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *, concurrent: bool) -> None:
+        """Run one call (its call step is already stored). A result is stored at once while other
+        calls still run (so a crash never loses it), else with the next commit."""
+        assert self.guard is not None
+        context = None
+        if tool.takes_context:
+            context = ToolContext(workspace=self.runner.workspace, run_id=self.run_id, agent=self.agent.name,
+                                  owner=self.agent.owner, services=self.runner.services,
+                                  extras={"access": self.guard.access} if self.guard.access is not None else {})
         started = time.perf_counter()
         step = ToolResultStep(call_id=call.id, name=call.name, content="")
+        time_left = self.agent.budget.time_left(self.spent)
         try:
-            value = await asyncio.wait_for(tool.call(call.arguments, context), self.agent.budget.time_left(self.spent))
+            job = tool.invoke(arguments, context)
+            value = await (job if time_left is None else asyncio.wait_for(job, time_left))
             step.content = self.guard.observe(tool, self.render(value))
         except (ToolArgumentError, ToolError) as exc:
             step.ok, step.error = False, exc.message
@@ -291,9 +341,11 @@ class Session:
         except Exception as exc:  # a bug in the tool: stored for the trace, then propagated
             step.ok, step.error = False, f"{type(exc).__name__}: {exc}"
             step.content = f"error: {step.error}"
-            await self.append(step.timed(started))
+            self.append(step.timed(started))
             raise
-        await self.append(step.timed(started))
+        self.stage(step.timed(started))
+        if concurrent:
+            self.commit()
         self.detector.record_call(call.name, call.arguments, step.content)
 
     def render(self, value: Any) -> str:
@@ -309,24 +361,27 @@ class Session:
         if not self.detector.should_nudge():
             raise LoopDetectedError(reason)
         self.force_answer = True
-        await self.append(NoticeStep(text=prompt("loop_nudge").format(reason=reason), reason="loop"))
+        self.stage(NoticeStep(text=prompt("loop_nudge").format(reason=reason), reason="loop"))
 
-    async def compact_if_needed(self, max_tokens: int) -> None:
+    async def compact_if_needed(self, max_tokens: int) -> int:
+        """Summarise older steps while the next prompt would crowd the window; returns its size."""
         counter = self.runner.token_counter(self.model)
         room = (self.window - max_tokens - self.thinking_tokens()) * self.agent.compaction.threshold
+        size = self.view_estimate(counter)
         for _ in range(3):
-            size = self.estimate(transcript(self.steps, self._messages), self._tool_specs, counter,
-                                 thinking=self.agent.thinking)
             plan = cmp.plan_compaction(self.steps, self.agent.compaction.keep_recent) if size > room else None
             if plan is None:
-                return
+                break
             await self.compact(*plan)
+            size = self.view_estimate(counter)
+        return size
 
     async def compact(self, first: int, last: int) -> None:
         covered = [s for s in self.steps if first <= s.index <= last]
         previous = next((s for s in reversed(self.steps) if isinstance(s, SummaryStep)), None)
         facts = cmp.facts_of(covered)
         hook = self.runner.before_compaction
+        self.commit()
         if hook is not None:
             outcome = hook(facts)
             if inspect.isawaitable(outcome):
@@ -342,7 +397,7 @@ class Session:
             step.text = (response.message.content or "").strip() or cmp.extractive_summary(covered)
         except BudgetExceededError:
             step.text = ((previous.text + " | ") if previous else "") + cmp.extractive_summary(covered)
-        await self.append(step)
+        self.stage(step)
 
     async def memory_call(self, request: ChatRequest) -> ChatResponse:
         """A model call made for memory (fact distillation), budgeted and accounted like any other."""
@@ -363,22 +418,52 @@ class Session:
                      verified: bool | None = None) -> None:
         self.final = FinalAnswerStep(answer=answer, status=status, stop_reason=reason, partial=partial,
                                      verified=verified)
-        await self.append(self.final)
+        self.append(self.final)
         self.runner.store.set_status(self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent)
         self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
 
-    async def append(self, step: Step) -> None:
-        """Store ``step`` (durably) and tell listeners, before anything else happens."""
+    # --- durability ----------------------------------------------------------------------------
+
+    def stage(self, step: Step) -> None:
+        """Add ``step`` to the run; it is stored by the next ``commit`` (before anything acts)."""
         step.index = len(self.steps)
         self.steps.append(step)
+        self._staged.append(step)
+        assert self.view is not None
+        self.view.add(step, self.steps)
+
+    def append(self, step: Step) -> None:
+        """Add ``step`` and store it (with everything staged) now."""
+        self.stage(step)
+        self.commit()
+
+    def commit(self) -> None:
+        """Store the staged steps, the run's totals (when changed) and their ledger and audit
+        writes in one transaction; then tell listeners."""
+        if not self._staged:
+            return
+        steps, writes = self._staged, self._staged_writes
+        self._staged, self._staged_writes = [], []
         u = self.spent.usage
         totals = (u.requests, u.prompt_tokens, u.completion_tokens, self.spent.steps, self.spent.tool_calls)
-        changed = totals != self._stored_totals or isinstance(step, FinalAnswerStep)
+        changed = totals != self._stored_totals or isinstance(steps[-1], FinalAnswerStep)
         self._stored_totals = totals
-        self.runner.store.append(self.run_id, step, self.spent if changed else None)
-        if isinstance(step, ToolResultStep) and self.guard is not None:
-            self.guard.record(step, self.arguments_of(step.call_id))
-        self.runner.emit(self.run_id, "step", step=step)
+        results = [s for s in steps if isinstance(s, ToolResultStep)]
+        audited = self.guard is not None and self.guard.audit is not None and bool(results)
+        shared = audited and self.runner.shares_database(self.guard.audit.db)
+        if shared:
+            writes.append(lambda conn: self.record_results(results, conn))
+        self.runner.store.append(self.run_id, steps, self.spent if changed else None,
+                                 also=_together(writes) if writes else None)
+        if audited and not shared:
+            self.record_results(results, None)
+        for step in steps:
+            self.runner.emit(self.run_id, "step", step=step)
+
+    def record_results(self, results: list[ToolResultStep], conn: Connection | None) -> None:
+        assert self.guard is not None
+        for step in results:
+            self.guard.record(step, self.arguments_of(step.call_id), conn)
 
     def arguments_of(self, call_id: str) -> str:
         for step in reversed(self.steps):
@@ -387,3 +472,11 @@ class Session:
                     if call.id == call_id:
                         return call.arguments
         return ""
+
+
+def _together(writes: list[Callable[[Connection], None]]) -> Callable[[Connection], None]:
+    def write_all(conn: Connection) -> None:
+        for write in writes:
+            write(conn)
+
+    return write_all

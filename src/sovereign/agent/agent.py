@@ -64,7 +64,10 @@ class Agent:
     ``off`` lets them run."""
 
     def tool(self, name: str) -> Tool | None:
-        return next((t for t in self.tools if t.name == name), None)
+        for candidate in self.tools:
+            if candidate.name == name:
+                return candidate
+        return None
 
     def to_config(self) -> AgentConfig:
         """The serialisable definition (tools by name), as stored with each run."""

@@ -7,6 +7,7 @@ limit, never after. ``RunUsage`` is what a run has spent so far; it adds up like
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -147,8 +148,6 @@ class RunUsage:
     """``time.monotonic()`` when this session started."""
 
     def elapsed(self) -> float:
-        import time
-
         live = time.monotonic() - self.started_at if self.started_at is not None else 0.0
         return self.elapsed_before_s + live
 

@@ -23,7 +23,8 @@ from sovereign.agent.steps import (
 )
 from sovereign.kernel.messages import ChatRequest, Message, ToolSpec
 
-__all__ = ["BeforeCompaction", "CompactionPolicy", "TokenCounter", "estimate_tokens", "plan_compaction"]
+__all__ = ["BeforeCompaction", "CompactionPolicy", "TokenCounter", "estimate_tokens", "fixed_tokens", "message_tokens", "plan_compaction",
+           "tools_tokens"]
 
 BeforeCompaction = Callable[[list[str]], Awaitable[None] | None]
 TokenCounter = Callable[[str], int]
@@ -33,6 +34,7 @@ TokenCounter = Callable[[str], int]
 _MESSAGE_OVERHEAD = 8
 _TOOLS_OVERHEAD = 200
 _THINKING_OVERHEAD = 64
+_REQUEST_OVERHEAD = 16
 
 
 @dataclass(kw_only=True, slots=True)
@@ -49,23 +51,34 @@ def rough_count(text: str) -> int:
     return len(text) // 3 + 1
 
 
+def message_tokens(message: Message, count: TokenCounter) -> int:
+    """An upper estimate of one message's share of a prompt."""
+    text = message.content or ""
+    if message.tool_calls:
+        text += "".join(call.name + call.arguments for call in message.tool_calls) + " " * 16
+    return count(text) + _MESSAGE_OVERHEAD if text else _MESSAGE_OVERHEAD
+
+
 def estimate_tokens(
     messages: list[Message], tools: list[ToolSpec], count: TokenCounter | None = None, *, thinking: bool = False
 ) -> int:
     """An upper estimate of the prompt tokens of a request (used by budgets and compaction)."""
     count = count or rough_count
-    total = 0
-    for message in messages:
-        text = message.content or ""
-        if message.tool_calls:
-            text += "".join(call.name + call.arguments for call in message.tool_calls) + " " * 16
-        total += count(text) + _MESSAGE_OVERHEAD if text else _MESSAGE_OVERHEAD
-    if tools:
-        schema = json.dumps([{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools])
-        total += count(schema) + _TOOLS_OVERHEAD
-    if thinking:
-        total += _THINKING_OVERHEAD
-    return total + 16
+    total = sum(message_tokens(message, count) for message in messages)
+    return total + tools_tokens(tools, count) + fixed_tokens(thinking=thinking)
+
+
+def fixed_tokens(*, thinking: bool) -> int:
+    """What every request adds besides its messages and tools (an upper estimate)."""
+    return _REQUEST_OVERHEAD + (_THINKING_OVERHEAD if thinking else 0)
+
+
+def tools_tokens(tools: list[ToolSpec], count: TokenCounter | None = None) -> int:
+    """An upper estimate of what offering ``tools`` adds to a prompt."""
+    if not tools:
+        return 0
+    schema = json.dumps([{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools])
+    return (count or rough_count)(schema) + _TOOLS_OVERHEAD
 
 
 _TURN_STARTS = (ModelCallStep, NoticeStep, VerificationStep)

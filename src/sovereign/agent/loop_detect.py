@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 __all__ = ["LoopDetector", "LoopPolicy"]
@@ -43,6 +44,7 @@ class LoopDetector:
     nudged: bool = False
 
     @staticmethod
+    @lru_cache(maxsize=4096)
     def call_key(name: str, arguments: str) -> str:
         return f"{name}:{_canonical(arguments)}"
 

@@ -40,17 +40,20 @@ from sovereign.kernel.messages import Timings, Usage
 from sovereign.kernel.registry import PriceSheet
 
 if TYPE_CHECKING:
+    from sqlite3 import Connection
+
     from sovereign.finops.ledger import UsageLedger
     from sovereign.governance.keys import Principal
     from sovereign.kernel.protocol import Model
     from sovereign.services import Services
+    from sovereign.store import Database
 
 __all__ = ["RunHandle", "RunResult", "Runner"]
 
 _DEFAULT_WINDOW = 8192
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class RunResult:
     """How a run ended: the answer (or a partial one), why it stopped, and what it spent."""
 
@@ -67,6 +70,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    def __repr__(self) -> str:  # short: the steps are in ``runs show``, not in every log line
+        return (f"RunResult(run_id={self.run_id!r}, status={self.status!r}, stop_reason={self.stop_reason!r}, "
+                f"answer={(self.answer or '')[:60]!r}, steps={len(self.steps)})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,24 +230,38 @@ class Runner:
         return count
 
     def account(self, model: str, usage: Usage, timings: Timings, prices: PriceSheet, *,
-                owner: str | None, run_id: str) -> float:
-        """Record one model call in the ledger (and, inside the OS, the audit log); returns its cost."""
-        if self.ledger is not None and self.services is not None:
-            with self.services.db.transaction() as conn:
-                cost = self.ledger.record_in(conn, model=model, usage=usage, timings=timings, prices=prices,
-                                             principal=owner, request_id=run_id)
+                owner: str | None, run_id: str) -> Callable[[Connection], None] | None:
+        """Record one model call in the ledger (and, inside the OS, the audit log).
+
+        When they live in the run store's database the writes are returned instead, for the
+        transaction that stores the call's step; otherwise they are made now."""
+        if self.ledger is None:
+            return None
+
+        def write(conn: Connection) -> None:
+            cost = self.ledger.record_in(conn, model=model, usage=usage, timings=timings, prices=prices,
+                                         principal=owner, request_id=run_id)
+            if self.services is not None:
                 self.services.audit.append_in(conn, "model.call", owner, {
                     "run_id": run_id, "model": model, "prompt_tokens": usage.prompt_tokens,
                     "cached_tokens": usage.cached_tokens, "completion_tokens": usage.completion_tokens,
                     "reasoning_tokens": usage.reasoning_tokens, "cost_usd": cost})
-            return cost
-        if self.ledger is not None:
-            return self.ledger.record(model=model, usage=usage, timings=timings, prices=prices,
-                                      principal=owner, request_id=run_id)
-        return prices.cost(cached_tokens=usage.cached_tokens, uncached_tokens=usage.uncached_tokens,
-                           output_tokens=usage.completion_tokens)
+
+        db = self.services.db if self.services is not None else self.ledger.db  # the OS's ledger is in its db
+        if self.shares_database(db):
+            return write
+        with db.transaction() as conn:
+            write(conn)
+        return None
+
+    def shares_database(self, db: Database) -> bool:
+        """True when ``db`` is the run store's own (so writes can join a step's transaction)."""
+        assert self.store is not None
+        return db is self.store.db
 
     def emit(self, run_id: str, type_: str, *, step: Step | None = None, data: dict[str, Any] | None = None) -> None:
+        if not self.listeners:
+            return
         event = RunEvent(run_id=run_id, type=type_, step=step, data=data or {})
         for listener in list(self.listeners):
             listener(event)

@@ -4,14 +4,18 @@ step begins, so a run killed at any point can be shown and resumed from what was
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import RunNotFoundError
-from sovereign.agent.steps import Step, step_from_dict, step_to_json
+from sovereign.agent.steps import Step, step_from_json, step_to_json
 from sovereign.kernel.messages import Usage
 from sovereign.store import Database
+
+if TYPE_CHECKING:
+    from sqlite3 import Connection
 
 __all__ = ["RunRecord", "RunStore"]
 
@@ -92,6 +96,7 @@ def _spent(row: Any) -> RunUsage:
     )
 
 
+_INSERT_STEP = "INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)"
 _TOTALS = (
     "prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?, reasoning_tokens = ?, model_calls = ?, "
     "steps = ?, tool_calls = ?, cost_usd = ?, elapsed_s = ?, "
@@ -119,19 +124,22 @@ class RunStore:
                 "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
             )
-            conn.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
-                         (run_id, first_step.index, first_step.kind, step_to_json(first_step)))
+            conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step)))
 
-    def append(self, run_id: str, step: Step, spent: RunUsage | None) -> None:
-        """Store one step and (when given) the run's running totals, atomically."""
-        insert = ("INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)",
-                  (run_id, step.index, step.kind, step_to_json(step)))
-        if spent is None:
-            self.db.execute(*insert)  # one statement: atomic on its own
+    def append(self, run_id: str, steps: Sequence[Step], spent: RunUsage | None = None,
+               also: Callable[[Connection], None] | None = None) -> None:
+        """Store steps, the run's running totals (when given) and ``also``'s writes (ledger rows,
+        audit entries of the same steps) in one transaction: all of it, or none."""
+        rows = [(run_id, step.index, step.kind, step_to_json(step)) for step in steps]
+        if spent is None and also is None and len(rows) == 1:
+            self.db.execute(_INSERT_STEP, rows[0])  # one statement: atomic on its own
             return
         with self.db.transaction() as conn:
-            conn.execute(*insert)
-            conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
+            conn.executemany(_INSERT_STEP, rows)
+            if spent is not None:
+                conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
+            if also is not None:
+                also(conn)
 
     def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,
                    spent: RunUsage | None = None) -> None:
@@ -154,7 +162,7 @@ class RunStore:
     def steps(self, run_id: str, *, after: int = -1) -> list[Step]:
         rows = self.db.query("SELECT data FROM run_steps WHERE run_id = ? AND idx > ? ORDER BY idx",
                              (run_id, after))
-        return [step_from_dict(json.loads(row["data"])) for row in rows]
+        return [step_from_json(row["data"]) for row in rows]
 
     def list(self, *, limit: int = 20, owner: str | None = None, status: str | None = None) -> list[RunRecord]:
         clauses, params = [], []

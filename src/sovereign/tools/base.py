@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError, create_model
 
 from sovereign.errors import SovereignError
@@ -58,6 +58,9 @@ class Tool:
     needs_approval: bool = False
     timeout: float | None = None
     takes_context: bool = False
+    inline: bool = False
+    """A quick, non-blocking synchronous function (arithmetic, lookups in memory): it runs on the
+    event loop instead of hopping to a worker thread. Anything that may block must leave it off."""
     _validator: TypeAdapter | None = None
 
     def spec(self) -> ToolSpec:
@@ -67,8 +70,8 @@ class Tool:
         """Parse and validate arguments; raises ``ToolArgumentError`` naming each problem."""
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments or "{}")
-            except json.JSONDecodeError as exc:
+                arguments = orjson.loads(arguments or "{}")
+            except orjson.JSONDecodeError as exc:
                 raise ToolArgumentError(f"arguments for '{self.name}' are not valid JSON: {exc}") from exc
         if not isinstance(arguments, dict):
             raise ToolArgumentError(f"arguments for '{self.name}' must be a JSON object")
@@ -85,19 +88,25 @@ class Tool:
 
     async def call(self, arguments: str | dict[str, Any], context: ToolContext | None = None) -> Any:
         """Validate, then run the tool (in a thread if synchronous), honouring ``timeout``."""
-        values = self.validate(arguments)
+        return await self.invoke(self.validate(arguments), context)
+
+    async def invoke(self, values: dict[str, Any], context: ToolContext | None = None) -> Any:
+        """Run the tool on arguments ``validate`` already returned."""
         if self.takes_context:
-            values["ctx"] = context or ToolContext()
-        if inspect.iscoroutinefunction(self.function):
-            job = self.function(**values)
-        else:
-            job = asyncio.to_thread(self.function, **values)
+            values = {**values, "ctx": context or ToolContext()}
+        if self.inline and not self._is_async:
+            return self.function(**values)
+        job = self.function(**values) if self._is_async else asyncio.to_thread(self.function, **values)
         if self.timeout is None:
             return await job
         try:
             return await asyncio.wait_for(job, self.timeout)
         except TimeoutError as exc:
             raise ToolError(f"tool '{self.name}' timed out after {self.timeout:g}s") from exc
+
+    @property
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
 
 
 def _type_hints(function: Callable) -> dict[str, Any]:
@@ -121,10 +130,12 @@ def tool(
     risky: bool = False,
     needs_approval: bool = False,
     timeout: float | None = None,
+    inline: bool = False,
 ) -> Any:
     """Make a ``Tool`` from a typed function (usable as ``@tool`` or ``@tool(risky=True)``).
 
-    A parameter named ``ctx`` receives the ``ToolContext`` and is left out of the schema.
+    ``inline=True`` marks a quick synchronous function that may run on the event loop (see
+    ``Tool.inline``). A parameter named ``ctx`` receives the ``ToolContext`` and is left out of the schema.
     """
 
     def build(function: Callable) -> Tool:
@@ -155,6 +166,7 @@ def tool(
             needs_approval=needs_approval,
             timeout=timeout,
             takes_context=takes_context,
+            inline=inline,
             _validator=TypeAdapter(model),
         )
 

@@ -89,7 +89,7 @@ def _check_size(value: Any) -> Any:
 
 
 def calculator_tool() -> Tool:
-    @tool
+    @tool(inline=True)  # bounded work (size limits above): no thread hop needed
     def calculator(expression: str) -> str:
         """Evaluate an arithmetic expression, e.g. "2 * (3 + 4) ** 2" or "sqrt(2) * pi".
 
