@@ -50,13 +50,13 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
         turn = len(model.requests) - 1  # a counter, like the smolagents double (no rescan of the messages)
         usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
         if turn < steps:
-            call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}))
+            call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}), id=f"call_{turn}")
             return ChatResponse(model="s", message=Message(role="assistant", tool_calls=[call]),
                                 finish_reason="tool_calls", usage=usage)
         return ChatResponse(model="s", message=Message(role="assistant", content="done"), usage=usage)
 
     model = FunctionModel(script, name="scripted")
-    event_loop = asyncio.Runner()  # one loop for every run, as in a server
+    event_loop = asyncio.new_event_loop()  # one loop for every run, as in a server
     store = RunStore(Database(db_path))
     runner = Runner(model=model, store=store)
     agent = Agent(name="bench", tools=[add], budget=Budget(max_steps=steps + 5, max_tool_calls=steps + 5),
@@ -65,7 +65,7 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
     def run() -> float:
         model.requests.clear()
         start = time.perf_counter()
-        result = event_loop.run(runner.run(agent, "add things"))
+        result = event_loop.run_until_complete(runner.run(agent, "add things"))
         elapsed = time.perf_counter() - start
         assert result.ok and result.spent.tool_calls == steps, result.stop_reason
         return elapsed
@@ -85,7 +85,7 @@ def _pydantic_ai(steps: int) -> Callable[[], float]:
         return ModelResponse(parts=[TextPart("done")])
 
     agent = Agent(FunctionModel(script))
-    event_loop = asyncio.Runner()  # one loop for every run, as in a server
+    event_loop = asyncio.new_event_loop()  # one loop for every run, as in a server
 
     @agent.tool_plain
     def add(a: int, b: int) -> int:
@@ -94,7 +94,7 @@ def _pydantic_ai(steps: int) -> Callable[[], float]:
 
     def run() -> float:
         start = time.perf_counter()
-        result = event_loop.run(agent.run("add things"))
+        result = event_loop.run_until_complete(agent.run("add things"))
         elapsed = time.perf_counter() - start
         assert result.output == "done"
         return elapsed

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from sovereign.agent import compaction as cmp
 from sovereign.agent._guard import RunGuard
@@ -349,7 +350,7 @@ class Session:
         self.detector.record_call(call.name, call.arguments, step.content)
 
     def render(self, value: Any) -> str:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        text = value if isinstance(value, str) else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         limit = self.agent.max_tool_result_chars
         if len(text) > limit:
             text = text[:limit] + f"\n[cut: {len(text) - limit} more characters not shown]"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 from functools import cache
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -47,8 +46,17 @@ def _usage_dict(usage: Usage) -> dict[str, int]:
             "requests": usage.requests}
 
 
+_second: list = [0, ""]  # the last whole second formatted, and its text
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # "…+00:00" → "…Z"
+    """The current UTC time as ``2026-01-02T03:04:05.678901Z`` (every step has one: kept cheap by
+    formatting each second once)."""
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 @dataclass(kw_only=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import RunNotFoundError
 from sovereign.agent.steps import Step, step_from_json, step_to_json
@@ -53,7 +55,10 @@ MIGRATIONS = [
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
         PRIMARY KEY (run_id, idx)
     );
-    """
+    """,
+    # The run's running totals ride on the step row that changed them (one statement per commit
+    # instead of a step insert plus a runs update); the runs row gets them at status changes.
+    "ALTER TABLE run_steps ADD COLUMN totals TEXT;",
 ]
 
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
@@ -87,6 +92,8 @@ class RunRecord:
 
 
 def _spent(row: Any) -> RunUsage:
+    if row["step_totals"] is not None:
+        return _spent_from_json(row["step_totals"])
     return RunUsage(
         usage=Usage(prompt_tokens=row["prompt_tokens"], cached_tokens=row["cached_tokens"],
                     completion_tokens=row["completion_tokens"], reasoning_tokens=row["reasoning_tokens"],
@@ -96,7 +103,22 @@ def _spent(row: Any) -> RunUsage:
     )
 
 
-_INSERT_STEP = "INSERT INTO run_steps (run_id, idx, kind, data) VALUES (?, ?, ?, ?)"
+def _spent_from_json(text: str) -> RunUsage:
+    t = orjson.loads(text)
+    return RunUsage(
+        usage=Usage(prompt_tokens=t["prompt_tokens"], cached_tokens=t["cached_tokens"],
+                    completion_tokens=t["completion_tokens"], reasoning_tokens=t["reasoning_tokens"],
+                    requests=t["model_calls"]),
+        steps=t["steps"], tool_calls=t["tool_calls"], cost_usd=t["cost_usd"], elapsed_before_s=t["elapsed_s"],
+    )
+
+
+_INSERT_STEP = "INSERT INTO run_steps (run_id, idx, kind, data, totals) VALUES (?, ?, ?, ?, ?)"
+_SELECT_RUN = (
+    "SELECT runs.*, latest.totals AS step_totals, latest.created_at AS step_at FROM runs "
+    "LEFT JOIN run_steps AS latest ON latest.run_id = runs.id AND latest.idx = ("
+    "SELECT MAX(idx) FROM run_steps WHERE run_id = runs.id AND totals IS NOT NULL)"
+)
 _TOTALS = (
     "prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?, reasoning_tokens = ?, model_calls = ?, "
     "steps = ?, tool_calls = ?, cost_usd = ?, elapsed_s = ?, "
@@ -124,22 +146,26 @@ class RunStore:
                 "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
             )
-            conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step)))
+            conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step), None))
 
     def append(self, run_id: str, steps: Sequence[Step], spent: RunUsage | None = None,
                also: Callable[[Connection], None] | None = None) -> None:
-        """Store steps, the run's running totals (when given) and ``also``'s writes (ledger rows,
-        audit entries of the same steps) in one transaction: all of it, or none."""
-        rows = [(run_id, step.index, step.kind, step_to_json(step)) for step in steps]
-        if spent is None and also is None and len(rows) == 1:
-            self.db.execute(_INSERT_STEP, rows[0])  # one statement: atomic on its own
+        """Store steps, the run's running totals (when given, on the last step) and ``also``'s
+        writes (ledger rows, audit entries of the same steps): all of it, or none."""
+        if not steps:
+            raise ValueError("append needs at least one step")
+        totals = orjson.dumps(spent.to_dict()).decode() if spent is not None else None
+        last = len(steps) - 1
+        params: list[Any] = []
+        for i, step in enumerate(steps):
+            params += (run_id, step.index, step.kind, step_to_json(step), totals if i == last else None)
+        sql = _INSERT_STEP + ", (?, ?, ?, ?, ?)" * last
+        if also is None:
+            self.db.execute(sql, params)  # one statement: atomic on its own
             return
         with self.db.transaction() as conn:
-            conn.executemany(_INSERT_STEP, rows)
-            if spent is not None:
-                conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
-            if also is not None:
-                also(conn)
+            conn.execute(sql, params)
+            also(conn)
 
     def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,
                    spent: RunUsage | None = None) -> None:
@@ -151,7 +177,7 @@ class RunStore:
                 conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
 
     def get(self, run_id: str, *, with_steps: bool = True) -> RunRecord:
-        row = self.db.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = self.db.query_one(f"{_SELECT_RUN} WHERE runs.id = ?", (run_id,))
         if row is None:
             raise RunNotFoundError(f"no run with id '{run_id}'", param="run_id")
         record = self._record(row)
@@ -167,13 +193,13 @@ class RunStore:
     def list(self, *, limit: int = 20, owner: str | None = None, status: str | None = None) -> list[RunRecord]:
         clauses, params = [], []
         if owner is not None:
-            clauses.append("owner = ?")
+            clauses.append("runs.owner = ?")
             params.append(owner)
         if status is not None:
-            clauses.append("status = ?")
+            clauses.append("runs.status = ?")
             params.append(status)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self.db.query(f"SELECT * FROM runs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        rows = self.db.query(f"{_SELECT_RUN} {where} ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT ?",
                              (*params, limit))
         return [self._record(row) for row in rows]
 
@@ -183,5 +209,5 @@ class RunStore:
             id=row["id"], agent=row["agent"], owner=row["owner"], task=row["task"], model=row["model"],
             status=row["status"], stop_reason=row["stop_reason"], answer=row["answer"],
             agent_config=json.loads(row["agent_json"]), spent=_spent(row),
-            created_at=row["created_at"], updated_at=row["updated_at"],
+            created_at=row["created_at"], updated_at=max(row["updated_at"], row["step_at"] or ""),
         )
