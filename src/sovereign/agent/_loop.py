@@ -222,8 +222,10 @@ class Session:
                                            prices=prices, is_step=is_step)
         self.commit()
         started = time.perf_counter()
+        time_left = self.agent.budget.time_left(self.spent)
         try:
-            response = await asyncio.wait_for(model.complete(request), self.agent.budget.time_left(self.spent))
+            job = model.complete(request)
+            response = await (job if time_left is None else asyncio.wait_for(job, time_left))
         except TimeoutError:
             raise BudgetExceededError("time limit reached during a model call", limit="max_wall_s") from None
         except SovereignError as exc:

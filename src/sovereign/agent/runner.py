@@ -34,7 +34,7 @@ from sovereign.agent.steps import (
     ToolResultStep,
     VerificationStep,
 )
-from sovereign.agent.store import RunStore
+from sovereign.agent.store import RunRecord, RunStore
 from sovereign.errors import InvalidRequestError, SovereignError
 from sovereign.kernel.messages import Timings, Usage
 from sovereign.kernel.registry import PriceSheet
@@ -138,8 +138,8 @@ class Runner:
     async def run(self, agent: Agent, task: str, *, run_id: str | None = None,
                   principal: Principal | None = None) -> RunResult:
         """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
-        run_id = self.create(agent, task, run_id=run_id)
-        return await self._drive(run_id, agent, principal)
+        record = self._create(agent, task, run_id)
+        return await self._drive(record.id, agent, principal, record)
 
     async def resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
                      resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunResult:
@@ -159,6 +159,9 @@ class Runner:
 
     def create(self, agent: Agent, task: str, *, run_id: str | None = None) -> str:
         """Store a new run and its task step; returns the run id."""
+        return self._create(agent, task, run_id).id
+
+    def _create(self, agent: Agent, task: str, run_id: str | None) -> RunRecord:
         if not task.strip():
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
@@ -169,11 +172,11 @@ class Runner:
         step = TaskStep(index=0, task=task, instructions=instructions)
         config = agent.to_config().model_dump(mode="json")
         assert self.store is not None
-        self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
-                          model=self.model_name_for(agent), first_step=step)
+        record = self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
+                                   model=self.model_name_for(agent), first_step=step)
         self.emit(run_id, "status", data={"status": "running", "stop_reason": None})
         self.emit(run_id, "step", step=step)
-        return run_id
+        return record
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event of every run; returns the unsubscribe function."""
@@ -295,9 +298,11 @@ class Runner:
                 raise RunNotResumableError(f"run '{run_id}' cannot be rebuilt: {exc.message}") from exc
         return replace(agent, budget=budget) if budget is not None else agent
 
-    async def _drive(self, run_id: str, agent: Agent, principal: Principal | None = None) -> RunResult:
+    async def _drive(self, run_id: str, agent: Agent, principal: Principal | None = None,
+                     record: RunRecord | None = None) -> RunResult:
+        """Drive a run from its stored state (``record``: a run just created, not read back)."""
         assert self.store is not None
-        record = self.store.get(run_id)
+        record = record or self.store.get(run_id)
         spent = record.spent
         spent.started_at = time.monotonic()
         name = record.model or self.model_name_for(agent)

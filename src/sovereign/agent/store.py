@@ -140,13 +140,17 @@ class RunStore:
         db.migrate("runs", MIGRATIONS)
 
     def create(self, *, run_id: str, agent_config: dict[str, Any], task: str, owner: str | None,
-               model: str | None, first_step: Step) -> None:
+               model: str | None, first_step: Step) -> RunRecord:
+        """Store a new run with its first step; returns it as ``get`` would."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
             )
             conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step), None))
+        return RunRecord(id=run_id, agent=agent_config["name"], owner=owner, task=task, model=model, status="running",
+                         stop_reason=None, answer=None, agent_config=agent_config, spent=RunUsage(),
+                         created_at=first_step.started_at, updated_at=first_step.started_at, steps=[first_step])
 
     def append(self, run_id: str, steps: Sequence[Step], spent: RunUsage | None = None,
                also: Callable[[Connection], None] | None = None) -> None:
