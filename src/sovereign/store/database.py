@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from sovereign.store.checkpoint import Checkpointer
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -45,11 +42,6 @@ class Database:
         ):
             self._conn.execute(pragma)
         self._conn.execute(_BOOTSTRAP)
-        self._checkpointer: Checkpointer | None = None
-        if self.path != ":memory:":
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = Checkpointer(self.path)
-            weakref.finalize(self, self._checkpointer.stop)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -102,8 +94,6 @@ class Database:
                     )
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
         with self._lock:
             self._conn.close()
 
