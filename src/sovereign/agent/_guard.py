@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from sovereign.agent.steps import Step, ToolResultStep
 from sovereign.errors import PermissionDeniedError, SovereignError
 from sovereign.governance.authz import authorize
-from sovereign.governance.injection import Decision, Policy, Source, Taint, ToolGate, acts_on_world
+from sovereign.governance.injection import (
+    Decision,
+    Policy,
+    Source,
+    Taint,
+    ToolGate,
+    acts_on_world,
+    mark_untrusted,
+)
 
 if TYPE_CHECKING:
     from sqlite3 import Connection
@@ -246,8 +254,10 @@ class RunGuard:
         """Taint the context with a tool result; what the model should see of it."""
         source = tool_source(tool)
         before = len(self.taint.findings)
-        marked = self.taint.observe(content, source=source, origin=tool.name)
-        return marked if source != "tool" or len(self.taint.findings) > before else content
+        self.taint.observe(content, source=source, origin=tool.name, mark=False)
+        if source != "tool" or len(self.taint.findings) > before:
+            return mark_untrusted(content, source, tool.name)
+        return content
 
     def replay(self, steps: Iterable[Step]) -> None:
         """Rebuild the taint of a resumed run from its stored results (findings not re-audited)."""
@@ -255,7 +265,7 @@ class RunGuard:
         try:
             for step in steps:
                 if isinstance(step, ToolResultStep) and step.executed:
-                    self.taint.observe(step.content, source="tool", origin=step.name)
+                    self.taint.observe(step.content, source="tool", origin=step.name, mark=False)
         finally:
             self.taint.audit = audit
 

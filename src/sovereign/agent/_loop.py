@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from sovereign.agent.agent import Agent
     from sovereign.agent.runner import Runner
     from sovereign.kernel.protocol import Model
+    from sovereign.kernel.registry import PriceSheet
     from sovereign.tools.base import Tool
 
 MODEL, TOOLS, VERIFY, DONE = "model", "tools", "verify", "done"
@@ -79,6 +80,7 @@ class Session:
     view: TranscriptView | None = None
     _tool_specs: list = field(default_factory=list)
     _tools_estimate: dict[tuple, int] = field(default_factory=dict)
+    _prices: dict[str, PriceSheet] = field(default_factory=dict)
     _stored_totals: tuple = ()
     _staged: list[Step] = field(default_factory=list)
     _staged_writes: list[Callable[[Connection], None]] = field(default_factory=list)
@@ -217,7 +219,9 @@ class Session:
                                      thinking=request.thinking.enabled)
         reasoning = (request.thinking.budget_tokens or 0) if request.thinking.enabled else 0
         worst_output = (request.max_tokens or self.agent.max_tokens) + reasoning
-        prices = self.runner.prices_for(request.model)
+        prices = self._prices.get(request.model)
+        if prices is None:
+            prices = self._prices[request.model] = self.runner.prices_for(request.model)
         self.agent.budget.check_model_call(self.spent, prompt_tokens=estimate, max_output_tokens=worst_output,
                                            prices=prices, is_step=is_step)
         self.commit()
@@ -421,8 +425,10 @@ class Session:
                      verified: bool | None = None) -> None:
         self.final = FinalAnswerStep(answer=answer, status=status, stop_reason=reason, partial=partial,
                                      verified=verified)
-        self.append(self.final)
-        self.runner.store.set_status(self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent)
+        self.stage(self.final)
+        self._staged_writes.append(lambda conn: self.runner.store.set_status_in(
+            conn, self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent))
+        self.commit()  # the final step and the run's status: one transaction
         self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
 
     # --- durability ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ limit, never after. ``RunUsage`` is what a run has spent so far; it adds up like
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sovereign.agent.errors import BudgetExceededError
@@ -58,7 +58,7 @@ class Budget:
                 raise InvalidRequestError(f"budget {f.name} must be >= 0, got {value}", param=f.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Budget:

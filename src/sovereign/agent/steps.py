@@ -247,11 +247,13 @@ def step_from_dict(data: dict[str, Any]) -> Step:
 
 
 def step_to_json(step: Step) -> str:
-    return orjson.dumps(step.to_dict()).decode()  # steps are stored every turn: the fast encoder pays
+    """The stored form of a step: its fields as JSON (the kind is stored beside it). Steps are
+    stored every turn, so orjson encodes the dataclass directly, nested usage and calls included."""
+    return orjson.dumps(step).decode()
 
 
-def step_from_json(text: str | bytes) -> Step:
-    return step_from_dict(orjson.loads(text))
+def step_from_json(text: str | bytes, kind: str) -> Step:
+    return step_from_dict({**orjson.loads(text), "kind": kind})
 
 
 def transcript(steps: list[Step], cache: dict[int, list[Message]] | None = None) -> list[Message]:

@@ -174,11 +174,19 @@ class RunStore:
     def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,
                    spent: RunUsage | None = None) -> None:
         with self.db.transaction() as conn:
+            self.set_status_in(conn, run_id, status, stop_reason=stop_reason, answer=answer, spent=spent)
+
+    @staticmethod
+    def set_status_in(conn: Connection, run_id: str, status: str, *, stop_reason: str | None = None,
+                      answer: str | None = None, spent: RunUsage | None = None) -> None:
+        """``set_status`` inside the caller's transaction (e.g. with the run's final step)."""
+        if spent is None:
             conn.execute("UPDATE runs SET status = ?, stop_reason = ?, answer = ?, "
                          "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?",
                          (status, stop_reason, answer, run_id))
-            if spent is not None:
-                conn.execute(f"UPDATE runs SET {_TOTALS} WHERE id = ?", (*_totals(spent), run_id))
+        else:
+            conn.execute(f"UPDATE runs SET status = ?, stop_reason = ?, answer = ?, {_TOTALS} WHERE id = ?",
+                         (status, stop_reason, answer, *_totals(spent), run_id))
 
     def get(self, run_id: str, *, with_steps: bool = True) -> RunRecord:
         row = self.db.query_one(f"{_SELECT_RUN} WHERE runs.id = ?", (run_id,))
@@ -190,9 +198,9 @@ class RunStore:
         return record
 
     def steps(self, run_id: str, *, after: int = -1) -> list[Step]:
-        rows = self.db.query("SELECT data FROM run_steps WHERE run_id = ? AND idx > ? ORDER BY idx",
+        rows = self.db.query("SELECT kind, data FROM run_steps WHERE run_id = ? AND idx > ? ORDER BY idx",
                              (run_id, after))
-        return [step_from_json(row["data"]) for row in rows]
+        return [step_from_json(row["data"], row["kind"]) for row in rows]
 
     def list(self, *, limit: int = 20, owner: str | None = None, status: str | None = None) -> list[RunRecord]:
         clauses, params = [], []

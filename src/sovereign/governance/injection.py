@@ -169,8 +169,9 @@ class Taint:
         """Record hosts named by trusted text (the user's task) so they are not 'untrusted-derived'."""
         self.trusted_hosts |= _hosts_in(text)
 
-    def observe(self, text: str, source: Source, origin: str = "") -> str:
-        """Taint the context with ``text``; scan it; return it marked as untrusted."""
+    def observe(self, text: str, source: Source, origin: str = "", *, mark: bool = True) -> str:
+        """Taint the context with ``text``; scan it; return it marked as untrusted (or as it is,
+        with ``mark=False``, for a caller that decides from the findings)."""
         self.untrusted = True
         self.sources.append((source, origin))
         self.hosts |= _hosts_in(text)
@@ -180,7 +181,7 @@ class Taint:
             if self.audit is not None:
                 self.audit.append("injection.detected", self.actor, {
                     "source": source, "origin": origin, "findings": [f.to_dict() for f in found]})
-        return mark_untrusted(text, source, origin)
+        return mark_untrusted(text, source, origin) if mark else text
 
     def reset(self) -> None:
         """The untrusted text has left the context (summarised away); findings are kept."""

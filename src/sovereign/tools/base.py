@@ -94,9 +94,10 @@ class Tool:
         """Run the tool on arguments ``validate`` already returned."""
         if self.takes_context:
             values = {**values, "ctx": context or ToolContext()}
-        if self.inline and not self._is_async:
+        is_async = self._is_async
+        if self.inline and not is_async:
             return self.function(**values)
-        job = self.function(**values) if self._is_async else asyncio.to_thread(self.function, **values)
+        job = self.function(**values) if is_async else asyncio.to_thread(self.function, **values)
         if self.timeout is None:
             return await job
         try:
