@@ -74,7 +74,7 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
 
 
 def _pydantic_ai(steps: int) -> Callable[[], float]:
-    from pydantic_ai import Agent
+    from pydantic_ai import Agent, UsageLimits
     from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart, ToolReturnPart
     from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -94,7 +94,7 @@ def _pydantic_ai(steps: int) -> Callable[[], float]:
 
     def run() -> float:
         start = time.perf_counter()
-        result = event_loop.run_until_complete(agent.run("add things"))
+        result = event_loop.run_until_complete(agent.run("add things", usage_limits=UsageLimits(request_limit=steps + 5)))
         elapsed = time.perf_counter() - start
         assert result.output == "done"
         return elapsed

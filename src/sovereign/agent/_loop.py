@@ -79,7 +79,7 @@ class Session:
     """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
     view: TranscriptView | None = None
     _tool_specs: list = field(default_factory=list)
-    _tools_estimate: dict[tuple, int] = field(default_factory=dict)
+    _tools_estimate: dict[Any, int] = field(default_factory=dict)
     _prices: dict[str, PriceSheet] = field(default_factory=dict)
     _stored_totals: tuple = ()
     _staged: list[Step] = field(default_factory=list)
@@ -258,7 +258,7 @@ class Session:
         return cmp.estimate_tokens(messages, [], counter, thinking=thinking) + self.tools_estimate(tools, counter)
 
     def tools_estimate(self, tools, counter) -> int:
-        key = tuple(t.name for t in tools)
+        key: Any = "agent" if tools is self._tool_specs else tuple(t.name for t in tools)
         tools_part = self._tools_estimate.get(key)
         if tools_part is None:
             tools_part = self._tools_estimate[key] = cmp.tools_tokens(tools, counter)

@@ -128,6 +128,15 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\u2062\u2063\u2064\ufeff\u202a-\u202e\U000e0000-\U000e007f]")
 
 
+def _scoped(pattern: re.Pattern[str]) -> str:
+    flags = "".join(f for f, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL)) if pattern.flags & bit)
+    return f"(?{flags}:{pattern.pattern})" if flags else f"(?:{pattern.pattern})"
+
+
+# Every rule in one pattern: most tool results match none, and one scan costs less than one per rule.
+_ANY_RULE = re.compile("|".join(_scoped(pattern) for _, _, pattern in _RULES))
+
+
 def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
 
@@ -137,7 +146,11 @@ def detect_injection(text: str) -> list[Finding]:
     findings: list[Finding] = []
     if _INVISIBLE.search(text):
         findings.append(Finding("invisible_characters", "zero-width or bidi control characters", "medium"))
-    clean = _normalise(text)
+        clean = _normalise(text)
+    else:
+        clean = unicodedata.normalize("NFKC", text)
+    if not _ANY_RULE.search(clean):
+        return findings
     for rule, severity, pattern in _RULES:
         match = pattern.search(clean)
         if match:
@@ -190,6 +203,8 @@ class Taint:
 
 
 def _hosts_in(text: str) -> set[str]:
+    if "://" not in text and "@" not in text:
+        return set()
     hosts = {(urlsplit(u).hostname or "").lower() for u in _URL.findall(text)}
     hosts |= {h.lower() for h in _EMAIL_HOST.findall(text)}
     hosts.discard("")

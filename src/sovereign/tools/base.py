@@ -69,6 +69,8 @@ class Tool:
     def validate(self, arguments: str | dict[str, Any]) -> dict[str, Any]:
         """Parse and validate arguments; raises ``ToolArgumentError`` naming each problem."""
         if isinstance(arguments, str):
+            if self._validator is not None and arguments.startswith("{"):
+                return self._validate_json(arguments)
             try:
                 arguments = orjson.loads(arguments or "{}")
             except orjson.JSONDecodeError as exc:
@@ -80,11 +82,20 @@ class Tool:
         try:
             model = self._validator.validate_python(arguments)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ToolArgumentError(f"invalid arguments for '{self.name}': {problems}") from exc
-        return {key: getattr(model, key) for key in type(model).model_fields}
+            raise ToolArgumentError(f"invalid arguments for '{self.name}': {_problems(exc)}") from exc
+        return dict(model.__dict__)
+
+    def _validate_json(self, arguments: str) -> dict[str, Any]:
+        """Parse and validate in one pass (pydantic-core reads the JSON itself)."""
+        assert self._validator is not None
+        try:
+            model = self._validator.validate_json(arguments)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise ToolArgumentError(f"arguments for '{self.name}' are not valid JSON: "
+                                        f"{exc.errors()[0]['msg']}") from exc
+            raise ToolArgumentError(f"invalid arguments for '{self.name}': {_problems(exc)}") from exc
+        return dict(model.__dict__)
 
     async def call(self, arguments: str | dict[str, Any], context: ToolContext | None = None) -> Any:
         """Validate, then run the tool (in a thread if synchronous), honouring ``timeout``."""
@@ -108,6 +119,10 @@ class Tool:
     @property
     def _is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors())
 
 
 def _type_hints(function: Callable) -> dict[str, Any]:
