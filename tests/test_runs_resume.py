@@ -166,3 +166,18 @@ def test_resume_after_a_real_kill_9_never_repeats_a_completed_tool_call(tmp_path
     seen = [m.content for m in rest.requests[0].messages if m.role == "tool"]
     assert sorted(seen[:2]) == ["appended a", "appended b"] and seen[2] == "appended c"
     assert seen[-1] == "the human said: add d"
+
+
+def test_a_database_from_before_step_totals_keeps_its_run_totals(tmp_path):
+    # a runs database at schema version 1 (totals only on the runs row), then upgraded
+    from sovereign.agent.store import MIGRATIONS
+
+    db = Database(tmp_path / "old.db")
+    db.migrate("runs", MIGRATIONS[:1])
+    db.execute("INSERT INTO runs (id, agent, task, status, agent_json, prompt_tokens, steps, tool_calls, cost_usd) "
+               "VALUES ('run_old', 'w', 'task', 'stopped', '{\"name\": \"w\"}', 120, 3, 2, 0.5)")
+    db.execute("INSERT INTO run_steps (run_id, idx, kind, data) VALUES ('run_old', 0, 'task', "
+               "'{\"kind\": \"task\", \"index\": 0, \"task\": \"task\"}')")
+    record = RunStore(db).get("run_old")
+    assert (record.spent.usage.prompt_tokens, record.spent.steps, record.spent.tool_calls) == (120, 3, 2)
+    assert record.spent.cost_usd == 0.5 and [s.kind for s in record.steps] == ["task"]

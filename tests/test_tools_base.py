@@ -4,6 +4,7 @@ bad arguments and tool errors as messages for the model, our own bugs propagatin
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Literal
 
 import pytest
@@ -91,3 +92,23 @@ def test_tool_errors_are_for_the_model_and_bugs_propagate():
         asyncio.run(picky.call({"n": 0}))
     with pytest.raises(ZeroDivisionError):
         asyncio.run(picky.call({"n": 1}))
+
+
+def test_inline_tools_run_on_the_event_loop_and_others_in_a_worker_thread():
+    @tool(inline=True)
+    def where_inline() -> int:
+        """Report the thread."""
+        return threading.get_ident()
+
+    @tool
+    def where_threaded() -> int:
+        """Report the thread."""
+        return threading.get_ident()
+
+    async def main() -> tuple[int, int, int]:
+        loop_thread = threading.get_ident()
+        return loop_thread, await where_inline.call("{}"), await where_threaded.call("{}")
+
+    loop_thread, inline_thread, threaded_thread = asyncio.run(main())
+    assert inline_thread == loop_thread
+    assert threaded_thread != loop_thread
