@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sovereign.agent import Agent, Runner, RunStore
-from sovereign.agent.errors import RunNotResumableError
+from sovereign.agent import Agent, Budget, Runner, RunStore
+from sovereign.agent.errors import RunBusyError, RunNotResumableError
 from sovereign.store import Database
 from sovereign.testing import ScriptedModel, text_response, tool_response
 from sovereign.tools import tool
@@ -139,6 +139,10 @@ def test_resume_after_a_real_kill_9_never_repeats_a_completed_tool_call(tmp_path
             assert child.poll() is None, "the run process ended before it was killed"
             assert time.monotonic() < deadline, "the run never reached the blocking tool"
             time.sleep(0.05)
+        # while the child is alive and driving the run, nobody else may resume it
+        with pytest.raises(RunBusyError, match=f"process {child.pid}"):
+            asyncio.run(Runner(model=ScriptedModel([]), store=RunStore(Database(db_path))).resume(
+                "run_kill", agent=Agent(name="w", tools=[_appender(log)])))
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(timeout=10) == -signal.SIGKILL
     finally:
@@ -181,3 +185,40 @@ def test_a_database_from_before_step_totals_keeps_its_run_totals(tmp_path):
     record = RunStore(db).get("run_old")
     assert (record.spent.usage.prompt_tokens, record.spent.steps, record.spent.tool_calls) == (120, 3, 2)
     assert record.spent.cost_usd == 0.5 and [s.kind for s in record.steps] == ["task"]
+
+
+def test_a_run_being_driven_cannot_be_resumed_twice_in_one_process(tmp_path):
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    @tool
+    async def slow(text: str) -> str:
+        """Wait, then echo."""
+        ran.append(text)
+        await release.wait()
+        return text
+
+    async def main() -> None:
+        store = RunStore(Database(tmp_path / "runs.db"))
+        model = ScriptedModel([tool_response(("slow", '{"text": "x"}')), text_response("done")])
+        runner = Runner(model=model, store=store)
+        agent = Agent(name="w", tools=[slow])
+        handle = runner.start(agent, "echo x", run_id="run_busy")
+        while not ran:
+            await asyncio.sleep(0.01)
+        with pytest.raises(RunBusyError, match="already being driven"):
+            await runner.resume("run_busy", agent=agent)
+        with pytest.raises(RunBusyError):
+            runner.start_resume("run_busy", agent=agent)
+        release.set()
+        result = await handle.task
+        assert result.ok and ran == ["x"]  # the tool ran once
+        with pytest.raises(RunNotResumableError):
+            await runner.resume("run_busy", agent=agent)
+        stopped = await Runner(model=ScriptedModel([tool_response(("slow", '{"text": "y"}'))]), store=store).run(
+            Agent(name="w", tools=[slow], budget=Budget(max_steps=1)), "echo y", run_id="run_stopped")
+        assert stopped.status == "stopped"  # the lease was given back: a stopped run resumes at once
+        rest = Runner(model=ScriptedModel([text_response("done y")]), store=store)
+        assert (await rest.resume("run_stopped", agent=Agent(name="w", tools=[slow], budget=Budget(max_steps=3)))).ok
+
+    asyncio.run(main())

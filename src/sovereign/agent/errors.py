@@ -10,6 +10,7 @@ __all__ = [
     "BudgetExceededError",
     "LoopDetectedError",
     "RunNotFoundError",
+    "RunBusyError",
     "RunNotResumableError",
     "UnknownAgentError",
 ]
@@ -46,6 +47,12 @@ class RunNotResumableError(UserError):
 
     status_code = 409
     code = "run_not_resumable"
+
+
+class RunBusyError(RunNotResumableError):
+    """Another live process (or another call in this one) is driving the run right now."""
+
+    code = "run_busy"
 
 
 class BudgetExceededError(SpendCapExceededError):

@@ -143,25 +143,37 @@ class Runner:
 
     async def resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
                      resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunResult:
-        """Continue a stored run where it stopped; completed tool calls are not repeated."""
+        """Continue a stored run where it stopped; completed tool calls are not repeated.
+        ``RunBusyError`` if a live process is driving it."""
         agent = self._resumable(run_id, agent, budget, resolve)
-        return await self._drive(run_id, agent, principal)
+        return await self._drive(run_id, agent, principal, self._claim(run_id))
 
     def start(self, agent: Agent, task: str, *, run_id: str | None = None,
               principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
-        run_id = self.create(agent, task, run_id=run_id)
-        return self._spawn(run_id, agent, principal)
+        record = self._create(agent, task, run_id)
+        return self._spawn(record.id, agent, principal, record)
 
     def start_resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
                      resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunHandle:
-        return self._spawn(run_id, self._resumable(run_id, agent, budget, resolve), principal)
+        agent = self._resumable(run_id, agent, budget, resolve)
+        return self._spawn(run_id, agent, principal, self._claim(run_id))
 
     def create(self, agent: Agent, task: str, *, run_id: str | None = None) -> str:
-        """Store a new run and its task step; returns the run id."""
-        return self._create(agent, task, run_id).id
+        """Store a new run and its task step (to drive later with ``resume``); returns the run id."""
+        return self._create(agent, task, run_id, claim=False).id
 
-    def _create(self, agent: Agent, task: str, run_id: str | None) -> RunRecord:
+    def _claim(self, run_id: str) -> RunRecord:
+        """Take the run's lease (``RunBusyError`` if a live process holds it), then read it."""
+        assert self.store is not None
+        self.store.claim(run_id)
+        try:
+            return self.store.get(run_id)
+        except BaseException:
+            self.store.release(run_id)
+            raise
+
+    def _create(self, agent: Agent, task: str, run_id: str | None, *, claim: bool = True) -> RunRecord:
         if not task.strip():
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
@@ -173,7 +185,7 @@ class Runner:
         config = agent.to_config().model_dump(mode="json")
         assert self.store is not None
         record = self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
-                                   model=self.model_name_for(agent), first_step=step)
+                                   model=self.model_name_for(agent), first_step=step, claim=claim)
         self.emit(run_id, "status", data={"status": "running", "stop_reason": None})
         self.emit(run_id, "step", step=step)
         return record
@@ -279,8 +291,8 @@ class Runner:
         """What memory holds about ``task``, for the system message of a new run."""
         return recall_for(self._memory(), public_access(self.services, agent), agent, task, self.memory_k)
 
-    def _spawn(self, run_id: str, agent: Agent, principal: Principal | None = None) -> RunHandle:
-        handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent, principal)))
+    def _spawn(self, run_id: str, agent: Agent, principal: Principal | None, record: RunRecord) -> RunHandle:
+        handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent, principal, record)))
         self.handles[run_id] = handle
         handle.task.add_done_callback(lambda _t: self.handles.pop(run_id, None))
         return handle
@@ -298,11 +310,18 @@ class Runner:
                 raise RunNotResumableError(f"run '{run_id}' cannot be rebuilt: {exc.message}") from exc
         return replace(agent, budget=budget) if budget is not None else agent
 
-    async def _drive(self, run_id: str, agent: Agent, principal: Principal | None = None,
-                     record: RunRecord | None = None) -> RunResult:
-        """Drive a run from its stored state (``record``: a run just created, not read back)."""
+    async def _drive(self, run_id: str, agent: Agent, principal: Principal | None, record: RunRecord) -> RunResult:
+        """Drive a run whose lease this process holds, from ``record`` (its stored state); the
+        lease is given back however the drive ends."""
         assert self.store is not None
-        record = record or self.store.get(run_id)
+        try:
+            return await self._drive_claimed(run_id, agent, principal, record)
+        finally:
+            self.store.release(run_id)
+
+    async def _drive_claimed(self, run_id: str, agent: Agent, principal: Principal | None,
+                             record: RunRecord) -> RunResult:
+        assert self.store is not None
         spent = record.spent
         spent.started_at = time.monotonic()
         name = record.model or self.model_name_for(agent)

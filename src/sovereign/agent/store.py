@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from sovereign.agent import leases
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import RunNotFoundError
 from sovereign.agent.steps import Step, step_from_json, step_to_json
@@ -59,6 +60,7 @@ MIGRATIONS = [
     # The run's running totals ride on the step row that changed them (one statement per commit
     # instead of a step insert plus a runs update); the runs row gets them at status changes.
     "ALTER TABLE run_steps ADD COLUMN totals TEXT;",
+    leases.MIGRATION,
 ]
 
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
@@ -140,14 +142,19 @@ class RunStore:
         db.migrate("runs", MIGRATIONS)
 
     def create(self, *, run_id: str, agent_config: dict[str, Any], task: str, owner: str | None,
-               model: str | None, first_step: Step) -> RunRecord:
-        """Store a new run with its first step; returns it as ``get`` would."""
+               model: str | None, first_step: Step, claim: bool = False) -> RunRecord:
+        """Store a new run with its first step (and, with ``claim``, this process's lease on it);
+        returns it as ``get`` would."""
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
             )
             conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step), None))
+            if claim:
+                leases.claim_in(conn, run_id)
+        if claim:
+            leases.driving.add(run_id)
         return RunRecord(id=run_id, agent=agent_config["name"], owner=owner, task=task, model=model, status="running",
                          stop_reason=None, answer=None, agent_config=agent_config, spent=RunUsage(),
                          created_at=first_step.started_at, updated_at=first_step.started_at, steps=[first_step])
@@ -170,6 +177,17 @@ class RunStore:
         with self.db.transaction() as conn:
             conn.execute(sql, params)
             also(conn)
+
+    def claim(self, run_id: str) -> None:
+        """Take the lease of a stored run for this process (see ``leases``)."""
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise RunNotFoundError(f"no run with id '{run_id}'", param="run_id")
+            leases.claim_in(conn, run_id)
+        leases.driving.add(run_id)
+
+    def release(self, run_id: str) -> None:
+        leases.release(self.db, run_id)
 
     def set_status(self, run_id: str, status: str, *, stop_reason: str | None = None, answer: str | None = None,
                    spent: RunUsage | None = None) -> None:
