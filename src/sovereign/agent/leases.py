@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sovereign.store import Database
 
-__all__ = ["MIGRATION", "claim_in", "driving", "release"]
+__all__ = ["MIGRATION", "claim_in", "driving", "forget", "release", "release_in"]
 
 MIGRATION = """
 CREATE TABLE run_leases (
@@ -83,4 +83,18 @@ def release(db: Database, run_id: str) -> None:
     """Give the lease back (the drive ended: finished, stopped, failed or cancelled)."""
     driving.discard(run_id)
     host, pid, _ = _me()
-    db.execute("DELETE FROM run_leases WHERE run_id = ? AND host = ? AND pid = ?", (run_id, host, pid))
+    db.execute(_DELETE, (run_id, host, pid))
+
+
+def release_in(conn: Connection, run_id: str) -> None:
+    """Drop this process's lease row inside the caller's transaction (with the run's final step);
+    ``driving`` is cleared by ``release`` or ``forget`` when the drive returns."""
+    host, pid, _ = _me()
+    conn.execute(_DELETE, (run_id, host, pid))
+
+
+def forget(run_id: str) -> None:
+    driving.discard(run_id)
+
+
+_DELETE = "DELETE FROM run_leases WHERE run_id = ? AND host = ? AND pid = ?"

@@ -34,6 +34,7 @@ from sovereign.agent.steps import (
     ToolResultStep,
     VerificationStep,
 )
+from sovereign.agent import leases
 from sovereign.agent.store import RunRecord, RunStore
 from sovereign.errors import InvalidRequestError, SovereignError
 from sovereign.kernel.messages import Timings, Usage
@@ -315,9 +316,12 @@ class Runner:
         lease is given back however the drive ends."""
         assert self.store is not None
         try:
-            return await self._drive_claimed(run_id, agent, principal, record)
-        finally:
+            result = await self._drive_claimed(run_id, agent, principal, record)
+        except BaseException:
             self.store.release(run_id)
+            raise
+        leases.forget(run_id)  # the lease row went with the final step's transaction
+        return result
 
     async def _drive_claimed(self, run_id: str, agent: Agent, principal: Principal | None,
                              record: RunRecord) -> RunResult:

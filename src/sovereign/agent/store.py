@@ -197,7 +197,10 @@ class RunStore:
     @staticmethod
     def set_status_in(conn: Connection, run_id: str, status: str, *, stop_reason: str | None = None,
                       answer: str | None = None, spent: RunUsage | None = None) -> None:
-        """``set_status`` inside the caller's transaction (e.g. with the run's final step)."""
+        """``set_status`` inside the caller's transaction (e.g. with the run's final step); a
+        final status also drops this process's lease."""
+        if status in TERMINAL:
+            leases.release_in(conn, run_id)
         if spent is None:
             conn.execute("UPDATE runs SET status = ?, stop_reason = ?, answer = ?, "
                          "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?",
