@@ -27,7 +27,7 @@ class _StopAfter(RunStore):
         super().__init__(db)
         self.n = n
 
-    def append(self, run_id, steps, spent=None, also=None) -> None:
+    def append(self, run_id, steps, spent=None, also=()) -> None:
         if self.n < len(steps):
             self.n = 0
             raise KeyboardInterrupt

@@ -34,7 +34,7 @@ class CrashingStore(RunStore):
         self.left = crash_after
         self.dead = False
 
-    def append(self, run_id, steps, spent=None, also=None) -> None:
+    def append(self, run_id, steps, spent=None, also=()) -> None:
         # the process dies at the commit that would store step number ``crash_after + 1``
         if self.dead or self.left < len(steps):
             self.dead = True

@@ -463,7 +463,7 @@ class Session:
         if shared:
             writes.append(lambda conn: self.record_results(results, conn))
         self.runner.store.append(self.run_id, steps, self.spent if changed else None,
-                                 also=_together(writes) if writes else None)
+                                 also=writes)
         if audited and not shared:
             self.record_results(results, None)
         for step in steps:
@@ -481,11 +481,3 @@ class Session:
                     if call.id == call_id:
                         return call.arguments
         return ""
-
-
-def _together(writes: list[Callable[[Connection], None]]) -> Callable[[Connection], None]:
-    def write_all(conn: Connection) -> None:
-        for write in writes:
-            write(conn)
-
-    return write_all

@@ -160,6 +160,17 @@ class RunUsage:
             elapsed_before_s=self.elapsed() + other.elapsed(),
         )
 
+    @classmethod
+    def from_dict(cls, data: Any) -> RunUsage:
+        """The inverse of ``to_dict`` (any mapping with its keys, e.g. a database row)."""
+        return cls(
+            usage=Usage(prompt_tokens=data["prompt_tokens"], cached_tokens=data["cached_tokens"],
+                        completion_tokens=data["completion_tokens"], reasoning_tokens=data["reasoning_tokens"],
+                        requests=data["model_calls"]),
+            steps=data["steps"], tool_calls=data["tool_calls"], cost_usd=data["cost_usd"],
+            elapsed_before_s=data["elapsed_s"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         u = self.usage
         return {

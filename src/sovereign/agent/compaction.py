@@ -23,8 +23,16 @@ from sovereign.agent.steps import (
 )
 from sovereign.kernel.messages import ChatRequest, Message, ToolSpec
 
-__all__ = ["BeforeCompaction", "CompactionPolicy", "TokenCounter", "estimate_tokens", "fixed_tokens", "message_tokens", "plan_compaction",
-           "tools_tokens"]
+__all__ = [
+    "BeforeCompaction",
+    "CompactionPolicy",
+    "TokenCounter",
+    "estimate_tokens",
+    "fixed_tokens",
+    "message_tokens",
+    "plan_compaction",
+    "tools_tokens",
+]
 
 BeforeCompaction = Callable[[list[str]], Awaitable[None] | None]
 TokenCounter = Callable[[str], int]

@@ -14,7 +14,6 @@ from sovereign.agent import leases
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.errors import RunNotFoundError
 from sovereign.agent.steps import Step, step_from_json, step_to_json
-from sovereign.kernel.messages import Usage
 from sovereign.store import Database
 
 if TYPE_CHECKING:
@@ -94,25 +93,9 @@ class RunRecord:
 
 
 def _spent(row: Any) -> RunUsage:
-    if row["step_totals"] is not None:
-        return _spent_from_json(row["step_totals"])
-    return RunUsage(
-        usage=Usage(prompt_tokens=row["prompt_tokens"], cached_tokens=row["cached_tokens"],
-                    completion_tokens=row["completion_tokens"], reasoning_tokens=row["reasoning_tokens"],
-                    requests=row["model_calls"]),
-        steps=row["steps"], tool_calls=row["tool_calls"], cost_usd=row["cost_usd"],
-        elapsed_before_s=row["elapsed_s"],
-    )
-
-
-def _spent_from_json(text: str) -> RunUsage:
-    t = orjson.loads(text)
-    return RunUsage(
-        usage=Usage(prompt_tokens=t["prompt_tokens"], cached_tokens=t["cached_tokens"],
-                    completion_tokens=t["completion_tokens"], reasoning_tokens=t["reasoning_tokens"],
-                    requests=t["model_calls"]),
-        steps=t["steps"], tool_calls=t["tool_calls"], cost_usd=t["cost_usd"], elapsed_before_s=t["elapsed_s"],
-    )
+    """The run's totals: those on its latest step that carries them, else the runs row's (whose
+    columns have the same names)."""
+    return RunUsage.from_dict(orjson.loads(row["step_totals"]) if row["step_totals"] is not None else row)
 
 
 _INSERT_STEP = "INSERT INTO run_steps (run_id, idx, kind, data, totals) VALUES (?, ?, ?, ?, ?)"
@@ -160,9 +143,9 @@ class RunStore:
                          created_at=first_step.started_at, updated_at=first_step.started_at, steps=[first_step])
 
     def append(self, run_id: str, steps: Sequence[Step], spent: RunUsage | None = None,
-               also: Callable[[Connection], None] | None = None) -> None:
-        """Store steps, the run's running totals (when given, on the last step) and ``also``'s
-        writes (ledger rows, audit entries of the same steps): all of it, or none."""
+               also: Sequence[Callable[[Connection], None]] = ()) -> None:
+        """Store steps, the run's running totals (when given, on the last step) and the writes in
+        ``also`` (ledger rows, audit entries of the same steps): all of it, or none."""
         if not steps:
             raise ValueError("append needs at least one step")
         totals = orjson.dumps(spent.to_dict()).decode() if spent is not None else None
@@ -171,12 +154,13 @@ class RunStore:
         for i, step in enumerate(steps):
             params += (run_id, step.index, step.kind, step_to_json(step), totals if i == last else None)
         sql = _INSERT_STEP + ", (?, ?, ?, ?, ?)" * last
-        if also is None:
+        if not also:
             self.db.execute(sql, params)  # one statement: atomic on its own
             return
         with self.db.transaction() as conn:
             conn.execute(sql, params)
-            also(conn)
+            for write in also:
+                write(conn)
 
     def claim(self, run_id: str) -> None:
         """Take the lease of a stored run for this process (see ``leases``)."""

@@ -146,9 +146,7 @@ def detect_injection(text: str) -> list[Finding]:
     findings: list[Finding] = []
     if _INVISIBLE.search(text):
         findings.append(Finding("invisible_characters", "zero-width or bidi control characters", "medium"))
-        clean = _normalise(text)
-    else:
-        clean = unicodedata.normalize("NFKC", text)
+    clean = _normalise(text)
     if not _ANY_RULE.search(clean):
         return findings
     for rule, severity, pattern in _RULES:
