@@ -11,6 +11,10 @@ import pytest
 from sovereign.agent import Agent, Budget, Runner, RunStore, parse_budget
 from sovereign.errors import InvalidRequestError
 from sovereign.finops.ledger import UsageLedger
+from sovereign.governance.audit import AuditLog
+from sovereign.governance.governor import Governor
+from sovereign.governance.keys import Principal
+from sovereign.governance.spend import SpendGuard
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ToolCall, Usage
 from sovereign.kernel.registry import PriceSheet
 from sovereign.store import Database
@@ -100,10 +104,11 @@ def test_cost_limit_uses_prices_and_records_every_call_in_the_ledger():
     ledger = UsageLedger(db)
     model = _greedy_model()
     prices = PriceSheet(input=0.0, output=1_000_000.0)  # one dollar per output token
-    agent = Agent(name="a", tools=[_counting_tool(calls)], max_tokens=10, owner="alice",
-                  budget=Budget(max_cost_usd=25.0))
-    runner = Runner(model=model, store=RunStore(db), prices=prices, ledger=ledger)
-    result = asyncio.run(runner.run(agent, "go"))
+    governor = Governor(spend=SpendGuard(db), ledger=ledger, audit=AuditLog(db), prices=lambda _name: prices)
+    alice = Principal(identity_id="alice", identity_name="alice", role="operator", key_id="k1")
+    agent = Agent(name="a", tools=[_counting_tool(calls)], max_tokens=10, budget=Budget(max_cost_usd=25.0))
+    runner = Runner(model=model, store=RunStore(db), prices=prices, governor=governor)
+    result = asyncio.run(runner.run(agent, "go", principal=alice))
     assert result.status == "stopped" and "max_cost_usd" in result.stop_reason
     assert result.spent.cost_usd == pytest.approx(20.0)
     totals = ledger.totals(principal="alice")

@@ -193,7 +193,8 @@ def test_memory_recalled_into_the_prefix_and_flushed_before_compaction(services)
     from sovereign.memory import MemoryStore
 
     store = MemoryStore(services.db, b"k" * 32, _HashEmbedder())
-    store.add("alice", "The user's favourite city is Lisbon.", agent="guide")
+    alice = services.keys.create_identity("alice", role="operator")  # memories are keyed by identity id
+    store.add(alice, "The user's favourite city is Lisbon.", agent="guide")
 
     @tool
     def page(n: int) -> str:
@@ -217,5 +218,5 @@ def test_memory_recalled_into_the_prefix_and_flushed_before_compaction(services)
     assert result.ok and any(s.kind == "summary" for s in result.steps)
     system = model.requests[0].messages[0].content
     assert "Relevant memories" in system and "Lisbon" in system
-    facts = [h.item.content for h in store.search("alice", "trip in May", agent="guide", k=5)]
+    facts = [h.item.content for h in store.search(alice, "trip in May", agent="guide", k=5)]
     assert "The user is planning a trip in May." in facts

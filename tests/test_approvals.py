@@ -176,7 +176,7 @@ def test_http_routes_list_approve_deny(db):
 
 
 def test_http_viewers_may_look_but_not_decide(db):
-    item = ApprovalQueue(db).request("run-8", "write_file", "{}")
+    item = ApprovalQueue(db).request("run-8", "write_file", "{}", owner="i1")  # the viewer's own run
     client = TestClient(_app(db, role="viewer"))
     assert len(client.get("/v1/approvals").json()["data"]) == 1
     refused = client.post(f"/v1/approvals/{item.id}/approve")

@@ -26,7 +26,8 @@ def client(tmp_path, monkeypatch):
 
     @app.middleware("http")
     async def principal(request: Request, call_next):
-        request.state.principal = SimpleNamespace(identity_name=request.headers.get("x-who", "ann"))
+        who = request.headers.get("x-who", "ann")
+        request.state.principal = SimpleNamespace(identity_id=f"id_{who}", identity_name=who)
         return await call_next(request)
 
     @app.exception_handler(SovereignError)

@@ -46,7 +46,7 @@ def test_create_wait_get_list_and_stream(services):
         assert [s["kind"] for s in run["steps"]] == ["task", "model_call", "final_answer"]
 
         got = client.get(f"/v1/runs/{run['id']}").json()
-        assert got["usage"]["model_calls"] == 1 and got["owner"] == "local"
+        assert got["usage"]["model_calls"] == 1 and got["owner"] == services.keys.local_principal().identity_id
         listed = client.get("/v1/runs").json()["data"]
         assert [r["id"] for r in listed] == [run["id"]]
 

@@ -14,11 +14,14 @@ from sovereign.errors import ModelUnavailableError
 from sovereign.finops.ledger import UsageLedger
 from sovereign.governance.audit import AuditLog, audit_egress
 from sovereign.governance.egress import EgressGate
-from sovereign.governance.keys import KeyStore
+from sovereign.governance.governed_model import GovernedModel
+from sovereign.governance.governor import CallObserver, CallScope, Governor
+from sovereign.governance.journal import Journal
+from sovereign.governance.keys import KeyStore, Principal
 from sovereign.governance.spend import SpendGuard
 from sovereign.governance.visibility import VisibilityStore
 from sovereign.kernel.protocol import Model
-from sovereign.kernel.registry import ModelRegistry, ModelSpec
+from sovereign.kernel.registry import ModelRegistry, ModelSpec, PriceSheet
 from sovereign.store import Database
 
 
@@ -35,6 +38,7 @@ class Services:
     visibility: VisibilityStore
     models: dict[str, Model] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
+    _governor: Governor | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Services:
@@ -55,6 +59,28 @@ class Services:
             spend=SpendGuard(db, audit=audit),
             visibility=VisibilityStore(db, audit=audit),
         )
+
+    @property
+    def governor(self) -> Governor:
+        """The governed path of this OS (caps, ledger, audit, prices): see ``governance.governor``."""
+        if self._governor is None:
+            self._governor = Governor(spend=self.spend, ledger=self.ledger, audit=self.audit,
+                                      prices=self._prices, default_max_tokens=self.settings.kernel.default_max_tokens)
+        return self._governor
+
+    def _prices(self, name: str) -> PriceSheet:
+        return self.registry.get(name).prices if name in self.registry else PriceSheet()
+
+    async def governed_model(self, principal: Principal, name: str | None = None, *, request_id: str | None = None,
+                             run_id: str | None = None, agent_id: str | None = None,
+                             journal: Journal | None = None,
+                             observers: list[CallObserver] | None = None) -> GovernedModel:
+        """The model ``name`` (default model if None) behind the governed path, for ``principal``.
+        The principal's model scope is checked before the model is loaded."""
+        name = name or self.settings.kernel.default_model
+        scope = CallScope(principal, agent_id=agent_id, run_id=run_id, request_id=request_id)
+        self.governor.authorize(scope, name)  # before the name is even looked up
+        return GovernedModel(await self.model(name), self.governor, scope, journal=journal, observers=observers)
 
     def build_model(self, spec: ModelSpec) -> Model:
         """A backend for ``spec`` (not yet loaded, for local models)."""

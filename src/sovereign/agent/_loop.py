@@ -40,7 +40,7 @@ from sovereign.agent.steps import (
     VerificationStep,
 )
 from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
-from sovereign.errors import SovereignError
+from sovereign.errors import SovereignError, SpendCapExceededError
 from sovereign.finops.ledger import price
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
 from sovereign.tools.base import ToolArgumentError, ToolContext, ToolError
@@ -72,6 +72,10 @@ class Session:
     detector: LoopDetector
     guard: RunGuard | None = None
     """Governance of this execution (injection guard, visibility, scopes, audit, memory)."""
+    journal: Any = None
+    """The governed model's ``Journal`` (its reservation joins the commit before each call)."""
+    govern: Callable[[Model], Model] | None = None
+    """Puts another model of the run (a verifier) behind the governed path."""
     answer: str | None = None
     verify_failures: int = 0
     final: FinalAnswerStep | None = None
@@ -101,6 +105,8 @@ class Session:
             await self.finish("stopped", f"budget {exc.limit}: {exc.message}", self.partial_answer(exc.message), partial=True)
         except LoopDetectedError as exc:
             await self.finish("stopped", f"loop detected: {exc.message}", self.partial_answer(exc.message), partial=True)
+        except SpendCapExceededError as exc:
+            await self.finish("stopped", exc.message, self.partial_answer(exc.message), partial=True)
         except asyncio.CancelledError:
             await self.finish("cancelled", "cancelled", self.partial_answer("cancelled"), partial=True)
             raise
@@ -169,6 +175,8 @@ class Session:
             await self.finish("completed", "final answer", self.answer)
             return DONE
         model = self.model if verifier == self.model_name else await self.runner.resolve_model(verifier)
+        if model is not self.model and self.govern is not None:
+            model = self.govern(model)
         task = self.task_step().task
         request = verification_request(verifier, task, self.steps, self.answer or "", window=self.window)
         step = VerificationStep(model=verifier, passed=False)
@@ -224,7 +232,8 @@ class Session:
             prices = self._prices[request.model] = self.runner.prices_for(request.model)
         self.agent.budget.check_model_call(self.spent, prompt_tokens=estimate, max_output_tokens=worst_output,
                                            prices=prices, is_step=is_step)
-        self.commit()
+        if getattr(model, "journal", None) is not self.journal or self.journal is None:
+            self.commit()  # else the governed model commits the steps with its reservation
         started = time.perf_counter()
         time_left = self.agent.budget.time_left(self.spent)
         try:
@@ -242,11 +251,7 @@ class Session:
             completion_tokens=response.usage.completion_tokens,
             reasoning_tokens=response.usage.reasoning_tokens, requests=1)
         step.usage = usage
-        step.cost_usd = price(usage, prices)
-        write = self.runner.account(request.model, usage, response.timings, prices,
-                                    owner=self.agent.owner, run_id=self.run_id)
-        if write is not None:
-            self._staged_writes.append(write)
+        step.cost_usd = price(usage, prices)  # the agent's own budget; the ledger is the governed model's
         self.spent.usage = self.spent.usage + usage
         self.spent.cost_usd += step.cost_usd
         if is_step:
@@ -446,10 +451,33 @@ class Session:
         self.stage(step)
         self.commit()
 
+    def defer(self, write: Callable[[Connection], None]) -> None:
+        """Make ``write`` part of the next commit."""
+        self._staged_writes.append(write)
+
+    def commit_with(self, write: Callable[[Connection], Any]) -> Any:
+        """Commit the staged steps and ``write`` in one transaction and return what ``write``
+        returned; if ``write`` raises (a spend cap), the steps are committed without it."""
+        out: list[Any] = []
+        before = list(self._staged), list(self._staged_writes), self._stored_totals
+        self._staged_writes.append(lambda conn: out.append(write(conn)))
+        try:
+            self.commit()
+        except BaseException:
+            self._staged, self._staged_writes, self._stored_totals = before
+            self.commit()
+            raise
+        return out[0]
+
     def commit(self) -> None:
         """Store the staged steps, the run's totals (when changed) and their ledger and audit
         writes in one transaction; then tell listeners."""
         if not self._staged:
+            if self._staged_writes:
+                writes, self._staged_writes = self._staged_writes, []
+                with self.runner.store.db.transaction() as conn:
+                    for write in writes:
+                        write(conn)
             return
         steps, writes = self._staged, self._staged_writes
         self._staged, self._staged_writes = [], []

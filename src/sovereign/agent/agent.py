@@ -20,7 +20,7 @@ from sovereign.governance.injection import Policy
 from sovereign.tools.base import Tool
 
 __all__ = ["Agent", "AgentConfig", "BudgetConfig", "agent_config", "builtin_resolver", "load_agent_configs",
-           "resolve_tools"]
+           "resolve_tools", "weakening_settings"]
 
 DEFAULT_AGENT = "default"
 ToolResolver = Callable[[str], Tool | None]
@@ -135,6 +135,25 @@ class AgentConfig(BaseModel):
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
             injection_policy=self.injection_policy,
         )
+
+
+_STRICTNESS = {"off": 0, "approve": 1, "block": 2}
+_SECURITY_PREFIXES = ("sandbox", "egress")
+
+
+def weakening_settings(config: AgentConfig) -> dict[str, Any]:
+    """The settings of ``config`` that weaken security against the defaults: an injection policy
+    looser than the default one, and any sandbox or egress setting that differs from its default.
+    Only an admin may use them (the API refuses others and audits an admin's use)."""
+    found: dict[str, Any] = {}
+    fields = type(config).model_fields
+    if _STRICTNESS[config.injection_policy] < _STRICTNESS[fields["injection_policy"].default]:
+        found["injection_policy"] = config.injection_policy
+    for name, info in fields.items():
+        value = getattr(config, name)
+        if name.startswith(_SECURITY_PREFIXES) and value != info.get_default(call_default_factory=True):
+            found[name] = value
+    return found
 
 
 def _builtin_tools(services: Any = None, workspace: Path | None = None) -> dict[str, Tool]:

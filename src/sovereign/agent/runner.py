@@ -1,5 +1,6 @@
-"""The runner: starts, resumes and watches agent runs. It resolves models, prices and accounts
-each call (ledger), stores every step, and hands the loop itself to ``_loop.Session``.
+"""The runner: starts, resumes and watches agent runs. It resolves models and puts them behind
+the governed path (``GovernedModel``: the caller's principal, spend caps, ledger, audit), stores
+every step, and hands the loop itself to ``_loop.Session``.
 
 A fresh run and a resumed one take the same path: the stored steps say which state comes next,
 and no tool call with a stored result runs again.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sovereign.agent._guard import RunGuard, open_memory, public_access, recall_for
+from sovereign.agent._journal import SessionJournal
 from sovereign.agent._loop import MODEL, TOOLS, VERIFY, Session
 from sovereign.agent.agent import Agent, AgentConfig, ToolResolver
 from sovereign.agent.budget import Budget, RunUsage
@@ -36,14 +38,13 @@ from sovereign.agent.steps import (
 )
 from sovereign.agent import leases
 from sovereign.agent.store import RunRecord, RunStore
-from sovereign.errors import InvalidRequestError, SovereignError
-from sovereign.kernel.messages import Timings, Usage
+from sovereign.errors import InvalidRequestError, NotFoundError, SovereignError
+from sovereign.governance.governed_model import GovernedModel
+from sovereign.governance.governor import CallScope
 from sovereign.kernel.registry import PriceSheet
 
 if TYPE_CHECKING:
-    from sqlite3 import Connection
-
-    from sovereign.finops.ledger import UsageLedger
+    from sovereign.governance.governor import Governor
     from sovereign.governance.keys import Principal
     from sovereign.kernel.protocol import Model
     from sovereign.services import Services
@@ -108,7 +109,10 @@ class Runner:
 
     Governance (``_guard``): every run has the injection guard; with ``services`` each tool call
     is audited and public agents see only what their owner exposed; a ``principal`` passed to
-    ``run``/``start`` limits tools to its key's scopes. ``memory`` (a ``MemoryStore``; with
+    ``run``/``start``/``resume`` limits tools to its key's scopes and owns the run.
+    Model calls: with ``governor`` (inside the OS: ``services.governor``) every call of the run
+    takes the governed path as the principal (default: the local admin) — model scope, spend
+    caps in addition to the agent's own budget, ledger, audit. A refused cap stops the run. ``memory`` (a ``MemoryStore``; with
     ``services`` the one in their database, when memory is in use there) gives each new run a
     recall prefix of ``memory_k`` memories and is flushed before compaction.
     """
@@ -120,7 +124,7 @@ class Runner:
     approver: Approver | None = None
     before_compaction: BeforeCompaction | None = None
     workspace: Path | None = None
-    ledger: UsageLedger | None = None
+    governor: Governor | None = None
     memory: Any = None
     memory_k: int = 5
     listeners: list[EventListener] = field(default_factory=list)
@@ -131,14 +135,15 @@ class Runner:
             if self.services is None:
                 raise InvalidRequestError("Runner needs services or a store")
             self.store = RunStore(self.services.db)
-        if self.ledger is None and self.services is not None:
-            self.ledger = self.services.ledger
+        if self.governor is None and self.services is not None:
+            self.governor = self.services.governor
 
     # --- public API ------------------------------------------------------------------------------
 
     async def run(self, agent: Agent, task: str, *, run_id: str | None = None,
                   principal: Principal | None = None) -> RunResult:
         """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
+        agent, principal = self._owned(agent, principal)
         record = self._create(agent, task, run_id)
         return await self._drive(record.id, agent, principal, record)
 
@@ -147,22 +152,61 @@ class Runner:
         """Continue a stored run where it stopped; completed tool calls are not repeated.
         ``RunBusyError`` if a live process is driving it."""
         agent = self._resumable(run_id, agent, budget, resolve)
-        return await self._drive(run_id, agent, principal, self._claim(run_id))
+        return await self._drive(run_id, agent, self._caller(principal, agent), self._claim(run_id))
 
     def start(self, agent: Agent, task: str, *, run_id: str | None = None,
               principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
+        agent, principal = self._owned(agent, principal)
         record = self._create(agent, task, run_id)
         return self._spawn(record.id, agent, principal, record)
 
     def start_resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
                      resolve: ToolResolver | None = None, principal: Principal | None = None) -> RunHandle:
         agent = self._resumable(run_id, agent, budget, resolve)
-        return self._spawn(run_id, agent, principal, self._claim(run_id))
+        return self._spawn(run_id, agent, self._caller(principal, agent), self._claim(run_id))
 
     def create(self, agent: Agent, task: str, *, run_id: str | None = None) -> str:
         """Store a new run and its task step (to drive later with ``resume``); returns the run id."""
         return self._create(agent, task, run_id, claim=False).id
+
+    def _caller(self, principal: Principal | None, agent: Agent | None = None) -> Principal | None:
+        """Who drives the run: ``principal``; else (inside the OS) the identity the agent names as
+        its owner, or the local admin."""
+        if principal is not None or self.services is None:
+            return principal
+        if agent is not None and agent.owner:
+            try:
+                return self.services.keys.principal_for(agent.owner)
+            except NotFoundError:
+                pass
+        return self.services.keys.local_principal()
+
+    def _owned(self, agent: Agent, principal: Principal | None) -> tuple[Agent, Principal | None]:
+        """The caller owns a new run: its identity id becomes the agent's owner (ledger, memory,
+        approvals)."""
+        principal = self._caller(principal, agent)
+        if principal is not None and agent.owner != principal.identity_id:
+            agent = replace(agent, owner=principal.identity_id)
+        return agent, principal
+
+    def _governed(self, model: Model, principal: Principal | None, agent: Agent, run_id: str,
+                  journal: Any) -> Model:
+        """``model`` behind the governed path for this run (as is without a governor)."""
+        if self.governor is None:
+            return model
+        if principal is None:
+            raise InvalidRequestError("a governed run needs the caller's principal", param="principal")
+        scope = CallScope(principal, agent_id=self._agent_identity(agent, principal), run_id=run_id)
+        return GovernedModel(model, self.governor, scope, journal=journal)
+
+    def _agent_identity(self, agent: Agent, principal: Principal) -> str | None:
+        """The agent identity whose caps the run's spend counts against: the caller's when it is
+        an agent, else the identity named like the agent (if there is one)."""
+        if principal.agent_id is not None or self.services is None:
+            return principal.agent_id
+        row = self.services.db.query_one("SELECT id FROM identities WHERE name = ? AND kind = 'agent'", (agent.name,))
+        return row["id"] if row is not None else None
 
     def _claim(self, run_id: str) -> RunRecord:
         """Take the run's lease (``RunBusyError`` if a live process holds it), then read it."""
@@ -245,31 +289,6 @@ class Runner:
             return None
         return count
 
-    def account(self, model: str, usage: Usage, timings: Timings, prices: PriceSheet, *,
-                owner: str | None, run_id: str) -> Callable[[Connection], None] | None:
-        """Record one model call in the ledger (and, inside the OS, the audit log).
-
-        When they live in the run store's database the writes are returned instead, for the
-        transaction that stores the call's step; otherwise they are made now."""
-        if self.ledger is None:
-            return None
-
-        def write(conn: Connection) -> None:
-            cost = self.ledger.record_in(conn, model=model, usage=usage, timings=timings, prices=prices,
-                                         principal=owner, request_id=run_id)
-            if self.services is not None:
-                self.services.audit.append_in(conn, "model.call", owner, {
-                    "run_id": run_id, "model": model, "prompt_tokens": usage.prompt_tokens,
-                    "cached_tokens": usage.cached_tokens, "completion_tokens": usage.completion_tokens,
-                    "reasoning_tokens": usage.reasoning_tokens, "cost_usd": cost})
-
-        db = self.services.db if self.services is not None else self.ledger.db  # the OS's ledger is in its db
-        if self.shares_database(db):
-            return write
-        with db.transaction() as conn:
-            write(conn)
-        return None
-
     def shares_database(self, db: Database) -> bool:
         """True when ``db`` is the run store's own (so writes can join a step's transaction)."""
         assert self.store is not None
@@ -335,12 +354,20 @@ class Runner:
             self.store.set_status(run_id, "failed", stop_reason=f"model unavailable: {exc.message}")
             raise
         steps = [s for s in record.steps]
+        journal = SessionJournal(self.store.db if self.governor is None else self.governor.spend.db)
+
+        def govern(inner: Model) -> Model:
+            return self._governed(inner, principal, agent, run_id, journal)
+
+        model = govern(model)
         guard = RunGuard.build(agent, run_id, record.task, approver=self.approver, services=self.services,
                                principal=principal, memory=self._memory())
         guard.replay(steps)
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
-                          detector=_replay(agent, steps), guard=guard)
+                          detector=_replay(agent, steps), guard=guard, journal=journal,
+                          govern=govern)
+        journal.session = session
         state = _next_state(steps)
         if state == VERIFY:
             session.answer = _last_answer(steps)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from sovereign.cli.common import console
-from sovereign.kernel.messages import ChatRequest, Message, Thinking, Timings
+from sovereign.errors import SovereignError
+from sovereign.kernel.messages import ChatRequest, Message, Thinking
 from sovereign.kernel.thinking import DEFAULT_BUDGET
 from sovereign.services import Services
 
@@ -18,7 +19,8 @@ async def _read_line(prompt: str) -> str | None:
 
 
 async def chat_loop(services: Services, *, model: str | None, think: bool, max_tokens: int) -> None:
-    backend = await services.model(model)
+    """Chat as the local admin; every answer takes the governed path (caps, ledger, audit)."""
+    backend = await services.governed_model(services.keys.local_principal(), model)
     history: list[Message] = []
     console.print(f"[dim]chatting with {backend.name} — /think, /instant, /reset, /exit[/]")
     while True:
@@ -40,20 +42,22 @@ async def chat_loop(services: Services, *, model: str | None, think: bool, max_t
                               thinking=Thinking(enabled=think, budget_tokens=DEFAULT_BUDGET if think else None))
         answer: list[str] = []
         console.print("[bold green]model>[/] ", end="")
-        usage = None
-        async for event in backend.stream(request):
-            if event.reasoning_content:
-                console.print(event.reasoning_content, style="dim", end="")
-            if event.content:
-                answer.append(event.content)
-                console.print(event.content, end="", markup=False, highlight=False)
-            for call in event.tool_calls:
-                console.print(f"[tool call {call.name}({call.arguments})]", end="")
-            usage = event.usage or usage
+        try:
+            async for event in backend.stream(request):
+                if event.reasoning_content:
+                    console.print(event.reasoning_content, style="dim", end="")
+                if event.content:
+                    answer.append(event.content)
+                    console.print(event.content, end="", markup=False, highlight=False)
+                for call in event.tool_calls:
+                    console.print(f"[tool call {call.name}({call.arguments})]", end="")
+        except SovereignError as exc:  # a spend cap, the model's own errors: say so, keep chatting
+            console.print(f"\n[red]error:[/] {exc.message}")
+            history.pop()
+            continue
         console.print()
-        if usage is not None:
-            services.ledger.record(model=backend.name, usage=usage, timings=event.timings or Timings(),
-                                   prices=services.registry.get(backend.name).prices, principal="cli")
+        if backend.last is not None:
+            usage = backend.last.usage
             console.print(f"[dim]{usage.prompt_tokens} prompt ({usage.cached_tokens} cached) · "
-                          f"{usage.completion_tokens} completion tokens[/]")
+                          f"{usage.completion_tokens} completion tokens · ${backend.last.cost_usd:.6f}[/]")
         history.append(Message(role="assistant", content="".join(answer)))

@@ -14,18 +14,21 @@ from sovereign.errors import SovereignError
 
 app = typer.Typer(help="Persistent, encrypted agent memory.", no_args_is_help=True)
 console = Console()
-OWNER = typer.Option("local", "--owner", help="whose memory (an identity name)")
+OWNER = typer.Option(None, "--owner", help="whose memory: an identity name or id (default: the local admin)")
 AGENT = typer.Option("default", "--agent", help="which agent's memory")
 
 
 @contextmanager
-def _store():
+def _store(owner: str | None):
+    """The memory store and the owner's identity id (memories are keyed by identity id, as in the
+    API and in runs)."""
     from sovereign.memory import MemoryStore
     from sovereign.services import Services
 
     services = Services.open()
     try:
-        yield MemoryStore.open(services.db, services.settings.home)
+        owner_id = services.keys.identity(owner)["id"] if owner else services.keys.local_principal().identity_id
+        yield MemoryStore.open(services.db, services.settings.home), owner_id
     except SovereignError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
@@ -39,7 +42,7 @@ def add(content: str, owner: str = OWNER, agent: str = AGENT,
         session: str = typer.Option(None, help="session id (summaries)"),
         confidence: float = typer.Option(1.0, min=0.0, max=1.0)) -> None:
     """Remember something."""
-    with _store() as store:
+    with _store(owner) as (store, owner):
         result = store.add(owner, content, agent=agent, kind=kind, source="cli", confidence=confidence, session=session)
         note = f" (replaces {result.replaced.id})" if result.replaced else ""
         console.print(f"{result.action} {result.item.id}{note}")
@@ -49,7 +52,7 @@ def add(content: str, owner: str = OWNER, agent: str = AGENT,
 def search(query: str, owner: str = OWNER, agent: str = typer.Option(None, "--agent"),
            k: int = typer.Option(5, "-k", min=1, max=100)) -> None:
     """Hybrid (keyword + vector) search."""
-    with _store() as store:
+    with _store(owner) as (store, owner):
         table = Table("id", "kind", "score", "content")
         for hit in store.search(owner, query, agent=agent, k=k):
             table.add_row(hit.item.id, hit.item.kind, f"{hit.similarity:.2f}", hit.item.content)
@@ -61,7 +64,7 @@ def list_(owner: str = OWNER, agent: str = typer.Option(None, "--agent"), kind: 
           history: bool = typer.Option(False, help="include superseded versions"),
           limit: int = typer.Option(50, min=1, max=10_000)) -> None:
     """List memories, newest first."""
-    with _store() as store:
+    with _store(owner) as (store, owner):
         table = Table("id", "agent", "kind", "status", "updated", "content")
         for item in store.list(owner, agent=agent, kind=kind, include_history=history, limit=limit):
             table.add_row(item.id, item.agent, item.kind, item.status, item.updated_at[:19], item.content)
@@ -71,14 +74,14 @@ def list_(owner: str = OWNER, agent: str = typer.Option(None, "--agent"), kind: 
 @app.command()
 def forget(memory_id: str, owner: str = OWNER) -> None:
     """Delete a memory and the versions it replaced."""
-    with _store() as store:
+    with _store(owner) as (store, owner):
         console.print(f"forgot {memory_id} ({store.forget(owner, memory_id)} rows)")
 
 
 @app.command()
 def export(owner: str = OWNER, output: Path = typer.Option(None, "-o", help="file (default: stdout)")) -> None:
     """Export every memory of an owner (decrypted) as JSON."""
-    with _store() as store:
+    with _store(owner) as (store, owner):
         data = json.dumps(store.export(owner), indent=2, ensure_ascii=False)
         if output is None:
             typer.echo(data)

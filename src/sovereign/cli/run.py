@@ -1,5 +1,8 @@
 """``sovereign run "task"`` (live progress, final summary) and ``sovereign runs list/show/resume``.
 
+The CLI acts as the local admin identity (``KeyStore.local_principal``): it owns the runs it
+starts, and their model calls take the governed path (caps, ledger, audit) as that identity.
+
 The lead registers ``run_command`` as ``sovereign run`` and ``runs_app`` as ``sovereign runs``;
 ``python -m sovereign.cli.run`` offers both for testing.
 """
@@ -106,7 +109,7 @@ def run_command(
             built.verify = verify
         runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
         runner.subscribe(_progress(console))
-        result = asyncio.run(runner.run(built, task))
+        result = asyncio.run(runner.run(built, task, principal=services.keys.local_principal()))
     except SovereignError as exc:
         _fail(console, exc)
     finally:
@@ -184,7 +187,8 @@ def resume_run(
         new_budget = parse_budget(budget, Budget.from_dict(record.agent_config["budget"])) if budget else None
         runner.subscribe(_progress(console))
         resolve = builtin_resolver(services, None)
-        result = asyncio.run(runner.resume(run_id, budget=new_budget, resolve=resolve))
+        result = asyncio.run(runner.resume(run_id, budget=new_budget, resolve=resolve,
+                                           principal=services.keys.local_principal()))
     except SovereignError as exc:
         _fail(console, exc)
     finally:

@@ -28,7 +28,7 @@ def mcp_serve(
     http: int | None = typer.Option(None, "--http", metavar="PORT",
                                     help="serve streamable HTTP on HOST:PORT/mcp instead of stdio"),
     host: str = typer.Option("127.0.0.1", help="bind address for --http"),
-    owner: str = typer.Option("admin", help="whose memory search_memory reads"),
+    owner: str = typer.Option(None, help="the identity (name or id) the server acts as; default the local admin"),
 ) -> None:
     """Expose the OS (chat, run an agent, search memory) as an MCP server (stdio by default)."""
     from sovereign.tools.mcp_server import serve

@@ -66,12 +66,17 @@ class UsageLedger:
         model: str,
         usage: Usage,
         timings: Timings,
-        prices: PriceSheet,
+        prices: PriceSheet | None = None,
         principal: str | None = None,
         request_id: str | None = None,
+        cost: float | None = None,
     ) -> float:
-        """Write one call inside the caller's transaction; returns its cost in USD."""
-        cost = price(usage, prices)
+        """Write one call inside the caller's transaction; returns its cost in USD (``cost`` when
+        the caller priced it already, else from ``prices``)."""
+        if cost is None:
+            if prices is None:
+                raise ValueError("record_in needs the price sheet or the cost")
+            cost = price(usage, prices)
         conn.execute(
             "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
             "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd) "

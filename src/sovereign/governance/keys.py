@@ -233,6 +233,19 @@ class KeyStore:
         row = self.db.query_one("SELECT id FROM identities WHERE name = ?", (name,))
         return row["id"] if row else self.create_identity(name, kind="human", role="admin")
 
+    def local_principal(self, name: str = "local-admin") -> Principal:
+        """The person at this machine: the local admin identity (the one first start creates;
+        created here if missing), with no key and no scopes. The CLI and the stdio MCP server act
+        as this principal; runs, memories, approvals and spend carry its identity id."""
+        return self.principal_for(self.ensure_admin(name))
+
+    def principal_for(self, name_or_id: str) -> Principal:
+        """An identity acting without a key (no scopes): the local admin, or the owner a library
+        caller names on an agent. ``NotFoundError`` if there is no such identity."""
+        row = self.identity(name_or_id)
+        return Principal(identity_id=row["id"], identity_name=row["name"], role=row["role"], key_id="",
+                         kind=row["kind"], owner_id=row["owner_id"])
+
     # --- keys ---------------------------------------------------------------------------------
 
     def create_key(

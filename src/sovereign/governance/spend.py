@@ -253,7 +253,7 @@ class SpendGuard:
         for row in conn.execute("SELECT * FROM spend_caps").fetchall():
             if subjects[row["scope"]] is not None and subjects[row["scope"]] == row["subject"]:
                 caps.append(Cap(row["scope"], row["subject"], row["period"], row["max_usd"], row["max_tokens"]))
-        if key_id is not None:
+        if key_id:
             key = conn.execute("SELECT scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone() \
                 if _has_table(conn, "api_keys") else None
             limit = json.loads(key["scopes"]).get("max_spend_usd") if key is not None else None
@@ -285,19 +285,26 @@ class SpendGuard:
     def reserve(self, principal_key_id: str | None, owner_id: str | None, agent_id: str | None,
                 max_cost_usd: float, max_tokens: int, *, actor: str | None = None) -> Reservation:
         """Reserve the worst case against every applicable cap, or raise ``CapExceededError``."""
+        try:
+            with self.db.transaction() as conn:
+                return self.reserve_in(conn, principal_key_id, owner_id, agent_id, max_cost_usd, max_tokens)
+        except CapExceededError as exc:
+            self.refused(exc, actor)
+            raise
+
+    def reserve_in(self, conn: Connection, key_id: str | None, owner_id: str | None, agent_id: str | None,
+                   max_cost_usd: float, max_tokens: int) -> Reservation:
+        """``reserve`` inside the caller's transaction (so a reservation commits with the caller's
+        own writes). A refusal raises ``CapExceededError`` unaudited: the caller rolls back, then
+        calls ``refused``."""
         if max_cost_usd < 0 or max_tokens < 0:
             raise InvalidRequestError("a reservation needs a non-negative cost and token count")
         now = _now()
-        reservation = Reservation("res_" + uuid.uuid4().hex, principal_key_id, owner_id, agent_id,
+        reservation = Reservation("res_" + uuid.uuid4().hex, key_id, owner_id, agent_id,
                                   float(max_cost_usd), int(max_tokens), self)
-        try:
-            with self.db.transaction() as conn:
-                for cap in self._applicable(conn, principal_key_id, owner_id, agent_id):
-                    self._check(conn, cap, now, reservation)
-                self._insert(conn, reservation, now)
-        except CapExceededError as exc:
-            self._refused(exc, actor)
-            raise
+        for cap in self._applicable(conn, key_id, owner_id, agent_id):
+            self._check(conn, cap, now, reservation)
+        self._insert(conn, reservation, now)
         return reservation
 
     def _insert(self, conn: Connection, reservation: Reservation, now: datetime) -> None:
@@ -364,7 +371,7 @@ class SpendGuard:
             if not reservation.done:
                 self.release(reservation)
 
-    def _refused(self, error: CapExceededError, actor: str | None) -> None:
+    def refused(self, error: CapExceededError, actor: str | None) -> None:
         """Audit a refusal, after its transaction rolled back."""
         if self.audit is not None:
             self.audit.append("spend.refused", actor, {**error.subjects, **error.to_dict()})

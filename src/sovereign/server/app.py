@@ -54,6 +54,7 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
     app = FastAPI(title="sovereign", version=__version__, lifespan=lifespan)
     app.state.services = services
     app.state.metrics = Metrics()
+    services.governor.observers.append(app.state.metrics.observe_call)
     app.state.load_error = None
     install_error_handlers(app)
     _mount_routers(app)

@@ -6,8 +6,6 @@ from fastapi import Request
 
 from sovereign.governance.keys import Principal
 
-LOCAL_PRINCIPAL = Principal(identity_id="local", identity_name="local-admin", role="admin", key_id="none")
-
 
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
@@ -21,7 +19,7 @@ async def authenticate(request: Request) -> Principal:
     """FastAPI dependency: resolve the caller, or raise 401 saying what is wrong with the key."""
     services = request.app.state.services
     if not services.settings.server.require_api_key:
-        principal = LOCAL_PRINCIPAL
+        principal = services.keys.local_principal()  # keys off: every caller is the local admin
     else:
         principal = services.keys.authenticate(_bearer(request))
     request.state.principal = principal

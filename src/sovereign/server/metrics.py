@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from sovereign.governance.governor import CallRecord
 from sovereign.kernel.messages import Timings, Usage
 
 
@@ -37,6 +38,10 @@ class Metrics:
         self.latency.labels(model).observe(timings.latency_ms / 1000)
         self.ttft.labels(model).observe(timings.ttft_ms / 1000)
         self.cost.labels(model).inc(cost)
+
+    def observe_call(self, record: CallRecord) -> None:
+        """A ``Governor`` observer: every settled model call (chat, runs, any interface)."""
+        self.observe(record.model, record.usage, record.timings, record.cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

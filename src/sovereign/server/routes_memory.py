@@ -36,7 +36,8 @@ def _store(request: Request):
 
 
 def _owner(request: Request) -> str:
-    return request.state.principal.identity_name
+    """Memories belong to the caller's identity id (the owner id its runs recall with)."""
+    return request.state.principal.identity_id
 
 
 @router.post("")

@@ -16,11 +16,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign.agent import Agent, Runner, RunRecord, RunStore
-from sovereign.agent.agent import AgentConfig, BudgetConfig, agent_config, builtin_resolver
+from sovereign.agent.agent import AgentConfig, BudgetConfig, agent_config, builtin_resolver, weakening_settings
 from sovereign.agent.budget import Budget
 from sovereign.agent.errors import RunNotFoundError
 from sovereign.agent.store import TERMINAL
 from sovereign.errors import PermissionDeniedError
+from sovereign.governance.authz import authorize
 
 __all__ = ["router"]
 
@@ -72,24 +73,42 @@ def _visible(request: Request, record: RunRecord) -> RunRecord:
     return record
 
 
-def _authorise(request: Request, agent: Agent) -> None:
+def _authorise(request: Request, agent: Agent, model: str | None = None) -> None:
+    """The caller may run ``agent`` (role, agent scope), each of its tools and its model."""
     principal = _principal(request)
     if principal is None:
         return
-    scopes = principal.scopes
-    if not scopes.allows_agent(agent.name):
-        raise PermissionDeniedError(f"this key may not run agent '{agent.name}'")
-    denied = [t.name for t in agent.tools if not scopes.allows_tool(t.name)]
-    if denied:
-        raise PermissionDeniedError(f"this key may not use the tools: {', '.join(denied)}")
-    if agent.model is not None and not scopes.allows_model(agent.model):
-        raise PermissionDeniedError(f"this key may not use model '{agent.model}'")
+    authorize(principal, agent=agent.name, action="use")
+    for tool in agent.tools:
+        authorize(principal, tool=tool.name)
+    if (model or agent.model) is not None:
+        authorize(principal, model=model or agent.model)
+
+
+def _admin_only_settings(request: Request, config: AgentConfig) -> None:
+    """Settings of an inline definition that weaken security are for admins only (403 naming
+    the field otherwise); an admin's use of them is audited."""
+    weakened = weakening_settings(config)
+    if not weakened:
+        return
+    principal = _principal(request)
+    if principal is None or principal.role != "admin":
+        role = principal.role if principal is not None else "none"
+        fields = ", ".join(f"{name} = {value!r}" for name, value in weakened.items())
+        raise PermissionDeniedError(
+            f"{fields} weakens security: only an admin may set it in an agent definition (your role: {role})",
+            code="admin_only_setting", param="definition." + next(iter(weakened)),
+        )
+    request.app.state.services.audit.append("policy.override", principal.identity_name, {
+        "agent": config.name, "identity_id": principal.identity_id, "key_id": principal.key_id,
+        "settings": weakened})
 
 
 def _build(request: Request, body: RunCreate) -> Agent:
     services = request.app.state.services
     if body.definition is not None:
         config = body.definition
+        _admin_only_settings(request, config)
     else:
         config = agent_config(body.agent, services.settings.home, services.settings.config_path, services=services)
     agent = config.build(builtin_resolver(services))
@@ -149,11 +168,14 @@ async def cancel_run(request: Request, run_id: str) -> dict:
 
 @router.post("/{run_id}/resume")
 async def resume_run(request: Request, run_id: str, body: RunResume | None = None) -> dict:
+    """Continue a run as the caller: its key must be scoped for the run's agent, tools and model."""
     runner = _runner(request)
-    _visible(request, runner.store.get(run_id, with_steps=False))
+    record = _visible(request, runner.store.get(run_id, with_steps=False))
     budget = Budget(**body.budget.model_dump()) if body is not None and body.budget is not None else None
     services = request.app.state.services
-    handle = runner.start_resume(run_id, budget=budget, resolve=builtin_resolver(services))
+    agent = AgentConfig.model_validate(record.agent_config).build(builtin_resolver(services))
+    _authorise(request, agent, record.model)
+    handle = runner.start_resume(run_id, agent=agent, budget=budget, principal=_principal(request))
     return runner.store.get(handle.run_id, with_steps=False).to_dict()
 
 

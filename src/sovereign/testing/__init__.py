@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -54,9 +55,13 @@ class FunctionModel:
     function: Callable[[ChatRequest], ChatResponse]
     name: str = "function"
     requests: list[ChatRequest] = field(default_factory=list)
+    latency: float = 0.0
+    """Seconds each call awaits before answering (lets concurrent calls overlap in tests)."""
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         self.requests.append(request)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         response = self.function(request)
         if response.usage.requests == 0:
             text = response.message.content or "".join(c.arguments for c in response.message.tool_calls)

@@ -38,7 +38,12 @@ MIGRATIONS = [
     );
     CREATE INDEX approvals_by_status ON approvals (status, created_at);
     CREATE INDEX approvals_by_run ON approvals (run_id);
+    """,
+    # The run's owner (identity id): only they, or an admin, see and decide the request.
     """
+    ALTER TABLE approvals ADD COLUMN owner TEXT;
+    CREATE INDEX approvals_by_owner ON approvals (owner, status, created_at);
+    """,
 ]
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
@@ -55,6 +60,12 @@ class Approval:
     decided_by: str | None
     created_at: str
     decided_at: str | None
+    owner: str | None = None
+    """Identity id of the run's owner."""
+
+    def visible_to(self, identity_id: str, role: str) -> bool:
+        """Whether that identity may see and decide this request (its run's owner, or an admin)."""
+        return role == "admin" or (self.owner is not None and self.owner == identity_id)
 
     def to_dict(self) -> dict[str, str | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -73,18 +84,23 @@ class ApprovalQueue:
 
     # --- the agent's side -----------------------------------------------------------------
 
-    def request(self, run_id: str, tool_name: str, arguments: str | dict[str, Any]) -> Approval:
-        """Record a pending request and return it (without waiting)."""
+    def request(self, run_id: str, tool_name: str, arguments: str | dict[str, Any], *,
+                owner: str | None = None) -> Approval:
+        """Record a pending request and return it (without waiting). ``owner``: the run owner's
+        identity id; by default read from the stored run."""
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments, sort_keys=True, default=str)
         approval_id = "apr_" + uuid.uuid4().hex[:12]
         with self.db.transaction() as conn:
+            if owner is None:
+                owner = _run_owner(conn, run_id)
             conn.execute(
-                "INSERT INTO approvals (id, run_id, tool_name, arguments) VALUES (?, ?, ?, ?)",
-                (approval_id, run_id, tool_name, arguments),
+                "INSERT INTO approvals (id, run_id, tool_name, arguments, owner) VALUES (?, ?, ?, ?, ?)",
+                (approval_id, run_id, tool_name, arguments, owner),
             )
             self.audit.append_in(conn, "approval.requested", None, {
-                "approval": approval_id, "run_id": run_id, "tool": tool_name, "arguments": arguments})
+                "approval": approval_id, "run_id": run_id, "owner": owner, "tool": tool_name,
+                "arguments": arguments})
         return self.get(approval_id)
 
     async def wait(self, approval_id: str, *, timeout: float | None = None) -> Approval:
@@ -125,9 +141,13 @@ class ApprovalQueue:
         return Approval(**dict(row))
 
     def list(self, status: Status | None = "pending", *, run_id: str | None = None,
-             limit: int = 100) -> list[Approval]:
-        """Requests, oldest first; ``status=None`` lists every status."""
+             owner: str | None = None, limit: int = 100) -> list[Approval]:
+        """Requests, oldest first; ``status=None`` lists every status, ``owner`` (an identity id)
+        only that owner's."""
         clauses, params = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
@@ -162,3 +182,11 @@ class ApprovalQueue:
             self.audit.append_in(conn, "approval.decided", decided_by, {
                 "approval": approval_id, "status": status, "reason": reason})
         return True
+
+
+def _run_owner(conn: Any, run_id: str) -> str | None:
+    """The owner of a stored run (the agent runtime's ``runs`` table), if there is one."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
+        return None
+    row = conn.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row[0] if row is not None else None

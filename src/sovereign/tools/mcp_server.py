@@ -21,6 +21,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
+from sovereign.governance.keys import Principal
 from sovereign.kernel.messages import ChatRequest, Message
 from sovereign.services import Services
 from sovereign.tools.approvals import ApprovalQueue
@@ -38,15 +39,14 @@ def _optional(module: str, *names: str) -> tuple[Any, ...] | None:
     return None if any(item is None for item in found) else found
 
 
-def _chat_tools(services: Services) -> list[Callable[..., Any]]:
+def _chat_tools(services: Services, principal: Principal) -> list[Callable[..., Any]]:
     async def chat(prompt: str, model: str | None = None, system: str | None = None,
                    max_tokens: int = 512) -> str:
         """Ask a model of the sovereign OS for one completion (default model unless named)."""
-        backend = await services.model(model)
-        name = services.registry.get(model or services.settings.kernel.default_model).name
+        backend = await services.governed_model(principal, model)
         messages = [Message(role="system", content=system)] if system else []
         messages.append(Message(role="user", content=prompt))
-        response = await backend.complete(ChatRequest(model=name, messages=messages, max_tokens=max_tokens))
+        response = await backend.complete(ChatRequest(model=backend.name, messages=messages, max_tokens=max_tokens))
         return response.message.content or ""
 
     def list_models() -> str:
@@ -60,7 +60,7 @@ def _chat_tools(services: Services) -> list[Callable[..., Any]]:
     return [chat, list_models]
 
 
-def _agent_tool(services: Services, approvals: ApprovalQueue) -> Callable[..., Any] | None:
+def _agent_tool(services: Services, approvals: ApprovalQueue, principal: Principal) -> Callable[..., Any] | None:
     found = _optional("sovereign.agent", "Runner")
     config = _optional("sovereign.agent.agent", "agent_config")
     if found is None or config is None:
@@ -75,7 +75,7 @@ def _agent_tool(services: Services, approvals: ApprovalQueue) -> Callable[..., A
         definition = agent_config(agent, services.settings.home).build()
         runner = runner_class(services=services, approver=approvals,
                               workspace=services.settings.home / "workspace")
-        result = await runner.run(definition, task)
+        result = await runner.run(definition, task, principal=principal)
         answer = result.answer or ""
         return answer if result.ok else f"[run {result.run_id} stopped: {result.stop_reason}] {answer}"
 
@@ -103,17 +103,27 @@ def _memory_tool(services: Services, owner: str) -> Callable[..., Any] | None:
     return search_memory
 
 
-def available_tools(services: Services, *, owner: str = "admin") -> list[Callable[..., Any]]:
-    """The functions ``build_server`` exposes, given what is importable right now."""
-    tools = _chat_tools(services)
-    for extra in (_agent_tool(services, ApprovalQueue(services.db)), _memory_tool(services, owner)):
+def _principal(services: Services, owner: str | None) -> Principal:
+    """Who the server acts as: the local admin, or the identity named (or id'd) by ``owner``."""
+    return services.keys.local_principal() if owner is None else services.keys.principal_for(owner)
+
+
+def available_tools(services: Services, *, owner: str | None = None) -> list[Callable[..., Any]]:
+    """The functions ``build_server`` exposes, given what is importable right now; they act as
+    ``owner`` (an identity name or id; default the local admin): chats and runs take the governed
+    path as that identity, and ``search_memory`` reads its memory."""
+    principal = _principal(services, owner)
+    tools = _chat_tools(services, principal)
+    extras = (_agent_tool(services, ApprovalQueue(services.db), principal),
+              _memory_tool(services, principal.identity_id))
+    for extra in extras:
         if extra is not None:
             tools.append(extra)
     return tools
 
 
-def build_server(services: Services, *, owner: str = "admin") -> MCPServer:
-    """An MCP server exposing the OS; ``owner`` is whose memory ``search_memory`` reads."""
+def build_server(services: Services, *, owner: str | None = None) -> MCPServer:
+    """An MCP server exposing the OS, acting as ``owner`` (default: the local admin)."""
     server = MCPServer(
         "sovereign",
         instructions="A local-first thinking-model OS: chat with its models, run its agents, search memory.",
@@ -127,12 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sovereign mcp serve", description=__doc__.splitlines()[0])
     parser.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--owner", default="admin", help="whose memory search_memory reads")
+    parser.add_argument("--owner", default=None,
+                        help="the identity (name or id) the server acts as; default the local admin")
     args = parser.parse_args(argv)
     serve(http_port=args.http, host=args.host, owner=args.owner)
 
 
-def serve(*, http_port: int | None = None, host: str = "127.0.0.1", owner: str = "admin") -> None:
+def serve(*, http_port: int | None = None, host: str = "127.0.0.1", owner: str | None = None) -> None:
     """Open the OS and serve it over stdio (default) or streamable HTTP until stopped."""
     services = Services.open()
     try:

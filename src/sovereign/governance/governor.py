@@ -1,0 +1,143 @@
+"""The governed path's one implementation: authorise, reserve against every cap, settle into the
+ledger and the audit log, tell observers. ``GovernedModel`` (``governed_model.py``) calls it
+around each model call; nothing else accounts for model calls.
+
+A ``Governor`` holds the parts (the ``SpendGuard``, the ``UsageLedger``, the ``AuditLog`` and
+the price sheets); ``Services.governor`` builds the one of the running OS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from sqlite3 import Connection
+
+from sovereign.finops.ledger import UsageLedger, price
+from sovereign.governance.audit import AuditLog
+from sovereign.governance.authz import authorize
+from sovereign.governance.journal import Journal
+from sovereign.governance.keys import Principal
+from sovereign.governance.spend import CapExceededError, Reservation, SpendGuard
+from sovereign.kernel.messages import ChatRequest, Timings, ToolSpec, Usage
+from sovereign.kernel.registry import PriceSheet
+
+__all__ = ["CallObserver", "CallRecord", "CallScope", "Governor"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallScope:
+    """Who a model call is for: the principal (identity id, key, scopes), the agent identity
+    whose caps it counts against (if any), and the run or request it belongs to."""
+
+    principal: Principal
+    agent_id: str | None = None
+    run_id: str | None = None
+    request_id: str | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.principal.key_id or None  # a local principal (CLI, MCP) has no key
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One settled model call, as observers (metrics, tracing) see it."""
+
+    model: str
+    usage: Usage
+    timings: Timings
+    cost_usd: float
+    scope: CallScope
+    reservation: str
+    reserved_usd: float
+
+
+CallObserver = Callable[[CallRecord], None]
+"""Called after every settled call (Prometheus metrics, spend gauges, tracing attributes)."""
+
+
+def _tools_chars(tools: list[ToolSpec], cache: dict[int, tuple[ToolSpec, int]]) -> int:
+    total = 0
+    for spec in tools:
+        hit = cache.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            hit = cache[id(spec)] = (spec, len(json.dumps(spec.parameters)) + len(spec.description))
+        total += hit[1]
+    return total
+
+
+@dataclass
+class Governor:
+    """Authorisation, spend caps, ledger and audit for model calls (see the module docstring)."""
+
+    spend: SpendGuard
+    ledger: UsageLedger
+    audit: AuditLog
+    prices: Callable[[str], PriceSheet]
+    default_max_tokens: int = 512
+    observers: list[CallObserver] = field(default_factory=list)
+    _tool_sizes: dict[int, tuple[ToolSpec, int]] = field(default_factory=dict, repr=False)
+
+    def authorize(self, scope: CallScope, model: str) -> None:
+        """Role ``use`` and the key's model scope, or ``PermissionDeniedError`` (403)."""
+        authorize(scope.principal, model=model, action="use")
+
+    def worst_case(self, request: ChatRequest) -> tuple[float, int]:
+        """Upper bounds of a call's cost and tokens: the prompt at two characters a token (plus
+        framing) and every output token the request allows, at the model's prices."""
+        chars = 0
+        for message in request.messages:
+            chars += len(message.content or "") + len(message.reasoning_content or "")
+            for call in message.tool_calls:
+                chars += len(call.arguments) + len(call.name)
+        chars += _tools_chars(request.tools, self._tool_sizes)
+        prompt_tokens = chars // 2 + 16 * len(request.messages) + 64
+        output = (request.max_tokens or self.default_max_tokens) + (
+            (request.thinking.budget_tokens or 0) if request.thinking.enabled else 0)
+        cost = self.prices(request.model).cost(cached_tokens=0, uncached_tokens=prompt_tokens, output_tokens=output)
+        return cost, prompt_tokens + output
+
+    def reserve(self, scope: CallScope, request: ChatRequest, journal: Journal) -> Reservation:
+        """Reserve the worst case against every cap that applies (key, agent, owner, global),
+        committed through ``journal`` before the call; ``CapExceededError`` (429) names the cap."""
+        cost, tokens = self.worst_case(request)
+        owner = scope.principal.spend_owner_id
+        agent_id = scope.agent_id or scope.principal.agent_id
+        try:
+            return journal.now(lambda conn: self.spend.reserve_in(conn, scope.key_id, owner, agent_id, cost, tokens))
+        except CapExceededError as exc:
+            self.spend.refused(exc, scope.principal.identity_name)
+            raise
+
+    def release(self, reservation: Reservation) -> None:
+        """The call failed or was abandoned: its reservation stops holding budget."""
+        self.spend.release(reservation)
+
+    def settle(self, scope: CallScope, reservation: Reservation, model: str, usage: Usage, timings: Timings,
+               journal: Journal) -> CallRecord:
+        """Price the call; its ledger row, settled reservation and ``model.call`` audit entry go
+        through ``journal`` as one write; observers are told at once."""
+        cost = price(usage, self.prices(model))
+        record = CallRecord(model=model, usage=usage, timings=timings, cost_usd=cost, scope=scope,
+                            reservation=reservation.id, reserved_usd=reservation.max_cost_usd)
+        journal.later(lambda conn: self._write(conn, record, reservation))
+        for observer in self.observers:
+            observer(record)
+        return record
+
+    def _write(self, conn: Connection, record: CallRecord, reservation: Reservation) -> None:
+        scope, usage = record.scope, record.usage
+        principal = scope.principal
+        self.ledger.record_in(conn, model=record.model, usage=usage, timings=record.timings, cost=record.cost_usd,
+                              principal=principal.identity_id, request_id=scope.run_id or scope.request_id)
+        self.spend.settle_in(conn, reservation, record.cost_usd, usage.total_tokens, audit=False)
+        self.audit.append_in(conn, "model.call", principal.identity_name, {
+            "model": record.model, "owner": principal.spend_owner_id, "identity_id": principal.identity_id,
+            "key_id": scope.key_id, "agent_id": scope.agent_id, "run_id": scope.run_id,
+            "request_id": scope.request_id, "prompt_tokens": usage.prompt_tokens,
+            "cached_tokens": usage.cached_tokens, "completion_tokens": usage.completion_tokens,
+            "reasoning_tokens": usage.reasoning_tokens, "cost_usd": record.cost_usd,
+            "reservation": reservation.id, "reserved_usd": reservation.max_cost_usd,
+            "latency_ms": round(record.timings.latency_ms, 3),
+        })
