@@ -6,7 +6,9 @@ its reply) is measured and subtracted, as the issue asks ("excluding model time"
 step is the framework's own work: building the prompt/messages, validating and running the tool,
 recording the step. Sovereign's figure includes what peers do not do: each step is
 written durably to SQLite (WAL) before the next begins; ``sovereign-memory`` shows the same loop
-with an in-memory database.
+with an in-memory database; ``sovereign-governed`` runs inside the OS with the whole governed
+path on (key scopes, spend reserved against key/agent/owner/global caps and settled, ledger row
+and hash-chained audit entry per model call, audit entry per tool call), as real runs do.
 
 Peers are installed only for this benchmark, in a separate virtualenv (not project deps):
 
@@ -86,6 +88,60 @@ def _sovereign(steps: int, db_path: str) -> Callable[[], float]:
         clock.spent = 0.0
         start = time.perf_counter()
         result = event_loop.run_until_complete(runner.run(agent, "add things"))
+        elapsed = time.perf_counter() - start - clock.spent
+        assert result.ok and result.spent.tool_calls == steps, result.stop_reason
+        return elapsed
+
+    return run
+
+
+def _sovereign_governed(steps: int, home: str) -> Callable[[], float]:
+    """The same loop inside the OS (``Services``) with the full governed path on: every model call
+    authorised against an API key's scopes, reserved against four caps (key, agent, owner, global
+    day), settled into the ledger and the hash-chained audit log; every tool call audited."""
+    from sovereign.agent import Agent, Budget, LoopPolicy, Runner
+    from sovereign.config import load_settings
+    from sovereign.governance.keys import Scopes
+    from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ToolCall, Usage
+    from sovereign.kernel.registry import ModelSpec, PriceSheet
+    from sovereign.services import Services
+    from sovereign.testing import FunctionModel
+    from sovereign.tools import tool
+
+    @tool(inline=INLINE)
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    def script(request: ChatRequest) -> ChatResponse:
+        turn = len(model.requests) - 1
+        usage = Usage(prompt_tokens=10, completion_tokens=5, requests=1)
+        if turn < steps:
+            call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}), id=f"call_{turn}")
+            return ChatResponse(model="s", message=Message(role="assistant", tool_calls=[call]),
+                                finish_reason="tool_calls", usage=usage)
+        return ChatResponse(model="s", message=Message(role="assistant", content="done"), usage=usage)
+
+    clock = ModelClock()
+    model = FunctionModel(clock.timed(script), name="scripted")
+    services = Services.open(load_settings(Path(home)))
+    services.register(ModelSpec(name="scripted", backend="in_process", prices=PriceSheet(input=0.1, output=0.2)), model)
+    services.keys.create_identity("bench-user", role="operator")
+    agent_id = services.keys.create_identity("bench", kind="agent", owner="bench-user")
+    _, secret = services.keys.create_key("bench-user", scopes=Scopes(tools=["add"], max_spend_usd=1e6))
+    principal = services.keys.authenticate(secret)
+    for scope, subject in (("owner", principal.identity_id), ("agent", agent_id), ("global", None)):
+        services.spend.set_cap(scope, subject, "day", max_usd=1e6, max_tokens=10**12)
+    event_loop = asyncio.new_event_loop()
+    runner = Runner(services, model=model)
+    agent = Agent(name="bench", model="scripted", tools=[add],
+                  budget=Budget(max_steps=steps + 5, max_tool_calls=steps + 5), loop=LoopPolicy(stale_steps=0))
+
+    def run() -> float:
+        model.requests.clear()
+        clock.spent = 0.0
+        start = time.perf_counter()
+        result = event_loop.run_until_complete(runner.run(agent, "add things", principal=principal))
         elapsed = time.perf_counter() - start - clock.spent
         assert result.ok and result.spent.tool_calls == steps, result.stop_reason
         return elapsed
@@ -201,6 +257,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = _measure({
             "sovereign": _sovereign(args.steps, str(Path(tmp) / "runs.db")),
+            "sovereign-governed": _sovereign_governed(args.steps, str(Path(tmp) / "home")),
             "sovereign-memory": _sovereign(args.steps, ":memory:"),
             "pydantic-ai": _pydantic_ai(args.steps),
             "smolagents": _smolagents(args.steps),
@@ -209,6 +266,8 @@ def main() -> None:
     print(f"\nsteps per run: {args.steps} tool turns + 1 answer; repeats: {args.repeats} (interleaved); "
           f"sovereign tool: {'inline' if INLINE else 'worker thread'}")
     print(f"ratio sovereign / best peer          = {results['sovereign'] / best_peer:.2f}  (goal <= 0.5)")
+    print(f"ratio sovereign-governed / best peer = {results['sovereign-governed'] / best_peer:.2f}  (goal <= 0.5)")
+    print(f"ratio sovereign-governed / smolagents = {results['sovereign-governed'] / results['smolagents']:.2f}")
     print(f"ratio sovereign-memory / best peer   = {results['sovereign-memory'] / best_peer:.2f}")
     print(f"ratio sovereign / pydantic-ai        = {results['sovereign'] / results['pydantic-ai']:.2f}")
     print(f"ratio sovereign / smolagents         = {results['sovereign'] / results['smolagents']:.2f}")
