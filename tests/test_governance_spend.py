@@ -192,3 +192,23 @@ def test_fifty_requests_across_processes_never_exceed_a_cap(tmp_path):
         assert p.exitcode == 0
     assert sum(out.get() for _ in procs) == 14
     assert settled_usd(Database(path)) <= CAP + 1e-9
+
+
+def test_a_database_from_before_the_running_totals_keeps_its_spend(db):
+    from datetime import UTC, datetime
+
+    from sovereign.governance.spend import MIGRATIONS
+
+    db.migrate("spend", MIGRATIONS[:1])  # the schema as it was: spend only in the reservations
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    for n in range(3):
+        db.execute("INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
+                   "expires_at, created_at) VALUES (?, 'k1', 'alice', 'bot', ?, 'settled', 0.2, 10, '', '')",
+                   (f"res_{n}", today))
+    guard = SpendGuard(db)  # migrates: the running totals are built from the settled calls
+    guard.set_cap("owner", "alice", "day", max_usd=1.0)
+    assert guard.status(owner_id="alice").today_usd == pytest.approx(0.6)
+    assert guard.status(agent_id="bot").total_tokens == 30
+    guard.reserve("k1", "alice", "bot", 0.4, 0)  # exactly up to the cap
+    with pytest.raises(CapExceededError, match=r"current spend \$0.6"):
+        guard.reserve("k1", "alice", "bot", 0.01, 0)

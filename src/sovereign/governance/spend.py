@@ -71,7 +71,29 @@ MIGRATIONS = [
     CREATE INDEX spend_res_owner ON spend_reservations (owner_id, day);
     CREATE INDEX spend_res_agent ON spend_reservations (agent_id, day);
     CREATE INDEX spend_res_day ON spend_reservations (day);
+    """,
+    # Settled spend as running totals per subject and day ('*' = all days), so a cap check reads
+    # one row instead of summing every settled call of the day; open reservations (the calls in
+    # flight) are still summed, through a partial index that holds only them.
     """
+    CREATE TABLE spend_totals (
+        scope   TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        day     TEXT NOT NULL,
+        usd     REAL NOT NULL,
+        tokens  INTEGER NOT NULL,
+        PRIMARY KEY (scope, subject, day)
+    );
+    CREATE INDEX spend_res_open ON spend_reservations (expires_at) WHERE status = 'open';
+    """ + "".join(
+        f"""
+    INSERT INTO spend_totals (scope, subject, day, usd, tokens)
+    SELECT '{scope}', {column}, {day}, SUM(usd), SUM(tokens) FROM spend_reservations
+    WHERE status = 'settled' AND {column} IS NOT NULL GROUP BY {column}{', day' if day == 'day' else ''};
+    """
+        for scope, column in (("key", "key_id"), ("agent", "agent_id"), ("owner", "owner_id"), ("global", "'*'"))
+        for day in ("day", "'*'")
+    ),
 ]
 # ``usd`` / ``tokens`` hold the worst case while a reservation is open, the actual once settled.
 
@@ -123,6 +145,8 @@ class Reservation:
     max_tokens: int
     guard: SpendGuard | None = field(default=None, repr=False)
     done: bool = False
+    day: str = ""
+    """The day (UTC) it was made: its spend counts against that day's caps."""
 
     def settle(self, cost_usd: float, tokens: int) -> None:
         assert self.guard is not None
@@ -208,6 +232,7 @@ class SpendGuard:
         self.db = db
         self.audit = audit
         self.reservation_ttl_s = reservation_ttl_s
+        self._has_keys = False
         db.migrate("spend", MIGRATIONS)
 
     # --- caps ----------------------------------------------------------------------------
@@ -248,37 +273,58 @@ class SpendGuard:
 
     def _applicable(self, conn: Connection, key_id: str | None, owner_id: str | None,
                     agent_id: str | None) -> list[Cap]:
-        subjects = {"key": key_id, "agent": agent_id, "owner": owner_id, "global": GLOBAL}
-        caps = []
-        for row in conn.execute("SELECT * FROM spend_caps").fetchall():
-            if subjects[row["scope"]] is not None and subjects[row["scope"]] == row["subject"]:
-                caps.append(Cap(row["scope"], row["subject"], row["period"], row["max_usd"], row["max_tokens"]))
-        if key_id:
-            key = conn.execute("SELECT scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone() \
-                if _has_table(conn, "api_keys") else None
+        caps = [Cap(row["scope"], row["subject"], row["period"], row["max_usd"], row["max_tokens"]) for row in
+                conn.execute("SELECT * FROM spend_caps WHERE (scope = 'global' AND subject = ?) "
+                             "OR (scope = 'key' AND subject = ?) OR (scope = 'agent' AND subject = ?) "
+                             "OR (scope = 'owner' AND subject = ?)",
+                             (GLOBAL, key_id or "", agent_id or "", owner_id or "")).fetchall()]
+        if key_id and self._keys_table(conn):
+            key = conn.execute("SELECT scopes FROM api_keys WHERE id = ?", (key_id,)).fetchone()
             limit = json.loads(key["scopes"]).get("max_spend_usd") if key is not None else None
             if limit is not None:
                 caps.append(Cap("key", key_id, "total", float(limit), None))
         return caps
 
+    def _keys_table(self, conn: Connection) -> bool:
+        """Whether the database has API keys (whose ``max_spend_usd`` scope is a cap); once seen,
+        remembered (tables are never dropped)."""
+        if not self._has_keys:
+            self._has_keys = _has_table(conn, "api_keys")
+        return self._has_keys
+
     def _usage(self, conn: Connection, cap: Cap, now: datetime) -> tuple[float, float, int, int]:
-        """``(spent_usd, reserved_usd, spent_tokens, reserved_tokens)`` counted against ``cap``."""
-        clauses, params = ["status != 'released'"], []
+        """``(spent_usd, reserved_usd, spent_tokens, reserved_tokens)`` counted against ``cap``:
+        settled spend from the running totals, open reservations (not expired) summed."""
+        day = now.strftime("%Y-%m-%d") if cap.period == "day" else "*"
+        clauses, params = ["status = 'open'", "expires_at > ?"], [_stamp(now)]
         if cap.scope != "global":
             clauses.append(f"{_SUBJECT_COLUMN[cap.scope]} = ?")
             params.append(cap.subject)
         if cap.period == "day":
             clauses.append("day = ?")
-            params.append(now.strftime("%Y-%m-%d"))
+            params.append(day)
         row = conn.execute(
-            "SELECT COALESCE(SUM(CASE WHEN status = 'settled' THEN usd END), 0), "
-            "COALESCE(SUM(CASE WHEN status = 'open' AND expires_at > ? THEN usd END), 0), "
-            "COALESCE(SUM(CASE WHEN status = 'settled' THEN tokens END), 0), "
-            "COALESCE(SUM(CASE WHEN status = 'open' AND expires_at > ? THEN tokens END), 0) "
-            f"FROM spend_reservations WHERE {' AND '.join(clauses)}",
-            [_stamp(now), _stamp(now), *params],
+            "SELECT COALESCE(SUM(usd), 0), COALESCE(SUM(tokens), 0), "
+            "(SELECT usd FROM spend_totals WHERE scope = ? AND subject = ? AND day = ?), "
+            "(SELECT tokens FROM spend_totals WHERE scope = ? AND subject = ? AND day = ?) "
+            f"FROM spend_reservations INDEXED BY spend_res_open WHERE {' AND '.join(clauses)}",
+            [cap.scope, cap.subject, day, cap.scope, cap.subject, day, *params],
         ).fetchone()
-        return float(row[0]), float(row[1]), int(row[2]), int(row[3])
+        return float(row[2] or 0.0), float(row[0]), int(row[3] or 0), int(row[1])
+
+    def _add_totals(self, conn: Connection, reservation: Reservation, day: str, usd: float, tokens: int) -> None:
+        """Add a settled call to the running totals of each of its subjects (its day and all days)."""
+        subjects = [(scope, subject) for scope, subject in (
+            ("key", reservation.key_id), ("agent", reservation.agent_id), ("owner", reservation.owner_id),
+            ("global", GLOBAL)) if subject]
+        rows = [(scope, subject, when, usd, tokens) for scope, subject in subjects for when in (day, "*")]
+        conn.execute(
+            "INSERT INTO spend_totals (scope, subject, day, usd, tokens) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
+            + " ON CONFLICT (scope, subject, day) DO UPDATE SET usd = usd + excluded.usd, "
+            "tokens = tokens + excluded.tokens",
+            [value for row in rows for value in row],
+        )
 
     # --- reservations --------------------------------------------------------------------
 
@@ -301,7 +347,7 @@ class SpendGuard:
             raise InvalidRequestError("a reservation needs a non-negative cost and token count")
         now = _now()
         reservation = Reservation("res_" + uuid.uuid4().hex, key_id, owner_id, agent_id,
-                                  float(max_cost_usd), int(max_tokens), self)
+                                  float(max_cost_usd), int(max_tokens), self, day=now.strftime("%Y-%m-%d"))
         for cap in self._applicable(conn, key_id, owner_id, agent_id):
             self._check(conn, cap, now, reservation)
         self._insert(conn, reservation, now)
@@ -312,7 +358,7 @@ class SpendGuard:
                 "INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
                 "expires_at, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
             (reservation.id, reservation.key_id, reservation.owner_id, reservation.agent_id,
-             now.strftime("%Y-%m-%d"), reservation.max_cost_usd, reservation.max_tokens,
+             reservation.day or now.strftime("%Y-%m-%d"), reservation.max_cost_usd, reservation.max_tokens,
              _stamp(now + timedelta(seconds=self.reservation_ttl_s)), _stamp(now)),
         )
 
@@ -347,6 +393,9 @@ class SpendGuard:
         )
         if cursor.rowcount == 0:
             raise NotFoundError(f"reservation '{reservation.id}' is not open")
+        day = reservation.day or conn.execute("SELECT day FROM spend_reservations WHERE id = ?",
+                                              (reservation.id,)).fetchone()[0]
+        self._add_totals(conn, reservation, day, float(cost_usd), int(tokens))
         if audit and self.audit is not None:
             self.audit.append_in(conn, "spend.settled", None, {
                 "reservation": reservation.id, "key_id": reservation.key_id, "owner_id": reservation.owner_id,
