@@ -1,7 +1,9 @@
 """The sandbox: escapes (path traversal, symlinks, network, fork bomb, runaway output, runaway
 CPU and memory, orphaned children) are all refused or stopped, in every isolation mode this
-machine offers (bubblewrap, unshare, rlimits); the filesystem and network checks apply to the
-modes that claim them."""
+machine offers (bubblewrap, unshare, and the weak mode — allowed explicitly — where the kernel
+has Landlock); the filesystem and network checks apply to the modes that claim them. The
+memory key and database in the home are unreadable in every mode; without isolation the shell
+and Python tools refuse to run unless config allows the weak mode."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from sovereign.tools import builtin_tools
+from sovereign.config import load_settings
+from sovereign.services import Services
+from sovereign.tools import ToolError, builtin_tools
+from sovereign.tools._landlock import abi_version
 from sovereign.tools.sandbox import (
-    Sandbox,
+    Sandbox as _Sandbox,
     SandboxLimits,
     _pids_cgroup_root,
     bwrap_works,
@@ -25,10 +30,15 @@ from sovereign.tools.sandbox import (
     unshare_works,
 )
 
-MODES = [m for m, ok in (("bubblewrap", bwrap_works()), ("unshare", unshare_works()), ("rlimits", True)) if ok]
+LANDLOCK = abi_version() > 0
+MODES = [m for m, ok in (("bubblewrap", bwrap_works()), ("unshare", unshare_works()), ("weak", LANDLOCK)) if ok]
 NETWORK_ISOLATED = [m for m in MODES if m in ("bubblewrap", "unshare")]
 FILES_ISOLATED = [m for m in MODES if m == "bubblewrap"]
 PROCESS_CAP = os.geteuid() != 0 or _pids_cgroup_root() is not None
+
+
+def Sandbox(workdir, limits=None, *, mode, **options):  # noqa: N802 - the class, weak mode allowed
+    return _Sandbox(workdir, limits or SandboxLimits(), mode=mode, allow_weak=True, **options)
 
 
 @pytest.fixture
@@ -181,4 +191,100 @@ def test_shell_and_python_tools(workspace):
 def test_status_line_names_the_mode():
     line = sandbox_status()
     assert line.startswith("sandbox: ")
-    assert {"bubblewrap": "bubblewrap", "unshare": "unshare", "rlimits": "rlimits only"}[isolation_mode()] in line
+    assert {"bubblewrap": "bubblewrap", "unshare": "unshare", "weak": "NONE"}[isolation_mode()] in line
+
+
+# --- the home (memory key, database) is out of reach; no isolation means no run -------------------
+
+KEY_TEXT = "K3Y-" + "x" * 40
+
+
+def _home(root: Path, *, database: bool = True) -> Path:
+    """A home with a memory key (and, unless ``Services`` will make a real one, a database)."""
+    home = root / "home"
+    home.mkdir(mode=0o700, parents=True)
+    files = [("memory.key", KEY_TEXT)] + ([("sovereign.db", "SQLite format 3\0" + KEY_TEXT)] if database else [])
+    for name, text in files:
+        (home / name).write_text(text)
+        (home / name).chmod(0o600)
+    return home
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_memory_key_and_database_are_unreadable_in_every_mode(tmp_path, mode):
+    home = _home(tmp_path)
+    for workdir in (tmp_path / "elsewhere", home / "workspace"):  # the default workspace lies in the home
+        box = Sandbox(workdir, mode=mode, protect=(home,))
+        result = sh(box, f"echo made > made.txt; cat made.txt; cat {home}/memory.key; cat {home}/sovereign.db; "
+                         f"ls {home}; cat ../memory.key")
+        assert "made" in result.stdout, result.summary()
+        assert KEY_TEXT not in result.stdout + result.stderr, (mode, workdir, result.summary())
+        assert (workdir / "made.txt").read_text() == "made\n"
+        code = f"print(open({str(home / 'memory.key')!r}).read())"
+        result = run(box, python_executable(), "-I", "-c", code)
+        assert KEY_TEXT not in result.stdout and result.exit_code != 0
+
+
+def test_a_workspace_holding_the_home_is_refused(tmp_path):
+    home = _home(tmp_path / "inner")
+    with pytest.raises(ToolError, match="contains"):
+        sh(Sandbox(tmp_path, mode=MODES[0], protect=(home,)), "cat inner/home/memory.key")
+
+
+@pytest.fixture
+def no_isolation(tmp_path, monkeypatch):
+    """A machine without bubblewrap and unshare: neither is on the PATH."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    bwrap_works.cache_clear()
+    unshare_works.cache_clear()
+    assert isolation_mode() == "weak"
+    yield
+    monkeypatch.undo()
+    bwrap_works.cache_clear()
+    unshare_works.cache_clear()
+
+
+def _services(home: Path, config: str) -> Services:
+    (home / "config.toml").write_text(config)
+    return Services.open(load_settings(home))
+
+
+def test_without_isolation_shell_and_python_refuse_naming_the_setting(tmp_path, no_isolation):
+    services = _services(_home(tmp_path, database=False), "")
+    try:
+        tools = {t.name: t for t in builtin_tools(tmp_path / "ws", services)}
+        for name, args in (("run_shell", {"command": "echo hi"}), ("run_python", {"code": "print(1)"})):
+            with pytest.raises(ToolError, match=r"refuse to run.*bubblewrap.*\[sandbox\] allow_weak = true"):
+                asyncio.run(tools[name].call(args))
+        assert tools["run_shell"].effects.leaves_machine  # without isolation it could reach the network
+    finally:
+        services.close()
+
+
+@pytest.mark.skipif(not LANDLOCK, reason="no Landlock in this kernel: the weak mode refuses instead")
+def test_weak_mode_when_allowed_runs_and_landlock_keeps_the_key_unreadable(tmp_path, no_isolation):
+    home = _home(tmp_path, database=False)
+    services = _services(home, "[sandbox]\nallow_weak = true\n")
+    try:
+        run_shell = {t.name: t for t in builtin_tools(home / "workspace", services)}["run_shell"]
+        out = asyncio.run(run_shell.call({"command": f"echo $((6*7)); cat {home}/memory.key; cat {home}/sovereign.db; "
+                                                      "env | grep -c SOVEREIGN"}))
+    finally:
+        services.close()
+    assert "42" in out and KEY_TEXT not in out and "SQLite format" not in out
+    assert "Permission denied" in out
+    assert "stdout:\n42\n0\n" in out  # a cleared environment: no SOVEREIGN_* variable inside
+
+
+@pytest.mark.skipif(not FILES_ISOLATED, reason="bubblewrap cannot run here")
+def test_run_shell_with_isolation_cannot_read_the_memory_key(tmp_path):
+    home = _home(tmp_path, database=False)
+    services = _services(home, "")
+    try:
+        run_shell = {t.name: t for t in builtin_tools(home / "workspace", services)}["run_shell"]
+        out = asyncio.run(run_shell.call({"command": f"cat {home}/memory.key {home}/sovereign.db"}))
+    finally:
+        services.close()
+    assert KEY_TEXT not in out and "SQLite format" not in out and "No such file" in out

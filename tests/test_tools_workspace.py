@@ -105,3 +105,52 @@ def test_run_workspace_from_context_wins(layout, tmp_path):
     (other / "only-here.txt").write_text("x")
     listing = call(builtin_tools(ws), "list_files", {}, ToolContext(workspace=other))
     assert listing == "only-here.txt"
+
+
+# --- regular expressions in linear time (RE2) --------------------------------------------------
+
+
+def test_catastrophic_pattern_neither_stalls_the_search_nor_the_event_loop(layout):
+    """``(a+)+$`` on a 31-byte line takes Python's backtracking ``re`` minutes (2^30 steps, holding
+    the GIL, so every other request of the server waits); RE2 answers at once. A ticker on the
+    same event loop (a stand-in for the server's other requests) must keep ticking meanwhile."""
+    ws, _ = layout
+    (ws.root / "evil.txt").write_text("a" * 30 + "!\n" + "a" * 30 + "\n")
+    search = {t.name: t for t in builtin_tools(ws)}["search_files"]
+
+    async def both() -> tuple[str, float]:
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            loop = asyncio.get_running_loop()
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            hits = await asyncio.wait_for(search.call({"pattern": "(a+)+$", "regex": True, "glob": "evil.txt"}), 10)
+        finally:
+            done.set()
+            await ticking
+        return hits, max(gaps, default=0.0)
+
+    hits, worst_gap = asyncio.run(both())
+    assert hits == "evil.txt:2: " + "a" * 30  # the line ending in '!' does not match; the other does
+    assert worst_gap < 1.0  # generous: a guard against a stall, not a timing claim
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"foo(?=bar)", r"(?<=x)y"])
+def test_unsupported_regex_syntax_is_a_clear_tool_error(layout, pattern):
+    ws, _ = layout
+    with pytest.raises(ToolError, match="RE2 syntax.*no backreferences"):
+        call(builtin_tools(ws), "search_files", {"pattern": pattern, "regex": True})
+
+
+def test_invalid_regex_is_a_tool_error(layout):
+    ws, _ = layout
+    with pytest.raises(ToolError, match="missing \\]"):
+        call(builtin_tools(ws), "search_files", {"pattern": "[abc", "regex": True})

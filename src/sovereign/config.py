@@ -53,6 +53,20 @@ class EgressSettings(_Section):
     allow_hosts: list[str] = Field(default_factory=list)
 
 
+class SandboxSettings(_Section):
+    """``[sandbox]``: how shell and Python tools are isolated (see ``tools/sandbox.py``)."""
+
+    allow_weak: bool = Field(default=False, description=(
+        "run shell/Python tools even where no isolation (bubblewrap, unshare) is available: "
+        "resource limits plus Landlock where the kernel has it; see tools/sandbox.py for what that "
+        "does not prevent"))
+    wall_seconds: float = Field(default=30.0, gt=0)
+    cpu_seconds: int = Field(default=20, ge=1)
+    memory_mb: int = Field(default=1024, ge=64)
+    max_output_bytes: int = Field(default=64_000, ge=1024)
+    max_processes: int = Field(default=64, ge=4)
+
+
 class PriceSheetConfig(_Section):
     cached_input: float = Field(default=0.0, ge=0)
     input: float = Field(default=0.0, ge=0)
@@ -87,6 +101,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     kernel: KernelSettings = Field(default_factory=KernelSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     models: list[ModelConfig] = Field(default_factory=list)
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)

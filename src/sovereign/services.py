@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from sovereign.config import Settings, ensure_home, load_settings
 from sovereign.errors import ModelUnavailableError
@@ -37,6 +38,8 @@ class Services:
     spend: SpendGuard
     visibility: VisibilityStore
     models: dict[str, Model] = field(default_factory=dict)
+    mounted_tools: list[Any] = field(default_factory=list)
+    """Tools mounted at start (the ``[[mcp_servers]]``, see ``tools.mcp_client.mount_configured``)."""
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
     _governor: Governor | None = None
 

@@ -3,17 +3,21 @@
 It connects the loop to ``sovereign.governance`` (and, when present, ``sovereign.memory``):
 
 - prompt-injection guard: one ``Taint`` per run (the task is trusted); every tool result is
-  observed as untrusted (scanned, findings audited); before every call the ``ToolGate`` decides,
-  and its ``needs_approval`` decisions go through the runner's ``Approver``;
+  scanned (findings audited), and the result of a tool whose effects say ``reads_untrusted``
+  taints the context; before every call of an outward tool (``acts_on_world`` or
+  ``leaves_machine``) the ``ToolGate`` decides, and its ``needs_approval`` decisions go through
+  the runner's ``Approver``. What a tool does is read from its declared ``Effects``, never
+  from its name (so MCP tools are governed like built-ins);
 - visibility: a *public* agent sees only the tools (and memory / knowledge / workspace) its owner
   exposed; the check is made here, not asked of the model;
 - authorisation: a principal with scopes (an API key) that started the run limits the tools;
 - audit: every tool call and its outcome (``tool.call``), when the runner has services;
 - memory: the recall prefix at run start and the flush before compaction (optional, defensive).
 
-Results of plain tools with no findings reach the model as they are (short prompts for small
-models); results from files, the web, MCP, retrieval and memory, and any result with findings,
-are wrapped in the ``<untrusted>`` block. Either way the context counts as tainted.
+Results of plain tools (``effects.source == "tool"``, or not ``reads_untrusted``) with no findings
+reach the model as they are (short prompts for small models); untrusted results from files, the
+web, MCP, retrieval and memory, and any result with findings, are wrapped in the
+``<untrusted>`` block.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from sovereign.governance.injection import (
     Source,
     Taint,
     ToolGate,
-    acts_on_world,
     mark_untrusted,
 )
 
@@ -53,41 +56,23 @@ __all__ = ["RunGuard", "effective_policy", "public_access", "recall_for", "tool_
 
 log = logging.getLogger(__name__)
 
-MEMORY_TOOLS = frozenset({"remember", "recall", "forget"})
-WORKSPACE_TOOLS = frozenset({"list_files", "read_file", "write_file", "search_files", "run_shell", "run_python"})
-FILE_TOOLS = frozenset({"list_files", "read_file", "search_files"})
-WEB_TOOLS = frozenset({"http", "http_fetch", "http_get", "http_post", "http_request", "fetch", "web_fetch",
-                       "web_search"})
 DEFAULT_RESOURCE = "default"
 """Name of the knowledge base and workspace a tool reaches (exposures: ``default`` or ``*``)."""
 _AUDIT_EXCERPT = 300
 
 
 def tool_source(tool: Tool) -> Source:
-    """Where a tool's result comes from, for the injection guard."""
-    name = tool.name
-    if getattr(tool, "server", "") or getattr(tool, "remote_name", ""):
-        return "mcp"
-    if name in WEB_TOOLS or name.startswith(("http_", "web_")):
-        return "web"
-    if name in FILE_TOOLS:
-        return "file"
-    if name.startswith("kb_"):
-        return "retrieval"
-    if name in MEMORY_TOOLS:
-        return "memory"
-    return "tool"
+    """Where a tool's result comes from, for the injection guard (its declared ``effects.source``)."""
+    return tool.effects.source
 
 
-def tool_resource(tool_name: str, agent_name: str) -> tuple[str, str] | None:
-    """The memory / knowledge base / workspace a tool reaches, as a visibility ``(kind, name)``."""
-    if tool_name in MEMORY_TOOLS:
-        return "memory", agent_name
-    if tool_name.startswith("kb_"):
-        return "kb", DEFAULT_RESOURCE
-    if tool_name in WORKSPACE_TOOLS:
-        return "workspace", DEFAULT_RESOURCE
-    return None
+def tool_resource(tool: Tool, agent_name: str) -> tuple[str, str] | None:
+    """The memory / knowledge base / workspace a tool reaches (``effects.reaches``), as a
+    visibility ``(kind, name)``."""
+    reaches = tool.effects.reaches
+    if reaches is None:
+        return None
+    return reaches, agent_name if reaches == "memory" else DEFAULT_RESOURCE
 
 
 def effective_policy(agent: Agent, approver: Approver | None) -> Policy:
@@ -214,7 +199,8 @@ class RunGuard:
         """Why this run may not use tool ``name`` at all (visibility, key scopes), or None."""
         access = self.access
         if access is not None:
-            resource = tool_resource(name, self.agent.name)
+            tool = self.agent.tool(name)
+            resource = tool_resource(tool, self.agent.name) if tool is not None else None
             if not access.allows("tool", name):
                 return f"not run: this public agent may not use the tool '{name}' (its owner has not exposed it)"
             if resource is not None and not access.allows(*resource):  # type: ignore[arg-type]
@@ -234,7 +220,7 @@ class RunGuard:
         ``before_wait`` runs before the run pauses for a person (the loop stores its steps)."""
         decision = Decision(True)
         if gate:
-            decision = self.gate.check_call(tool.name, arguments, acts_on_world=acts_on_world(tool.name, tool.risky),
+            decision = self.gate.check_call(tool.name, arguments, acts_on_world=tool.effects.outward,
                                             taint=self.taint, actor=self.agent.name)
         if not decision.allowed and not decision.needs_approval:
             return f"not run: {decision.reason}. Continue without it, or answer with what you have."
@@ -251,13 +237,21 @@ class RunGuard:
         return None
 
     def observe(self, tool: Tool, content: str) -> str:
-        """Taint the context with a tool result; what the model should see of it."""
+        """Scan a tool result and taint the context with it when the tool reads untrusted content
+        (or the scan finds an attack); what the model should see of it."""
         source = tool_source(tool)
         before = len(self.taint.findings)
-        self.taint.observe(content, source=source, origin=tool.name, mark=False)
-        if source != "tool" or len(self.taint.findings) > before:
+        self._take(tool, content, source)
+        if (tool.effects.reads_untrusted and source != "tool") or len(self.taint.findings) > before:
             return mark_untrusted(content, source, tool.name)
         return content
+
+    def _take(self, tool: Tool | None, content: str, source: Source) -> None:
+        origin = tool.name if tool is not None else ""
+        if tool is None or tool.effects.reads_untrusted:
+            self.taint.observe(content, source=source, origin=origin, mark=False)
+        else:
+            self.taint.inspect(content, source=source, origin=origin)
 
     def replay(self, steps: Iterable[Step]) -> None:
         """Rebuild the taint of a resumed run from its stored results (findings not re-audited)."""
@@ -265,7 +259,8 @@ class RunGuard:
         try:
             for step in steps:
                 if isinstance(step, ToolResultStep) and step.executed:
-                    self.taint.observe(step.content, source="tool", origin=step.name, mark=False)
+                    tool = self.agent.tool(step.name)
+                    self._take(tool, step.content, tool_source(tool) if tool is not None else "tool")
         finally:
             self.taint.audit = audit
 

@@ -19,8 +19,8 @@ from sovereign.agent.loop_detect import LoopPolicy
 from sovereign.governance.injection import Policy
 from sovereign.tools.base import Tool
 
-__all__ = ["Agent", "AgentConfig", "BudgetConfig", "agent_config", "builtin_resolver", "load_agent_configs",
-           "resolve_tools", "weakening_settings"]
+__all__ = ["Agent", "AgentConfig", "BudgetConfig", "ToolCatalog", "agent_config", "builtin_resolver",
+           "load_agent_configs", "resolve_tools", "weakening_settings"]
 
 DEFAULT_AGENT = "default"
 ToolResolver = Callable[[str], Tool | None]
@@ -168,31 +168,79 @@ def _builtin_tools(services: Any = None, workspace: Path | None = None) -> dict[
     return {t.name: t for t in factory(workspace, services) if isinstance(t, Tool)}
 
 
-def builtin_resolver(services: Any = None, workspace: Path | None = None) -> ToolResolver:
-    """A resolver over the built-in tools bound to ``services`` (egress) and ``workspace``."""
-    found: dict[str, Tool] | None = None
+def _service_tools(services: Any) -> dict[str, Tool]:
+    """Memory (``remember``/``recall``/``forget``, scoped to the calling run's owner and agent)
+    and knowledge-base (``kb_search``) tools on the services' database; stores open on first use."""
+    from sovereign.knowledge.tools import knowledge_tools
+    from sovereign.memory.tools import memory_tools
 
-    def resolve(name: str) -> Tool | None:
-        nonlocal found
-        found = _builtin_tools(services, workspace) if found is None else found
-        return found.get(name)
+    opened: dict[str, Any] = {}
 
-    return resolve
+    def memory() -> Any:
+        if "memory" not in opened:
+            from sovereign.memory.store import MemoryStore
+
+            opened["memory"] = MemoryStore.open(services.db, services.settings.home)
+        return opened["memory"]
+
+    def kb() -> Any:
+        if "kb" not in opened:
+            from sovereign.knowledge.base import KnowledgeBase
+
+            opened["kb"] = KnowledgeBase(services.db)
+        return opened["kb"]
+
+    return {t.name: t for t in [*memory_tools(memory), *knowledge_tools(kb)]}
+
+
+@dataclass
+class ToolCatalog:
+    """The one tool resolver: every tool an agent may name, from config, the API or the CLI.
+
+    Built-ins (workspace, sandbox, calculator, HTTP) bound to ``services`` and ``workspace``;
+    with ``services``, the memory and knowledge-base tools on their database and the MCP tools
+    mounted at start (``services.mounted_tools``, named ``<server>__<tool>``). Call it with a
+    name (None when unknown); ``names()`` lists what is available."""
+
+    services: Any = None
+    workspace: Path | None = None
+    _tools: dict[str, Tool] | None = None
+
+    def tools(self) -> dict[str, Tool]:
+        if self._tools is None:
+            found = _builtin_tools(self.services, self.workspace)
+            if self.services is not None and getattr(self.services, "db", None) is not None:
+                found.update(_service_tools(self.services))
+            for mounted in getattr(self.services, "mounted_tools", None) or ():
+                found.setdefault(mounted.name, mounted)
+            self._tools = found
+        return self._tools
+
+    def __call__(self, name: str) -> Tool | None:
+        return self.tools().get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.tools())
+
+
+def builtin_resolver(services: Any = None, workspace: Path | None = None) -> ToolCatalog:
+    """The tool resolver (``ToolCatalog``) bound to ``services`` and ``workspace``."""
+    return ToolCatalog(services, workspace)
 
 
 def resolve_tools(names: Iterable[str], resolve: ToolResolver | None = None) -> list[Tool]:
-    """Look each name up with ``resolve``, then among the built-ins; unknown names are an error."""
-    names = list(names)
-    builtins: dict[str, Tool] | None = None
+    """Look each name up with ``resolve`` (default: the built-ins); an unknown name is an error
+    that lists the tools available."""
+    catalog = resolve if resolve is not None else ToolCatalog()
     tools: list[Tool] = []
     for name in names:
-        found = resolve(name) if resolve is not None else None
+        found = catalog(name)
+        if found is None and resolve is not None and not isinstance(resolve, ToolCatalog):
+            found = ToolCatalog()(name)  # a custom resolver falls back to the built-ins
         if found is None:
-            builtins = _builtin_tools() if builtins is None else builtins
-            found = builtins.get(name)
-        if found is None:
-            known = ", ".join(sorted(builtins or {})) or "none"
-            raise AgentConfigError(f"unknown tool '{name}' (built-in tools: {known})", param="tools")
+            listed = getattr(catalog, "names", None)
+            known = ", ".join(listed() if listed is not None else ToolCatalog().names()) or "none"
+            raise AgentConfigError(f"unknown tool '{name}' (available tools: {known})", param="tools")
         tools.append(found)
     return tools
 

@@ -24,6 +24,7 @@ from sovereign.agent.agent import agent_config, builtin_resolver
 from sovereign.agent.hooks import RunEvent
 from sovereign.agent.store import RunRecord
 from sovereign.errors import SovereignError
+from sovereign.tools.mcp_client import mount_configured
 
 __all__ = ["run_command", "runs_app"]
 
@@ -92,24 +93,34 @@ def run_command(
     model: Annotated[str | None, typer.Option(help="Override the agent's model.")] = None,
     verify: Annotated[str | None, typer.Option(help="off, same, or a model name.")] = None,
     workspace: Annotated[Path | None, typer.Option(help="Folder the workspace tools work in.")] = None,
+    tools: Annotated[str | None, typer.Option(
+        "--tools", help="Comma-separated tool names the agent gets instead of its own "
+                        "(built-ins, recall/remember/forget, kb_search, <mcp server>__<tool>).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every tool that asks.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an agent on a task, showing each step live, then a summary."""
     console = Console(stderr=as_json)
     services = _open_services()
+
+    async def go() -> RunResult:
+        async with mount_configured(services):  # the [[mcp_servers]] tools, for the resolver
+            config = agent_config(agent, services.settings.home, services.settings.config_path, services=services)
+            if tools is not None:
+                config = config.model_copy(update={"tools": [t.strip() for t in tools.split(",") if t.strip()]})
+            built = config.build(builtin_resolver(services, workspace))
+            if budget:
+                built.budget = parse_budget(budget, built.budget)
+            if model:
+                built.model = model
+            if verify:
+                built.verify = verify
+            runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
+            runner.subscribe(_progress(console))
+            return await runner.run(built, task, principal=services.keys.local_principal())
+
     try:
-        config = agent_config(agent, services.settings.home, services.settings.config_path, services=services)
-        built = config.build(builtin_resolver(services, workspace))
-        if budget:
-            built.budget = parse_budget(budget, built.budget)
-        if model:
-            built.model = model
-        if verify:
-            built.verify = verify
-        runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
-        runner.subscribe(_progress(console))
-        result = asyncio.run(runner.run(built, task, principal=services.keys.local_principal()))
+        result = asyncio.run(go())
     except SovereignError as exc:
         _fail(console, exc)
     finally:
@@ -186,9 +197,13 @@ def resume_run(
         record = runner.store.get(run_id, with_steps=False)
         new_budget = parse_budget(budget, Budget.from_dict(record.agent_config["budget"])) if budget else None
         runner.subscribe(_progress(console))
-        resolve = builtin_resolver(services, None)
-        result = asyncio.run(runner.resume(run_id, budget=new_budget, resolve=resolve,
-                                           principal=services.keys.local_principal()))
+
+        async def go() -> RunResult:
+            async with mount_configured(services):
+                return await runner.resume(run_id, budget=new_budget, resolve=builtin_resolver(services, None),
+                                           principal=services.keys.local_principal())
+
+        result = asyncio.run(go())
     except SovereignError as exc:
         _fail(console, exc)
     finally:

@@ -10,11 +10,12 @@ Intended call points (agent runtime, ``sovereign.agent``)::
     taint = Taint(audit=services_audit, actor=agent_name)      # one per run
     gate = ToolGate(policy="block", audit=services_audit)       # policy from config
 
-    # 1. every tool / file / web / retrieval / MCP result, before it enters the context:
+    # 1. every result of a tool that reads untrusted content (file / web / retrieval / MCP),
+    #    before it enters the context; other results are only scanned (``taint.inspect``):
     text = taint.observe(result_text, source="tool", origin=tool.name)   # marked + scanned
 
     # 2. before every tool call the model asks for:
-    decision = gate.check_call(tool.name, arguments, acts_on_world=acts_on_world(tool.name, tool.risky),
+    decision = gate.check_call(tool.name, arguments, acts_on_world=tool.effects.outward,
                                taint=taint, secrets=known_secret_values)
     if decision.needs_approval: ... ask the owner (approval flow) ...
     elif not decision.allowed: return decision.reason to the model as the tool result
@@ -23,6 +24,8 @@ Intended call points (agent runtime, ``sovereign.agent``)::
     #    call ``taint.reset()`` only when no untrusted text remains in the context.
 
 ``ToolGate.check(tool_name, acts_on_world, context_untrusted)`` is the bare policy decision.
+Whether a tool is outward comes from the tool's declared effects (``sovereign.tools.Effects``:
+``acts_on_world`` or ``leaves_machine``), never from its name.
 """
 
 from __future__ import annotations
@@ -40,28 +43,14 @@ if TYPE_CHECKING:
     from sovereign.governance.audit import AuditLog
 
 __all__ = [
-    "Decision", "Finding", "Policy", "Source", "Taint", "ToolGate", "WORLD_TOOLS", "acts_on_world",
-    "check_exfiltration", "detect_injection", "mark_untrusted",
+    "Decision", "Finding", "Policy", "Source", "Taint", "ToolGate", "check_exfiltration", "detect_injection", "mark_untrusted",
 ]
 
 Source = Literal["tool", "file", "web", "retrieval", "mcp", "memory", "message"]
 Policy = Literal["block", "approve", "off"]
 
-# Built-in tools that act on the world outside the agent's context.
-WORLD_TOOLS = frozenset({
-    "shell", "run_shell", "bash", "python", "run_python", "write_file", "file_write", "edit_file",
-    "delete_file", "append_file", "http", "http_fetch", "http_get", "http_post", "http_request", "fetch", "web_fetch",
-    "send_message", "send_email", "email", "post_message", "message",
-})
-
 _OPEN = "<untrusted"
 _CLOSE = "</untrusted>"
-
-
-def acts_on_world(tool_name: str, risky: bool = False) -> bool:
-    """Whether a tool acts on the outside world: a built-in outward tool, or one marked ``risky``
-    (HTTP and MCP tools register as risky)."""
-    return risky or tool_name in WORLD_TOOLS or tool_name.split(".")[-1] in WORLD_TOOLS
 
 
 def mark_untrusted(text: str, source: Source, origin: str = "") -> str:
@@ -183,16 +172,26 @@ class Taint:
     def observe(self, text: str, source: Source, origin: str = "", *, mark: bool = True) -> str:
         """Taint the context with ``text``; scan it; return it marked as untrusted (or as it is,
         with ``mark=False``, for a caller that decides from the findings)."""
+        self._taint(text, source, origin, detect_injection(text))
+        return mark_untrusted(text, source, origin) if mark else text
+
+    def inspect(self, text: str, source: Source, origin: str = "") -> list[Finding]:
+        """Scan the result of a tool that reads nothing untrusted: it taints the context only
+        when the scan finds an attack in it (findings audited)."""
+        found = detect_injection(text)
+        if found:
+            self._taint(text, source, origin, found)
+        return found
+
+    def _taint(self, text: str, source: Source, origin: str, found: list[Finding]) -> None:
         self.untrusted = True
         self.sources.append((source, origin))
         self.hosts |= _hosts_in(text)
-        found = detect_injection(text)
         if found:
             self.findings.extend(found)
             if self.audit is not None:
                 self.audit.append("injection.detected", self.actor, {
                     "source": source, "origin": origin, "findings": [f.to_dict() for f in found]})
-        return mark_untrusted(text, source, origin) if mark else text
 
     def reset(self) -> None:
         """The untrusted text has left the context (summarised away); findings are kept."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sovereign.errors import SovereignError
 from sovereign.knowledge.base import KnowledgeBase
-from sovereign.tools.base import Tool, ToolError, tool
+from sovereign.tools.base import Effects, Tool, ToolError, tool
 
 __all__ = ["knowledge_tools", "format_hits"]
 
@@ -21,10 +23,10 @@ def format_hits(hits) -> str:
     return "\n\n".join(lines) or "no passages found"
 
 
-def knowledge_tools(kb: KnowledgeBase) -> list[Tool]:
-    """``kb_search`` over ``kb``."""
+def knowledge_tools(kb: KnowledgeBase | Callable[[], KnowledgeBase]) -> list[Tool]:
+    """``kb_search`` over ``kb`` (or over what ``kb()`` opens on first use)."""
 
-    @tool
+    @tool(effects=Effects(reads_untrusted=True, source="retrieval", reaches="kb"))
     def kb_search(query: str, k: int = 4) -> str:
         """Search the knowledge base; each passage comes with its citation (file, section, chunk).
 
@@ -33,7 +35,8 @@ def knowledge_tools(kb: KnowledgeBase) -> list[Tool]:
             k: how many passages (1 to 10).
         """
         try:
-            return format_hits(kb.search(query, k=max(1, min(k, 10))))
+            base = kb() if callable(kb) else kb
+            return format_hits(base.search(query, k=max(1, min(k, 10))))
         except SovereignError as exc:
             raise ToolError(exc.message) from exc
 

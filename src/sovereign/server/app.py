@@ -44,10 +44,13 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from sovereign.tools.mcp_client import mount_configured
+
         task = None
         if preload:
             task = asyncio.ensure_future(_preload(app))
-        yield
+        async with mount_configured(app.state.services):  # [[mcp_servers]] tools, for agents
+            yield
         if task is not None and not task.done():
             task.cancel()
 

@@ -3,6 +3,10 @@ from the docstring, and arguments are validated before the call.
 
 Bad arguments raise ``ToolArgumentError``, whose message goes back to the model; errors the tool
 itself raises on purpose (``ToolError``) do too. Anything else is our bug and propagates.
+
+Each tool declares its ``Effects`` (what calling it does: reads untrusted content, acts on the
+world, leaves the machine, needs approval); the injection guard and approvals read those, never
+the tool's name.
 """
 
 from __future__ import annotations
@@ -11,15 +15,23 @@ import asyncio
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import TypeAdapter, ValidationError, create_model
 
 from sovereign.errors import SovereignError
 from sovereign.kernel.messages import ToolSpec
+
+if TYPE_CHECKING:
+    from sovereign.governance.injection import Source
+
+__all__ = ["Effects", "PURE", "Reach", "Tool", "ToolArgumentError", "ToolContext", "ToolError", "tool"]
+
+Reach = Literal["memory", "kb", "workspace"]
+_SOURCES = frozenset({"tool", "file", "web", "retrieval", "mcp", "memory", "message"})
 
 
 class ToolArgumentError(SovereignError):
@@ -34,6 +46,55 @@ class ToolError(SovereignError):
 
     status_code = 400
     error_type = "tool_error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Effects:
+    """What calling a tool does, declared by the tool (``@tool(effects=Effects(...))``).
+
+    The defaults describe a tool nobody has described: its result is treated as untrusted (it
+    may carry text from anywhere), and nothing else is assumed. A pure function declares
+    ``PURE``; anything that writes, runs, sends or fetches says so.
+    """
+
+    reads_untrusted: bool = True
+    """Its result may hold content the user does not control (files, web pages, MCP servers,
+    retrieved documents, memories): once seen, the context counts as untrusted."""
+    acts_on_world: bool = False
+    """It changes something outside the agent's context (writes files, runs commands, sends
+    messages): blocked or approved by the injection guard while the context is untrusted."""
+    leaves_machine: bool = False
+    """Data it is given may leave this machine (network): gated like ``acts_on_world`` and its
+    arguments are checked for exfiltration."""
+    needs_approval: bool = False
+    """A person approves every call, untrusted context or not."""
+    source: Source = "tool"
+    """The kind of content its result is, as the untrusted marking names it (``file``, ``web``,
+    ``mcp``, ``retrieval``, ``memory``; ``tool`` for plain results, shown unmarked unless the
+    scan finds something)."""
+    reaches: Reach | None = None
+    """The owned resource it uses (``memory``, ``kb``, ``workspace``), which a public agent may
+    only touch when its owner exposed it."""
+
+    def __post_init__(self) -> None:
+        if self.source not in _SOURCES:
+            raise ValueError(f"effects source must be one of {', '.join(sorted(_SOURCES))}, not '{self.source}'")
+        if self.reaches not in (None, "memory", "kb", "workspace"):
+            raise ValueError(f"effects reaches must be memory, kb, workspace or None, not '{self.reaches}'")
+
+    @property
+    def outward(self) -> bool:
+        """Acts on the world or leaves the machine: what the injection guard gates."""
+        return self.acts_on_world or self.leaves_machine
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reads_untrusted": self.reads_untrusted, "acts_on_world": self.acts_on_world,
+                "leaves_machine": self.leaves_machine, "needs_approval": self.needs_approval,
+                "source": self.source, "reaches": self.reaches}
+
+
+PURE = Effects(reads_untrusted=False)
+"""A function of its arguments only: reads nothing untrusted, touches nothing."""
 
 
 @dataclass
@@ -54,14 +115,23 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     function: Callable[..., Any]
-    risky: bool = False
-    needs_approval: bool = False
+    effects: Effects = Effects()
     timeout: float | None = None
     takes_context: bool = False
     inline: bool = False
     """A quick, non-blocking synchronous function (arithmetic, lookups in memory): it runs on the
     event loop instead of hopping to a worker thread. Anything that may block must leave it off."""
     _validator: TypeAdapter | None = None
+
+    @property
+    def needs_approval(self) -> bool:
+        """A person approves every call (``effects.needs_approval``)."""
+        return self.effects.needs_approval
+
+    @property
+    def risky(self) -> bool:
+        """Acts on the world or leaves the machine (``effects.outward``)."""
+        return self.effects.outward
 
     def spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
@@ -139,18 +209,29 @@ def _description(func: Callable) -> str:
     return doc.split("\n\n", 1)[0].strip()
 
 
+def _merged(effects: Effects, *, risky: bool, needs_approval: bool) -> Effects:
+    if risky and not effects.acts_on_world:
+        effects = replace(effects, acts_on_world=True)
+    if needs_approval and not effects.needs_approval:
+        effects = replace(effects, needs_approval=True)
+    return effects
+
+
 def tool(
     func: Callable | None = None,
     *,
     name: str | None = None,
+    effects: Effects | None = None,
     risky: bool = False,
     needs_approval: bool = False,
     timeout: float | None = None,
     inline: bool = False,
 ) -> Any:
-    """Make a ``Tool`` from a typed function (usable as ``@tool`` or ``@tool(risky=True)``).
+    """Make a ``Tool`` from a typed function (usable as ``@tool`` or ``@tool(effects=PURE)``).
 
-    ``inline=True`` marks a quick synchronous function that may run on the event loop (see
+    ``effects`` says what a call does (default ``Effects()``: result untrusted, nothing more).
+    ``risky=True`` is shorthand for ``acts_on_world=True`` and ``needs_approval=True`` sets that
+    flag, both on top of ``effects``. ``inline=True`` marks a quick synchronous function that may run on the event loop (see
     ``Tool.inline``). A parameter named ``ctx`` receives the ``ToolContext`` and is left out of the schema.
     """
 
@@ -178,8 +259,7 @@ def tool(
             description=_description(function),
             parameters=schema,
             function=function,
-            risky=risky,
-            needs_approval=needs_approval,
+            effects=_merged(effects or Effects(), risky=risky, needs_approval=needs_approval),
             timeout=timeout,
             takes_context=takes_context,
             inline=inline,

@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from sovereign.tools.base import Tool, ToolError, tool
+from sovereign.tools.base import PURE, Tool, ToolError, tool
 
 __all__ = ["evaluate", "calculator_tool"]
 
@@ -89,7 +89,7 @@ def _check_size(value: Any) -> Any:
 
 
 def calculator_tool() -> Tool:
-    @tool(inline=True)  # bounded work (size limits above): no thread hop needed
+    @tool(effects=PURE, inline=True)  # bounded work (size limits above): no thread hop needed
     def calculator(expression: str) -> str:
         """Evaluate an arithmetic expression, e.g. "2 * (3 + 4) ** 2" or "sqrt(2) * pi".
 

@@ -8,7 +8,7 @@ import httpx
 
 from sovereign.errors import EgressDeniedError
 from sovereign.governance.egress import EgressGate
-from sovereign.tools.base import Tool, ToolError, tool
+from sovereign.tools.base import Effects, Tool, ToolError, tool
 
 __all__ = ["http_tool"]
 
@@ -18,7 +18,10 @@ _MAX_BYTES = 200_000
 def http_tool(egress: EgressGate) -> Tool:
     """``http_fetch``: every request (redirects too) passes ``egress`` before a socket opens."""
 
-    @tool(risky=True, needs_approval=True, timeout=60)
+    effects = Effects(reads_untrusted=True, source="web", acts_on_world=True, leaves_machine=True,
+                      needs_approval=True)
+
+    @tool(effects=effects, timeout=60)
     async def http_fetch(url: str, method: str = "GET", body: str | None = None, max_bytes: int = 50_000) -> str:
         """Fetch a URL over HTTP(S) and return the status, content type and body text.
 

@@ -10,19 +10,28 @@ Config (in ``$SOVEREIGN_HOME/config.toml``)::
     [[mcp_servers]]
     name = "search"
     url = "http://127.0.0.1:9000/mcp"
-    trusted = true
+    trusted = true                                  # its tools skip approval
+    effects = { leaves_machine = false }            # every tool of this server
+    tools.lookup = { acts_on_world = false }        # one tool (by the server's own name)
 
-A mounted tool is named ``<server>__<tool>``. Tools of servers not marked ``trusted`` are risky
-and need approval. HTTP connections pass the egress gate (loopback is always allowed).
+A mounted tool is named ``<server>__<tool>``. Its effects start conservative — reads untrusted
+content, acts on the world, leaves the machine, needs approval (no approval for a ``trusted``
+server) — then the server's ``effects`` and the tool's entry under ``tools`` override field by
+field. HTTP connections pass the egress gate (loopback is always allowed).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
 import re
+import sys
 import tomllib
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +41,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sovereign.config import resolve_home
 from sovereign.errors import ConfigError, EgressDeniedError
 from sovereign.governance.egress import EgressGate
-from sovereign.tools.base import Tool, ToolArgumentError, ToolError
+from sovereign.tools.base import Effects, Tool, ToolArgumentError, ToolError
 
-__all__ = ["MCPServerConfig", "MCPTool", "MCPMount", "load_mcp_servers", "parse_mcp_servers"]
+__all__ = ["EffectsConfig", "MCPServerConfig", "MCPTool", "MCPMount", "load_mcp_servers", "mount_configured",
+           "parse_mcp_servers"]
 
+log = logging.getLogger(__name__)
 _NAME = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+class EffectsConfig(BaseModel):
+    """Effects overrides for MCP tools; a field left out keeps the value beneath it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reads_untrusted: bool | None = None
+    acts_on_world: bool | None = None
+    leaves_machine: bool | None = None
+    needs_approval: bool | None = None
+
+    def apply(self, effects: Effects) -> Effects:
+        return replace(effects, **self.model_dump(exclude_none=True))
 
 
 class MCPServerConfig(BaseModel):
@@ -52,6 +77,16 @@ class MCPServerConfig(BaseModel):
     url: str | None = None
     trusted: bool = Field(default=False, description="trusted servers' tools skip approval")
     timeout: float = Field(default=60.0, gt=0, description="seconds to wait for each reply")
+    effects: EffectsConfig = Field(default_factory=EffectsConfig, description="overrides for all its tools")
+    tools: dict[str, EffectsConfig] = Field(default_factory=dict, description="overrides per tool (server's name)")
+
+    def effects_for(self, remote_name: str) -> Effects:
+        """Conservative by default, then the server's overrides, then the tool's."""
+        base = Effects(reads_untrusted=True, source="mcp", acts_on_world=True, leaves_machine=True,
+                       needs_approval=not self.trusted)
+        effects = self.effects.apply(base)
+        override = self.tools.get(remote_name)
+        return override.apply(effects) if override is not None else effects
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerConfig:
@@ -114,6 +149,14 @@ class MCPTool(Tool):
         return values
 
 
+def _sole(group: BaseExceptionGroup) -> BaseException | None:
+    """The one exception inside (nested) groups, or None when there are several."""
+    leaves = list(group.exceptions)
+    while len(leaves) == 1 and isinstance(leaves[0], BaseExceptionGroup):
+        leaves = list(leaves[0].exceptions)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 def _result_text(result: Any) -> str:
     parts: list[str] = []
     for block in result.content:
@@ -167,12 +210,21 @@ class MCPMount:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self._stack is not None:
-            await self._stack.__aexit__(*exc_info)
-            self._stack = None
+        if self._stack is None:
+            return
+        stack, self._stack = self._stack, None
+        try:
+            await stack.__aexit__(*exc_info)
+        except BaseExceptionGroup as group:
+            # The SDK's task groups wrap an error raised inside ``async with``: give the caller theirs.
+            leaf = _sole(group)
+            if leaf is None:
+                raise
+            raise leaf from None
 
     async def _connect(self, server: MCPServerConfig) -> Any:
         from mcp import Client, StdioServerParameters
+        from mcp.client.stdio import stdio_client
         from mcp.client.streamable_http import streamable_http_client
 
         assert self._stack is not None
@@ -182,10 +234,11 @@ class MCPMount:
             http = await self._stack.enter_async_context(_http_client(self.egress, purpose))
             target: Any = streamable_http_client(server.url, http_client=http)
         else:
-            target = StdioServerParameters(
+            params = StdioServerParameters(
                 command=server.command or "", args=server.args, env=server.env or None,
                 cwd=str(server.cwd) if server.cwd else None,
             )
+            target = stdio_client(params, errlog=self._errlog())
         # Entered one at a time: a failure leaves no half-open connection behind.
         inner = AsyncExitStack()
         await inner.__aenter__()
@@ -197,6 +250,16 @@ class MCPMount:
         self._stack.push_async_exit(inner)
         return client
 
+    def _errlog(self) -> Any:
+        """Where a stdio server's stderr goes: ours when it is a real file, else nowhere (an
+        embedding application, or a test runner, may have replaced ``sys.stderr``)."""
+        try:
+            sys.stderr.fileno()
+            return sys.stderr
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            assert self._stack is not None
+            return self._stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
     async def _mount(self, server: MCPServerConfig) -> list[Tool]:
         client = await self._connect(server)
         listed, cursor = [], None
@@ -206,6 +269,10 @@ class MCPMount:
             cursor = page.next_cursor
             if not cursor:
                 break
+        unknown = sorted(set(server.tools) - {remote.name for remote in listed})
+        if unknown:
+            log.warning("mcp_servers '%s': effects given for tools the server does not list: %s",
+                        server.name, ", ".join(unknown))
         return [self._wrap(client, server, remote) for remote in listed]
 
     @staticmethod
@@ -228,9 +295,30 @@ class MCPMount:
             description=remote.description or f"{remote_name} (from MCP server '{server.name}')",
             parameters=schema,
             function=call,
-            risky=not server.trusted,
-            needs_approval=not server.trusted,
+            effects=server.effects_for(remote_name),
             timeout=server.timeout,
             server=server.name,
             remote_name=remote_name,
         )
+
+
+@asynccontextmanager
+async def mount_configured(services: Any) -> AsyncIterator[MCPMount]:
+    """Mount the ``[[mcp_servers]]`` of ``services.settings`` for the duration (an interface's
+    lifetime); their tools are ``services.mounted_tools``, which the tool resolver offers by name.
+
+    A bad entry raises ``ConfigError`` naming the field; a server that cannot be reached is
+    logged and left out."""
+    settings = services.settings
+    servers = parse_mcp_servers({"mcp_servers": settings.mcp_servers}, str(settings.config_path))
+    if not servers:
+        yield MCPMount([], services.egress)
+        return
+    async with MCPMount(servers, services.egress) as mount:
+        for name, why in mount.errors.items():
+            log.warning("MCP server '%s' not mounted: %s", name, why)
+        services.mounted_tools = list(mount.tools)
+        try:
+            yield mount
+        finally:
+            services.mounted_tools = []

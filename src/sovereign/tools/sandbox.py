@@ -1,15 +1,24 @@
 """Run untrusted commands in a sandbox: own working directory, CPU/memory/time/output/process
 limits, no network, and the whole process tree killed on timeout.
 
-Isolation comes in layers, the strongest the machine allows:
+Isolation, the strongest the machine allows:
 
 - **bubblewrap** (``bwrap``, Debian package ``bubblewrap``), when it can create namespaces here:
   a private filesystem view (system folders read-only, the workspace read-write at
-  ``/workspace``, a private ``/tmp``), and new user, PID, network, IPC and UTS namespaces, so
-  there is no network at all and killing the sandbox kills every process in it.
-- otherwise ``unshare`` (util-linux) for network and PID namespaces where permitted, and plain
-  process groups where not (then the command can see the host filesystem and network — the
-  ``sandbox_status()`` line says so).
+  ``/workspace``, a private ``/tmp``; the home is never bound), and new user, PID, network, IPC
+  and UTS namespaces, so there is no network at all and killing the sandbox kills every process.
+- otherwise **unshare** (util-linux): network, PID and a private mount namespace in which the
+  protected folders (the home: memory key, database) are covered by an empty ``tmpfs`` before
+  the command starts (the workspace, when it lies inside the home, is bound back).
+- otherwise nothing isolates the command, and the sandbox **refuses to run** unless the weak
+  mode is allowed explicitly (``[sandbox] allow_weak = true``; ``SandboxUnavailableError`` says
+  so). The weak mode runs the command with a cleared environment, the workspace as its working
+  directory, the limits below, and **Landlock** (``_landlock.py``): it may read the system
+  folders, read and write the workspace and a private temporary folder, nothing else — so the
+  home (memory key, database) cannot be opened. Where the kernel has no Landlock the weak mode
+  refuses too (it could not keep the key unreadable). What the weak mode does *not* prevent:
+  UDP and other non-TCP network traffic (TCP connect/bind are denied only with Landlock ABI 4+),
+  seeing other processes' names and PIDs, and using the machine's CPU and memory up to the limits.
 - always: ``setrlimit`` limits (CPU seconds, address space, file size, open files, no core
   dumps), a process cap (a ``pids`` cgroup when running as root, where ``RLIMIT_NPROC`` does not
   apply; ``RLIMIT_NPROC`` otherwise), a wall-clock timeout and an output cap, either of which
@@ -27,18 +36,32 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SandboxLimits", "SandboxResult", "Sandbox", "sandbox_status", "isolation_mode"]
+from sovereign.config import resolve_home
+from sovereign.tools import _landlock
+from sovereign.tools.base import ToolError
+
+__all__ = ["SandboxLimits", "SandboxResult", "Sandbox", "SandboxUnavailableError", "isolation_mode", "sandbox_status"]
 
 _INSIDE_WORKSPACE = "/workspace"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/passwd", "/etc/group")
 _PIDS_CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+WEAK_HINT = ("install the Debian package 'bubblewrap' (and allow user namespaces), or set "
+             "`[sandbox] allow_weak = true` in config.toml to run them with resource limits and Landlock only")
+
+
+class SandboxUnavailableError(ToolError):
+    """Shell and Python tools cannot run here with the isolation the configuration requires."""
+
+    code = "sandbox_unavailable"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,9 +126,10 @@ def bwrap_works() -> bool:
 
 @functools.cache
 def unshare_works() -> bool:
-    """Whether ``unshare`` can give a command its own network and PID namespaces here."""
+    """Whether ``unshare`` can give a command its own network, PID and mount namespaces here."""
     argv = _unshare_prefix()
-    return bool(argv) and _probe([*argv, "/bin/true"])
+    # The mode hides the home with a tmpfs mount inside its namespace: that must work too.
+    return bool(argv) and _probe([*argv, "/bin/sh", "-c", "mount -t tmpfs sovereign-probe /mnt"])
 
 
 def _unshare_prefix() -> list[str]:
@@ -117,12 +141,12 @@ def _unshare_prefix() -> list[str]:
 
 
 def isolation_mode() -> str:
-    """``bubblewrap``, ``unshare`` or ``rlimits`` — the strongest isolation available."""
+    """``bubblewrap``, ``unshare`` or ``weak`` (no isolation) — the strongest available."""
     if bwrap_works():
         return "bubblewrap"
     if unshare_works():
         return "unshare"
-    return "rlimits"
+    return "weak"
 
 
 def _pids_cgroup_root() -> Path | None:
@@ -154,10 +178,14 @@ def sandbox_status() -> str:
     limits = f"limits: CPU, memory, file size, open files, output, wall time; processes: {procs}"
     if mode == "bubblewrap":
         return f"sandbox: bubblewrap ({shutil.which('bwrap')}) — private filesystem, no network; {limits}"
-    hint = "install the Debian package 'bubblewrap' (and allow user namespaces) for filesystem isolation"
+    hint = "install the Debian package 'bubblewrap' (and allow user namespaces) for a private filesystem"
     if mode == "unshare":
-        return f"sandbox: unshare — no network, own PID namespace, host filesystem visible ({hint}); {limits}"
-    return f"sandbox: rlimits only — host filesystem AND NETWORK visible ({hint}); {limits}"
+        return (f"sandbox: unshare — no network, own PID namespace, home hidden, rest of the host filesystem "
+                f"visible ({hint}); {limits}")
+    landlock = (f"Landlock ABI {_landlock.abi_version()}" if _landlock.abi_version() else
+                "no Landlock in this kernel, so the weak mode refuses too")
+    return (f"sandbox: NONE — shell and Python tools refuse to run unless `[sandbox] allow_weak = true` "
+            f"(weak mode: limits + {landlock}; network visible) ({hint}); {limits}")
 
 
 # --- building the command ----------------------------------------------------------------
@@ -185,25 +213,67 @@ def python_executable() -> str:
     return str(base) if base.exists() else os.path.realpath(sys.executable)
 
 
+# In the private mount namespace of the unshare mode: cover each protected folder with an empty
+# tmpfs, binding the workspace back when it lies inside one; then run the command from it.
+_HIDE_SCRIPT = """set -e
+ws="$1"; stage="$2"; count="$3"; shift 3
+mount --bind "$ws" "$stage"
+while [ "$count" -gt 0 ]; do mount -t tmpfs -o mode=0755,size=64k sovereign-hidden "$1"; shift; count=$((count-1)); done
+mkdir -p "$ws"
+mount --bind "$stage" "$ws"
+umount "$stage"
+cd "$ws"
+exec "$@"
+"""
+
+
 @dataclass
 class Sandbox:
-    """Runs commands with ``workdir`` as their working directory (``/workspace`` inside bwrap)."""
+    """Runs commands with ``workdir`` as their working directory (``/workspace`` inside bwrap).
+
+    ``protect``: folders no command may read in any mode (default: the sovereign home, which
+    holds the memory key and the database); a workspace that contains one is refused.
+    ``allow_weak``: run even without isolation (see the module docstring)."""
 
     workdir: Path
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     mode: str | None = None  # None: the strongest available (see ``isolation_mode``)
+    allow_weak: bool = False
+    protect: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.workdir = Path(os.path.realpath(self.workdir))
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.mode is None:
             self.mode = isolation_mode()
+        if not self.protect:
+            self.protect = (_default_home(),)
+        self.protect = tuple(Path(os.path.realpath(p)) for p in self.protect)
 
     @property
     def cwd_inside(self) -> str:
         return _INSIDE_WORKSPACE if self.mode == "bubblewrap" else str(self.workdir)
 
-    def _argv(self, command: Sequence[str]) -> list[str]:
+    def check(self) -> None:
+        """Raise ``SandboxUnavailableError`` when this sandbox may not run commands here."""
+        for folder in self.protect:
+            if folder == self.workdir or folder.is_relative_to(self.workdir):
+                raise SandboxUnavailableError(
+                    f"the workspace {self.workdir} contains {folder} (memory key, database): shell and Python "
+                    "tools refuse to run there; choose a workspace folder inside it or elsewhere")
+        if self.mode != "weak":
+            return
+        if not self.allow_weak:
+            raise SandboxUnavailableError(
+                "no sandbox isolation on this machine (bubblewrap and unshare are unavailable), so shell and "
+                f"Python tools refuse to run: {WEAK_HINT}")
+        if not _landlock.abi_version():
+            raise SandboxUnavailableError(
+                "`[sandbox] allow_weak = true`, but this kernel has no Landlock, so the weak mode could not keep "
+                "the memory key and database unreadable: install the Debian package 'bubblewrap' (and allow "
+                "user namespaces) to run shell and Python tools here")
+
+    def _argv(self, command: Sequence[str], stage: str | None) -> list[str]:
         inner = list(command)
         if self.mode == "bubblewrap":
             prlimit = shutil.which("prlimit")
@@ -216,20 +286,30 @@ class Sandbox:
                 "--unshare-all", "--die-with-parent", "--new-session", "--", *inner,
             ]
         if self.mode == "unshare":
-            return [*_unshare_prefix(), *inner]
+            hidden = [str(p) for p in self.protect if p.is_dir()]
+            return [*_unshare_prefix(), "/bin/sh", "-c", _HIDE_SCRIPT, "sandbox", str(self.workdir), stage or "",
+                    str(len(hidden)), *hidden, *inner]
         return inner
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, tmp: str | None) -> dict[str, str]:
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": self.cwd_inside,
-            "TMPDIR": "/tmp",
+            "TMPDIR": tmp or "/tmp",
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _preexec(self, cgroup: Path | None) -> Callable[[], None]:
+    def _landlock(self, tmp: str) -> _landlock.Ruleset:
+        """What the weak mode's command may touch: system folders (read), workspace and ``tmp``."""
+        read = [*_SYSTEM_DIRS, *_ETC_FILES, "/usr/local", str(Path(sys.base_prefix).resolve()), "/dev/urandom",
+                "/dev/random", "/dev/zero"]
+        ruleset = _landlock.Ruleset(read=tuple(read), write=(str(self.workdir), tmp, "/dev/null"))
+        ruleset.prepare()
+        return ruleset
+
+    def _preexec(self, cgroup: Path | None, ruleset: _landlock.Ruleset | None) -> Callable[[], None]:
         limits = self.limits
         nproc: int | None = None
         if os.geteuid() != 0 and self.mode != "bubblewrap":
@@ -250,43 +330,61 @@ class Sandbox:
                 resource.setrlimit(kind, (value, value))
             if nproc is not None:
                 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            if ruleset is not None:
+                ruleset.restrict()
 
         return apply
 
     async def run(self, command: Sequence[str], *, stdin: bytes | None = None) -> SandboxResult:
-        """Run ``command`` (an argv list) to completion or until a limit kills it."""
-        with _pids_cgroup(self.limits.max_processes) as cgroup:
-            process = await asyncio.create_subprocess_exec(
-                *self._argv(command),
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.workdir,
-                env=self._env(),
-                start_new_session=True,
-                preexec_fn=self._preexec(cgroup),
+        """Run ``command`` (an argv list) to completion or until a limit kills it; raises
+        ``SandboxUnavailableError`` when it may not run here (see ``check``)."""
+        self.check()
+        with contextlib.ExitStack() as stack:
+            tmp = stage = None
+            ruleset = None
+            if self.mode == "weak":
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sovereign-sandbox-"))
+                ruleset = self._landlock(tmp)
+                stack.callback(ruleset.close)
+            elif self.mode == "unshare":
+                stage = stack.enter_context(tempfile.TemporaryDirectory(prefix="sovereign-stage-"))
+            cgroup = stack.enter_context(_pids_cgroup(self.limits.max_processes))
+            return await self._execute(command, stdin, cgroup, self._preexec(cgroup, ruleset),
+                                       self._argv(command, stage), self._env(tmp))
+
+    async def _execute(self, command: Sequence[str], stdin: bytes | None, cgroup: Path | None,
+                       preexec: Callable[[], None], argv: list[str], env: dict[str, str]) -> SandboxResult:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.workdir,
+            env=env,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        collector = _Collector(self.limits.max_output_bytes)
+        timed_out = False
+        try:
+            if stdin is not None and process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    process.stdin.write(stdin)
+                    await process.stdin.drain()
+                process.stdin.close()
+            readers = asyncio.gather(
+                collector.read(process.stdout, "stdout", lambda: _kill(process, cgroup)),
+                collector.read(process.stderr, "stderr", lambda: _kill(process, cgroup)),
+                process.wait(),
             )
-            collector = _Collector(self.limits.max_output_bytes)
-            timed_out = False
             try:
-                if stdin is not None and process.stdin is not None:
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                        process.stdin.write(stdin)
-                        await process.stdin.drain()
-                    process.stdin.close()
-                readers = asyncio.gather(
-                    collector.read(process.stdout, "stdout", lambda: _kill(process, cgroup)),
-                    collector.read(process.stderr, "stderr", lambda: _kill(process, cgroup)),
-                    process.wait(),
-                )
-                try:
-                    await asyncio.wait_for(readers, self.limits.wall_seconds)
-                except TimeoutError:
-                    timed_out = True
-            finally:
-                _kill(process, cgroup)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.wait_for(process.wait(), 5)
+                await asyncio.wait_for(readers, self.limits.wall_seconds)
+            except TimeoutError:
+                timed_out = True
+        finally:
+            _kill(process, cgroup)
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.wait_for(process.wait(), 5)
         return SandboxResult(
             exit_code=process.returncode,
             stdout=collector.text("stdout"),
@@ -295,6 +393,11 @@ class Sandbox:
             output_truncated=collector.overflowed,
             isolation=self.mode or "",
         )
+
+
+def _default_home() -> Path:
+    """``$SOVEREIGN_HOME`` (else ``~/.sovereign``), as ``config.resolve_home`` finds it."""
+    return resolve_home()
 
 
 class _Collector:

@@ -3,15 +3,21 @@
 Every path an agent names is taken relative to the workspace root. A path is refused when it
 leaves the root: absolute paths elsewhere, ``..`` components that climb out, and symlinks
 (anywhere along the path) whose target lies outside. Writes never follow a symlink.
+
+Regular-expression search uses RE2 (``google-re2``): matching takes time linear in the input,
+so no pattern (``(a+)+$`` and the like) can stall the server; RE2 has no backreferences or
+lookaround, and such a pattern gets a ``ToolError`` saying so.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import re2
 
 from sovereign.tools.base import ToolError
 
@@ -128,10 +134,7 @@ class Workspace:
     ) -> list[str]:
         """Lines matching ``pattern`` in files under ``path``, as ``file:line: text``."""
         base = self.resolve(path)
-        try:
-            matcher = re.compile(pattern if regex else re.escape(pattern))
-        except re.error as exc:
-            raise ToolError(f"invalid regular expression: {exc}") from exc
+        matcher = _matcher(pattern, regex)
         files = [base] if base.is_file() else [p for p in self._walk(base) if p.is_file()]
         hits: list[str] = []
         for file in files:
@@ -140,10 +143,28 @@ class Workspace:
             try:
                 with open(file, encoding="utf-8", errors="strict") as handle:
                     for number, line in enumerate(handle, start=1):
-                        if matcher.search(line):
+                        if matcher(line.rstrip("\r\n")):
                             hits.append(f"{self.relative(file)}:{number}: {line.rstrip()[:300]}")
                             if len(hits) >= limit:
                                 return hits + [f"... (stopped at {limit} matches)"]
             except (UnicodeDecodeError, OSError):
                 continue  # binary or unreadable files are not searched
         return hits
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors become ToolError, not stderr noise
+
+
+def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:
+    """A line test: substring, or an RE2 expression (linear time; ``ToolError`` when invalid)."""
+    if not regex:
+        return lambda line: pattern in line
+    try:
+        compiled = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ToolError(f"unsupported or invalid regular expression ({detail}): search_files uses RE2 syntax, "
+                        "which runs in linear time and has no backreferences (\\1) or lookaround ((?=...), "
+                        "(?<=...))") from exc
+    return lambda line: compiled.search(line) is not None
