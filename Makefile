@@ -1,5 +1,6 @@
 # sovereign: two commands do all set-up on a fresh machine.
-#   make run   - venv, dependencies, embedded model (assembled + verified), server on loopback
+#   make run   - venv, dependencies, both local tiers (assembled once per machine into the shared
+#                weights cache, verified), server on loopback
 #   make test  - the same set-up, then the whole test suite
 
 PYTHON      ?= python3
@@ -31,13 +32,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --find-links $(WHEELHOUSE) -e '.[dev]'
 	@touch $@
 
+# Assembles the models of every tier ([kernel.tiers]: 0.5B instant, 1.5B tools) into the shared
+# cache (~/.cache/sovereign/models or $$SOVEREIGN_MODELS_DIR); a verified copy is not rebuilt.
 weights: install
 	$(BIN)/sovereign weights assemble
 
 run: weights
 	$(BIN)/sovereign serve
 
-test: install
+test: weights
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

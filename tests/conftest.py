@@ -8,21 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from sovereign.config import DEFAULT_MODEL, load_settings
+from sovereign.config import DEFAULT_MODEL, TOOLS_MODEL, default_models_dir, load_settings
 from sovereign.kernel.registry import ModelRegistry
 from sovereign.kernel.weights import ensure_weights
 
 REPO = Path(__file__).resolve().parent.parent
-# Weights are assembled once per checkout and shared by every test home (read-only use).
-SHARED_MODELS = Path(os.environ.get("SOVEREIGN_TEST_MODELS_DIR", REPO / ".cache" / "models"))
+# The machine-wide weights cache every home uses (assembled once, verified, read-only use);
+# SOVEREIGN_TEST_MODELS_DIR points the tests at another one.
+SHARED_MODELS = Path(os.environ.get("SOVEREIGN_TEST_MODELS_DIR") or default_models_dir())
+
+
+def shared_registry(models_dir: Path = SHARED_MODELS) -> ModelRegistry:
+    """The built-in catalogue with its weights in ``models_dir``."""
+    settings = load_settings(REPO / ".cache" / "bootstrap-home")
+    return ModelRegistry(list(ModelRegistry.load(settings)), models_dir)
+
+
+def ensure_shared(name: str) -> Path:
+    """Assemble (under the cache's lock, atomically) or verify the weights of ``name``."""
+    registry = shared_registry()
+    spec = registry.get(name)
+    ensure_weights(spec, registry.weights_path(spec))
+    return registry.weights_path(spec)
 
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    settings = load_settings(REPO / ".cache" / "bootstrap-home")
-    registry = ModelRegistry(list(ModelRegistry.load(settings)), SHARED_MODELS)
-    spec = registry.get(DEFAULT_MODEL)
-    ensure_weights(spec, registry.weights_path(spec))
+    ensure_shared(DEFAULT_MODEL)
     return SHARED_MODELS
 
 
@@ -34,17 +46,27 @@ def home(tmp_path, monkeypatch, models_dir) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def embedded_model(models_dir, tmp_path_factory):
-    """The real embedded model, loaded once per test session (prefix cache in a temp dir)."""
+def _load_embedded(name: str, prefix_dir: Path):
     from sovereign.kernel.llama_backend import LlamaCppModel, LlamaOptions
 
-    settings = load_settings(REPO / ".cache" / "bootstrap-home")
-    registry = ModelRegistry(list(ModelRegistry.load(settings)), models_dir)
-    spec = registry.get(DEFAULT_MODEL)
-    model = LlamaCppModel(spec, registry.weights_path(spec), LlamaOptions(n_ctx=4096),
-                          prefix_cache_dir=tmp_path_factory.mktemp("prefix-cache"))
+    path = ensure_shared(name)
+    model = LlamaCppModel(shared_registry().get(name), path, LlamaOptions(n_ctx=4096), prefix_cache_dir=prefix_dir)
     model.load()
+    return model
+
+
+@pytest.fixture(scope="session")
+def embedded_model(models_dir, tmp_path_factory):
+    """The real instant-tier model (0.5B), loaded once per test session (prefix cache in a temp dir)."""
+    model = _load_embedded(DEFAULT_MODEL, tmp_path_factory.mktemp("prefix-cache"))
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_model_large(models_dir, tmp_path_factory):
+    """The real tools-tier model (1.5B), assembled and loaded only by tests that ask for it."""
+    model = _load_embedded(TOOLS_MODEL, tmp_path_factory.mktemp("prefix-cache-large"))
     yield model
     model.close()
 

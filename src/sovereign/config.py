@@ -11,18 +11,31 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sovereign.errors import ConfigError
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+TOOLS_MODEL = "qwen2.5-coder-1.5b-instruct"
+Role = Literal["instant", "tools"]
+# The built-in choice of model per role; `[kernel.tiers]` in config.toml overrides it.
+DEFAULT_TIERS: dict[str, str] = {"instant": DEFAULT_MODEL, "tools": TOOLS_MODEL}
 
 
 def resolve_home(home: Path | str | None = None) -> Path:
     """The home directory: the argument, else ``$SOVEREIGN_HOME``, else ``~/.sovereign``."""
     chosen = home or os.environ.get("SOVEREIGN_HOME") or Path.home() / ".sovereign"
     return Path(chosen).expanduser().resolve()
+
+
+def default_models_dir() -> Path:
+    """The machine-wide weights cache every home shares: ``$SOVEREIGN_MODELS_DIR``, else
+    ``$XDG_CACHE_HOME/sovereign/models``, else ``~/.cache/sovereign/models``."""
+    if chosen := os.environ.get("SOVEREIGN_MODELS_DIR"):
+        return Path(chosen).expanduser().resolve()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(cache).expanduser() / "sovereign" / "models").resolve()
 
 
 class _Section(BaseModel):
@@ -36,16 +49,37 @@ class ServerSettings(_Section):
     max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
 
 
+class TierSettings(_Section):
+    """Which model serves each role when a request names none (the one place tiers are chosen).
+
+    A role left unset falls back to ``kernel.default_model`` when that is set explicitly (the
+    older single-model configuration), else to the built-in ``DEFAULT_TIERS``.
+    """
+
+    instant: str | None = Field(default=None, description="plain chat: API, `sovereign chat`, MCP chat (0.5B)")
+    tools: str | None = Field(default=None, description="agents: tool use and code (1.5B)")
+
+
 class KernelSettings(_Section):
-    default_model: str = DEFAULT_MODEL
+    default_model: str = Field(default=DEFAULT_MODEL, description="kept for old configs; equals tiers.instant")
+    tiers: TierSettings = Field(default_factory=TierSettings)
     n_ctx: int = Field(default=8192, ge=256)
     n_threads: int | None = Field(default=None, ge=1)
     n_batch: int = Field(default=512, ge=8)
-    models_dir: Path | None = Field(default=None, description="assembled weights; default HOME/models")
+    models_dir: Path | None = Field(default=None, description="shared weights cache; default default_models_dir()")
     prefix_cache: bool = True
     prefix_cache_max_mb: int = Field(default=2048, ge=0)
     prefix_cache_min_tokens: int = Field(default=128, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
+
+    @model_validator(mode="after")
+    def _resolve_tiers(self) -> KernelSettings:
+        explicit = "default_model" in self.model_fields_set
+        for role, builtin in DEFAULT_TIERS.items():
+            if getattr(self.tiers, role) is None:
+                setattr(self.tiers, role, self.default_model if explicit else builtin)
+        self.default_model = self.tiers.instant  # old readers of default_model see the chat tier
+        return self
 
 
 class EgressSettings(_Section):
@@ -131,7 +165,18 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.kernel.models_dir or self.home / "models"
+        """The shared weights cache: ``kernel.models_dir`` if set, else ``default_models_dir()``."""
+        return self.kernel.models_dir.expanduser() if self.kernel.models_dir else default_models_dir()
+
+    def model_for(self, role: Role = "instant") -> str:
+        """The model name that serves ``role`` when a request names no model.
+
+        ``"instant"``: plain chat (API, ``sovereign chat``, MCP chat). ``"tools"``: agents (tool use
+        and code). Chosen in ``[kernel.tiers]``; see ``TierSettings`` for the fall-backs.
+        """
+        if role not in DEFAULT_TIERS:
+            raise ConfigError(f"unknown model role '{role}'; roles: {', '.join(DEFAULT_TIERS)}")
+        return getattr(self.kernel.tiers, role)
 
     @property
     def prefix_cache_dir(self) -> Path:

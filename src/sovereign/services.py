@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sovereign.config import Settings, ensure_home, load_settings
@@ -23,6 +24,8 @@ from sovereign.governance.spend import SpendGuard
 from sovereign.governance.visibility import VisibilityStore
 from sovereign.kernel.protocol import Model
 from sovereign.kernel.registry import ModelRegistry, ModelSpec, PriceSheet
+from sovereign.kernel.weights import ensure_weights
+from sovereign.progress import WeightsProgress, weights_bar
 from sovereign.store import Database
 
 
@@ -40,11 +43,14 @@ class Services:
     models: dict[str, Model] = field(default_factory=dict)
     mounted_tools: list[Any] = field(default_factory=list)
     """Tools mounted at start (the ``[[mcp_servers]]``, see ``tools.mcp_client.mount_configured``)."""
+    # Drawn while missing weights are assembled on first use; None assembles silently.
+    weights_progress: WeightsProgress | None = None
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
     _governor: Governor | None = None
 
     @classmethod
-    def open(cls, settings: Settings | None = None) -> Services:
+    def open(cls, settings: Settings | None = None, *, progress: bool = True) -> Services:
+        """Open the OS for ``settings``; ``progress`` draws a bar on stderr while weights assemble."""
         settings = settings or load_settings()
         ensure_home(settings)
         db = Database(settings.database_path)
@@ -61,6 +67,7 @@ class Services:
             audit=audit,
             spend=SpendGuard(db, audit=audit),
             visibility=VisibilityStore(db, audit=audit),
+            weights_progress=weights_bar() if progress else None,
         )
 
     @property
@@ -78,12 +85,25 @@ class Services:
                              run_id: str | None = None, agent_id: str | None = None,
                              journal: Journal | None = None,
                              observers: list[CallObserver] | None = None) -> GovernedModel:
-        """The model ``name`` (default model if None) behind the governed path, for ``principal``.
+        """The model ``name`` (the ``instant`` tier if None) behind the governed path, for ``principal``.
         The principal's model scope is checked before the model is loaded."""
-        name = name or self.settings.kernel.default_model
+        name = name or self.settings.model_for("instant")
         scope = CallScope(principal, agent_id=agent_id, run_id=run_id, request_id=request_id)
         self.governor.authorize(scope, name)  # before the name is even looked up
         return GovernedModel(await self.model(name), self.governor, scope, journal=journal, observers=observers)
+
+    def prepare_weights(self, spec: ModelSpec) -> Path:
+        """Assemble ``spec``'s weights into the shared cache if they are missing (with the progress
+        bar); returns their path. Loading verifies the SHA-256 either way."""
+        path = self.registry.weights_path(spec)
+        if path.exists() or spec.parts is None:
+            return path
+        if self.weights_progress is None:
+            ensure_weights(spec, path)
+        else:
+            with self.weights_progress(spec) as update:
+                ensure_weights(spec, path, update)
+        return path
 
     def build_model(self, spec: ModelSpec) -> Model:
         """A backend for ``spec`` (not yet loaded, for local models)."""
@@ -111,8 +131,9 @@ class Services:
         self.models[spec.name] = model
 
     async def model(self, name: str | None = None) -> Model:
-        """The backend serving ``name`` (default model if None), loading it on first use."""
-        spec = self.registry.get(name or self.settings.kernel.default_model)
+        """The backend serving ``name`` (the ``instant`` tier if None), loading it on first use;
+        missing local weights are assembled first."""
+        spec = self.registry.get(name or self.settings.model_for("instant"))
         if spec.name in self.models:
             model = self.models[spec.name]
             if getattr(model, "ready", True):
@@ -130,6 +151,8 @@ class Services:
             raise ModelUnavailableError(f"model '{spec.name}' could not be loaded: {exc}") from exc
 
     async def _load(self, spec: ModelSpec) -> Model:
+        if spec.is_local:
+            await asyncio.to_thread(self.prepare_weights, spec)
         model = self.build_model(spec)
         start = getattr(model, "start", None)
         if start is not None:

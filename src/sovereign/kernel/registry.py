@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sovereign.config import ModelConfig, Settings
-from sovereign.errors import UnknownModelError
+from sovereign.config import DEFAULT_TIERS, ModelConfig, Settings
+from sovereign.errors import ConfigError, UnknownModelError
 
 Backend = Literal["llama_cpp", "openai", "in_process"]
 _CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "models.toml"
@@ -118,6 +118,11 @@ class ModelRegistry:
         by_name = {spec.name: spec for spec in specs}
         for entry in settings.models:
             by_name[entry.name] = _from_config(entry)
+        for role in DEFAULT_TIERS:
+            name = settings.model_for(role)
+            if name not in by_name:
+                raise ConfigError(f"kernel.tiers.{role} names the model '{name}', which is not in the registry; "
+                                  f"known models: {', '.join(sorted(by_name))}")
         return cls(list(by_name.values()), settings.models_dir)
 
     def add(self, spec: ModelSpec) -> None:

@@ -23,7 +23,7 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     services = request.app.state.services
-    chat = body.to_kernel(services.settings.kernel.default_model)
+    chat = body.to_kernel(services.settings.model_for("instant"))
     completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
     model = await services.governed_model(request.state.principal, chat.model, request_id=completion_id)
     created = int(time.time())
