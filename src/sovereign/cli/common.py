@@ -43,8 +43,18 @@ def open_services():
 
 
 def ensure_tier_weights(services) -> None:
-    """Assemble (with the progress bar) any missing weights of the models the tiers use."""
+    """Assemble (with the progress bar) any missing weights of the models the tiers use.
+
+    The instant tier must succeed; another tier that cannot be assembled is reported and left to
+    fail, with the same error, when something first asks for it.
+    """
     from sovereign.cli.weights import tier_specs
 
+    instant = services.settings.model_for("instant")
     for spec in tier_specs(services.settings, services.registry):
-        services.prepare_weights(spec)
+        try:
+            services.prepare_weights(spec)
+        except SovereignError as exc:
+            if spec.name == instant:
+                raise
+            err_console.print(f"[yellow]warning:[/] {exc.message}")

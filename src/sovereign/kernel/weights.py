@@ -97,7 +97,8 @@ def verify_weights(spec: ModelSpec, path: Path, on_progress: Progress | None = N
     record was trusted (``full=True`` always hashes).
     """
     if not path.is_file():
-        raise WeightsError(f"weights for '{spec.name}' not found at {path}; run `sovereign weights assemble {spec.name}`")
+        hint = f"; run `sovereign weights assemble {spec.name}`" if spec.parts else ""
+        raise WeightsError(f"weights for '{spec.name}' not found at {path}{hint}")
     if spec.sha256 is None:
         raise WeightsVerificationError(f"model '{spec.name}' has no pinned sha256; refusing to load unverified weights")
     size = path.stat().st_size
