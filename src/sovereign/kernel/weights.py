@@ -78,6 +78,7 @@ def _write_record(path: Path, sha256: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"sha256": sha256, **_identity(path)}, handle)
+        os.chmod(temp, 0o644)
         os.replace(temp, record)
     except OSError:
         Path(temp).unlink(missing_ok=True)
