@@ -44,7 +44,7 @@ def _tiers() -> Check:
 
     settings = load_settings()
     chosen = ", ".join(f"{role} → {settings.model_for(role)}" for role in DEFAULT_TIERS)
-    return "tiers", True, f"{chosen} (set in [kernel.tiers])"
+    return "tiers", True, f"{chosen} (set in \\[kernel.tiers])"
 
 
 def _weights() -> Check:
@@ -62,6 +62,11 @@ def _weights() -> Check:
             usable, detail = weights_status(services, spec)
             ok &= usable
             lines.append(f"{label}: {detail}")
+        legacy = sorted((services.settings.home / "models").glob("*.gguf"))
+        if legacy and services.settings.home / "models" != services.settings.models_dir:
+            size = sum(path.stat().st_size for path in legacy) // 2**20
+            lines.append(f"{services.settings.home / 'models'} holds {size} MB of per-home weights from an older "
+                         "version; they are no longer used and can be deleted")
     finally:
         services.close()
     return "weights", ok, "\n".join(lines)

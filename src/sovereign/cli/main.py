@@ -62,7 +62,7 @@ def models() -> None:
     services = open_services()
     roles = tier_roles(services.settings)
     table = Table(title="models ($ per million tokens: cached / uncached input / output)",
-                  caption=f"roles from [kernel.tiers]; shared weights cache: {services.settings.models_dir}")
+                  caption=f"roles from \\[kernel.tiers]; shared weights cache: {services.settings.models_dir}")
     for column in ("name", "role", "backend", "tier", "context", "jurisdiction", "licence", "prices", "status"):
         table.add_column(column)
     for spec in services.registry:

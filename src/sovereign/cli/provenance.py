@@ -32,7 +32,7 @@ def weights_status(services: Services, spec: ModelSpec) -> tuple[bool, str]:
         hashed = verify_weights(spec, path)
     except WeightsVerificationError as exc:
         return False, f"[bold red]REFUSED[/]: {exc.message}"
-    how = "" if hashed else " (unchanged since its last full hash)"
+    how = "" if hashed else " (unchanged since last full hash)"
     return True, f"[green]verified[/] sha256 {spec.sha256[:12]}…{how}"
 
 

@@ -37,11 +37,15 @@ def prepare(model: str | None = None, *, force: bool = False) -> None:
     bar = weights_bar(console)
     for spec in specs:
         dest = registry.weights_path(spec)
-        with bar(spec) as update:
-            if force:
+        if force:
+            with bar(spec) as update:
                 assemble_weights(spec, dest, update)
-                built = True
-            else:
+            built = True
+        elif dest.exists():
+            verify_weights(spec, dest)  # hashes in full unless unchanged since its last full hash
+            built = False
+        else:
+            with bar(spec) as update:
                 built = ensure_weights(spec, dest, update)
         what = "assembled and verified" if built else "verified"
         console.print(f"[green]{what}[/] {spec.name}: {dest} (sha256 {spec.sha256[:16]}…)")
