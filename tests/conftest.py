@@ -147,3 +147,35 @@ def live_server(tmp_path_factory, models_dir):
     server.start()
     yield server
     server.stop()
+
+
+ADMIN_KEY = "sk-test-admin-key-0123456789"
+
+
+def open_api_services(home: Path, extra_config: str = ""):
+    """Services for in-process API tests: a fresh home whose default model is the echoing
+    ``TestModel`` double (no weights loaded), and an admin key ``ADMIN_KEY``."""
+    from sovereign.server.bootstrap import bootstrap_admin_key
+    from sovereign.services import Services
+    from sovereign.testing import TestModel
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(extra_config)
+    services = Services.open(load_settings(home))
+    services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
+    bootstrap_admin_key(services, ADMIN_KEY)
+    return services
+
+
+@pytest.fixture
+def api(tmp_path, monkeypatch):
+    """(TestClient, Services) around ``create_app`` with the TestModel double as default model."""
+    from fastapi.testclient import TestClient
+
+    from sovereign.server.app import create_app
+
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    services = open_api_services(tmp_path / "api-home")
+    with TestClient(create_app(services, preload=False), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        yield client, services
+    services.close()

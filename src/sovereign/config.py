@@ -47,6 +47,8 @@ class ServerSettings(_Section):
     port: int = Field(default=8088, ge=0, le=65535)
     require_api_key: bool = True
     max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
+    metrics_public: bool = Field(default=False, description="serve /metrics without an API key")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
 
 
 class TierSettings(_Section):

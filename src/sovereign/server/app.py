@@ -11,8 +11,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from sovereign import __version__
+from sovereign.governance.authz import authorize
 from sovereign.server.auth import authenticate
 from sovereign.server.errors import install_error_handlers
+from sovereign.server.limits import RequestLimits
 from sovereign.server.metrics import Metrics
 from sovereign.services import Services
 
@@ -20,6 +22,7 @@ log = logging.getLogger("sovereign.server")
 
 # Native routers, mounted when their layer is installed: (module, attribute).
 _ROUTERS = [
+    ("sovereign.server.routes_models", "router"),
     ("sovereign.server.routes_chat", "router"),
     ("sovereign.server.routes_memory", "router"),
     ("sovereign.server.routes_runs", "router"),
@@ -59,7 +62,8 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
     app.state.metrics = Metrics()
     services.governor.observers.append(app.state.metrics.observe_call)
     app.state.load_error = None
-    install_error_handlers(app)
+    app.add_middleware(RequestLimits, max_body_bytes=services.settings.server.max_body_bytes)
+    install_error_handlers(app)  # its guard wraps everything above, the limits included
     _mount_routers(app)
 
     @app.get("/health")
@@ -75,6 +79,9 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics(request: Request):
+        """Prometheus metrics; any valid key with read access, unless ``[server] metrics_public``."""
+        if not request.app.state.services.settings.server.metrics_public:
+            authorize(await authenticate(request), action="read")
         app_metrics: Metrics = request.app.state.metrics
         for name, model in request.app.state.services.models.items():
             app_metrics.model_ready.labels(name).set(1 if getattr(model, "ready", True) else 0)

@@ -1,4 +1,4 @@
-"""``/v1/chat/completions`` (streaming and not) and ``/v1/models``."""
+"""``/v1/chat/completions`` (streaming and not)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sovereign.errors import SovereignError
 from sovereign.kernel.messages import ChatRequest, StreamEvent, Timings, Usage
 from sovereign.kernel.protocol import collect_stream
-from sovereign.server.errors import error_body
+from sovereign.server.errors import error_body, internal_error_body
 from sovereign.server.openai_format import ChunkWriter, completion_json
 from sovereign.server.schemas import ChatCompletionRequest
 
@@ -44,7 +44,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
         if isinstance(exc, SovereignError):
             metrics.requests.labels(chat.model, str(exc.status_code)).inc()
         raise
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    include_usage = body.include_usage
     return StreamingResponse(
         _sse(request, chat, first, events, completion_id, created, include_usage),
         media_type="text/event-stream",
@@ -75,23 +75,9 @@ async def _sse(
             yield f"data: {json.dumps(writer.usage(usage, timings))}\n\n"
     except SovereignError as exc:
         yield f"data: {json.dumps(error_body(exc.message, exc.error_type, exc.code, exc.param))}\n\n"
+    except Exception:  # headers are sent: end the stream with an error event, never a reset
+        yield f"data: {json.dumps(internal_error_body('chat stream ' + completion_id))}\n\n"
     finally:
         await events.aclose()  # an abandoned stream releases its reservation
         request.app.state.metrics.in_flight.dec()
     yield "data: [DONE]\n\n"
-
-
-@router.get("/v1/models")
-async def list_models(request: Request):
-    services = request.app.state.services
-    data = []
-    for spec in services.registry:
-        data.append({
-            "id": spec.name, "object": "model", "created": 0, "owned_by": "sovereign",
-            "backend": spec.backend, "context_size": spec.context_size, "tier": spec.tier,
-            "jurisdiction": spec.jurisdiction, "licence": spec.licence,
-            "pricing": {"cached_input": spec.prices.cached_input, "input": spec.prices.input, "output": spec.prices.output},
-        })
-    return {"object": "list", "data": data}
-
-

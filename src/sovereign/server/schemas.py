@@ -1,10 +1,15 @@
-"""The OpenAI chat-completions wire format, validated by pydantic and mapped onto the kernel's types."""
+"""The OpenAI chat-completions wire format, validated by pydantic and mapped onto the kernel's types.
+
+Every field has a precise type (strict: no "5" for 5, no "yes" for true), so a malformed body is
+refused with a 400 naming the field before anything runs. Unknown top-level fields are accepted
+and ignored, as OpenAI-compatible servers do; the nested objects of the spec ignore unknown keys.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sovereign.errors import InvalidRequestError
 from sovereign.kernel.messages import (
@@ -17,26 +22,38 @@ from sovereign.kernel.messages import (
 )
 from sovereign.kernel.thinking import thinking_from_request
 
+_FUNCTION_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
 
-class FunctionCallIn(BaseModel):
-    name: str
+
+class _Wire(BaseModel):
+    """A nested object of the wire format: strict types, unknown keys ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class FunctionCallIn(_Wire):
+    name: str = Field(min_length=1, max_length=256)
     arguments: str = "{}"
 
 
-class ToolCallIn(BaseModel):
+class ToolCallIn(_Wire):
     id: str | None = None
     type: Literal["function"] = "function"
     function: FunctionCallIn
 
 
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
+class ContentPart(_Wire):
+    type: str = Field(min_length=1)
     text: str | None = None
 
+    @model_validator(mode="after")
+    def _text_needs_text(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a content part of type 'text' needs a 'text' string")
+        return self
 
-class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+
+class ChatMessageIn(_Wire):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -54,19 +71,58 @@ class ChatMessageIn(BaseModel):
         return self.content
 
 
-class FunctionDefIn(BaseModel):
-    name: str
+class FunctionDefIn(_Wire):
+    name: str = Field(pattern=_FUNCTION_NAME, description="letters, digits, _ . : - (at most 64)")
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
 
 
-class ToolIn(BaseModel):
+class ToolIn(_Wire):
     type: Literal["function"]
     function: FunctionDefIn
 
 
+class NamedFunction(_Wire):
+    name: str = Field(min_length=1)
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(_Wire):
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+
+    name: str | None = Field(default=None, max_length=64)
+    description: str | None = None
+    json_schema: dict[str, Any] = Field(alias="schema", description="the JSON Schema the answer must match")
+    strict: bool | None = None
+
+
+class ResponseFormatIn(_Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_when_needed(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a json_schema object: {'name': ..., 'schema': {...}}")
+        return self
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+
+
+class ThinkingIn(_Wire):
+    type: Literal["enabled", "disabled"] = "enabled"
+    budget_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(strict=True, extra="allow")
 
     model: str | None = None
     messages: list[ChatMessageIn] = Field(min_length=1)
@@ -76,15 +132,15 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1, description="only one choice is supported")
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     tools: list[ToolIn] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormatIn | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
-    thinking: dict[str, Any] | None = None
+    thinking: ThinkingIn | None = None
     user: str | None = None
 
     @field_validator("stop")
@@ -95,12 +151,9 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("at most 4 stop sequences")
         return value
 
-    @field_validator("thinking")
-    @classmethod
-    def _thinking_shape(cls, value):
-        if value is not None and value.get("type", "enabled") not in ("enabled", "disabled"):
-            raise ValueError("thinking.type must be 'enabled' or 'disabled'")
-        return value
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     def to_kernel(self, default_model: str) -> ChatRequest:
         tools = [ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []]
@@ -111,6 +164,7 @@ class ChatCompletionRequest(BaseModel):
             role = "system" if m.role == "developer" else m.role
             messages.append(Message(role=role, content=m.text(), name=m.name, tool_calls=calls,
                                     tool_call_id=m.tool_call_id, reasoning_content=m.reasoning_content))
+        thinking = self.thinking.model_dump() if self.thinking is not None else None
         return ChatRequest(
             model=self.model or default_model,
             messages=messages,
@@ -123,46 +177,43 @@ class ChatCompletionRequest(BaseModel):
             tool_choice=_tool_choice(self.tool_choice, tools),
             parallel_tool_calls=self.parallel_tool_calls is not False,
             response_format=_response_format(self.response_format),
-            thinking=thinking_from_request(self.reasoning_effort, self.thinking),
+            thinking=thinking_from_request(self.reasoning_effort, thinking),
         )
 
 
-def _tool_choice(value: str | dict | None, tools: list[ToolSpec]) -> ToolChoice:
+def _tool_choice(value: str | NamedToolChoice | None, tools: list[ToolSpec]) -> ToolChoice:
     if value is None:
         return ToolChoice("auto")
     if isinstance(value, str):
-        if value not in ("auto", "none", "required"):
-            raise InvalidRequestError(f"tool_choice '{value}' is invalid: use 'auto', 'none', 'required' or a function", param="tool_choice")
         if value == "required" and not tools:
             raise InvalidRequestError("tool_choice 'required' needs at least one tool", param="tool_choice")
         return ToolChoice(value)
-    name = (value.get("function") or {}).get("name")
-    if value.get("type") != "function" or not name:
-        raise InvalidRequestError("tool_choice object must be {'type': 'function', 'function': {'name': ...}}", param="tool_choice")
+    name = value.function.name
     if name not in {t.name for t in tools}:
-        raise InvalidRequestError(f"tool_choice names function '{name}', which is not in tools", param="tool_choice")
+        raise InvalidRequestError(f"tool_choice names function '{name}', which is not in tools",
+                                  param="tool_choice.function.name")
     return ToolChoice("function", name)
 
 
-def _response_format(value: dict | None) -> ResponseFormat:
-    if not value:
+def _response_format(value: ResponseFormatIn | None) -> ResponseFormat:
+    if value is None or value.type == "text":
         return ResponseFormat()
-    kind = value.get("type")
-    if kind == "text":
-        return ResponseFormat()
-    if kind == "json_object":
+    if value.type == "json_object":
         return ResponseFormat("json_object")
-    if kind == "json_schema":
-        spec = value.get("json_schema") or {}
-        schema = spec.get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("response_format.json_schema.schema must be a JSON Schema object", param="response_format")
-        from jsonschema import SchemaError
-        from jsonschema.validators import validator_for
+    spec = value.json_schema
+    assert spec is not None  # the model validator requires it for json_schema
+    _check_schema(spec.json_schema)
+    return ResponseFormat("json_schema", schema=spec.json_schema, name=spec.name)
 
-        try:
-            validator_for(schema).check_schema(schema)
-        except SchemaError as exc:
-            raise InvalidRequestError(f"response_format.json_schema.schema is invalid: {exc.message}", param="response_format") from exc
-        return ResponseFormat("json_schema", schema=schema, name=spec.get("name"))
-    raise InvalidRequestError(f"response_format.type '{kind}' is invalid: use 'text', 'json_object' or 'json_schema'", param="response_format")
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    from jsonschema import SchemaError
+    from jsonschema.validators import validator_for
+
+    param = "response_format.json_schema.schema"
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequestError(f"{param} is invalid: {exc.message}", param=param) from exc
+    except (TypeError, ValueError, LookupError, RecursionError) as exc:  # e.g. an unhashable "$schema"
+        raise InvalidRequestError(f"{param} is not a usable JSON Schema: {exc}", param=param) from exc

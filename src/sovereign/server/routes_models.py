@@ -1,0 +1,42 @@
+"""``/v1/models``: the models the caller's key may use (its ``models`` scope), and one of them by id."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from sovereign.errors import UnknownModelError
+from sovereign.governance.authz import authorize, can
+from sovereign.kernel.registry import ModelSpec
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["models"])
+
+
+def _model_json(spec: ModelSpec) -> dict:
+    return {
+        "id": spec.name, "object": "model", "created": 0, "owned_by": "sovereign",
+        "backend": spec.backend, "context_size": spec.context_size, "tier": spec.tier,
+        "jurisdiction": spec.jurisdiction, "licence": spec.licence,
+        "pricing": {"cached_input": spec.prices.cached_input, "input": spec.prices.input, "output": spec.prices.output},
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict:
+    """Every model in the registry that this key's scopes allow (all of them for an unscoped key)."""
+    principal = authorize(request.state.principal, action="read")
+    services = request.app.state.services
+    data = [_model_json(spec) for spec in services.registry if can(principal, model=spec.name, action="read")]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict:
+    """One model; a model outside the key's scopes is answered as unknown (its name is not confirmed)."""
+    principal = authorize(request.state.principal, action="read")
+    services = request.app.state.services
+    known = {spec.name: spec for spec in services.registry}
+    if model_id not in known or not can(principal, model=model_id, action="read"):
+        raise UnknownModelError(f"model '{model_id}' does not exist or this key may not use it", param="model")
+    return _model_json(known[model_id])
