@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign.errors import PermissionDeniedError
@@ -243,9 +243,10 @@ async def audit_verify(request: Request):
 
 
 @router.get("/v1/audit")
-async def audit_entries(request: Request, since: int = 0, kind: str | None = None, limit: int = 100):
+async def audit_entries(request: Request, since: int = Query(default=0, ge=0, le=2**63 - 1),
+                        kind: str | None = None, limit: int = Query(default=100, ge=1, le=1000)):
     authorize(_principal(request), action="admin")
-    entries = _audit(request).entries(since_seq=since, kind=kind, limit=max(1, min(limit, 1000)))
+    entries = _audit(request).entries(since_seq=since, kind=kind, limit=limit)
     return {"object": "list", "data": [e.to_dict() for e in entries]}
 
 

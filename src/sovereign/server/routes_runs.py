@@ -119,6 +119,7 @@ def _build(request: Request, body: RunCreate) -> Agent:
         agent.model = body.model
     if agent.model is None:
         agent.model = _runner(request).model_name_for(agent)
+    services.registry.get(agent.model)  # an unknown model is a 404 now, not a failed run later
     _authorise(request, agent)
     return agent
 
