@@ -262,6 +262,8 @@ def test_models_health_and_metrics(client, live_server):
     names = [m.id for m in client.models.list().data]
     assert "qwen2.5-coder-0.5b-instruct" in names and "deepseek-v4-flash" in names
     assert httpx.get(f"http://127.0.0.1:{live_server.port}/health").json()["status"] == "ok"
-    metrics = httpx.get(f"http://127.0.0.1:{live_server.port}/metrics").text
+    assert httpx.get(f"http://127.0.0.1:{live_server.port}/metrics").status_code == 401  # a key is needed
+    metrics = httpx.get(f"http://127.0.0.1:{live_server.port}/metrics",
+                        headers={"Authorization": f"Bearer {live_server.api_key}"}).text
     assert 'sovereign_requests_total{model="qwen2.5-coder-0.5b-instruct",status="ok"}' in metrics
     assert "sovereign_tokens_total" in metrics
