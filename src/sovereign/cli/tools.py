@@ -26,11 +26,14 @@ approvals_app = typer.Typer(help="Risky tool calls waiting for a human decision.
 @friendly_errors
 def mcp_serve(
     http: int | None = typer.Option(None, "--http", metavar="PORT",
-                                    help="serve streamable HTTP on HOST:PORT/mcp instead of stdio"),
+                                    help="serve streamable HTTP on HOST:PORT/mcp instead of stdio; every request "
+                                         "then needs an API key (Authorization: Bearer, see `sovereign keys create`)"),
     host: str = typer.Option("127.0.0.1", help="bind address for --http"),
-    owner: str = typer.Option(None, help="the identity (name or id) the server acts as; default the local admin"),
+    owner: str = typer.Option(None, help="stdio only: the identity (name or id) the server acts as; "
+                                         "default the local admin (over HTTP the key decides)"),
 ) -> None:
-    """Expose the OS (chat, run an agent, search memory) as an MCP server (stdio by default)."""
+    """Expose the OS (chat, run an agent, search memory) as an MCP server: stdio by default (local,
+    trusted), or key-checked streamable HTTP with --http, where each call acts as the key's identity."""
     from sovereign.tools.mcp_server import serve
 
     serve(http_port=http, host=host, owner=owner)
