@@ -121,9 +121,13 @@ class Services:
                 prefix_cache_min_tokens=kernel.prefix_cache_min_tokens,
                 max_queue=self.settings.server.max_queue,
             )
+        from sovereign.config import DEFAULT_MODEL
         from sovereign.kernel.openai_backend import OpenAICompatibleModel
+        from sovereign.kernel.token_estimate import VocabCounter
 
-        return OpenAICompatibleModel(spec, self.egress)
+        # Replies without usage are counted with the embedded model's tokenizer (flagged estimated).
+        vocab = self.registry.weights_path(self.registry.get(DEFAULT_MODEL))
+        return OpenAICompatibleModel(spec, self.egress, token_counter=VocabCounter(vocab))
 
     def register(self, spec: ModelSpec, model: Model) -> None:
         """Serve ``model`` under ``spec.name`` (in-process backends: tests, benchmarks)."""

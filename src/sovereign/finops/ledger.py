@@ -27,7 +27,9 @@ MIGRATIONS = [
     );
     CREATE INDEX usage_ledger_ts ON usage_ledger (ts);
     CREATE INDEX usage_ledger_principal ON usage_ledger (principal, ts);
-    """
+    """,
+    # 1 when the server reported no usage and the counts were estimated locally.
+    "ALTER TABLE usage_ledger ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;",
 ]
 
 
@@ -79,12 +81,12 @@ class UsageLedger:
             cost = price(usage, prices)
         conn.execute(
             "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
-            "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd, estimated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request_id, model, principal, usage.prompt_tokens, usage.cached_tokens,
                 usage.uncached_tokens, usage.completion_tokens, usage.reasoning_tokens,
-                timings.latency_ms, timings.ttft_ms, cost,
+                timings.latency_ms, timings.ttft_ms, cost, int(usage.estimated),
             ),
         )
         return cost

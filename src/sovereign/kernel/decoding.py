@@ -1,15 +1,16 @@
 """One decoding pass over a llama.cpp context: sample, detokenize, honour stops, report text.
 
 Runs on the backend's worker thread. Text is reported as it becomes final: a tail that could
-still turn into a stop string is held back until it cannot.
+still turn into a stop string is held back until it cannot, and a ``TextFilter`` (the tool-call
+markup guard, the call collector) sees the text before the caller and may end the pass.
 """
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import llama_cpp
 
@@ -26,13 +27,24 @@ class Sampling:
     seed: int | None = None
 
 
+class TextFilter(Protocol):
+    """Sees generated text first: returns what may be reported now; ``stopped`` ends the pass."""
+
+    stopped: bool
+
+    def feed(self, text: str) -> str: ...
+
+    def flush(self) -> str: ...
+
+
 @dataclass(slots=True)
 class PassResult:
+    """``text`` is what was reported; ``finish == "diverted"`` when the filter stopped the pass."""
+
     text: str
     completion_tokens: int
     finish: Literal["stop", "length", "cancelled", "diverted"]
     first_token_at: float | None = None
-    stops_seen: list[str] = field(default_factory=list)
 
 
 def decode_pass(
@@ -46,13 +58,13 @@ def decode_pass(
     on_text: Callable[[str], None],
     cancelled: Callable[[], bool],
     clock: Callable[[], float],
-    divert: Callable[[str], bool | None] | None = None,
+    text_filter: TextFilter | None = None,
 ) -> PassResult:
     """Generate up to ``max_tokens`` after ``tokens``.
 
-    ``divert`` sees the text so far while it returns None (undecided, text held back); True
-    stops the pass with ``finish="diverted"`` (the caller takes another path), False releases
-    the held text and streams on.
+    Text that survives the stop strings goes through ``text_filter`` (when given) before
+    ``on_text``; once the filter says ``stopped`` the pass ends with ``finish="diverted"`` and the
+    caller takes another path.
     """
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
@@ -69,7 +81,16 @@ def decode_pass(
     )
     text, held = [], ""
     count, finish, first_at = 0, "length", None
-    deciding = divert is not None
+
+    def report(piece: str) -> bool:
+        """Pass ``piece`` on; True when the filter stopped the pass."""
+        if text_filter is not None:
+            piece = text_filter.feed(piece)
+        if piece:
+            text.append(piece)
+            on_text(piece)
+        return text_filter is not None and text_filter.stopped
+
     try:
         for token in generator:
             if first_at is None:
@@ -84,20 +105,10 @@ def decode_pass(
                 held = held[:hit]
                 finish = "stop"
                 break
-            if deciding:
-                verdict = divert("".join(text) + held)
-                if verdict is None:
-                    if count >= max_tokens:
-                        break
-                    continue
-                if verdict:
-                    return PassResult("".join(text) + held, count, "diverted", first_at)
-                deciding = False
             keep = max((partial_suffix(held, s) for s in stop), default=0)
             ready, held = held[: len(held) - keep], held[len(held) - keep:]
-            if ready:
-                text.append(ready)
-                on_text(ready)
+            if ready and report(ready):
+                return PassResult("".join(text), count, "diverted", first_at)
             if count >= max_tokens:
                 break
             if cancelled():
@@ -108,9 +119,11 @@ def decode_pass(
     tail = held + decoder.decode(b"", final=True)
     if finish == "length" and any(partial_suffix(tail, s) == len(tail) for s in stop if tail):
         tail = ""  # cut off in the middle of a stop string: it is not content
-    if tail:
-        text.append(tail)
-        on_text(tail)
+    if tail and report(tail):
+        return PassResult("".join(text), count, "diverted", first_at)
+    if text_filter is not None and (rest := text_filter.flush()):
+        text.append(rest)
+        on_text(rest)
     return PassResult("".join(text), count, finish, first_at)
 
 

@@ -24,6 +24,7 @@ from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Ti
 from sovereign.kernel.prefix_cache import PrefixCache, common_prefix
 from sovereign.kernel.protocol import collect_stream
 from sovereign.kernel.registry import ModelSpec
+from sovereign.kernel.tool_markup import MarkupGuard
 from sovereign.kernel.thinking import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -31,14 +32,8 @@ from sovereign.kernel.thinking import (
     ThinkSplitter,
     with_scaffold_instruction,
 )
-from sovereign.kernel.tool_calls import (
-    TOOL_CALL_OPEN,
-    json_grammar,
-    looks_like_tool_call,
-    parse_tool_calls,
-    tool_call_grammar,
-    validate_tools,
-)
+from sovereign.kernel.tool_calls import json_grammar, validate_tools
+from sovereign.kernel.tool_pass import ToolPlan
 from sovereign.kernel.weights import verify_weights
 
 _DONE = object()
@@ -50,6 +45,8 @@ class LlamaOptions:
     n_threads: int | None = None
     n_batch: int = 512
     default_max_tokens: int = 512
+    # Most tool calls in one turn when the request allows parallel calls and sets no max.
+    max_tool_calls: int = 4
 
 
 class LlamaCppModel:
@@ -185,6 +182,10 @@ class LlamaCppModel:
     def _tokenize(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
+    def _count_plain(self, text: str) -> int:
+        """Tokens of generated ``text`` (no BOS)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+
 
 class _Run:
     """One request on the worker thread: plan, reason (optional), answer, account."""
@@ -263,14 +264,16 @@ class _Run:
             restored = self.model.prefix_cache.restore(llm, tokens, in_memory)
         return min(max(in_memory, restored), len(tokens) - 1)
 
-    def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, divert=None):
+    def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, text_filter=None):
         from sovereign.kernel.decoding import decode_pass
 
         result = decode_pass(
             self.llm, tokens, max_tokens=max_tokens, sampling=sampling, stop=stop, grammar=grammar,
-            on_text=on_text, cancelled=self.cancelled, clock=time.perf_counter, divert=divert,
+            on_text=on_text, cancelled=self.cancelled, clock=time.perf_counter, text_filter=text_filter,
         )
         self.usage.completion_tokens += result.completion_tokens
+        if self.first_token_at is None:
+            self.first_token_at = result.first_token_at
         return result
 
     def _answer(self, prompt: str, tools, max_tokens: int, sampling) -> tuple[str, list[ToolCall]]:
@@ -295,31 +298,38 @@ class _Run:
             else:
                 self._text_event(content=stripper.feed(text) if stripper else text)
 
-        divert = (lambda text: looks_like_tool_call(text)) if tools and grammar is None else None
-        result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, divert)
-        if result.finish == "diverted":
-            self.usage.completion_tokens -= result.completion_tokens  # redone under the grammar
-            return self._tool_pass(prompt, tools, max_tokens, sampling)
+        # Free text with tools offered: a call may start anywhere; the guard keeps it out of content.
+        guard = MarkupGuard(tools) if tools and grammar is None else None
+        result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, guard)
         if splitter is not None:
             reasoning, content = splitter.flush()
             if reasoning or content:
                 self._text_event(content=content, reasoning=reasoning)
         if stripper is not None and (rest := stripper.flush()):
             self._text_event(content=rest)
+        if result.finish == "diverted":
+            # The prose before the call stays; the call's first tokens are redone under the grammar.
+            prose_tokens = self.model._count_plain(result.text)
+            self.usage.completion_tokens += prose_tokens - result.completion_tokens
+            return self._tool_pass(prompt + result.text, tools, max_tokens - prose_tokens, sampling)
         return ("length" if result.finish == "length" else "stop"), []
 
     def _tool_pass(self, prompt: str, tools, max_tokens: int, sampling) -> tuple[str, list[ToolCall]]:
+        """Calls under the tools' grammar; every call that closed is kept, even if a later one was cut."""
         import llama_cpp
 
-        grammar_text = tool_call_grammar(tools, parallel=self.request.parallel_tool_calls)
-        grammar = llama_cpp.LlamaGrammar.from_string(grammar_text, verbose=False)
-        steered = prompt + TOOL_CALL_OPEN + "\n"
-        result = self._pass(self.model._tokenize(steered), max_tokens, sampling, [], grammar, lambda _t: self._clock())
-        _content, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + result.text, tools)
-        if not calls:  # only when the completion was cut off by max_tokens
-            self._text_event(content=result.text)
+        req = self.request
+        limit = req.max_tool_calls or (self.model.options.max_tool_calls if req.parallel_tool_calls else 1)
+        plan = ToolPlan.make(tools, max_tokens=max_tokens, max_calls=limit, count=self.model._count_plain)
+        if plan is None:  # not even the smallest valid call fits in max_tokens: nothing to decode
             return "length", []
-        return "tool_calls", calls
+        grammar = llama_cpp.LlamaGrammar.from_string(plan.grammar, verbose=False)
+        collector = plan.collector()
+        self._pass(self.model._tokenize(prompt + plan.steer), max_tokens, sampling, [], grammar,
+                   lambda _t: None, collector)
+        if collector.calls:
+            return "tool_calls", collector.calls
+        return "length", []  # cut off by max_tokens before the first call closed
 
     def _finish(self, finish: str, calls: list[ToolCall]) -> None:
         now = time.perf_counter()

@@ -82,19 +82,26 @@ class ChatRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     parallel_tool_calls: bool = True
+    # Most calls in one turn (None: the backend's default, 1 without parallel_tool_calls).
+    max_tool_calls: int | None = None
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     thinking: Thinking = field(default_factory=Thinking)
 
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts of one or more calls; ``cached_tokens`` is the part of the prompt reused."""
+    """Token counts of one or more calls; ``cached_tokens`` is the part of the prompt reused.
+
+    ``estimated`` is True when some count was not reported by the server but estimated locally
+    (a remote endpoint that sent no usage); a sum is estimated when any part is.
+    """
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     requests: int = 0
+    estimated: bool = False
 
     @property
     def uncached_tokens(self) -> int:
@@ -111,6 +118,7 @@ class Usage:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             requests=self.requests + other.requests,
+            estimated=self.estimated or other.estimated,
         )
 
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from collections.abc import Callable
+
 import httpx
 
 from sovereign.errors import BackendError
@@ -20,7 +22,9 @@ from sovereign.governance.egress import EgressGate
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, ToolCall, Usage
 from sovereign.kernel.registry import ModelSpec
 from sovereign.kernel.thinking import ScaffoldSplitter, with_scaffold_instruction
-from sovereign.kernel.tool_calls import parse_tool_calls, validate_tools
+from sovereign.kernel.token_estimate import estimate_usage, heuristic_count
+from sovereign.kernel.tool_calls import validate_tools
+from sovereign.kernel.tool_markup import MarkupGuard, parse_tool_calls
 
 
 def _effort(budget: int | None) -> str:
@@ -101,7 +105,10 @@ def _usage(data: dict[str, Any] | None) -> Usage | None:
 class OpenAICompatibleModel:
     """``Model`` for a remote (or loopback) OpenAI-compatible chat completions endpoint."""
 
-    def __init__(self, spec: ModelSpec, egress: EgressGate, *, api_key: str | None = None, timeout: float = 600.0):
+    def __init__(self, spec: ModelSpec, egress: EgressGate, *, api_key: str | None = None, timeout: float = 600.0,
+                 token_counter: Callable[[str], int] | None = None):
+        """``token_counter`` counts tokens locally for replies that come without ``usage``
+        (e.g. ``token_estimate.VocabCounter`` on the embedded model); without one, a heuristic."""
         if not spec.base_url:
             raise BackendError(f"model '{spec.name}' has no base_url")
         self.name = spec.name
@@ -109,10 +116,21 @@ class OpenAICompatibleModel:
         self._egress = egress
         self._api_key = api_key or (os.environ.get(spec.api_key_env) if spec.api_key_env else None)
         self._timeout = timeout
+        self._count = token_counter or heuristic_count
 
     def _client(self) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         return self._egress.client(purpose=f"model backend '{self.name}'", headers=headers, timeout=self._timeout)
+
+    def _estimate(self, request: ChatRequest, text: list[str], calls: list[ToolCall], reasoning: str | None) -> Usage:
+        """Usage counted locally, for a server that reported none (flagged estimated).
+
+        ``text`` is the reply's text as received (with any call markup in it), ``calls`` the calls
+        the server sent as structured ``tool_calls``."""
+        scaffold = request.thinking.enabled and not self.spec.native_thinking
+        messages = with_scaffold_instruction(request) if scaffold else request.messages
+        completion = [*text, *(c.name + c.arguments for c in calls)]
+        return estimate_usage(self._count, messages, request.tools, completion, reasoning or "")
 
     @property
     def _url(self) -> str:
@@ -144,11 +162,14 @@ class OpenAICompatibleModel:
             content = content + tail_content
         calls = [ToolCall(id=c.get("id") or ToolCall("", "").id, name=c["function"]["name"],
                           arguments=c["function"].get("arguments") or "{}") for c in raw.get("tool_calls") or []]
-        if not calls and request.tools and content:
-            content, calls = parse_tool_calls(content, request.tools)
+        replied, sent_calls = content or "", list(calls)
+        if request.tools and content:
+            # Servers that do not parse tool calls themselves leave them in the text.
+            content, parsed = parse_tool_calls(content, request.tools)
+            calls = calls or parsed
         finish = "tool_calls" if calls else choice.get("finish_reason") or "stop"
         message = Message(role="assistant", content=content, tool_calls=calls, reasoning_content=reasoning)
-        usage = _usage(data.get("usage")) or Usage(requests=1)
+        usage = _usage(data.get("usage")) or self._estimate(request, [replied], sent_calls, reasoning)
         return ChatResponse(model=self.name, message=message,
                             finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
                             usage=usage, timings=Timings(ttft_ms=elapsed, latency_ms=elapsed))
@@ -163,6 +184,8 @@ class OpenAICompatibleModel:
         calls: dict[int, dict[str, str]] = {}
         finish, usage = "stop", None
         text_seen: list[str] = []
+        reasoning_seen: list[str] = []
+        guard = MarkupGuard(request.tools) if request.tools else None
         async with self._client() as client:
             try:
                 async with client.stream("POST", self._url, json=body) as response:
@@ -181,6 +204,9 @@ class OpenAICompatibleModel:
                                 reasoning = (reasoning or "") + more
                             if content:
                                 text_seen.append(content)
+                                content = guard.feed(content) if guard is not None else content
+                            if reasoning:
+                                reasoning_seen.append(reasoning)
                             if reasoning or content:
                                 yield StreamEvent(content=content or None, reasoning_content=reasoning or None)
                             for call in delta.get("tool_calls") or []:
@@ -194,20 +220,30 @@ class OpenAICompatibleModel:
                 raise BackendError(f"model backend '{self.name}' at {self.spec.base_url} failed: {exc}") from exc
         if splitter is not None:
             reasoning, content = splitter.flush()
+            if content:
+                text_seen.append(content)
+                content = guard.feed(content) if guard is not None else content
+            if reasoning:
+                reasoning_seen.append(reasoning)
             if reasoning or content:
                 yield StreamEvent(content=content or None, reasoning_content=reasoning or None)
         tool_calls = [ToolCall(id=c["id"] or ToolCall("", "").id, name=c["name"], arguments=c["arguments"] or "{}")
                       for _, c in sorted(calls.items())]
-        if not tool_calls and request.tools and text_seen:
-            # Servers that do not parse tool calls themselves leave them in the text.
-            _content, tool_calls = parse_tool_calls("".join(text_seen), request.tools)
+        sent_calls = list(tool_calls)
+        if guard is not None:
+            # What the guard held back: calls the server left in the text, and any prose after them.
+            tail = "".join(text_seen)[len(guard.text):] if guard.stopped else guard.flush()
+            rest, parsed = parse_tool_calls(tail, request.tools) if guard.stopped else (tail, [])
+            tool_calls = tool_calls or parsed
+            if rest:
+                yield StreamEvent(content=rest)
         if tool_calls:
             finish = "tool_calls"
         now = time.perf_counter()
         yield StreamEvent(
             tool_calls=tool_calls,
             finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
-            usage=usage or _estimated_usage(body, text_seen),
+            usage=usage or self._estimate(request, text_seen, sent_calls, "".join(reasoning_seen)),
             timings=Timings(ttft_ms=((first or now) - started) * 1000, latency_ms=(now - started) * 1000),
         )
 
@@ -234,9 +270,3 @@ def _backend_error(name: str, status: int, body: str) -> BackendError:
     if 400 <= status < 500:
         error.status_code = status
     return error
-
-
-def _estimated_usage(body: dict[str, Any], pieces: list[str]) -> Usage:
-    """For servers that send no usage when streaming: ~4 characters a prompt token, a chunk a token."""
-    prompt_chars = sum(len(m.get("content") or "") for m in body["messages"])
-    return Usage(prompt_tokens=max(1, prompt_chars // 4), completion_tokens=len(pieces), requests=1)

@@ -1,9 +1,8 @@
-"""Tool definitions in, tool calls out: validate schemas, parse native formats, build grammars.
+"""Tool definitions in, grammars out: validate tool schemas, build the call grammar, size a call.
 
-Qwen-family models call tools as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``;
-some emit the bare JSON object. Either is turned into ``ToolCall`` objects, never left as text
-in ``content``. For local models a GBNF grammar built from the tools' JSON Schemas constrains
-decoding so the arguments always validate.
+For local models a GBNF grammar built from the tools' JSON Schemas constrains decoding so the
+arguments always validate and the number of calls in a turn is bounded. Parsing calls out of
+model text lives in ``tool_markup`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,12 +15,19 @@ import jsonschema
 from jsonschema.validators import validator_for
 
 from sovereign.errors import InvalidToolSchemaError
-from sovereign.kernel.messages import ToolCall, ToolSpec
+from sovereign.kernel.messages import ToolSpec
+from sovereign.kernel.tool_markup import (  # noqa: F401  (re-exported)
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    CallCollector,
+    MarkupGuard,
+    dedupe_calls,
+    has_tool_markup,
+    looks_like_tool_call,
+    parse_tool_calls,
+)
 
-TOOL_CALL_OPEN = "<tool_call>"
-TOOL_CALL_CLOSE = "</tool_call>"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
 def validate_tools(tools: list[ToolSpec]) -> None:
@@ -58,110 +64,103 @@ def argument_errors(tool: ToolSpec, arguments: Any) -> list[str]:
     return [error.message for error in validator.iter_errors(arguments)]
 
 
-def _to_call(obj: Any, tools_by_name: dict[str, ToolSpec]) -> ToolCall | None:
-    if not isinstance(obj, dict) or obj.get("name") not in tools_by_name:
-        return None
-    arguments = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            return None
-    return ToolCall(name=obj["name"], arguments=json.dumps(arguments, ensure_ascii=False))
-
-
-def parse_tool_calls(text: str, tools: list[ToolSpec]) -> tuple[str | None, list[ToolCall]]:
-    """Split model output into (content, tool calls); text that is no valid call stays content."""
-    by_name = {tool.name: tool for tool in tools}
-    if TOOL_CALL_OPEN in text:
-        calls = []
-        for body in _BLOCK.findall(text):
-            try:
-                call = _to_call(json.loads(body), by_name)
-            except json.JSONDecodeError:
-                call = None
-            if call is None:
-                return text, []
-            calls.append(call)
-        before = text.split(TOOL_CALL_OPEN, 1)[0].strip()
-        return (before or None), calls
-    stripped = text.strip()
-    if stripped.startswith("```") and stripped.endswith("```"):
-        stripped = (_unfence(stripped) or "")[:-3].strip()
-    if stripped.startswith("{"):
-        try:
-            parsed = json.loads(stripped)
-        except json.JSONDecodeError:
-            return text, []
-        items = parsed if isinstance(parsed, list) else [parsed]
-        calls = [_to_call(item, by_name) for item in items]
-        if calls and all(calls):
-            return None, [c for c in calls if c]
-    return text, []
-
-
-_CALL_START = '{"name":"'
-_FENCE = re.compile(r"^```[a-zA-Z]*\n")
-
-
-def _unfence(text: str) -> str | None:
-    """Text inside a leading Markdown code fence (None while the fence line is incomplete)."""
-    if not text.startswith("```"):
-        return text
-    match = _FENCE.match(text)
-    if match is None:
-        return None if "\n" not in text else ""
-    return text[match.end():].lstrip()
-
-
-def looks_like_tool_call(prefix: str) -> bool | None:
-    """Whether generated text so far starts a tool call: True, False, or None (cannot tell yet).
-
-    Recognises ``<tool_call>``, and a JSON object opening with ``"name"`` — bare or inside a
-    Markdown code fence, as small models often write it.
-    """
-    head = prefix.lstrip()
-    if not head:
-        return None
-    if head.startswith(TOOL_CALL_OPEN):
-        return True
-    if TOOL_CALL_OPEN.startswith(head) or "```".startswith(head):
-        return None
-    body = _unfence(head)
-    if body is None:
-        return None
-    if not body:
-        return None
-    compact = "".join(body.split())
-    if len(compact) < len(_CALL_START):
-        return None if _CALL_START.startswith(compact) else False
-    return compact.startswith(_CALL_START)
-
-
-def tool_call_grammar(tools: list[ToolSpec], *, parallel: bool) -> str:
-    """GBNF for one or more ``{"name", "arguments"}`` objects, each closed by ``</tool_call>``.
+def tool_call_grammar(tools: list[ToolSpec], *, max_calls: int = 1, max_string_chars: int | None = None) -> str:
+    """GBNF for 1 to ``max_calls`` ``{"name", "arguments"}`` objects, each closed by ``</tool_call>``.
 
     The prompt is expected to end with ``<tool_call>\\n`` already (the decoder is steered into
-    the call), so the grammar starts at the JSON object.
+    the call), so the grammar starts at the JSON object. The count is bounded by the grammar
+    itself: after the last allowed call only the closing tag can follow. ``max_string_chars``
+    caps every string argument without its own ``maxLength`` (so a call fits a small budget).
     """
     from llama_cpp.llama_grammar import SchemaConverter
 
+    if max_calls < 1:
+        raise ValueError("max_calls must be at least 1")
     converter = SchemaConverter(prop_order={"name": 0, "arguments": 1}, allow_fetch=False, dotall=False, raw_pattern=False)
     rule_names = []
     for index, tool in enumerate(tools):
+        arguments = tool.parameters if max_string_chars is None else _cap_strings(tool.parameters, max_string_chars)
         schema = {
             "type": "object",
-            "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+            "properties": {"name": {"const": tool.name}, "arguments": arguments},
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
         schema = converter.resolve_refs(schema, f"tool-{index}")
         rule_names.append(converter.visit(schema, f"call-{index}"))
     rules = converter.format_grammar()
-    call = " | ".join(rule_names)
     separator = r'"\n</tool_call>\n<tool_call>\n"'
-    repeat = f" ({separator} ({call}))*" if parallel else ""
-    return f'root ::= ({call}){repeat} "\\n</tool_call>"\n{rules}'
+    more = ""
+    for _ in range(max_calls - 1):
+        more = f" ({separator} call-any{more})?"
+    return f'root ::= call-any{more} "\\n</tool_call>"\ncall-any ::= {" | ".join(rule_names)}\n{rules}'
+
+
+def _cap_strings(schema: Any, limit: int) -> Any:
+    """``schema`` with ``maxLength: limit`` on every free string (no length, format, enum or const)."""
+    if isinstance(schema, list):
+        return [_cap_strings(item, limit) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _cap_strings(value, limit) if key in _NESTED else value for key, value in schema.items()}
+    if key_map := out.get("properties"):
+        out["properties"] = {name: _cap_strings(sub, limit) for name, sub in key_map.items()}
+    free = not ({"maxLength", "format", "pattern", "enum", "const"} & set(schema))
+    if schema.get("type") == "string" and free:
+        out["maxLength"] = max(limit, schema.get("minLength", 0))
+    return out
+
+
+_NESTED = ("items", "anyOf", "oneOf", "allOf", "additionalProperties", "prefixItems")
+
+
+def smallest_call(tool: ToolSpec) -> str | None:
+    """The shortest valid call of ``tool`` as the grammar writes it (None when it cannot tell)."""
+    arguments = _smallest(tool.parameters)
+    if arguments is _UNKNOWN:
+        return None
+    return json.dumps({"name": tool.name, "arguments": arguments}, separators=(",", ":"))
+
+
+_UNKNOWN = object()
+
+
+def _smallest(schema: Any) -> Any:
+    if not isinstance(schema, dict) or "$ref" in schema or "allOf" in schema:
+        return _UNKNOWN if schema not in (True, {}) else {}
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return min(schema["enum"], key=lambda v: len(json.dumps(v)))
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        found = [v for v in (_smallest(o) for o in options) if v is not _UNKNOWN]
+        return min(found, key=lambda v: len(json.dumps(v))) if found else _UNKNOWN
+    kind = schema.get("type", "object")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "string":
+        return "a" * schema.get("minLength", 0) if not {"format", "pattern"} & set(schema) else _UNKNOWN
+    if kind in ("integer", "number"):
+        if schema.get("minimum", 0) > 0 or schema.get("exclusiveMinimum", -1) >= 0:
+            return _UNKNOWN  # rare; the caller then skips the size check
+        return 0 if schema.get("maximum", 0) >= 0 else _UNKNOWN
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    if kind == "array":
+        item = _smallest(schema.get("items", {}))
+        count = schema.get("minItems", 0)
+        return _UNKNOWN if item is _UNKNOWN and count else [item] * count
+    if kind == "object":
+        out = {}
+        for name in schema.get("required", []):
+            value = _smallest((schema.get("properties") or {}).get(name, {}))
+            if value is _UNKNOWN:
+                return _UNKNOWN
+            out[name] = value
+        return out
+    return _UNKNOWN
 
 
 def json_grammar(schema: dict[str, Any] | None) -> str:

@@ -8,13 +8,16 @@ from sovereign.kernel.messages import ChatResponse, StreamEvent, Timings, ToolCa
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
+    if usage.estimated:
+        out["estimated"] = True  # counted locally: the upstream server reported no usage
+    return out
 
 
 def timings_json(timings: Timings) -> dict[str, float]:
