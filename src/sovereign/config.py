@@ -73,6 +73,7 @@ class KernelSettings(_Section):
     prefix_cache_max_mb: int = Field(default=2048, ge=0)
     prefix_cache_min_tokens: int = Field(default=128, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
+    max_tool_calls: int = Field(default=4, ge=1, le=64, description="most tool calls per reply (parallel calls)")
 
     @model_validator(mode="after")
     def _resolve_tiers(self) -> KernelSettings:

@@ -24,7 +24,7 @@ from sovereign.kernel.registry import ModelSpec
 from sovereign.kernel.thinking import ScaffoldSplitter, with_scaffold_instruction
 from sovereign.kernel.token_estimate import estimate_usage, heuristic_count
 from sovereign.kernel.tool_calls import validate_tools
-from sovereign.kernel.tool_markup import MarkupGuard, parse_tool_calls
+from sovereign.kernel.tool_markup import MarkupGuard, dedupe_calls, parse_tool_calls
 
 
 def _effort(budget: int | None) -> str:
@@ -167,6 +167,7 @@ class OpenAICompatibleModel:
             # Servers that do not parse tool calls themselves leave them in the text.
             content, parsed = parse_tool_calls(content, request.tools)
             calls = calls or parsed
+        calls = dedupe_calls(calls)
         finish = "tool_calls" if calls else choice.get("finish_reason") or "stop"
         message = Message(role="assistant", content=content, tool_calls=calls, reasoning_content=reasoning)
         usage = _usage(data.get("usage")) or self._estimate(request, [replied], sent_calls, reasoning)
@@ -237,6 +238,7 @@ class OpenAICompatibleModel:
             tool_calls = tool_calls or parsed
             if rest:
                 yield StreamEvent(content=rest)
+        tool_calls = dedupe_calls(tool_calls)
         if tool_calls:
             finish = "tool_calls"
         now = time.perf_counter()

@@ -138,6 +138,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[ToolIn] | None = None
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    max_tool_calls: int | None = Field(default=None, ge=1, le=64, description="most tool calls in one reply")
     response_format: ResponseFormatIn | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     thinking: ThinkingIn | None = None
@@ -176,6 +177,7 @@ class ChatCompletionRequest(BaseModel):
             tools=tools,
             tool_choice=_tool_choice(self.tool_choice, tools),
             parallel_tool_calls=self.parallel_tool_calls is not False,
+            max_tool_calls=self.max_tool_calls,
             response_format=_response_format(self.response_format),
             thinking=thinking_from_request(self.reasoning_effort, thinking),
         )
