@@ -92,10 +92,10 @@ def feed_chars(guard: MarkupGuard, text: str) -> str:
 def test_guard_stops_at_a_call_started_mid_text():
     guard = MarkupGuard([WEATHER])
     shown = feed_chars(guard, f"It is 4.\n<tool_call>\n{call_text('Paris')}\n</tool_call>")
-    assert shown == "It is 4.\n" and guard.stopped and guard.text == shown
+    assert shown == "It is 4." and guard.stopped and guard.text == shown
     guard = MarkupGuard([WEATHER])
     shown = feed_chars(guard, f"Checking.\n```json\n{call_text('Paris')}\n```")
-    assert shown == "Checking.\n" and guard.stopped
+    assert shown == "Checking." and guard.stopped
 
 
 def test_guard_passes_code_json_and_comparisons_through_whole():
@@ -107,9 +107,9 @@ def test_guard_passes_code_json_and_comparisons_through_whole():
 
 def test_guard_drops_a_call_fragment_at_the_end():
     guard = MarkupGuard([WEATHER])
-    assert feed_chars(guard, 'Sure. {"name": "get_wea') == "Sure. "
+    assert feed_chars(guard, 'Sure. {"name": "get_wea') == "Sure."
     guard = MarkupGuard([WEATHER])
-    assert feed_chars(guard, "Sure. <tool_") == "Sure. "
+    assert feed_chars(guard, "Sure. <tool_") == "Sure."
 
 
 def test_grammar_bounds_the_number_of_calls():
@@ -131,8 +131,9 @@ def test_plan_refuses_when_no_call_fits_and_caps_strings_when_tight():
     assert ToolPlan.make([WEATHER], max_tokens=needed - 1, max_calls=4, count=count) is None
     tight = ToolPlan.make([WEATHER], max_tokens=needed + 20, max_calls=4, count=count)
     assert tight is not None and tight.string_cap is not None and tight.string_cap < 20
+    assert 'space ::= ""' in tight.grammar
     roomy = ToolPlan.make([WEATHER], max_tokens=4000, max_calls=4, count=count)
-    assert roomy.string_cap is None
+    assert roomy.string_cap is None and 'space ::= ""' not in roomy.grammar
 
 
 def test_usage_sum_is_estimated_when_any_part_is():
@@ -206,9 +207,9 @@ def test_the_grammar_bounds_calls_per_turn(embedded_model):
 def test_required_fits_a_tight_budget_or_says_length(embedded_model):
     smallest = embedded_model._count_plain(smallest_call(WEATHER) + "\n</tool_call>")
     ask = "Weather in Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch, Wales, in great detail?"
-    tight = chat(embedded_model, ask, [WEATHER], tool_choice=ToolChoice("required"), max_tokens=smallest + 6)
+    tight = chat(embedded_model, ask, [WEATHER], tool_choice=ToolChoice("required"), max_tokens=smallest + 10)
     assert tight.finish_reason == "tool_calls" and valid_calls(tight, [WEATHER])
-    assert tight.usage.completion_tokens <= smallest + 6
+    assert tight.usage.completion_tokens <= smallest + 10
     impossible = chat(embedded_model, ask, [WEATHER], tool_choice=ToolChoice("required"), max_tokens=smallest - 1)
     assert impossible.finish_reason == "length"
     assert impossible.message.tool_calls == [] and not impossible.message.content

@@ -319,7 +319,7 @@ class _Run:
         import llama_cpp
 
         req = self.request
-        limit = req.max_tool_calls or (self.model.options.max_tool_calls if req.parallel_tool_calls else 1)
+        limit = (req.max_tool_calls or self.model.options.max_tool_calls) if req.parallel_tool_calls else 1
         plan = ToolPlan.make(tools, max_tokens=max_tokens, max_calls=limit, count=self.model._count_plain)
         if plan is None:  # not even the smallest valid call fits in max_tokens: nothing to decode
             return "length", []

@@ -64,13 +64,16 @@ def argument_errors(tool: ToolSpec, arguments: Any) -> list[str]:
     return [error.message for error in validator.iter_errors(arguments)]
 
 
-def tool_call_grammar(tools: list[ToolSpec], *, max_calls: int = 1, max_string_chars: int | None = None) -> str:
+def tool_call_grammar(
+    tools: list[ToolSpec], *, max_calls: int = 1, max_string_chars: int | None = None, compact: bool = False
+) -> str:
     """GBNF for 1 to ``max_calls`` ``{"name", "arguments"}`` objects, each closed by ``</tool_call>``.
 
     The prompt is expected to end with ``<tool_call>\\n`` already (the decoder is steered into
     the call), so the grammar starts at the JSON object. The count is bounded by the grammar
     itself: after the last allowed call only the closing tag can follow. ``max_string_chars``
-    caps every string argument without its own ``maxLength`` (so a call fits a small budget).
+    caps every string argument without its own ``maxLength`` and ``compact`` forbids the optional
+    spaces between JSON tokens (so a call fits a small budget).
     """
     from llama_cpp.llama_grammar import SchemaConverter
 
@@ -89,6 +92,8 @@ def tool_call_grammar(tools: list[ToolSpec], *, max_calls: int = 1, max_string_c
         schema = converter.resolve_refs(schema, f"tool-{index}")
         rule_names.append(converter.visit(schema, f"call-{index}"))
     rules = converter.format_grammar()
+    if compact:
+        rules = re.sub(r"(?m)^space ::= .*$", 'space ::= ""', rules)
     separator = r'"\n</tool_call>\n<tool_call>\n"'
     more = ""
     for _ in range(max_calls - 1):

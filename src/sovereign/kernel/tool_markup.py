@@ -267,6 +267,8 @@ class MarkupGuard:
             hold = i
             self.stopped = bool(verdict)
             break
+        while hold > 0 and self._pending[hold - 1].isspace():
+            hold -= 1  # whitespace before a call (or at the end, maybe before one) is not content yet
         ready, self._pending = self._pending[:hold], self._pending[hold:]
         if ready:
             self.released.append(ready)

@@ -2,8 +2,8 @@
 
 A local model asked for tool calls is steered into ``<tool_call>`` and decoded under a grammar
 built from the tools' schemas, allowing at most ``max_calls`` calls. When ``max_tokens`` is tight
-the plan makes the first call fit where it can: string arguments are capped so the smallest call
-plus the strings stays within the budget; when not even the smallest valid call fits, there is
+the plan makes the first call fit where it can: compact JSON (no optional spaces) and string
+arguments capped so the smallest call plus the strings stays within the budget; when not even the smallest valid call fits, there is
 no plan (the caller answers ``finish_reason="length"`` without decoding).
 """
 
@@ -19,8 +19,8 @@ from sovereign.kernel.tool_markup import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, CallCo
 
 # Above this many characters per string a cap would not help the call fit, only constrain it.
 _CAP_UNTIL = 256
-# Tokens of slack for the optional single spaces the grammar allows between JSON tokens.
-_SPACE_SLACK = 4
+# Tokens kept spare besides the smallest call's own count.
+_MARGIN = 2
 
 
 @dataclass(slots=True)
@@ -42,13 +42,17 @@ class ToolPlan:
         known = len(sizes) == len(tools)
         if known and min(sizes) > max_tokens:
             return None
-        cap = None
+        cap, compact = None, False
         if known:
+            # Constrained decoding may split text into more tokens than the tokenizer would.
+            needed = max(sizes) + max(sizes) // 2 + _MARGIN
+            room = max(0, max_tokens - needed)
             strings = max(_count_strings(t.parameters) for t in tools)
-            room = max_tokens - max(sizes) - _SPACE_SLACK
-            per_string = max(0, room) // (strings + 1) if strings else None
-            cap = per_string if per_string is not None and per_string < _CAP_UNTIL else None
-        grammar = tool_call_grammar(tools, max_calls=max(1, max_calls), max_string_chars=cap)
+            per_string = room // (strings + 1) if strings else room
+            if per_string < _CAP_UNTIL:  # a tight budget: compact JSON, strings capped to fit
+                compact = True
+                cap = per_string if strings else None
+        grammar = tool_call_grammar(tools, max_calls=max(1, max_calls), max_string_chars=cap, compact=compact)
         return cls(tools=tools, grammar=grammar, max_calls=max(1, max_calls), string_cap=cap)
 
     def collector(self) -> CallCollector:
