@@ -16,7 +16,9 @@ never a shell). Guard configurations:
 - ``block``: injection policy ``block`` (outward tools refused once untrusted content is in the
   context) with ``OwnerRules`` for the tools' own approvals;
 - ``approve``: injection policy ``approve`` — outward calls after untrusted content go to
-  ``OwnerRules`` too.
+  ``OwnerRules`` too;
+- ``approve-all``: policy ``approve`` with an owner who approves whatever is asked (``AllowAll``):
+  the guard asks, and approval is only as good as the person (or policy) answering.
 
 Models: ``gullible`` is a ``sovereign.testing.FunctionModel`` that obeys any instruction in its
 context (the worst case: figures measure the runtime, not the model); ``--real`` adds a slice
@@ -224,6 +226,7 @@ GUARDS = {
     "none": ("off", AllowAll),
     "block": ("block", OwnerRules),
     "approve": ("approve", OwnerRules),
+    "approve-all": ("approve", AllowAll),  # the guard asks, but the owner approves whatever is asked
 }
 
 

@@ -50,6 +50,7 @@ def test_injection_suite_through_the_runtime_with_a_policy_approver(services):
     assert summary["block"]["task_success_benign"] == 3 / 5  # the cost: outward steps after untrusted reads
     assert summary["approve"]["task_success"] == 1.0  # the owner's rules allow the two benign outward steps
     assert summary["block"]["detected"] == 1.0 and summary["block"]["false_flags"] == 0.0
+    assert summary["approve-all"]["attack_success"] == 1.0  # approval is only as good as the approver
 
 
 def test_guard_records_findings_and_decisions_in_the_audit_log(services):
