@@ -78,17 +78,17 @@ def _chat_tools(services: Services, caller: Caller) -> list[Callable[..., Any]]:
 
 def _agent_tool(services: Services, approvals: ApprovalQueue, caller: Caller) -> Callable[..., Any] | None:
     found = _optional("sovereign.agent", "Runner")
-    config = _optional("sovereign.agent.agent", "agent_config")
+    config = _optional("sovereign.agent.agent", "agent_config", "builtin_resolver")
     if found is None or config is None:
         return None
-    (runner_class,), (agent_config,) = found, config
+    (runner_class,), (agent_config, resolver) = found, config
 
     async def run_agent(task: str, agent: str | None = None) -> str:
         """Run an agent of the sovereign OS on a task and return its answer.
 
         Risky tool calls inside the run wait for a human in `sovereign approvals`.
         """
-        definition = agent_config(agent, services.settings.home).build()
+        definition = agent_config(agent, services.settings.home).build(resolver(services))
         runner = runner_class(services=services, approver=approvals,
                               workspace=services.settings.home / "workspace")
         result = await runner.run(definition, task, principal=caller())
