@@ -57,11 +57,18 @@ CallObserver = Callable[[CallRecord], None]
 """Called after every settled call (Prometheus metrics, spend gauges, tracing attributes)."""
 
 
+_TOOL_CACHE_SIZE = 256
+
+
 def _tools_chars(tools: list[ToolSpec], cache: dict[int, tuple[ToolSpec, int]]) -> int:
+    """Characters of the tools' schemas; an agent offers the same specs every turn, so each is
+    measured once (a small cache, emptied when full: HTTP requests bring new specs each time)."""
     total = 0
     for spec in tools:
         hit = cache.get(id(spec))
         if hit is None or hit[0] is not spec:
+            if len(cache) >= _TOOL_CACHE_SIZE:
+                cache.clear()
             hit = cache[id(spec)] = (spec, len(json.dumps(spec.parameters)) + len(spec.description))
         total += hit[1]
     return total
