@@ -220,6 +220,19 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass(frozen=True, slots=True)
+class _Now:
+    """One moment as the queries need it (formatted once per check, not once per cap)."""
+
+    moment: datetime
+    day: str
+    stamp: str
+
+    @classmethod
+    def at(cls, moment: datetime) -> _Now:
+        return cls(moment, moment.strftime("%Y-%m-%d"), _stamp(moment))
+
+
 _SUBJECT_COLUMN = {"key": "key_id", "agent": "agent_id", "owner": "owner_id"}
 
 
@@ -292,11 +305,11 @@ class SpendGuard:
             self._has_keys = _has_table(conn, "api_keys")
         return self._has_keys
 
-    def _usage(self, conn: Connection, cap: Cap, now: datetime) -> tuple[float, float, int, int]:
+    def _usage(self, conn: Connection, cap: Cap, now: _Now) -> tuple[float, float, int, int]:
         """``(spent_usd, reserved_usd, spent_tokens, reserved_tokens)`` counted against ``cap``:
         settled spend from the running totals, open reservations (not expired) summed."""
-        day = now.strftime("%Y-%m-%d") if cap.period == "day" else "*"
-        clauses, params = ["status = 'open'", "expires_at > ?"], [_stamp(now)]
+        day = now.day if cap.period == "day" else "*"
+        clauses, params = ["status = 'open'", "expires_at > ?"], [now.stamp]
         if cap.scope != "global":
             clauses.append(f"{_SUBJECT_COLUMN[cap.scope]} = ?")
             params.append(cap.subject)
@@ -345,24 +358,24 @@ class SpendGuard:
         calls ``refused``."""
         if max_cost_usd < 0 or max_tokens < 0:
             raise InvalidRequestError("a reservation needs a non-negative cost and token count")
-        now = _now()
+        now = _Now.at(_now())
         reservation = Reservation("res_" + uuid.uuid4().hex, key_id, owner_id, agent_id,
-                                  float(max_cost_usd), int(max_tokens), self, day=now.strftime("%Y-%m-%d"))
+                                  float(max_cost_usd), int(max_tokens), self, day=now.day)
         for cap in self._applicable(conn, key_id, owner_id, agent_id):
             self._check(conn, cap, now, reservation)
         self._insert(conn, reservation, now)
         return reservation
 
-    def _insert(self, conn: Connection, reservation: Reservation, now: datetime) -> None:
+    def _insert(self, conn: Connection, reservation: Reservation, now: _Now) -> None:
         conn.execute(
                 "INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
                 "expires_at, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
             (reservation.id, reservation.key_id, reservation.owner_id, reservation.agent_id,
-             reservation.day or now.strftime("%Y-%m-%d"), reservation.max_cost_usd, reservation.max_tokens,
-             _stamp(now + timedelta(seconds=self.reservation_ttl_s)), _stamp(now)),
+             reservation.day or now.day, reservation.max_cost_usd, reservation.max_tokens,
+             _stamp(now.moment + timedelta(seconds=self.reservation_ttl_s)), now.stamp),
         )
 
-    def _check(self, conn: Connection, cap: Cap, now: datetime, res: Reservation) -> None:
+    def _check(self, conn: Connection, cap: Cap, now: _Now, res: Reservation) -> None:
         spent, reserved, spent_tokens, reserved_tokens = self._usage(conn, cap, now)
         error = None
         if cap.max_usd is not None and spent + reserved + res.max_cost_usd > cap.max_usd + _EPS:
@@ -431,7 +444,7 @@ class SpendGuard:
                agent_id: str | None = None) -> SpendStatus:
         """Own spend (today and total) of the most specific subject given, and every cap that
         applies to that caller with what remains of it."""
-        now = _now()
+        now = _Now.at(_now())
         with self.db.transaction() as conn:  # one consistent snapshot
             caps = [CapStatus(cap, *self._usage(conn, cap, now))
                     for cap in self._applicable(conn, key_id, owner_id, agent_id)]
