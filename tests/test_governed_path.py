@@ -190,6 +190,36 @@ def test_concurrent_runs_never_exceed_the_owner_cap(env):
     assert services.spend.status(owner_id=_admin_id(services)).today_usd <= cap + 1e-12
 
 
+def _runs_in_a_process(home: str, n: int, out) -> None:
+    from sovereign.agent import Agent, Budget, Runner
+
+    services = Services.open(load_settings(home))
+    services.register(PRICED, TestModel(name="priced-echo"))
+    runner = Runner(services)
+    agent = Agent(name="echo", model="priced-echo", max_tokens=16, budget=Budget(max_steps=2))
+    statuses = [asyncio.run(runner.run(agent, "word " * 40)).status for _ in range(n)]
+    services.close()
+    out.put(statuses)
+
+
+def test_runs_in_several_processes_never_exceed_the_owner_cap(env):
+    import multiprocessing
+
+    services, _, _ = env
+    cap = 0.012  # room for about four of the twenty runs
+    services.spend.set_cap("owner", _admin_id(services), "day", max_usd=cap)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_runs_in_a_process, args=(str(services.settings.home), 5, out)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    statuses = [status for _ in procs for status in out.get(timeout=120)]
+    for proc in procs:
+        proc.join(60)
+    assert statuses.count("completed") >= 1 and statuses.count("stopped") >= 1
+    assert services.ledger.totals().cost_usd <= cap + 1e-12
+
+
 def test_model_scope_and_key_caps_apply_to_runs(env):
     from sovereign.governance.keys import Scopes
 
