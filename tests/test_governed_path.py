@@ -22,6 +22,7 @@ from sovereign.server.app import create_app
 from sovereign.server.bootstrap import bootstrap_admin_key
 from sovereign.services import Services
 from sovereign.testing import TestModel
+from sovereign.tools.mcp_server import available_tools  # here, not under capsys: the MCP SDK binds sys.stderr at import
 
 PRICED = ModelSpec(name="priced-echo", backend="in_process", prices=PriceSheet(cached_input=1.0, input=10.0, output=20.0))
 TINY_CAP = 0.0000001
@@ -86,8 +87,6 @@ def _cli_chat(services: Services, monkeypatch, capsys, lines: list[str]) -> str:
 
 
 def _mcp_chat(services: Services):
-    from sovereign.tools.mcp_server import available_tools
-
     return next(t for t in available_tools(services) if t.__name__ == "chat")
 
 
