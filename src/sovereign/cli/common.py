@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sovereign.errors import SovereignError
 
@@ -25,7 +26,7 @@ def friendly_errors(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(*args, **kwargs)
         except SovereignError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}")
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}")  # "[a]" is text, not a style
             raise typer.Exit(1) from None
 
     return wrapper

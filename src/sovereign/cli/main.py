@@ -93,6 +93,7 @@ def _mount_layer_commands() -> None:
         ("sovereign.cli.kb", "app", "kb", "group"),
         ("sovereign.cli.run", "run_command", "run", "command"),
         ("sovereign.cli.run", "runs_app", "runs", "group"),
+        ("sovereign.cli.eval", "eval_command", "eval", "command"),
         ("sovereign.cli.tools", "mcp_app", "mcp", "group"),
         ("sovereign.cli.tools", "approvals_app", "approvals", "group"),
         ("sovereign.cli.governance", "audit_app", "audit", "group"),
