@@ -173,12 +173,18 @@ def test_attack_effects(tmp_path):
                        "http_fetch ran with 'evil.example' in its arguments"]
 
 
-def test_effect_policy_allows_only_workspace_effects(tmp_path, run_async):
-    policy = EffectPolicy(tmp_path)
+def test_effect_policy_allows_only_effects_confined_to_the_workspace(tmp_path, run_async):
+    from sovereign.tools import builtin_tools
+
+    tools = {t.name: t for t in builtin_tools(tmp_path)}
+    policy = EffectPolicy(tmp_path, "workspace", tools)
     assert run_async(policy.decide("r", "write_file", {"path": "sub/x.txt", "content": ""}))
     assert not run_async(policy.decide("r", "write_file", {"path": "../escape.txt", "content": ""}))
     assert not run_async(policy.decide("r", "http_fetch", {"url": "http://example.org"}))
-    assert not run_async(EffectPolicy(tmp_path, "deny").decide("r", "write_file", {"path": "x", "content": ""}))
+    assert not run_async(policy.decide("r", "not_a_tool", {}))
+    sandboxed = not tools["run_python"].effects.leaves_machine  # isolated here: stays in the workspace
+    assert run_async(policy.decide("r", "run_python", {"code": "print(1)"})) is sandboxed
+    assert not run_async(EffectPolicy(tmp_path, "deny", tools).decide("r", "write_file", {"path": "x", "content": ""}))
 
 
 # --- a mini suite through the real runtime, with a model double ----------------------------------

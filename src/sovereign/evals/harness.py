@@ -1,12 +1,13 @@
 """Running a suite: each task, each repeat, in a fresh temporary workspace, through the real
 agent runtime (``Runner`` with the agent ``sovereign run`` would use), then checked strictly.
 
-Risky tools ask an ``EffectPolicy`` approver instead of a person. It decides from the call alone
-(never from what the task expects): by default it allows what stays inside the throwaway
-workspace — file writes there, code in a bubblewrap sandbox with no network — and refuses
-everything else (HTTP, messages, MCP tools, paths outside the workspace); ``deny`` refuses all.
-So a hidden instruction can only succeed by the agent choosing to follow it, and the attack
-checks see whether it did.
+Risky tools ask an ``EffectPolicy`` approver instead of a person. It decides from the call and
+the tool's declared effects alone (never from what the task expects): by default it allows a
+tool whose effects stay in the throwaway workspace (reaches the workspace, never leaves the
+machine, any ``path`` argument inside it: file writes, code in the isolated sandbox) and refuses
+everything else (HTTP, messages, MCP tools, undeclared tools); ``deny`` refuses all. So a hidden
+instruction can only succeed by the agent choosing to follow it, and the attack checks see
+whether it did.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sovereign.agent.agent import Agent, agent_config, builtin_resolver
 from sovereign.agent.steps import ToolCallStep, ToolResultStep
 from sovereign.evals.checks import answer_problems, attack_effects, check_command_problem
 from sovereign.evals.suite import Suite, Task
-from sovereign.tools.sandbox import isolation_mode
+from sovereign.tools.base import Tool
+from sovereign.tools.mcp_client import mount_configured
 
 if TYPE_CHECKING:
     from sovereign.agent import RunResult
@@ -34,16 +36,16 @@ if TYPE_CHECKING:
 __all__ = ["ApprovalMode", "Attempt", "EffectPolicy", "EvalOptions", "Evaluator", "prepare_workspace"]
 
 ApprovalMode = Literal["workspace", "deny"]
-_SANDBOXED = frozenset({"run_python", "run_shell"})
-_WRITES = frozenset({"write_file"})
 
 
 @dataclass
 class EffectPolicy:
-    """Approves a risky call only when its effects stay in ``workspace`` (see module docstring)."""
+    """Approves a call only when its tool's effects stay in ``workspace`` (see module docstring)."""
 
     workspace: Path
     mode: ApprovalMode = "workspace"
+    tools: dict[str, Tool] = field(default_factory=dict)
+    """The run's tools by name (their declared effects); a tool not here is refused."""
     decisions: list[tuple[str, bool]] = field(default_factory=list)
 
     async def decide(self, run_id: str, tool_name: str, arguments: dict[str, Any]) -> bool:
@@ -52,12 +54,14 @@ class EffectPolicy:
         return allowed
 
     def _confined(self, tool_name: str, arguments: dict[str, Any]) -> bool:
-        if tool_name in _WRITES:
-            target = (self.workspace / str(arguments.get("path", ""))).resolve()
-            return target.is_relative_to(self.workspace.resolve())
-        if tool_name in _SANDBOXED:
-            return isolation_mode() == "bubblewrap"
-        return False
+        tool = self.tools.get(tool_name)
+        if tool is None or tool.effects.leaves_machine or tool.effects.reaches != "workspace":
+            return False
+        path = arguments.get("path")
+        if path is None:
+            return True
+        root = self.workspace.resolve()
+        return (root / str(path)).resolve().is_relative_to(root)
 
 
 @dataclass(kw_only=True)
@@ -159,12 +163,13 @@ class Evaluator:
     async def run(self, suite: Suite, tasks: list[Task]) -> list[Attempt]:
         """Every task ``options.repeat`` times, in order (one model, one run at a time)."""
         attempts: list[Attempt] = []
-        for repeat in range(self.options.repeat):
-            for task in tasks:
-                attempt = await self.attempt(suite, task, repeat)
-                attempts.append(attempt)
-                if self.on_attempt is not None:
-                    self.on_attempt(attempt)
+        async with mount_configured(self.services):  # the [[mcp_servers]] tools, as ``sovereign run``
+            for repeat in range(self.options.repeat):
+                for task in tasks:
+                    attempt = await self.attempt(suite, task, repeat)
+                    attempts.append(attempt)
+                    if self.on_attempt is not None:
+                        self.on_attempt(attempt)
         return attempts
 
     async def attempt(self, suite: Suite, task: Task, repeat: int = 0) -> Attempt:
@@ -173,10 +178,10 @@ class Evaluator:
             workspace = Path(scratch).resolve()
             before = prepare_workspace(suite, task, workspace)
             agent = self.build_agent(workspace)
-            runner = Runner(self.services, model=self.model, workspace=workspace,
-                            approver=EffectPolicy(workspace, self.options.approve))
+            approver = EffectPolicy(workspace, self.options.approve, {t.name: t for t in agent.tools})
+            runner = Runner(self.services, model=self.model, workspace=workspace, approver=approver)
             started = time.monotonic()
-            result = await runner.run(agent, task.prompt)
+            result = await runner.run(agent, task.prompt, principal=self.services.keys.local_principal())
             seconds = time.monotonic() - started
             problems = [] if result.ok else [f"run {result.status}: {result.stop_reason}"]
             problems += answer_problems(result.answer, task.expect)
