@@ -238,13 +238,12 @@ def main() -> None:
     services = Services.open()
     reports: dict[str, EvalReport] = {}
     try:
-        spec = services.registry.get(services.settings.kernel.default_model)
+        evaluator = Evaluator(services, EvalOptions())
+        spec = services.registry.get(evaluator.model_name())  # the model sovereign's default agent uses
         gguf = services.registry.weights_path(spec)
         if "sovereign" in wanted:
-            evaluator = Evaluator(services, EvalOptions())
-            name = evaluator.model_name()
             attempts = asyncio.run(evaluator.run(suite, tasks))
-            reports["sovereign (default)"] = EvalReport(suite.name, name, "default", attempts)
+            reports["sovereign (default)"] = EvalReport(suite.name, spec.name, "default", attempts)
             _free(services)
         peers = [k for k in ("code", "toolcalling") if k in wanted]
         if peers:

@@ -43,10 +43,11 @@ def test_filter_matching_nothing_is_an_error(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1200)
 def test_eval_runs_easy_tasks_on_the_real_model(home, tmp_path):
     report = tmp_path / "out" / "report.md"
-    result = sovereign("eval", str(CORE), "--filter", "^(math-add|files-read-owner)$", "--report", str(report),
-                       home=home)
+    result = sovereign("eval", str(CORE), "--filter", "^(math-add|files-read-owner)$", "--budget", "steps=4",
+                       "--report", str(report), home=home, timeout=1100)
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout
     for column in ("category", "success", "pass^1", "med steps", "med tokens", "cost/solved", "all"):
@@ -57,8 +58,9 @@ def test_eval_runs_easy_tasks_on_the_real_model(home, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(2400)  # six tasks on the default configuration: minutes each on a busy 2-core box
 def test_suite_slice_meets_the_floor(home):
-    result = sovereign("eval", str(CORE), "--filter", SLICE, "--json", home=home)
+    result = sovereign("eval", str(CORE), "--filter", SLICE, "--json", home=home, timeout=2300)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     overall = data["overall"]
