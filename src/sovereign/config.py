@@ -102,6 +102,27 @@ class SandboxSettings(_Section):
     memory_mb: int = Field(default=1024, ge=64)
     max_output_bytes: int = Field(default=64_000, ge=1024)
     max_processes: int = Field(default=64, ge=4)
+class AuditSettings(_Section):
+    """Anchors: signed checkpoints of the audit chain's head kept outside the database."""
+
+    anchor: bool = True
+    anchor_every: int = Field(default=1000, ge=0, description="entries between anchors (0: only timer, exit, verify)")
+    anchor_interval_s: float = Field(default=300.0, ge=0, description="the server also anchors this often (0: off)")
+    anchor_file: Path | None = Field(default=None, description="append-only anchors; default HOME/audit-anchors.jsonl")
+    anchor_key: Path | None = Field(default=None, description="Ed25519 signing key; default HOME/audit-anchor.key")
+
+    def anchor_paths(self, home: Path) -> tuple[Path, Path]:
+        """``(key, anchor file)`` for a home directory."""
+        return self.anchor_key or home / "audit-anchor.key", self.anchor_file or home / "audit-anchors.jsonl"
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry spans on the governed path (GenAI semantic conventions)."""
+
+    enabled: bool = False
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces")
+    capture_content: bool = Field(default=False, description="record messages, tool arguments and results in spans")
+    service_name: str = "sovereign"
 
 
 class PriceSheetConfig(_Section):
@@ -139,6 +160,8 @@ class Settings(BaseSettings):
     kernel: KernelSettings = Field(default_factory=KernelSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     models: list[ModelConfig] = Field(default_factory=list)
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from sovereign.config import Settings, ensure_home, load_settings
 from sovereign.errors import ModelUnavailableError
 from sovereign.finops.ledger import UsageLedger
 from sovereign.governance.audit import AuditLog, audit_egress
+from sovereign.governance.audit_anchor import AuditAnchor
 from sovereign.governance.egress import EgressGate
 from sovereign.governance.governed_model import GovernedModel
 from sovereign.governance.governor import CallObserver, CallScope, Governor
@@ -55,7 +56,11 @@ class Services:
         ensure_home(settings)
         db = Database(settings.database_path)
         os.chmod(settings.database_path, 0o600)
-        audit = AuditLog(db)
+        anchor = None
+        if settings.audit.anchor:
+            key_path, anchor_path = settings.audit.anchor_paths(settings.home)
+            anchor = AuditAnchor(key_path, anchor_path, every=settings.audit.anchor_every)
+        audit = AuditLog(db, anchor=anchor)
         return cls(
             settings=settings,
             db=db,
@@ -170,4 +175,5 @@ class Services:
             close = getattr(model, "close", None)
             if close is not None:
                 close()
+        self.audit.checkpoint()  # the head at exit is anchored outside the database
         self.db.close()

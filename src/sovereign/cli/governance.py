@@ -19,7 +19,8 @@ from sovereign.governance.visibility import VisibilityStore
 
 __all__ = ["audit_app", "caps_app", "identities_app", "keys_app"]
 
-audit_app = typer.Typer(help="The hash-chained audit log: verify it, export it, read it.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log: verify it (and its anchors), anchor it, export it, read it.",
+                        no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True)
 identities_app = typer.Typer(help="Humans and agents (every agent has a human owner).", no_args_is_help=True)
 caps_app = typer.Typer(help="Hard spend caps per key, agent, owner and day, in USD and tokens.",
@@ -54,15 +55,40 @@ def _csv(value: str | None) -> list[str] | None:
 @audit_app.command("verify")
 @friendly_errors
 def audit_verify() -> None:
-    """Check the whole chain; names the first edited, deleted, inserted or reordered entry."""
+    """Check the whole chain and that it agrees with every signed anchor kept outside the
+    database; names the first edited, deleted, inserted, reordered or rewritten entry."""
     with _governance() as (_, audit, _spend, _vis):
         verdict = audit.verify()
     if verdict.ok:
-        console.print(f"[bold green]ok[/]: {verdict.entries} entries, chain intact (head {verdict.head_hash[:16]})")
+        anchored = (f", agrees with {verdict.anchors} anchor(s), anchored up to #{verdict.anchored_seq}"
+                    if verdict.anchors is not None else " (no anchors: [audit] anchor = false)")
+        console.print(f"[bold green]ok[/]: {verdict.entries} entries, chain intact{anchored} "
+                      f"(head {verdict.head_hash[:16]})")
         return
-    err_console.print(f"[bold red]TAMPERED[/]: first bad entry is #{verdict.first_bad_seq}: {verdict.reason} "
-                      f"({verdict.entries} entries verified before it)")
+    where = f"first bad entry is #{verdict.first_bad_seq}: " if verdict.first_bad_seq is not None else ""
+    err_console.print(f"[bold red]TAMPERED[/]: {where}{verdict.reason} ({verdict.entries} entries in the chain)")
     raise typer.Exit(2)
+
+
+@audit_app.command("anchor")
+@friendly_errors
+def audit_anchor(show_key: bool = typer.Option(False, "--show-key", help="also print the public key")) -> None:
+    """Anchor the chain's head now and print the anchor: keep a copy (and the public key)
+    somewhere the database's writers cannot reach."""
+    with _governance() as (_, audit, _spend, _vis):
+        if audit.anchor is None:
+            err_console.print("anchors are off ([audit] anchor = false)")
+            raise typer.Exit(1)
+        latest = audit.anchor.checkpoint(audit)
+        public = audit.anchor.public_key_pem if show_key else None
+    if latest is None:
+        err_console.print("[bold red]not anchored[/]: the chain or the anchor files do not check out; "
+                          "run `sovereign audit verify`")
+        raise typer.Exit(2)
+    console.print(f"anchored entry #{latest.seq} (head {latest.head}) at {latest.ts}, key {latest.key}")
+    console.print(latest.line(), soft_wrap=True, highlight=False)
+    if public:
+        console.print(public, highlight=False)
 
 
 @audit_app.command("export")

@@ -5,7 +5,10 @@ Every entry stores ``seq``, ``ts``, ``kind``, ``actor``, ``data`` (JSON), ``prev
 entry chains to ``GENESIS``. A one-row ``audit_head`` table records the last seq and hash, so a
 truncated tail is detected too. SQLite triggers refuse UPDATE and DELETE on the log; someone
 with raw access to the file can still drop them, which is what ``verify`` is for: it names the
-first entry that was edited, deleted, inserted or moved.
+first entry that was edited, deleted, inserted or moved. Whoever can write the file can also
+recompute every hash; an ``AuditAnchor`` (``audit_anchor.py``) checkpoints the head outside the
+database, signed with a key the database does not hold, and ``verify`` checks the chain against
+every checkpoint.
 
 Secrets are redacted *before* anything is written: values under secret-looking keys
 (password, secret, token, api_key, authorization, ...) and secret-looking strings anywhere
@@ -27,9 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from sqlite3 import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sovereign.store import Database
+
+if TYPE_CHECKING:
+    from sovereign.governance.audit_anchor import AuditAnchor
 
 __all__ = [
     "GENESIS", "AuditEntry", "AuditLog", "AuditVerdict", "audit_egress", "canonical_json",
@@ -171,10 +177,15 @@ class AuditVerdict:
     first_bad_seq: int | None = None
     reason: str = "chain intact"
     head_hash: str = GENESIS
+    anchors: int | None = None
+    """Anchors the chain was checked against (``None``: the log has no anchor)."""
+    anchored_seq: int | None = None
+    """The latest anchored entry: everything up to it is proven unchanged."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq,
-                "reason": self.reason, "head_hash": self.head_hash}
+                "reason": self.reason, "head_hash": self.head_hash, "anchors": self.anchors,
+                "anchored_seq": self.anchored_seq}
 
 
 def _now() -> str:
@@ -182,10 +193,15 @@ def _now() -> str:
 
 
 class AuditLog:
-    """The hash-chained audit log in the shared database; safe across threads and processes."""
+    """The hash-chained audit log in the shared database; safe across threads and processes.
 
-    def __init__(self, db: Database) -> None:
+    With an ``anchor`` its head is checkpointed outside the database every ``anchor.every``
+    entries (once they commit) and whenever ``checkpoint`` is called, and ``verify`` checks the
+    chain against every checkpoint."""
+
+    def __init__(self, db: Database, *, anchor: AuditAnchor | None = None) -> None:
         self.db = db
+        self.anchor = anchor
         db.migrate("audit", MIGRATIONS)
 
     # --- writing -------------------------------------------------------------------------
@@ -216,7 +232,14 @@ class AuditLog:
             "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
             (seq, digest),
         )
+        if self.anchor is not None and self.anchor.due(seq):
+            self.db.after_commit(self.checkpoint)
         return seq
+
+    def checkpoint(self) -> None:
+        """Anchor the committed head now (no-op without an anchor)."""
+        if self.anchor is not None:
+            self.anchor.checkpoint(self)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -242,8 +265,23 @@ class AuditLog:
     # --- verification --------------------------------------------------------------------
 
     def verify(self) -> AuditVerdict:
-        """Walk the chain; name the first entry that was edited, deleted, inserted or moved."""
+        """Walk the chain; name the first entry that was edited, deleted, inserted or moved.
+        With an anchor, also check the chain against every anchor (naming the first that
+        disagrees) and, when all is well, anchor the head."""
         rows = list(self._iter_rows())
+        verdict = self._verify_chain(rows)
+        if self.anchor is None or not verdict.ok:
+            return verdict
+        check = self.anchor.check({row["seq"]: row["hash"] for row in rows}, verdict.entries)
+        if not check.ok:
+            return AuditVerdict(False, verdict.entries, check.first_bad_seq, check.reason, verdict.head_hash,
+                                check.anchors, check.anchored_seq)
+        latest = self.anchor.checkpoint(self)  # verified: the head may be anchored
+        return AuditVerdict(True, verdict.entries, None, f"chain intact; it agrees with {check.anchors} anchor(s)",
+                            verdict.head_hash, check.anchors,
+                            latest.seq if latest is not None else check.anchored_seq)
+
+    def _verify_chain(self, rows: list[Any]) -> AuditVerdict:
         position = {row["hash"]: row["seq"] for row in rows}
         head = self.db.query_one("SELECT seq, hash FROM audit_head WHERE id = 1")
         prev_hash, expected, count = GENESIS, 1, 0

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from sovereign import __version__
+from sovereign.governance.audit_anchor import anchor_periodically
 from sovereign.governance.authz import authorize
 from sovereign.server.auth import authenticate
 from sovereign.server.errors import install_error_handlers
@@ -52,10 +53,13 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
         task = None
         if preload:
             task = asyncio.ensure_future(_preload(app))
+        anchoring = _anchor_timer(services)
         async with mount_configured(app.state.services):  # [[mcp_servers]] tools, for agents
             yield
         if task is not None and not task.done():
             task.cancel()
+        if anchoring is not None:
+            anchoring.cancel()
 
     app = FastAPI(title="sovereign", version=__version__, lifespan=lifespan)
     app.state.services = services
@@ -88,6 +92,14 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
         return Response(app_metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _anchor_timer(services: Services) -> asyncio.Task | None:
+    """The audit chain's head is anchored on a timer while the server runs (``[audit]``)."""
+    interval = services.settings.audit.anchor_interval_s
+    if services.audit.anchor is None or not interval:
+        return None
+    return asyncio.ensure_future(anchor_periodically(services.audit, interval))
 
 
 async def _preload(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ class Database:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._tx_thread: int | None = None
+        self._after_commit: list[Callable[[], None]] = []
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
@@ -51,8 +53,10 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Run a block atomically: everything commits, or nothing does."""
+        committed = False
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._tx_thread = threading.get_ident()
             try:
                 yield self._conn
             except BaseException:
@@ -60,6 +64,21 @@ class Database:
                 raise
             else:
                 self._conn.execute("COMMIT")
+                committed = True
+            finally:
+                self._tx_thread = None
+                callbacks, self._after_commit = self._after_commit, []
+        if committed:
+            for callback in callbacks:
+                callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction this thread is in commits (never if it rolls
+        back); outside a transaction, call it now."""
+        if self._tx_thread == threading.get_ident():
+            self._after_commit.append(callback)
+        else:
+            callback()
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         """Run one statement in its own implicit transaction."""
