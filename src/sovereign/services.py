@@ -9,7 +9,7 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sovereign.config import Settings, ensure_home, load_settings
 from sovereign.errors import ModelUnavailableError
@@ -29,6 +29,9 @@ from sovereign.kernel.weights import ensure_weights
 from sovereign.progress import WeightsProgress, weights_bar
 from sovereign.store import Database
 
+if TYPE_CHECKING:
+    from sovereign.governance.tracing import Tracing
+
 
 @dataclass
 class Services:
@@ -41,6 +44,8 @@ class Services:
     audit: AuditLog
     spend: SpendGuard
     visibility: VisibilityStore
+    tracing: Tracing | None = None
+    """OpenTelemetry spans (``[tracing]``); every model served from here is traced when on."""
     models: dict[str, Model] = field(default_factory=dict)
     mounted_tools: list[Any] = field(default_factory=list)
     """Tools mounted at start (the ``[[mcp_servers]]``, see ``tools.mcp_client.mount_configured``)."""
@@ -61,18 +66,29 @@ class Services:
             key_path, anchor_path = settings.audit.anchor_paths(settings.home)
             anchor = AuditAnchor(key_path, anchor_path, every=settings.audit.anchor_every)
         audit = AuditLog(db, anchor=anchor)
+        egress = EgressGate(mode=settings.egress.mode, allow_hosts=list(settings.egress.allow_hosts),
+                            on_decision=audit_egress(audit))
+        tracing = None
+        if settings.tracing.enabled:
+            from sovereign.governance.tracing import Tracing
+
+            try:
+                tracing = Tracing.from_settings(settings.tracing, egress)
+            except BaseException:
+                db.close()
+                raise
         return cls(
             settings=settings,
             db=db,
             registry=ModelRegistry.load(settings),
             ledger=UsageLedger(db),
             keys=KeyStore(db, audit=audit),
-            egress=EgressGate(mode=settings.egress.mode, allow_hosts=list(settings.egress.allow_hosts),
-                              on_decision=audit_egress(audit)),
+            egress=egress,
             audit=audit,
             spend=SpendGuard(db, audit=audit),
             visibility=VisibilityStore(db, audit=audit),
             weights_progress=weights_bar() if progress else None,
+            tracing=tracing,
         )
 
     @property
@@ -138,7 +154,7 @@ class Services:
     def register(self, spec: ModelSpec, model: Model) -> None:
         """Serve ``model`` under ``spec.name`` (in-process backends: tests, benchmarks)."""
         self.registry.add(spec)
-        self.models[spec.name] = model
+        self.models[spec.name] = self.tracing.wrap(model) if self.tracing is not None else model
 
     async def model(self, name: str | None = None) -> Model:
         """The backend serving ``name`` (the ``instant`` tier if None), loading it on first use;
@@ -167,6 +183,8 @@ class Services:
         start = getattr(model, "start", None)
         if start is not None:
             await start()
+        if self.tracing is not None:
+            model = self.tracing.wrap(model)
         self.models[spec.name] = model
         return model
 
@@ -176,4 +194,6 @@ class Services:
             if close is not None:
                 close()
         self.audit.checkpoint()  # the head at exit is anchored outside the database
+        if self.tracing is not None:
+            self.tracing.shutdown()
         self.db.close()

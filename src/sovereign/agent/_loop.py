@@ -329,6 +329,17 @@ class Session:
                             approved=True if approved else None)
 
     async def execute(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *, concurrent: bool) -> None:
+        """Run one call, in an ``execute_tool`` span when the runner traces."""
+        tracing = self.runner.tracing
+        if tracing is None:
+            await self.run_tool(call, tool, arguments, concurrent=concurrent)
+            return
+        with tracing.tool_call(call.name, call.id, arguments=call.arguments, description=tool.description) as span:
+            step = await self.run_tool(call, tool, arguments, concurrent=concurrent)
+            tracing.end_tool(span, ok=step.ok, error=step.error, result=step.content)
+
+    async def run_tool(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *,
+                       concurrent: bool) -> ToolResultStep:
         """Run one call (its call step is already stored). A result is stored at once while other
         calls still run (so a crash never loses it), else with the next commit."""
         assert self.guard is not None
@@ -359,6 +370,7 @@ class Session:
         if concurrent:
             self.commit()
         self.detector.record_call(call.name, call.arguments, step.content)
+        return step
 
     def render(self, value: Any) -> str:
         text = value if isinstance(value, str) else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

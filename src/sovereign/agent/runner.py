@@ -46,6 +46,7 @@ from sovereign.kernel.registry import PriceSheet
 if TYPE_CHECKING:
     from sovereign.governance.governor import Governor
     from sovereign.governance.keys import Principal
+    from sovereign.governance.tracing import Tracing
     from sovereign.kernel.protocol import Model
     from sovereign.services import Services
     from sovereign.store import Database
@@ -115,6 +116,10 @@ class Runner:
     caps in addition to the agent's own budget, ledger, audit. A refused cap stops the run. ``memory`` (a ``MemoryStore``; with
     ``services`` the one in their database, when memory is in use there) gives each new run a
     recall prefix of ``memory_k`` memories and is flushed before compaction.
+
+    ``tracing`` (default: the services') puts each run in an ``invoke_agent`` span, each tool
+    execution in an ``execute_tool`` span under it, and traces the models given as ``model``
+    (the services' own models are traced where they are served).
     """
 
     services: Services | None = None
@@ -129,6 +134,7 @@ class Runner:
     memory_k: int = 5
     listeners: list[EventListener] = field(default_factory=list)
     handles: dict[str, RunHandle] = field(default_factory=dict)
+    tracing: Tracing | None = None
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -137,6 +143,11 @@ class Runner:
             self.store = RunStore(self.services.db)
         if self.governor is None and self.services is not None:
             self.governor = self.services.governor
+        if self.tracing is None and self.services is not None:
+            self.tracing = self.services.tracing
+        if self.tracing is not None and self.model is not None:
+            wrap = self.tracing.wrap
+            self.model = {k: wrap(m) for k, m in self.model.items()} if isinstance(self.model, dict) else wrap(self.model)
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -335,11 +346,24 @@ class Runner:
         lease is given back however the drive ends."""
         assert self.store is not None
         try:
-            result = await self._drive_claimed(run_id, agent, principal, record)
+            if self.tracing is None:
+                result = await self._drive_claimed(run_id, agent, principal, record)
+            else:
+                result = await self._drive_traced(run_id, agent, principal, record)
         except BaseException:
             self.store.release(run_id)
             raise
         leases.forget(run_id)  # the lease row went with the final step's transaction
+        return result
+
+    async def _drive_traced(self, run_id: str, agent: Agent, principal: Principal | None,
+                            record: RunRecord) -> RunResult:
+        assert self.tracing is not None
+        with self.tracing.agent_run(agent.name, run_id, model=record.model or agent.model, owner=agent.owner,
+                                    agent_id=getattr(principal, "agent_id", None)) as span:
+            result = await self._drive_claimed(run_id, agent, principal, record)
+            self.tracing.end_run(span, status=result.status, stop_reason=result.stop_reason,
+                                 usage=result.spent.usage, answer=result.answer)
         return result
 
     async def _drive_claimed(self, run_id: str, agent: Agent, principal: Principal | None,
