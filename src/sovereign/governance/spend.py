@@ -458,6 +458,27 @@ class SpendGuard:
         return SpendStatus(today_usd=totals[0], today_tokens=int(totals[1]), total_usd=totals[2],
                            total_tokens=int(totals[3]), caps=caps)
 
+    def cap_statuses(self) -> list[CapStatus]:
+        """Every cap (configured ones and the keys' own ``max_spend_usd``) with what is spent and
+        reserved against it now: what the metrics' remaining-budget gauges show."""
+        now = _now()
+        caps = self.caps()
+        if self.db.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'"):
+            for row in self.db.query("SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL"):
+                limit = json.loads(row["scopes"]).get("max_spend_usd")
+                if limit is not None:
+                    caps.append(Cap("key", row["id"], "total", float(limit), None))
+        with self.db.transaction() as conn:  # one consistent snapshot
+            return [CapStatus(cap, *self._usage(conn, cap, now)) for cap in caps]
+
+    def spent_today(self) -> dict[str | None, tuple[float, int]]:
+        """Settled spend today, ``owner id → (usd, tokens)`` (``None``: calls without an owner)."""
+        rows = self.db.query(
+            "SELECT owner_id, COALESCE(SUM(usd), 0) AS usd, COALESCE(SUM(tokens), 0) AS tokens "
+            "FROM spend_reservations WHERE day = ? AND status = 'settled' GROUP BY owner_id",
+            (_now().strftime("%Y-%m-%d"),))
+        return {row["owner_id"]: (float(row["usd"]), int(row["tokens"])) for row in rows}
+
 
 def _has_table(conn: Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None

@@ -63,7 +63,7 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
 
     app = FastAPI(title="sovereign", version=__version__, lifespan=lifespan)
     app.state.services = services
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(services)
     services.governor.observers.append(app.state.metrics.observe_call)
     app.state.load_error = None
     app.add_middleware(RequestLimits, max_body_bytes=services.settings.server.max_body_bytes)
