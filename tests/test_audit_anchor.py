@@ -328,3 +328,42 @@ def test_server_anchors_on_a_timer(tmp_path, monkeypatch):
             time.sleep(0.02)
         assert json.loads(anchors.read_text().splitlines()[-1])["seq"] == seq
     services.close()
+
+
+@pytest.mark.integration
+def test_real_server_run_anchored_at_exit_then_rewrite_detected(tmp_path, models_dir):
+    """A real ``sovereign serve`` answers with the embedded model, anchors its head when it
+    stops; ``sovereign audit verify`` (a real CLI process) agrees, then names a rewrite."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import LiveServer, make_home
+
+    home = make_home(tmp_path / "home", models_dir)
+    server = LiveServer(home, "sk-test-admin-key-0123456789").start()
+    try:
+        reply = httpx.post(f"{server.base_url}/chat/completions", timeout=120,
+                           headers={"Authorization": f"Bearer {server.api_key}"},
+                           json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8})
+        assert reply.status_code == 200, reply.text
+    finally:
+        server.stop()
+    lines = [json.loads(x) for x in (home / "audit-anchors.jsonl").read_text().splitlines()]
+    db = Database(home / "sovereign.db")
+    head = db.query_one("SELECT seq, hash FROM audit_head")
+    assert lines[-1]["seq"] == head["seq"] and lines[-1]["head"] == head["hash"]  # anchored at exit
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sovereign.cli.main", "audit", "verify"], capture_output=True,
+                              text=True, env={**os.environ, "SOVEREIGN_HOME": str(home)}, timeout=120)
+
+    ok = verify()
+    assert ok.returncode == 0 and "chain intact" in ok.stdout, ok.stdout + ok.stderr
+    kinds = [row["kind"] for row in db.query("SELECT kind FROM audit_log")]
+    assert "model.call" in kinds
+    rewrite_chain(db, edit_seq=kinds.index("model.call") + 1)
+    bad = verify()
+    assert bad.returncode == 2 and "rewritten" in bad.stderr, bad.stdout + bad.stderr
+    db.close()
