@@ -212,6 +212,8 @@ class TracedModel:
         self.name = model.name
 
     def __getattr__(self, item: str) -> Any:
+        if item == "inner":  # not set yet: no recursion
+            raise AttributeError(item)
         return getattr(self.inner, item)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
