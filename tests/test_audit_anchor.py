@@ -57,7 +57,7 @@ def rewrite_chain(db: Database, edit_seq: int) -> None:
     for seq, ts, kind, actor, data in rows:
         body = json.loads(data)
         if seq == edit_seq:
-            body["cost_usd"] = 0.0
+            body["rewritten"] = True
         digest = entry_hash(prev, seq, ts, kind, actor, body)
         conn.execute("UPDATE audit_log SET data = ?, prev_hash = ?, hash = ? WHERE seq = ?",
                      (canonical_json(body), prev, digest, seq))
