@@ -462,22 +462,22 @@ class SpendGuard:
         """Every cap (configured ones and the keys' own ``max_spend_usd``) with what is spent and
         reserved against it now: what the metrics' remaining-budget gauges show."""
         now = _now()
-        caps = self.caps()
-        if self.db.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'"):
-            for row in self.db.query("SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL"):
-                limit = json.loads(row["scopes"]).get("max_spend_usd")
-                if limit is not None:
-                    caps.append(Cap("key", row["id"], "total", float(limit), None))
         with self.db.transaction() as conn:  # one consistent snapshot
+            caps = [Cap(r["scope"], r["subject"], r["period"], r["max_usd"], r["max_tokens"])
+                    for r in conn.execute("SELECT * FROM spend_caps ORDER BY scope, subject, period")]
+            if self._keys_table(conn):
+                for row in conn.execute("SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL"):
+                    limit = json.loads(row["scopes"]).get("max_spend_usd")
+                    if limit is not None:
+                        caps.append(Cap("key", row["id"], "total", float(limit), None))
             return [CapStatus(cap, *self._usage(conn, cap, now)) for cap in caps]
 
-    def spent_today(self) -> dict[str | None, tuple[float, int]]:
-        """Settled spend today, ``owner id → (usd, tokens)`` (``None``: calls without an owner)."""
-        rows = self.db.query(
-            "SELECT owner_id, COALESCE(SUM(usd), 0) AS usd, COALESCE(SUM(tokens), 0) AS tokens "
-            "FROM spend_reservations WHERE day = ? AND status = 'settled' GROUP BY owner_id",
-            (_now().strftime("%Y-%m-%d"),))
-        return {row["owner_id"]: (float(row["usd"]), int(row["tokens"])) for row in rows}
+    def spent_today(self, scope: Scope = "owner") -> dict[str, tuple[float, int]]:
+        """Settled spend today (UTC) by subject of ``scope``, ``subject → (usd, tokens)``; for
+        ``global`` the one subject is ``'*'``."""
+        rows = self.db.query("SELECT subject, usd, tokens FROM spend_totals WHERE scope = ? AND day = ?",
+                             (scope, _now().strftime("%Y-%m-%d")))
+        return {row["subject"]: (float(row["usd"]), int(row["tokens"])) for row in rows}
 
 
 def _has_table(conn: Connection, name: str) -> bool:

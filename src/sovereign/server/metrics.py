@@ -95,14 +95,14 @@ class _LiveState(Collector):
                                   labels=["owner"])
         today_tokens = GaugeMetricFamily("sovereign_spend_today_tokens", "Tokens settled today (UTC), by owner",
                                          labels=["owner"])
-        spent = spend.spent_today()
-        for owner, (usd, tokens) in spent.items():
-            today.add_metric([owner or ""], usd)
-            today_tokens.add_metric([owner or ""], tokens)
+        for owner, (usd, tokens) in spend.spent_today("owner").items():
+            today.add_metric([owner], usd)
+            today_tokens.add_metric([owner], tokens)
         yield today
         yield today_tokens
+        usd, _tokens = spend.spent_today("global").get("*", (0.0, 0))
         yield GaugeMetricFamily("sovereign_spend_today_global_usd", "Settled spend today (UTC) in USD, in all",
-                                value=sum(usd for usd, _ in spent.values()))
+                                value=usd)
         labels = ["scope", "subject", "period"]
         remaining_usd = GaugeMetricFamily("sovereign_cap_remaining_usd",
                                           "What a spend cap still allows in USD (spent and reserved deducted)",
