@@ -50,7 +50,10 @@ def serve(
         console.print("API key: created at first start (shown then); make another with `sovereign keys create`")
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(services), host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        services.close()  # anchors the audit head, flushes spans
 
 
 @app.command()

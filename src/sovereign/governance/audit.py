@@ -237,8 +237,8 @@ class AuditLog:
         return seq
 
     def checkpoint(self) -> None:
-        """Anchor the committed head now (no-op without an anchor)."""
-        if self.anchor is not None:
+        """Anchor the committed head now (no-op without an anchor or once the database is closed)."""
+        if self.anchor is not None and not self.db.closed:
             self.anchor.checkpoint(self)
 
     # --- reading -------------------------------------------------------------------------

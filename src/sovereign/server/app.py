@@ -60,7 +60,6 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
             task.cancel()
         if anchoring is not None:
             anchoring.cancel()
-        services.audit.checkpoint()  # the head at shutdown is anchored outside the database
         if services.tracing is not None:
             services.tracing.provider.force_flush()
 

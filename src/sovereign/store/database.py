@@ -36,6 +36,7 @@ class Database:
         self._lock = threading.RLock()
         self._tx_thread: int | None = None
         self._after_commit: list[Callable[[], None]] = []
+        self.closed = False
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
@@ -115,6 +116,7 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            self.closed = True
 
 
 def _split_statements(script: str) -> list[str]:
