@@ -461,7 +461,7 @@ class SpendGuard:
     def cap_statuses(self) -> list[CapStatus]:
         """Every cap (configured ones and the keys' own ``max_spend_usd``) with what is spent and
         reserved against it now: what the metrics' remaining-budget gauges show."""
-        now = _now()
+        now = _Now.at(_now())
         with self.db.transaction() as conn:  # one consistent snapshot
             caps = [Cap(r["scope"], r["subject"], r["period"], r["max_usd"], r["max_tokens"])
                     for r in conn.execute("SELECT * FROM spend_caps ORDER BY scope, subject, period")]
