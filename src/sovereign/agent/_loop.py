@@ -24,8 +24,11 @@ import orjson
 from sovereign.agent import compaction as cmp
 from sovereign.agent._guard import RunGuard
 from sovereign.agent._view import TranscriptView
+from sovereign.agent._accept import INVALID_CALL, Accepting, Invalid, corrections_since_progress
+from sovereign.agent.answer_check import call_markup, usage_of
 from sovereign.agent.budget import RunUsage
-from sovereign.agent.errors import BudgetExceededError, LoopDetectedError
+from sovereign.agent.code_mode import CODE, CodeActing
+from sovereign.agent.errors import BudgetExceededError, LoopDetectedError, NoValidActionError
 from sovereign.agent.loop_detect import LoopDetector
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import (
@@ -60,7 +63,7 @@ _MIN_OUTPUT = 16
 
 
 @dataclass
-class Session:
+class Session(CodeActing, Accepting):
     runner: Runner
     agent: Agent
     run_id: str
@@ -81,26 +84,38 @@ class Session:
     final: FinalAnswerStep | None = None
     force_answer: bool = False
     """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
+    invalid_actions: int = 0
+    """Invalid actions in a row (each sent back with a correction); past the agent's
+    ``max_corrections`` the run fails."""
+    grounding_nudges: int = 0
+    answer_note: str = ""
+    """Said in the stop reason of an answer taken with a caveat (files it never read)."""
     view: TranscriptView | None = None
     _tool_specs: list = field(default_factory=list)
     _tools_estimate: dict[Any, int] = field(default_factory=dict)
     _prices: dict[str, PriceSheet] = field(default_factory=dict)
     _stored_totals: tuple = ()
+    _code_arguments: dict[str, str] = field(default_factory=dict)
     _staged: list[Step] = field(default_factory=list)
     _staged_writes: list[Callable[[Connection], None]] = field(default_factory=list)
 
     # --- driver --------------------------------------------------------------------------------
 
     async def drive(self, state: str) -> FinalAnswerStep:
-        handlers = {MODEL: self.model_state, TOOLS: self.tools_state, VERIFY: self.verify_state}
+        handlers = {MODEL: self.model_state, TOOLS: self.tools_state, VERIFY: self.verify_state,
+                    CODE: self.code_state}
         if self.guard is None:
             self.guard = RunGuard.build(self.agent, self.run_id, self.task_step().task,
                                         approver=self.runner.approver, services=self.runner.services)
         self._tool_specs = [t.spec() for t in self.guard.offered(self.agent.tools)]
         self.view = TranscriptView(self.steps)
+        self.invalid_actions, self.grounding_nudges = corrections_since_progress(self.steps)
         try:
             while state != DONE:
                 state = await handlers[state]()
+        except NoValidActionError as exc:
+            await self.finish("failed", f"model could not produce a valid action: {exc.message}",
+                              self.partial_answer(exc.message), partial=True)
         except BudgetExceededError as exc:
             await self.finish("stopped", f"budget {exc.limit}: {exc.message}", self.partial_answer(exc.message), partial=True)
         except LoopDetectedError as exc:
@@ -130,23 +145,35 @@ class Session:
         message = response.message
         step.content, step.reasoning = message.content, message.reasoning_content
         step.tool_calls, step.finish_reason = list(message.tool_calls), response.finish_reason
+        if self.agent.mode == "code":
+            self.stage(step)
+            return self.read_code_turn(step)
+        if not step.tool_calls and step.content:
+            step.content, step.tool_calls = self.recover_calls(step.content)
         self.stage(step)
-        if message.tool_calls:
+        if step.tool_calls:
             return TOOLS
-        self.answer = message.content or ""
-        self.detector.record_text(message.content)
-        return VERIFY
+        return self.consider_answer(step.content)
 
     async def tools_state(self) -> str:
         """Run the pending tool calls of the last model turn (concurrently), then go back to MODEL."""
         calls, started = self.turn_calls()
         runnable: list[tuple[ToolCall, Tool, dict[str, Any]]] = []
+        invalid: list[str] = []
         for call in calls:
             verdict = await self.screen(call, started.get(call.id))
             if isinstance(verdict, str):
-                self.stage(self.refused(call, verdict))
+                refusal = self.refused(call, verdict)
+                if isinstance(verdict, Invalid):
+                    refusal.error = INVALID_CALL
+                    invalid.append(verdict)
+                self.stage(refusal)
             else:
                 runnable.append((call, *verdict))
+        if invalid and len(invalid) == len(calls):
+            self.correct(invalid[-1].removeprefix("error: ").split(". ")[0], None)  # the refusals say what to fix
+        elif calls:
+            self.invalid_actions = 0
         allowed = self.agent.budget.tool_calls_allowed(self.spent, len(runnable))
         self.spent.tool_calls += allowed  # reserved before any starts: concurrent calls cannot overshoot
         for call, tool, _ in runnable[:allowed]:
@@ -172,7 +199,7 @@ class Session:
         """Check the answer (if the agent asks for it); a failed check sends the agent back."""
         verifier = verifier_model_name(self.agent.verify, self.model_name)
         if verifier is None:
-            await self.finish("completed", "final answer", self.answer)
+            await self.finish("completed", "final answer" + self.answer_note, self.answer)
             return DONE
         model = self.model if verifier == self.model_name else await self.runner.resolve_model(verifier)
         if model is not self.model and self.govern is not None:
@@ -184,7 +211,7 @@ class Session:
         step.passed, step.critique = parse_verdict(response.message.content)
         self.stage(step)
         if step.passed:
-            await self.finish("completed", "final answer (verified)", self.answer, verified=True)
+            await self.finish("completed", "final answer (verified)" + self.answer_note, self.answer, verified=True)
             return DONE
         self.verify_failures += 1
         if self.verify_failures > self.agent.max_verify_retries:
@@ -210,6 +237,9 @@ class Session:
 
     def agent_request(self, max_tokens: int) -> ChatRequest:
         thinking = Thinking(enabled=True, budget_tokens=self.thinking_tokens()) if self.agent.thinking else Thinking()
+        if self.agent.mode == "code":
+            self.force_answer = False
+            return self.code_request(max_tokens, thinking)
         choice = ToolChoice(mode="none" if self.force_answer else "auto")
         self.force_answer = False
         return ChatRequest(
@@ -291,22 +321,23 @@ class Session:
                 started[step.call_id] = step
         return [], started
 
-    async def screen(self, call: ToolCall, prior: ToolCallStep | None) -> str | tuple[Tool, dict[str, Any]]:
+    async def screen(self, call: ToolCall, prior: ToolCallStep | None, *,
+                     loops: bool = True) -> str | tuple[Tool, dict[str, Any]]:
         """The tool and validated arguments of ``call`` if it may run, or why not (unknown or
-        forbidden tool, bad arguments, a loop, the injection guard, no approval)."""
+        forbidden tool, bad arguments, a loop unless ``loops`` is off, the injection guard, no
+        approval)."""
         assert self.guard is not None
         tool = self.agent.tool(call.name)
         if tool is None:
-            names = ", ".join(t.name for t in self.guard.offered(self.agent.tools)) or "none"
-            return f"error: there is no tool '{call.name}' (tools: {names})"
+            return Invalid(f"error: there is no tool '{call.name}'. The tools are: {self.usage()}")
         forbidden = self.guard.forbidden(call.name)
         if forbidden is not None:
             return forbidden
         try:
             arguments = tool.validate(call.arguments)
         except ToolArgumentError as exc:
-            return f"error: {exc.message}"
-        if prior is None and self.detector.is_repeat(call.name, call.arguments):
+            return Invalid(f"error: {exc.message}. Usage: {usage_of([tool.spec()])}")
+        if loops and prior is None and self.detector.is_repeat(call.name, call.arguments):
             if not self.detector.should_nudge():
                 raise LoopDetectedError(f"'{call.name}' called again with the same arguments {call.arguments}")
             self.force_answer = True
@@ -328,20 +359,24 @@ class Session:
         return ToolCallStep(call_id=call.id, name=call.name, arguments=call.arguments,
                             approved=True if approved else None)
 
-    async def execute(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *, concurrent: bool) -> None:
+    async def execute(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *, concurrent: bool,
+                      in_code: bool = False) -> ToolResultStep:
         """Run one call, in an ``execute_tool`` span when the runner traces."""
         tracing = self.runner.tracing
         if tracing is None:
-            await self.run_tool(call, tool, arguments, concurrent=concurrent)
-            return
+            return await self.run_tool(call, tool, arguments, concurrent=concurrent, in_code=in_code)
         with tracing.tool_call(call.name, call.id, arguments=call.arguments, description=tool.description) as span:
-            step = await self.run_tool(call, tool, arguments, concurrent=concurrent)
+            step = await self.run_tool(call, tool, arguments, concurrent=concurrent, in_code=in_code)
             tracing.end_tool(span, ok=step.ok, error=step.error, result=step.content)
+        return step
 
     async def run_tool(self, call: ToolCall, tool: Tool, arguments: dict[str, Any], *,
-                       concurrent: bool) -> ToolResultStep:
+                       concurrent: bool, in_code: bool = False) -> ToolResultStep:
         """Run one call (its call step is already stored). A result is stored at once while other
-        calls still run (so a crash never loses it), else with the next commit."""
+        calls still run (so a crash never loses it), else with the next commit.
+
+        ``in_code``: a call from the agent's code, which gets the whole result as it is (the
+        guard still observes it); the model sees the code's output instead."""
         assert self.guard is not None
         context = None
         if tool.takes_context:
@@ -349,12 +384,14 @@ class Session:
                                   owner=self.agent.owner, services=self.runner.services,
                                   extras={"access": self.guard.access} if self.guard.access is not None else {})
         started = time.perf_counter()
-        step = ToolResultStep(call_id=call.id, name=call.name, content="")
+        step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)
         try:
             job = tool.invoke(arguments, context)
             value = await (job if time_left is None else asyncio.wait_for(job, time_left))
-            step.content = self.guard.observe(tool, self.render(value))
+            text = self.render(value, cut=not in_code)
+            seen = self.guard.observe(tool, text)
+            step.content = text if in_code else seen
         except (ToolArgumentError, ToolError) as exc:
             step.ok, step.error = False, exc.message
             step.content = self.guard.observe(tool, f"error: {exc.message}")
@@ -372,10 +409,10 @@ class Session:
         self.detector.record_call(call.name, call.arguments, step.content)
         return step
 
-    def render(self, value: Any) -> str:
+    def render(self, value: Any, *, cut: bool = True) -> str:
         text = value if isinstance(value, str) else orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         limit = self.agent.max_tool_result_chars
-        if len(text) > limit:
+        if cut and len(text) > limit:
             text = text[:limit] + f"\n[cut: {len(text) - limit} more characters not shown]"
         return text
 
@@ -434,7 +471,8 @@ class Session:
         if self.answer:
             return self.answer
         results = [s.content for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
-        said = [s.content for s in self.steps if isinstance(s, ModelCallStep) and s.content][-1:]
+        said = [s.content for s in self.steps if isinstance(s, ModelCallStep) and s.content
+                and call_markup(s.content) is None][-1:]
         body = "\n".join(f"- {text[:300]}" for text in said + results) or "- nothing yet"
         return prompt("partial").format(reason=reason) + "\n" + body
 
@@ -515,6 +553,8 @@ class Session:
             self.guard.record(step, self.arguments_of(step.call_id), conn)
 
     def arguments_of(self, call_id: str) -> str:
+        if call_id in self._code_arguments:  # a call from code mode: no model turn names it
+            return self._code_arguments[call_id]
         for step in reversed(self.steps):
             if isinstance(step, ModelCallStep):
                 for call in step.tool_calls:

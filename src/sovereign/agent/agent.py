@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,11 @@ __all__ = ["Agent", "AgentConfig", "BudgetConfig", "ToolCatalog", "agent_config"
            "load_agent_configs", "resolve_tools", "weakening_settings"]
 
 DEFAULT_AGENT = "default"
+Mode = Literal["tools", "code"]
+DEFAULT_MODE: Mode = "tools"
+"""The default agent's mode (chosen by measurement on the task suite: BENCHMARKS.md)."""
+DEFAULT_TOOLS = ("list_files", "read_file", "search_files", "write_file", "calculator")
+"""The default agent's tools: workspace files (writing asks for approval) and the calculator."""
 ToolResolver = Callable[[str], Tool | None]
 
 
@@ -58,6 +63,12 @@ class Agent:
     """Override of the model's context size (tokens), for compaction."""
     max_tool_result_chars: int = 4000
     """Longer tool results are cut (with a note saying so) before the model sees them."""
+    mode: Mode = "tools"
+    """How the model acts: ``tools`` (JSON tool calls) or ``code`` (it writes Python that runs in
+    the sandbox with the tools as functions, and calls ``final_answer``)."""
+    max_corrections: int = 3
+    """Invalid actions in a row (a call written as text, an unknown tool, bad arguments, no code)
+    that go back to the model with a correction; one more ends the run as ``failed``."""
     injection_policy: Policy = "approve"
     """Outward tools (shell, file writes, HTTP, messages) once tool results are in the context:
     ``approve`` asks the runner's approver (``block`` when there is none), ``block`` refuses,
@@ -80,7 +91,7 @@ class Agent:
             stale_steps=self.loop.stale_steps, loop_nudge=self.loop.nudge,
             compaction_threshold=self.compaction.threshold, keep_recent=self.compaction.keep_recent,
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
-            injection_policy=self.injection_policy,
+            injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
         )
 
 
@@ -121,6 +132,8 @@ class AgentConfig(BaseModel):
     context_window: int | None = Field(default=None, ge=256)
     max_tool_result_chars: int = Field(default=4000, ge=100)
     injection_policy: Policy = "approve"
+    mode: Mode = "tools"
+    max_corrections: int = Field(default=3, ge=0, le=20)
 
     def build(self, resolve: ToolResolver | None = None) -> Agent:
         """The ``Agent``; each tool name is looked up with ``resolve`` (default: built-in tools)."""
@@ -133,7 +146,7 @@ class AgentConfig(BaseModel):
             loop=LoopPolicy(repeat_limit=self.repeat_limit, stale_steps=self.stale_steps, nudge=self.loop_nudge),
             compaction=CompactionPolicy(threshold=self.compaction_threshold, keep_recent=self.keep_recent),
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
-            injection_policy=self.injection_policy,
+            injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
         )
 
 
@@ -270,13 +283,13 @@ def load_agent_configs(home: Path, config_path: Path | None = None) -> dict[str,
 
 def agent_config(name: str | None, home: Path, config_path: Path | None = None, *,
                  services: Any = None) -> AgentConfig:
-    """The named agent from config, or a default agent (no tools) when ``name`` is None."""
+    """The named agent from config, or the default agent (``DEFAULT_TOOLS``, ``DEFAULT_MODE``) when ``name`` is None."""
     configs = load_agent_configs(home, config_path)
     if name is None:
         if DEFAULT_AGENT in configs:
             return configs[DEFAULT_AGENT]
-        safe = [t.name for t in _builtin_tools(services).values() if not t.needs_approval]
-        return AgentConfig(name=DEFAULT_AGENT, tools=safe)
+        available = _builtin_tools(services)
+        return AgentConfig(name=DEFAULT_AGENT, tools=[t for t in DEFAULT_TOOLS if t in available], mode=DEFAULT_MODE)
     if name not in configs:
         known = ", ".join(sorted(configs)) or "none defined"
         raise UnknownAgentError(f"no agent named '{name}' (agents: {known})", param="agent")

@@ -9,6 +9,7 @@ __all__ = [
     "AgentError",
     "BudgetExceededError",
     "LoopDetectedError",
+    "NoValidActionError",
     "RunNotFoundError",
     "RunBusyError",
     "RunNotResumableError",
@@ -69,3 +70,10 @@ class LoopDetectedError(AgentError):
     """Control flow: the run repeats itself without making progress."""
 
     code = "loop_detected"
+
+
+class NoValidActionError(AgentError):
+    """Control flow: the model kept answering with something that is no valid action (a call
+    written as text, an unknown tool, bad arguments, no code) after every correction."""
+
+    code = "no_valid_action"

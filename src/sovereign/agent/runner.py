@@ -21,11 +21,11 @@ from sovereign.agent._journal import SessionJournal
 from sovereign.agent._loop import MODEL, TOOLS, VERIFY, Session
 from sovereign.agent.agent import Agent, AgentConfig, ToolResolver
 from sovereign.agent.budget import Budget, RunUsage
+from sovereign.agent.code_mode import CODE, code_resume_state, system_prompt
 from sovereign.agent.compaction import BeforeCompaction
 from sovereign.agent.errors import RunNotResumableError
 from sovereign.agent.hooks import Approver, EventListener, RunEvent
 from sovereign.agent.loop_detect import LoopDetector
-from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import (
     FinalAnswerStep,
     ModelCallStep,
@@ -233,7 +233,7 @@ class Runner:
         if not task.strip():
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
-        instructions = prompt("system") + (f"\n{agent.instructions.strip()}" if agent.instructions.strip() else "")
+        instructions = system_prompt(agent) + (f"\n{agent.instructions.strip()}" if agent.instructions.strip() else "")
         recalled = self._recall(agent, task)
         if recalled:
             instructions += f"\n\n{recalled}"
@@ -392,9 +392,9 @@ class Runner:
                           detector=_replay(agent, steps), guard=guard, journal=journal,
                           govern=govern)
         journal.session = session
-        state = _next_state(steps)
+        state, answer = _next_state(steps, agent.mode)
         if state == VERIFY:
-            session.answer = _last_answer(steps)
+            session.answer = answer
         session.verify_failures = sum(1 for s in steps if isinstance(s, VerificationStep) and not s.passed)
         if record.status != "running":
             self.store.set_status(run_id, "running")
@@ -402,18 +402,23 @@ class Runner:
         return _result(record.id, agent.name, final, steps, spent)
 
 
-def _next_state(steps: list[Step]) -> str:
-    """Where a run (fresh or interrupted) continues, read from its stored steps."""
+def _next_state(steps: list[Step], mode: str) -> tuple[str, str | None]:
+    """Where a run (fresh or interrupted) continues, read from its stored steps (and the answer
+    to check when that is VERIFY)."""
+    if mode == "code":
+        found = code_resume_state(steps)
+        if found is not None:
+            return CODE if found[0] == CODE else VERIFY, found[1]
     calls = [s for s in steps if isinstance(s, ModelCallStep) and s.error is None]
     if calls and calls[-1].tool_calls:
         done = {s.call_id for s in steps if isinstance(s, ToolResultStep)}
         if any(call.id not in done for call in calls[-1].tool_calls):
-            return TOOLS
+            return TOOLS, None
     live = [s for s in steps if not isinstance(s, (FinalAnswerStep, SummaryStep))]
     last = live[-1] if live else None
     if isinstance(last, ModelCallStep) and last.error is None and not last.tool_calls:
-        return VERIFY
-    return MODEL
+        return VERIFY, _last_answer(steps)
+    return MODEL, None
 
 
 def _last_answer(steps: list[Step]) -> str:

@@ -19,6 +19,7 @@ from sovereign.agent.prompts import prompt
 from sovereign.kernel.messages import Message, ToolCall, Usage
 
 __all__ = [
+    "CodeStep",
     "FinalAnswerStep",
     "ModelCallStep",
     "NoticeStep",
@@ -157,13 +158,39 @@ class ToolResultStep(Step):
     ok: bool = True
     executed: bool = True
     """False when the call was refused (approval, budget, loop) rather than run."""
+    in_code: bool = False
+    """A call made by the agent's code (code mode): the model sees the code's output instead."""
 
     def to_messages(self) -> list[Message]:
+        if self.in_code:
+            return []
         return [Message(role="tool", content=self.content, tool_call_id=self.call_id, name=self.name)]
 
     def summary_line(self) -> str:
         status = "ok" if self.ok else ("refused" if not self.executed else "error")
         return f"result {self.name} [{status}]: {_clip(self.content, 100)}"
+
+
+@dataclass(kw_only=True)
+class CodeStep(Step):
+    """The run of the code a model turn wrote (code mode): what it printed, and the final answer
+    when the code called ``final_answer``. Its tool calls are stored as their own steps before it."""
+
+    kind: ClassVar[str] = "code"
+    code: str
+    output: str = ""
+    """What the model sees: printed output, then the error if the code failed."""
+    final: str | None = None
+    tool_calls: int = 0
+
+    def to_messages(self) -> list[Message]:
+        return [Message(role="user", content=prompt("code_observation").format(output=self.output or "(nothing printed)"))]
+
+    def summary_line(self) -> str:
+        if self.final is not None:
+            return f"code: final_answer({_clip(self.final, 80)})"
+        status = "error" if self.error else "ok"
+        return f"code [{status}, {self.tool_calls} tool calls]: {_clip(self.output, 100)}"
 
 
 @dataclass(kw_only=True)
@@ -229,7 +256,7 @@ class FinalAnswerStep(Step):
 
 _KINDS: dict[str, type[Step]] = {
     cls.kind: cls
-    for cls in (TaskStep, ModelCallStep, ToolCallStep, ToolResultStep, VerificationStep, NoticeStep,
+    for cls in (TaskStep, ModelCallStep, ToolCallStep, ToolResultStep, CodeStep, VerificationStep, NoticeStep,
                 SummaryStep, FinalAnswerStep)
 }
 

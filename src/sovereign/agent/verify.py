@@ -8,7 +8,7 @@ import json
 import re
 
 from sovereign.agent.prompts import prompt
-from sovereign.agent.steps import Step, SummaryStep, ToolResultStep
+from sovereign.agent.steps import CodeStep, Step, SummaryStep, ToolResultStep
 from sovereign.kernel.messages import ChatRequest, Message, ResponseFormat
 
 __all__ = ["VERDICT_SCHEMA", "parse_verdict", "verification_request", "verifier_model_name"]
@@ -32,6 +32,8 @@ def evidence_of(steps: list[Step], limit_chars: int) -> str:
     for step in steps:
         if isinstance(step, ToolResultStep) and step.executed:
             lines.append(f"- {step.name}: {step.content[:800]}")
+        elif isinstance(step, CodeStep) and step.output:
+            lines.append(f"- code printed: {step.output[:800]}")
         elif isinstance(step, SummaryStep):
             lines.append(f"- (summary) {step.text}")
     text = "\n".join(lines) or "- none"

@@ -23,7 +23,7 @@ from sovereign.agent import AllowAll, Budget, Runner, RunResult, RunStore, parse
 from sovereign.agent.agent import agent_config, builtin_resolver
 from sovereign.agent.hooks import RunEvent
 from sovereign.agent.store import RunRecord
-from sovereign.errors import SovereignError
+from sovereign.errors import InvalidRequestError, SovereignError
 from sovereign.tools.mcp_client import mount_configured
 
 __all__ = ["run_command", "runs_app"]
@@ -92,6 +92,8 @@ def run_command(
     budget: Annotated[str | None, typer.Option(help="e.g. steps=8,tool_calls=10,output_tokens=4000,cost=0.05,time=120")] = None,
     model: Annotated[str | None, typer.Option(help="Override the agent's model.")] = None,
     verify: Annotated[str | None, typer.Option(help="off, same, or a model name.")] = None,
+    mode: Annotated[str | None, typer.Option(help="How the agent acts: 'tools' (JSON tool calls) or 'code' "
+                                                  "(Python in the sandbox). Default: the agent's own.")] = None,
     workspace: Annotated[Path | None, typer.Option(help="Folder the workspace tools work in.")] = None,
     tools: Annotated[str | None, typer.Option(
         "--tools", help="Comma-separated tool names the agent gets instead of its own "
@@ -115,6 +117,10 @@ def run_command(
                 built.model = model
             if verify:
                 built.verify = verify
+            if mode:
+                if mode not in ("tools", "code"):
+                    raise InvalidRequestError(f"--mode must be 'tools' or 'code', not '{mode}'", param="mode")
+                built.mode = mode  # type: ignore[assignment]
             runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
             runner.subscribe(_progress(console))
             return await runner.run(built, task, principal=services.keys.local_principal())

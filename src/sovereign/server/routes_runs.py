@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -36,6 +36,7 @@ class RunCreate(BaseModel):
     definition: AgentConfig | None = Field(default=None, description="an agent defined inline")
     budget: BudgetConfig | None = None
     model: str | None = None
+    mode: Literal["tools", "code"] | None = Field(default=None, description="how the agent acts (overrides its own)")
     wait: bool = Field(default=False, description="answer when the run ends instead of at once")
 
 
@@ -117,6 +118,8 @@ def _build(request: Request, body: RunCreate) -> Agent:
         agent.budget = Budget(**body.budget.model_dump())
     if body.model is not None:
         agent.model = body.model
+    if body.mode is not None:
+        agent.mode = body.mode
     if agent.model is None:
         agent.model = _runner(request).model_name_for(agent)
     services.registry.get(agent.model)  # an unknown model is a 404 now, not a failed run later

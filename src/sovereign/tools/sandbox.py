@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,6 +240,8 @@ class Sandbox:
     mode: str | None = None  # None: the strongest available (see ``isolation_mode``)
     allow_weak: bool = False
     protect: tuple[Path, ...] = ()
+    read_only: bool = False
+    """Mount the workspace read-only (bubblewrap only), so writes must go through the tools."""
 
     def __post_init__(self) -> None:
         self.workdir = Path(os.path.realpath(self.workdir))
@@ -282,7 +284,8 @@ class Sandbox:
                 inner = [prlimit, f"--nproc={self.limits.max_processes}", "--", *inner]
             return [
                 shutil.which("bwrap") or "bwrap", *_bwrap_mounts(),
-                "--bind", str(self.workdir), _INSIDE_WORKSPACE, "--chdir", _INSIDE_WORKSPACE,
+                "--ro-bind" if self.read_only else "--bind", str(self.workdir), _INSIDE_WORKSPACE,
+                "--chdir", _INSIDE_WORKSPACE,
                 "--unshare-all", "--die-with-parent", "--new-session", "--", *inner,
             ]
         if self.mode == "unshare":
@@ -335,9 +338,10 @@ class Sandbox:
 
         return apply
 
-    async def run(self, command: Sequence[str], *, stdin: bytes | None = None) -> SandboxResult:
-        """Run ``command`` (an argv list) to completion or until a limit kills it; raises
-        ``SandboxUnavailableError`` when it may not run here (see ``check``)."""
+    @contextlib.contextmanager
+    def _prepared(self, command: Sequence[str]) -> Iterator[tuple[Path | None, Callable[[], None], list[str],
+                                                                   dict[str, str]]]:
+        """``(cgroup, preexec, argv, env)`` for one command, with what they need held open."""
         self.check()
         with contextlib.ExitStack() as stack:
             tmp = stage = None
@@ -349,8 +353,30 @@ class Sandbox:
             elif self.mode == "unshare":
                 stage = stack.enter_context(tempfile.TemporaryDirectory(prefix="sovereign-stage-"))
             cgroup = stack.enter_context(_pids_cgroup(self.limits.max_processes))
-            return await self._execute(command, stdin, cgroup, self._preexec(cgroup, ruleset),
-                                       self._argv(command, stage), self._env(tmp))
+            yield cgroup, self._preexec(cgroup, ruleset), self._argv(command, stage), self._env(tmp)
+
+    async def run(self, command: Sequence[str], *, stdin: bytes | None = None) -> SandboxResult:
+        """Run ``command`` (an argv list) to completion or until a limit kills it; raises
+        ``SandboxUnavailableError`` when it may not run here (see ``check``)."""
+        with self._prepared(command) as (cgroup, preexec, argv, env):
+            return await self._execute(command, stdin, cgroup, preexec, argv, env)
+
+    @contextlib.asynccontextmanager
+    async def session(self, command: Sequence[str]) -> AsyncIterator[asyncio.subprocess.Process]:
+        """Start ``command`` with pipes on stdin, stdout and stderr, for a conversation with it
+        (the caller keeps the time and output limits); its process group is killed on the way out."""
+        with self._prepared(command) as (cgroup, preexec, argv, env):
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=self.workdir, env=env, start_new_session=True,
+                preexec_fn=preexec, limit=1 << 20,
+            )
+            try:
+                yield process
+            finally:
+                _kill(process, cgroup)
+                with contextlib.suppress(ProcessLookupError, TimeoutError):
+                    await asyncio.wait_for(process.wait(), 5)
 
     async def _execute(self, command: Sequence[str], stdin: bytes | None, cgroup: Path | None,
                        preexec: Callable[[], None], argv: list[str], env: dict[str, str]) -> SandboxResult:

@@ -1,0 +1,126 @@
+"""Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
+no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
+syntax, and the files the task names were read; otherwise the model gets a correction. Calls a
+model wrote as text are recovered and run; invalid actions in a row past the agent's
+``max_corrections`` end the run as ``failed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sovereign.agent.answer_check import call_markup, touched_arguments, unread_paths, usage_of
+from sovereign.agent.errors import NoValidActionError
+from sovereign.agent.prompts import prompt
+from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
+from sovereign.kernel.messages import ToolCall
+from sovereign.kernel.tool_calls import parse_tool_calls
+
+if TYPE_CHECKING:
+    from sovereign.agent.agent import Agent
+
+__all__ = ["INVALID_CALL", "Accepting", "Invalid", "corrections_since_progress"]
+
+MODEL, VERIFY = "model", "verify"
+_GROUNDING_NUDGES = 2
+"""Answers sent back for not reading a file the task names; after that an answer is taken."""
+_READERS = frozenset({"read_file", "search_files"})
+
+
+INVALID_CALL = "invalid call"
+"""The ``error`` of a refused call that was invalid (unknown tool, bad arguments)."""
+
+
+class Invalid(str):
+    """A refusal because the call itself is invalid (unknown tool, bad arguments)."""
+
+
+class Accepting:
+    """Answer acceptance and corrections (uses the session's fields and methods)."""
+
+    if TYPE_CHECKING:
+        agent: Agent
+        runner: Any
+        steps: list[Step]
+        detector: Any
+        answer: str | None
+        answer_note: str
+        invalid_actions: int
+        grounding_nudges: int
+        _tool_specs: list
+        def stage(self, step: Step) -> None: ...
+        def task_step(self) -> TaskStep: ...
+
+    def recover_calls(self, content: str) -> tuple[str | None, list[ToolCall]]:
+        """Calls a model wrote as text (``<tool_call>`` markup, a bare JSON call), when every one
+        names an offered tool: they are run like any other call."""
+        if call_markup(content) is None:
+            return content, []
+        rest, calls = parse_tool_calls(content, self._tool_specs)
+        return (rest, calls) if calls else (content, [])
+
+    def consider_answer(self, text: str | None) -> str:
+        """Take ``text`` as the answer (→ VERIFY), or send the model back with a correction: an
+        empty reply, tool-call syntax written as text, files the task names left unread."""
+        text = (text or "").strip()
+        if not text:
+            return self.correct("empty replies", prompt(f"correct_empty_{self.agent.mode}"))
+        markup = call_markup(text)
+        if markup is not None:
+            return self.correct("tool-call syntax written as the answer", prompt(f"correct_markup_{self.agent.mode}").format(
+                what=markup, tools=self.usage()))
+        unread = self.unread_files()
+        if unread and self.grounding_nudges < _GROUNDING_NUDGES:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread)),
+                                  reason="grounding"))
+            return MODEL
+        self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
+        self.answer = text
+        self.detector.record_text(text)
+        return VERIFY
+
+    def correct(self, problem: str, text: str | None) -> str:
+        """Count an invalid action and send ``text`` back (when given: refused calls carry their
+        own); past ``max_corrections`` in a row the run fails."""
+        self.invalid_actions += 1
+        if self.invalid_actions > self.agent.max_corrections:
+            raise NoValidActionError(f"{problem} (after {self.agent.max_corrections} corrections)")
+        if text is not None:
+            self.stage(NoticeStep(text=text, reason="correction"))
+        return MODEL
+
+    def usage(self) -> str:
+        """The offered tools with their argument names, for corrections."""
+        return usage_of(self._tool_specs)
+
+    def unread_files(self) -> list[str]:
+        """Workspace files the task names that no tool call has touched (when the agent can read)."""
+        if not any(t.name in _READERS for t in self.agent.tools):
+            return []
+        return unread_paths(self.task_step().task, self.workspace_root(), touched_arguments(self.steps))
+
+    def workspace_root(self) -> Path | None:
+        if self.runner.workspace is not None:
+            return self.runner.workspace
+        services = self.runner.services
+        return services.settings.home / "workspace" if services is not None else None
+
+
+def corrections_since_progress(steps: list[Step]) -> tuple[int, int]:
+    """For a resumed run: invalid actions since the last executed tool call or code run
+    (correction notices, turns whose calls were all invalid), and grounding corrections sent."""
+    invalid = 0
+    refused: set[str] = set()
+    for step in reversed(steps):
+        if isinstance(step, ToolResultStep) and step.executed and not step.in_code or isinstance(step, CodeStep):
+            break
+        if isinstance(step, NoticeStep) and step.reason == "correction":
+            invalid += 1
+        elif isinstance(step, ToolResultStep) and step.error == INVALID_CALL:
+            refused.add(step.call_id)
+        elif isinstance(step, ModelCallStep) and step.tool_calls and all(c.id in refused for c in step.tool_calls):
+            invalid += 1
+    grounding = sum(1 for s in steps if isinstance(s, NoticeStep) and s.reason == "grounding")
+    return invalid, grounding

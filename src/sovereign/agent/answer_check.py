@@ -1,0 +1,99 @@
+"""Cheap checks of a reply before it is accepted as the run's answer (no model call).
+
+- ``call_markup``: the reply carries tool-call syntax (``<tool_call>``, a ``{"name": ...,
+  "arguments": ...}`` object, a fenced JSON call) — a small model wrote a call as text.
+- ``unread_paths``: the task names workspace files that no tool call touched, so an answer about
+  them cannot come from what the agent read.
+- ``usage_of``: one line per tool with its argument names, for correction messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sovereign.agent.steps import Step
+    from sovereign.kernel.messages import ToolSpec
+
+__all__ = ["call_markup", "mentioned_paths", "unread_paths", "usage_of"]
+
+_MARKUP = (
+    (re.compile(r"</?tool_call>|<\|?(?:tool_call|function_call|im_start|im_end)\|?>", re.IGNORECASE),
+     "a <tool_call> tag"),
+    (re.compile(r"\{\s*\"(?:name|function|tool)\"\s*:\s*\"[^\"]*\"\s*,\s*\"(?:arguments|parameters|args)\"\s*:",
+                re.DOTALL), 'a {"name": ..., "arguments": ...} call object'),
+    (re.compile(r"\{\s*\"(?:arguments|parameters)\"\s*:.{0,400}?\"name\"\s*:", re.DOTALL),
+     'a {"arguments": ..., "name": ...} call object'),
+    (re.compile(r"```(?:json|tool_call|tool)\s*\n\s*[\[{]\s*\"(?:name|function|tool)\"", re.IGNORECASE),
+     "a fenced JSON call"),
+)
+
+
+def call_markup(text: str | None) -> str | None:
+    """What tool-call syntax ``text`` carries (for the correction message), or None."""
+    if not text:
+        return None
+    for pattern, what in _MARKUP:
+        if pattern.search(text):
+            return what
+    return None
+
+
+# A file name as people write it in a task: "sales.csv", "data/q3.json", "./notes.txt".
+_PATH = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w][\w.-]*(?:/[\w.-]+)*\.[A-Za-z][A-Za-z0-9]{0,7})(?![\w/-])")
+
+
+def mentioned_paths(task: str) -> list[str]:
+    """File-like names in ``task``, in order, without duplicates (trailing dots dropped)."""
+    found: dict[str, None] = {}
+    for match in _PATH.finditer(task):
+        name = match.group(1).rstrip(".")
+        if "." in Path(name).name and not re.fullmatch(r"[\d.]+", name):
+            found.setdefault(name.removeprefix("./"), None)
+    return list(found)
+
+
+def _existing(workspace: Path, name: str) -> bool:
+    root = Path(os.path.realpath(workspace))
+    target = Path(os.path.realpath(root / name))
+    return target.is_file() and (target == root or target.is_relative_to(root))
+
+
+def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> list[str]:
+    """Files the task names that exist in ``workspace`` but appear in no tool call's arguments
+    (``touched``: the arguments text of every call made so far)."""
+    if workspace is None:
+        return []
+    names = [n for n in mentioned_paths(task) if _existing(workspace, n)]
+    if not names:
+        return []
+    seen = "\n".join(touched)
+    return [n for n in names if n not in seen and Path(n).name not in seen]
+
+
+def touched_arguments(steps: Sequence[Step]) -> list[str]:
+    """The arguments of every tool call in ``steps`` (model turns and calls from code)."""
+    from sovereign.agent.steps import ModelCallStep, ToolCallStep
+
+    out: list[str] = []
+    for step in steps:
+        if isinstance(step, ToolCallStep):
+            out.append(step.arguments)
+        elif isinstance(step, ModelCallStep):
+            out.extend(call.arguments for call in step.tool_calls)
+    return out
+
+
+def usage_of(specs: Sequence[ToolSpec]) -> str:
+    """``read_file(path, offset?, max_bytes?), calculator(expression)`` for correction messages."""
+    parts = []
+    for spec in specs:
+        properties = spec.parameters.get("properties", {}) if isinstance(spec.parameters, dict) else {}
+        required = set(spec.parameters.get("required", [])) if isinstance(spec.parameters, dict) else set()
+        names = [p if p in required else f"{p}?" for p in properties]
+        parts.append(f"{spec.name}({', '.join(names)})")
+    return ", ".join(parts) or "none"

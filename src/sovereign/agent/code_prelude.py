@@ -1,0 +1,227 @@
+"""Runs inside the sandbox in code mode (never imported by the runtime): the agent's code, with
+its tools as Python functions that call back to the runtime.
+
+Started as ``python -I -c <this text> <marker>``; standard library only. The first line on stdin
+is JSON ``{"code": ..., "tools": [{"name", "function", "params", "lines"}], "max_read": n}``.
+Each tool call is written to stdout as ``<marker>{"call": name, "args": {...}}`` on a line of its
+own and answered by one JSON line on stdin, ``{"ok": true, "value": text}`` or ``{"ok": false,
+"error": text}``. Everything else on stdout is the code's printed output. The run ends with one
+message: ``{"final": text}`` (``final_answer``), ``{"error": text}`` (an exception) or
+``{"done": true}``.
+
+``open()`` (and so ``pathlib``) on workspace paths goes through ``read_file`` / ``write_file``,
+so file access takes the same governed path as a tool call; the workspace itself is mounted
+read-only. The marker only separates messages from printed text: forging one gains nothing
+the code could not do by calling the functions.
+"""
+
+import builtins
+import errno
+import io
+import json
+import os
+import sys
+import traceback
+
+
+class ToolFailed(Exception):
+    """A tool call from the code failed or was refused; the message says why."""
+
+
+class _Final(BaseException):
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+
+class _Output(io.TextIOBase):
+    """The code's stdout and stderr, in order, remembering whether a line is open."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.line_open = False
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if text:
+            self.raw.write(text)
+            self.line_open = not text.endswith("\n")
+        return len(text)
+
+    def flush(self):
+        self.raw.flush()
+
+
+class _Channel:
+    def __init__(self, marker, reader, output):
+        self.prefix = "\x1e" + marker + " "
+        self.reader = reader
+        self.output = output
+
+    def send(self, message):
+        head = "\n" if self.output.line_open else ""
+        self.output.raw.write(head + self.prefix + json.dumps(message, default=str) + "\n")
+        self.output.raw.flush()
+        self.output.line_open = False
+
+    def call(self, name, args):
+        self.send({"call": name, "args": args})
+        line = self.reader.readline()
+        if not line:
+            raise SystemExit(1)
+        return json.loads(line)
+
+
+def _as_text(value):
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(round(value, 10))
+    return str(value)
+
+
+def _make_tool(channel, spec):
+    name, params, lines = spec["name"], spec["params"], spec.get("lines", False)
+
+    def call(*args, **kwargs):
+        if len(args) > len(params):
+            raise TypeError(f"{spec['function']}() takes at most {len(params)} arguments ({', '.join(params)})")
+        values = dict(zip(params, args))
+        for key, value in kwargs.items():
+            if key not in params:
+                raise TypeError(f"{spec['function']}() has no argument '{key}' (its arguments: {', '.join(params)})")
+            values[key] = value
+        reply = channel.call(name, values)
+        if not reply.get("ok"):
+            raise ToolFailed(reply.get("error") or "failed")
+        value = reply.get("value", "")
+        if lines:
+            return [] if value in ("(empty)", "no matches") else value.splitlines()
+        return value
+
+    call.__name__ = spec["function"]
+    return call
+
+
+class _Workspace:
+    """``open()`` for workspace paths through the tools; other paths (``/tmp``) as usual."""
+
+    def __init__(self, functions, max_read):
+        self.root = os.getcwd()
+        self.functions = functions
+        self.max_read = max_read
+        self.pending = []
+        self.real_open = builtins.open
+
+    def relative(self, file):
+        if isinstance(file, int):
+            return None
+        path = os.path.abspath(os.fspath(file))
+        if path != self.root and not path.startswith(self.root + os.sep):
+            return None
+        return os.path.relpath(path, self.root)
+
+    def open(self, file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
+             opener=None):
+        rel = self.relative(file)
+        if rel is None or "read_file" not in self.functions:
+            return self.real_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+        binary = "b" in mode
+        writing = any(flag in mode for flag in "wax+")
+        text = ""
+        if not writing or "+" in mode:
+            try:
+                text = self.functions["read_file"](rel, 0, self.max_read)
+            except ToolFailed as exc:
+                if writing and "r" not in mode:
+                    text = ""
+                else:
+                    raise FileNotFoundError(errno.ENOENT, str(exc), os.fspath(file)) from None
+        if not writing:
+            return io.BytesIO(text.encode("utf-8")) if binary else io.StringIO(text, newline=newline)
+        if "write_file" not in self.functions:
+            raise PermissionError(errno.EACCES, "this agent has no write_file tool", os.fspath(file))
+        handle = _PendingWrite(self, rel, binary, append="a" in mode, initial=text if "+" in mode else "")
+        self.pending.append(handle)
+        return handle
+
+    def flush(self):
+        for handle in list(self.pending):
+            handle.close()
+
+
+class _PendingWrite(io.StringIO):
+    """A workspace file being written: its text goes to ``write_file`` when it is closed."""
+
+    def __init__(self, workspace, rel, binary, append, initial):
+        super().__init__(initial)
+        self.seek(0, io.SEEK_END)
+        self._workspace, self._rel, self._binary, self._append = workspace, rel, binary, append
+        self._done = False
+
+    def write(self, data):
+        if self._binary and isinstance(data, (bytes, bytearray)):
+            data = bytes(data).decode("utf-8", errors="replace")
+        return super().write(data)
+
+    def close(self):
+        if not self._done:
+            self._done = True
+            if self in self._workspace.pending:
+                self._workspace.pending.remove(self)
+            self._workspace.functions["write_file"](self._rel, self.getvalue(), self._append)
+        super().close()
+
+
+def _describe(exc, code):
+    """A short error for a small model: the failing line of its code and the exception."""
+    lines = code.splitlines()
+    if isinstance(exc, SyntaxError) and exc.filename == "<code>":
+        where = f" on line {exc.lineno}: {(exc.text or '').strip()}" if exc.lineno else ""
+        return f"SyntaxError{where}\n{exc.msg}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<code>"]
+    where = ""
+    if frames and frames[-1].lineno and frames[-1].lineno <= len(lines):
+        where = f"Error on line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()}\n"
+    return where + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def main():
+    output = _Output(sys.stdout)
+    channel = _Channel(sys.argv[1], sys.stdin, output)
+    job = json.loads(sys.stdin.readline())
+    sys.stdin = io.StringIO("")
+    sys.stdout = sys.stderr = output
+    code = job["code"]
+    functions = {spec["name"]: _make_tool(channel, spec) for spec in job["tools"]}
+    workspace = _Workspace(functions, job.get("max_read", 256000))
+    builtins.open = io.open = workspace.open
+
+    def final_answer(value=None):
+        raise _Final(_as_text(value))
+
+    namespace = {"__name__": "__main__", "__builtins__": builtins, "final_answer": final_answer,
+                 "ToolFailed": ToolFailed}
+    for spec in job["tools"]:
+        namespace[spec["function"]] = functions[spec["name"]]
+    try:
+        try:
+            exec(compile(code, "<code>", "exec"), namespace)
+        finally:
+            workspace.flush()
+    except _Final as final:
+        channel.send({"final": final.text})
+    except SystemExit:
+        channel.send({"done": True})
+    except BaseException as exc:  # the agent's code failed: the model reads why
+        channel.send({"error": _describe(exc, code)})
+    else:
+        channel.send({"done": True})
+
+
+if __name__ == "__main__":
+    main()
