@@ -76,7 +76,7 @@ final_answer(sum(float(r["amount"]) for r in rows))
     assert result.spent.tool_calls == 1 and result.spent.steps == 1
     request = script.requests[0]
     assert not request.tools and "```python" in (request.messages[0].content or "")
-    assert "read_file(path, offset=0, max_bytes=100000)" in (request.messages[0].content or "")
+    assert "read_file(path, offset=0, max_bytes=100000) -> str" in (request.messages[0].content or "")
 
 
 def test_printed_output_and_errors_come_back_as_observations(workspace):

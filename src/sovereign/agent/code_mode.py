@@ -50,6 +50,9 @@ CODE = "code"
 _STOP = ["\n```\n", "\nObservation:"]
 _LIMITS = SandboxLimits()
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_UNLISTED = frozenset({"calculator"})
+_RETURNS = {"list_files": " -> list of names", "search_files": " -> list of 'file:line: text'",
+            "read_file": " -> str"}
 _RUN_CODE = Tool(name="run_python", description="run the agent's code", parameters={"type": "object"},
                  function=lambda: None, risky=True, needs_approval=True)
 
@@ -62,14 +65,18 @@ def system_prompt(agent: Agent) -> str:
 
 
 def describe_functions(tools: list[Tool]) -> str:
-    """One line per tool as a Python function: ``- read_file(path, offset=0): Read a text file...``."""
+    """One line per tool as a Python function: ``- read_file(path, offset=0) -> str: Read a text file...``.
+    The calculator is left out of the list (Python computes); it stays callable."""
     lines = []
     for tool in tools:
+        if tool.name in _UNLISTED:
+            continue
         properties = tool.parameters.get("properties", {})
         required = set(tool.parameters.get("required", []))
         args = [name if name in required else f"{name}={properties[name].get('default')!r}" for name in properties]
-        summary = tool.description.split(". ")[0].rstrip(".")
-        lines.append(f"- {function_name(tool.name)}({', '.join(args)}): {summary}")
+        summary = tool.description.split(". ")[0].rstrip(".").replace("``", "")
+        returns = _RETURNS.get(tool.name, "")
+        lines.append(f"- {function_name(tool.name)}({', '.join(args)}){returns}: {summary}")
     lines.append("- final_answer(value): give the answer and stop")
     return "\n".join(lines)
 
