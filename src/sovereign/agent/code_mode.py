@@ -38,8 +38,9 @@ from sovereign.agent.steps import (
 )
 from sovereign.governance.injection import mark_untrusted
 from sovereign.kernel.messages import ChatRequest, Thinking, ToolCall, ToolChoice
-from sovereign.tools.base import Tool
-from sovereign.tools.sandbox import Sandbox, SandboxLimits, isolation_mode
+from sovereign.tools.base import Effects, Tool, ToolError, tool
+from sovereign.tools.builtins import sandbox_policy
+from sovereign.tools.sandbox import Sandbox, isolation_mode
 
 if TYPE_CHECKING:
     from sovereign.agent.agent import Agent
@@ -48,13 +49,19 @@ __all__ = ["CODE", "CodeActing", "code_resume_state", "describe_functions", "ext
 
 CODE = "code"
 _STOP = ["\n```\n", "\nObservation:"]
-_LIMITS = SandboxLimits()
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _UNLISTED = frozenset({"calculator"})
 _RETURNS = {"list_files": " -> list of names", "search_files": " -> list of 'file:line: text'",
             "read_file": " -> str"}
-_RUN_CODE = Tool(name="run_python", description="run the agent's code", parameters={"type": "object"},
-                 function=lambda: None, risky=True, needs_approval=True)
+
+
+@tool(effects=Effects(acts_on_world=True, needs_approval=True, reaches="workspace"))
+def _run_code(code: str) -> str:
+    """The agent's code (code mode), as the approver sees it where no bubblewrap isolates it."""
+    raise AssertionError("never called: it only names the action for approval")
+
+
+_RUN_CODE = _run_code
 
 
 def system_prompt(agent: Agent) -> str:
@@ -121,6 +128,7 @@ class CodeActing:
 
     if TYPE_CHECKING:
         agent: Agent
+        runner: Any
         steps: list[Step]
         spent: Any
         guard: Any
@@ -187,13 +195,19 @@ class CodeActing:
         assert self.guard is not None
         root = self.workspace_root()
         scratch = tempfile.TemporaryDirectory(prefix="sovereign-code-") if root is None else None
-        sandbox = Sandbox(Path(scratch.name) if scratch else root, _LIMITS, read_only=True)
+        policy = sandbox_policy(self.runner.services)
+        sandbox = Sandbox(Path(scratch.name) if scratch else root, policy.limits, allow_weak=policy.allow_weak,
+                          protect=policy.protect, read_only=True)
         self.guard.taint.untrusted = True  # the code can read any workspace file (module docstring)
         findings = len(self.guard.taint.findings)
         time_left = self.agent.budget.time_left(self.spent)
-        wall = _LIMITS.wall_seconds if time_left is None else max(min(_LIMITS.wall_seconds, time_left), 1.0)
+        limit = policy.limits.wall_seconds
+        wall = limit if time_left is None else max(min(limit, time_left), 1.0)
         try:
             outcome = await run_code(sandbox, code, self._tool_specs, self.call_from_code, wall_seconds=wall)
+        except ToolError as exc:  # the sandbox may not run here (no isolation, a workspace holding the home)
+            step.output, step.error = f"not run: {exc.message}", "not run"
+            return
         finally:
             if scratch is not None:
                 scratch.cleanup()
