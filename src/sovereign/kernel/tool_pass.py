@@ -3,7 +3,7 @@
 A local model asked for tool calls is steered into ``<tool_call>`` and decoded under a grammar
 built from the tools' schemas, allowing at most ``max_calls`` calls. When ``max_tokens`` is tight
 the plan makes the first call fit where it can: compact JSON (no optional spaces) and string
-arguments capped so the smallest call plus the strings stays within the budget; when not even the smallest valid call fits, there is
+arguments capped to the room the smallest call leaves; when not even the smallest valid call fits, there is
 no plan (the caller answers ``finish_reason="length"`` without decoding).
 """
 
@@ -17,8 +17,8 @@ from sovereign.kernel.messages import ToolSpec
 from sovereign.kernel.tool_calls import smallest_call, tool_call_grammar
 from sovereign.kernel.tool_markup import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, CallCollector
 
-# Above this many characters per string a cap would not help the call fit, only constrain it.
-_CAP_UNTIL = 256
+# Below this many tokens of room per string argument the budget counts as tight.
+_TIGHT = 64
 # Tokens kept spare besides the smallest call's own count.
 _MARGIN = 2
 
@@ -48,8 +48,8 @@ class ToolPlan:
             needed = max(sizes) + max(sizes) // 2 + _MARGIN
             room = max(0, max_tokens - needed)
             strings = max(_count_strings(t.parameters) for t in tools)
-            per_string = room // (strings + 1) if strings else room
-            if per_string < _CAP_UNTIL:  # a tight budget: compact JSON, strings capped to fit
+            per_string = room // max(1, strings)
+            if per_string < _TIGHT:  # a tight budget: compact JSON, no string longer than the room left
                 compact = True
                 cap = per_string if strings else None
         grammar = tool_call_grammar(tools, max_calls=max(1, max_calls), max_string_chars=cap, compact=compact)
