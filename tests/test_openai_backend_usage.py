@@ -38,6 +38,8 @@ class _NoUsageHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = CALL if body.get("tools") else ANSWER
+        if "two cities" in body["messages"][-1]["content"]:  # a second call cut off by the token limit
+            text = CALL + "\n" + CALL + "\n" + CALL.replace("Paris", "Rome") + "\n" + CALL.replace("Paris", "Oslo")[:40]
         if not body.get("stream"):
             payload = {"id": "x", "object": "chat.completion", "model": body["model"],
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -126,6 +128,22 @@ def test_markup_left_in_a_remote_stream_becomes_a_call_never_content(no_usage_se
     assert events[-1].finish_reason == "tool_calls"
     reply = asyncio.run(remote(no_usage_server, vocab).complete(ask(tools=[WEATHER])))
     assert reply.message.content is None and reply.message.tool_calls[0].name == "get_weather"
+
+
+def test_complete_calls_before_a_cut_off_one_are_kept_and_repeats_collapse(no_usage_server, vocab):
+    request = ChatRequest(model="peer", messages=[Message(role="user", content="Weather in two cities?")],
+                          tools=[WEATHER])
+    reply = asyncio.run(remote(no_usage_server, vocab).complete(request))
+
+    async def collect():
+        return [event async for event in remote(no_usage_server, vocab).stream(request)]
+
+    events = asyncio.run(collect())
+    streamed = [c for e in events for c in e.tool_calls]
+    for calls, content, finish in ((reply.message.tool_calls, reply.message.content, reply.finish_reason),
+                                   (streamed, "".join(e.content or "" for e in events) or None, events[-1].finish_reason)):
+        assert [json.loads(c.arguments)["city"] for c in calls] == ["Paris", "Rome"]
+        assert content is None and finish == "tool_calls"
 
 
 def test_ledger_row_carries_the_estimated_flag(tmp_path):
