@@ -60,6 +60,8 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
             task.cancel()
         if anchoring is not None:
             anchoring.cancel()
+        # Before uvicorn re-raises a stop signal (no ``finally`` after it runs): anchor, flush.
+        services.audit.checkpoint()
         if services.tracing is not None:
             services.tracing.provider.force_flush()
 
