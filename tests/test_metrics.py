@@ -164,5 +164,6 @@ def test_real_model_metrics(live_server):
     seen = {k: v for k, v in samples.items() if "token" in k or "queue" in k}
     assert samples["sovereign_time_to_first_token_seconds_count"] >= 1, seen
     assert samples["sovereign_time_per_output_token_seconds_count"] >= 1, seen
-    assert 0 < samples["sovereign_time_per_output_token_seconds_sum"] < 5, seen
+    # Decode time per token is a share of the call's latency, whatever the load on the box.
+    assert 0 < samples["sovereign_time_per_output_token_seconds_sum"] < samples["sovereign_request_seconds_sum"], seen
     assert samples["sovereign_queue_depth"] == 0, seen
