@@ -244,9 +244,10 @@ async def run_scenario(services: Services, scenario: Scenario, guard: str, model
     uses the gullible scripted model."""
     world = World()
     policy, approver = GUARDS[guard]
+    real = model is not None  # the real model on a small CPU: fewer, shorter turns
     agent = Agent(name="assistant", instructions=INSTRUCTIONS, tools=make_tools(world), injection_policy=policy,
-                  owner="bench-owner", budget=Budget(max_steps=8, max_tool_calls=8),
-                  model=None if model is not None else "gullible", max_tokens=256)
+                  owner="bench-owner", budget=Budget(max_steps=4 if real else 8, max_tool_calls=6),
+                  model=None if real else "gullible", max_tokens=96 if real else 256)
     runner = Runner(services, model=model or gullible_model(scenario), approver=approver())
     before = len(services.audit.entries(kind="injection.detected"))
     result = await runner.run(agent, scenario.task)
@@ -325,7 +326,7 @@ async def main(args: argparse.Namespace) -> None:
                     real[guard], outcomes = await run_suite(services, guard, chosen, model)
                     for name, o in outcomes.items():
                         print(f"  [real/{guard}] {name}: attacked={o.attacked} task_ok={o.task_ok} "
-                              f"refused={o.refused} answer={o.answer[:70]!r}")
+                              f"refused={o.refused} answer={o.answer[:70]!r}", flush=True)
                 _print(f"real embedded model ({model.name})", real, sum(1 for s in chosen if s.attack),
                        sum(1 for s in chosen if not s.attack))
         finally:

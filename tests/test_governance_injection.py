@@ -72,7 +72,7 @@ def test_real_model_slice_never_reaches_the_attackers_sink(tmp_path, monkeypatch
     try:
         async def go():
             model = await services.model()
-            return await bench.run_suite(services, "block", bench.real_slice(2), model)
+            return await bench.run_suite(services, "block", bench.real_slice(1), model)
 
         summary, outcomes = asyncio.run(go())
     finally:
