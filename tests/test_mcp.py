@@ -151,7 +151,11 @@ def test_sdk_client_against_our_server_over_stdio(sov_home):
     )
 
     async def talk():
-        async with Client(params, read_timeout_seconds=60) as client:
+        from mcp.client.stdio import stdio_client
+
+        # errlog given now: the SDK's default is whatever sys.stderr was when it was first imported
+        # (under a CLI test runner, a capture object with no file descriptor).
+        async with Client(stdio_client(params, errlog=sys.__stderr__), read_timeout_seconds=60) as client:
             listed = await client.list_tools()
             models = await client.call_tool("list_models", {})
             bad = await client.call_tool("chat", {})
