@@ -212,3 +212,22 @@ def test_system_prompt_tells_the_agent_to_read_named_files(workspace):
     _run(script, _agent(workspace), "What is 2+2?", workspace)
     system = script.requests[0].messages[0]
     assert system.role == "system" and "read it with read_file" in (system.content or "")
+
+
+# --- the real embedded model -----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_model_answers_2_plus_2_without_markup(embedded_model, tmp_path):
+    """The default agent (its mode and tools) on the 0.5B model: the answer states 4 and carries
+    no tool-call syntax, whatever path the model took."""
+    from sovereign.agent.agent import DEFAULT_MODE, DEFAULT_TOOLS
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    tools = [t for t in builtin_tools(workspace) if t.name in DEFAULT_TOOLS]
+    agent = Agent(name="default", tools=tools, mode=DEFAULT_MODE, budget=Budget(max_steps=6, max_wall_s=600))
+    runner = Runner(model=embedded_model, store=RunStore(Database(":memory:")), workspace=workspace)
+    result = asyncio.run(runner.run(agent, "What is 2+2?"))
+    assert result.status == "completed", result.stop_reason
+    assert "4" in (result.answer or "") and call_markup(result.answer) is None

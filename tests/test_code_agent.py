@@ -242,3 +242,16 @@ def test_mode_is_part_of_the_agent_definition():
     assert AgentConfig(name="t").mode == "tools"
     with pytest.raises(ValidationError, match="mode"):
         AgentConfig(name="x", mode="json")
+
+
+@pytest.mark.integration
+def test_real_model_totals_a_csv_column_in_code_mode(embedded_model, workspace):
+    """Code mode on the 0.5B model: the model's own code reads the CSV and gives the total."""
+    runner = Runner(model=embedded_model, store=RunStore(Database(":memory:")), workspace=workspace,
+                    approver=AllowAll())
+    agent = _agent(workspace, budget=Budget(max_steps=6, max_wall_s=600))
+    result = asyncio.run(runner.run(agent, "What is the total of the amount column in sales.csv?"))
+    assert result.status == "completed", result.stop_reason
+    assert "302" in (result.answer or "")
+    assert any(s.kind == "code" for s in result.steps)
+    assert any(s.kind == "tool_result" and s.in_code and s.name == "read_file" for s in result.steps)

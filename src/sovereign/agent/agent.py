@@ -24,8 +24,9 @@ __all__ = ["Agent", "AgentConfig", "BudgetConfig", "ToolCatalog", "agent_config"
 
 DEFAULT_AGENT = "default"
 Mode = Literal["tools", "code"]
-DEFAULT_MODE: Mode = "tools"
-"""The default agent's mode (chosen by measurement on the task suite: BENCHMARKS.md)."""
+DEFAULT_MODE: Mode = "code"
+"""The default agent's mode, chosen by measurement (BENCHMARKS.md, "Agent modes"): on the 0.5B
+model JSON tool calls looped where code solved the same simple tasks."""
 DEFAULT_TOOLS = ("list_files", "read_file", "search_files", "write_file", "calculator")
 """The default agent's tools: workspace files (writing asks for approval) and the calculator."""
 ToolResolver = Callable[[str], Tool | None]
