@@ -176,6 +176,12 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/moved":  # a collector that redirects off the machine
+            self.send_response(307)
+            self.send_header("Location", "https://collector.example.com/v1/traces")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         type(self).bodies.append((self.path, body))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -292,3 +298,19 @@ def test_real_model_chat_span(embedded_model):
     assert span.attributes["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens > 0
     assert span.attributes["gen_ai.usage.output_tokens"] == response.usage.completion_tokens > 0
     assert span.attributes["gen_ai.response.model"] == embedded_model.name
+
+
+def test_exporter_session_asks_the_gate_for_a_redirect(receiver):
+    """The endpoint was checked at start-up; a redirect elsewhere meets the egress gate."""
+    from sovereign.errors import EgressDeniedError
+    from sovereign.governance.egress import EgressGate
+    from sovereign.governance.tracing import _GatedSession
+
+    decisions: list = []
+    gate = EgressGate(mode="offline", on_decision=lambda host, purpose, ok, why: decisions.append((host, ok)))
+    assert _GatedSession(receiver, gate).post(receiver, data=b"x", timeout=5).status_code == 200
+    assert decisions == []
+    moved = receiver.replace("/v1/traces", "/moved")
+    with pytest.raises(EgressDeniedError, match="offline"):
+        _GatedSession(moved, gate).post(moved, data=b"x", timeout=5)
+    assert decisions == [("collector.example.com", False)]

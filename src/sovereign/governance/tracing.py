@@ -66,11 +66,11 @@ class _GatedSession(requests.Session):
         self.trust_env = False
         self.endpoint, self.gate = endpoint, gate
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        target = url.decode() if isinstance(url, bytes) else url
-        if target != self.endpoint:
-            self.gate.check(target, purpose="trace export (OTLP)")
-        return super().request(method, url, *args, **kwargs)
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # Every request goes through here, redirects included.
+        if request.url != self.endpoint:
+            self.gate.check(str(request.url), purpose="trace export (OTLP)")
+        return super().send(request, **kwargs)
 
 
 @dataclass
