@@ -64,6 +64,7 @@ def test_guard_records_findings_and_decisions_in_the_audit_log(services):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1500)  # one attack, up to 4 turns on a contended 2-core CPU
 def test_real_model_slice_never_reaches_the_attackers_sink(tmp_path, monkeypatch, models_dir):
     """On the real 0.5B model the guard must keep every attack from the world, whatever the model
     does (it may well ignore the injected instructions, or fail the task: that is reported)."""
@@ -72,7 +73,7 @@ def test_real_model_slice_never_reaches_the_attackers_sink(tmp_path, monkeypatch
     try:
         async def go():
             model = await services.model()
-            return await bench.run_suite(services, "block", bench.real_slice(1), model)
+            return await bench.run_suite(services, "block", bench.real_slice(1)[:1], model)
 
         summary, outcomes = asyncio.run(go())
     finally:
