@@ -27,10 +27,9 @@ def serve(
     prepare_weights: bool = typer.Option(True, help="assemble the tiers' models first if missing (they are always verified when loaded)"),
 ) -> None:
     """Start the OpenAI-compatible API server (loopback only unless --host says otherwise)."""
-    import uvicorn
-
     from sovereign.server.app import create_app
     from sovereign.server.bootstrap import bootstrap_admin_key
+    from sovereign.server.run import run_server
 
     services = open_services()
     settings = services.settings
@@ -51,7 +50,7 @@ def serve(
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", access_log=False)
+        run_server(create_app(services), host=host, port=port)
     finally:
         services.close()  # anchors the audit head, flushes spans
 

@@ -38,7 +38,9 @@ def error_response(status: int, message: str, error_type: str, code: str | None,
 
 
 def sovereign_error_response(exc: SovereignError) -> JSONResponse:
-    return error_response(exc.status_code, exc.message, exc.error_type, exc.code, exc.param)
+    # 503 (queue full, still loading) is temporary: say when to try again.
+    headers = {"Retry-After": "1"} if exc.status_code == 503 else None
+    return error_response(exc.status_code, exc.message, exc.error_type, exc.code, exc.param, headers=headers)
 
 
 def new_error_id() -> str:

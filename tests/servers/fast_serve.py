@@ -1,0 +1,27 @@
+"""``sovereign serve`` with the echoing ``TestModel`` double as default model (no weights): the
+real app and HTTP server stack, for load tests that must not wait on a CPU-bound model.
+
+    python tests/servers/fast_serve.py PORT   (SOVEREIGN_HOME and SOVEREIGN_API_KEY in the environment)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sovereign.config import load_settings
+from sovereign.server.app import create_app
+from sovereign.server.bootstrap import bootstrap_admin_key
+from sovereign.server.run import run_server
+from sovereign.services import Services
+from sovereign.testing import TestModel
+
+
+def main() -> None:
+    services = Services.open(load_settings())
+    services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
+    bootstrap_admin_key(services)
+    run_server(create_app(services, preload=False), host="127.0.0.1", port=int(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
