@@ -8,6 +8,10 @@ are reused after sitting idle, as real clients do). Every request must end in an
 response cut short or no answer at all counts as *dropped*.
 
     .venv/bin/python benchmarks/bench_concurrency.py --clients 200 [--max-queue 256] [--repeats 3]
+    .venv/bin/python benchmarks/bench_concurrency.py --fast --clients 200   # echo model, vs uvicorn defaults
+
+``--fast`` serves the echoing ``TestModel`` double (tests/servers/fast_serve.py) twice, with
+sovereign's ``run_server`` settings and with plain uvicorn defaults (the peer), same load.
 """
 
 from __future__ import annotations
@@ -120,23 +124,61 @@ async def hammer(base_url: str, key: str, clients: int, idle_s: float = 5.0, sec
     return result
 
 
+def _fast_server(home, port: int, peer: bool):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from _common import API_KEY, REPO
+
+    (home / "config.toml").write_text("")
+    argv = [sys.executable, str(REPO / "tests" / "servers" / "fast_serve.py"), str(port)]
+    env = {**os.environ, "SOVEREIGN_HOME": str(home), "SOVEREIGN_API_KEY": API_KEY,
+           "PYTHONPATH": str(Path(REPO / "src"))}
+    process = subprocess.Popen(argv + (["--uvicorn-defaults"] if peer else []), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("fast server did not start")
+
+
 def main() -> None:
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from _common import API_KEY, Server, ensure_weights, make_home
+    from _common import API_KEY, Server, ensure_weights, free_port, make_home
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--max-queue", type=int, default=None, help="[server] max_queue (default: the shipped 64)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--fast", action="store_true", help="echo model; compare with uvicorn defaults")
     args = parser.parse_args()
-    ensure_weights()
     extra = f"[server]\nmax_queue = {args.max_queue}\n" if args.max_queue else ""
-    with Server(make_home(extra)) as server:
-        for _ in range(args.repeats):
-            result = asyncio.run(hammer(server.url, API_KEY, args.clients))
-            print(json.dumps(result.summary()))
-            for line in result.dropped[:10] + result.bad_errors[:10]:
-                print("   ", line)
+    for _ in range(args.repeats):
+        if args.fast:
+            for peer in (True, False):
+                port = free_port()
+                process = _fast_server(make_home(), port, peer)
+                try:
+                    result = asyncio.run(hammer(f"http://127.0.0.1:{port}", API_KEY, args.clients))
+                finally:
+                    process.terminate()
+                    process.wait(30)
+                _report("uvicorn defaults" if peer else "sovereign run_server", result)
+            continue
+        ensure_weights()
+        with Server(make_home(extra)) as server:
+            _report("sovereign serve (real model)", asyncio.run(hammer(server.url, API_KEY, args.clients)))
+
+
+def _report(label: str, result: LoadResult) -> None:
+    print(label, json.dumps(result.summary()), flush=True)
+    for line in result.dropped[:5] + result.bad_errors[:5]:
+        print("   ", line)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``sovereign serve`` with the echoing ``TestModel`` double as default model (no weights): the
 real app and HTTP server stack, for load tests that must not wait on a CPU-bound model.
 
-    python tests/servers/fast_serve.py PORT   (SOVEREIGN_HOME and SOVEREIGN_API_KEY in the environment)
+    python tests/servers/fast_serve.py PORT [--uvicorn-defaults]
+    (SOVEREIGN_HOME and SOVEREIGN_API_KEY in the environment; ``--uvicorn-defaults`` serves with
+    plain ``uvicorn.run`` settings instead of ``run_server``'s, the peer in bench_concurrency)
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ def main() -> None:
     services = Services.open(load_settings())
     services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
     bootstrap_admin_key(services)
-    run_server(create_app(services, preload=False), host="127.0.0.1", port=int(sys.argv[1]))
+    app, port = create_app(services, preload=False), int(sys.argv[1])
+    if "--uvicorn-defaults" in sys.argv:
+        import uvicorn
+
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    else:
+        run_server(app, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":
