@@ -50,7 +50,7 @@ def _fuzz(operation, mode: GenerationMode, failures: list[str]) -> None:
                          phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
                          suppress_health_check=list(hypothesis.HealthCheck))
     def check(case) -> None:
-        response = case.call(headers=AUTH)
+        response = case.call(headers=AUTH, timeout=300)  # the first memory call loads the embedder
         problem = _problem(case, response)
         if problem is not None:
             failures.append(f"{operation.label} [{mode.value}] {problem}\n    {case.as_curl_command()}")
