@@ -43,16 +43,16 @@ def test_filter_matching_nothing_is_an_error(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)  # a minute on a quiet box; a model call took minutes at load 20+
 def test_eval_runs_easy_tasks_on_the_real_model(home, tmp_path):
     report = tmp_path / "out" / "report.md"
-    result = sovereign("eval", str(CORE), "--filter", "^(math-add|files-read-owner)$", "--budget", "steps=4",
-                       "--report", str(report), home=home, timeout=1100)
+    result = sovereign("eval", str(CORE), "--filter", "^(date-weekday|files-read-owner)$", "--budget", "steps=2",
+                       "--report", str(report), home=home, timeout=1700)
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout
     for column in ("category", "success", "pass^1", "med steps", "med tokens", "cost/solved", "all"):
         assert column in out
-    assert "math-add" in out and "files-read-owner" in out  # one progress line per attempt
+    assert "date-weekday" in out and "files-read-owner" in out  # one progress line per attempt
     text = report.read_text()
     assert text.startswith("# Eval: core") and "<svg" in text and "| **all** |" in text
 
