@@ -14,8 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CORE = REPO / "evals" / "core"
-# Six easy tasks across categories. Floor measured on main (see BENCHMARKS.md "Agent task
-# suite"); the lead raises it as the agent improves.
+# Six easy tasks across categories. The floor is what main achieved when measured (see
+# BENCHMARKS.md "Agent task suite"): none of these solved yet (a made-up owner without reading
+# the file; call markup as the answer), as the issue found (1 of 20). Raise it as the agent improves.
 SLICE = "^(math-add|files-read-owner|json-port|csv-total-units|search-which-file|date-weekday)$"
 SLICE_FLOOR = 0.0
 
