@@ -82,7 +82,9 @@ def describe_validation(errors: list[dict]) -> tuple[str, str | None, str]:
             problem = f"{where}: {err.get('msg')}"
         if problem not in problems:
             problems.append(problem)
-    return "invalid request: " + "; ".join(problems[:20]), param, "invalid_request"
+    # A bad tool definition keeps the code the kernel gives it, whichever layer finds it first.
+    code = "invalid_tool_schema" if param is not None and param.startswith("tools") else "invalid_request"
+    return "invalid request: " + "; ".join(problems[:20]), param, code
 
 
 def install_error_handlers(app: FastAPI) -> None:
