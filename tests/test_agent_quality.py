@@ -231,3 +231,16 @@ def test_real_model_answers_2_plus_2_without_markup(embedded_model, tmp_path):
     result = asyncio.run(runner.run(agent, "What is 2+2?"))
     assert result.status == "completed", result.stop_reason
     assert "4" in (result.answer or "") and call_markup(result.answer) is None
+
+
+def test_a_turn_that_must_answer_never_runs_a_call_written_after_the_answer(workspace):
+    """A repeated call is not run again; the next turn is offered no tools, and a small model
+    that still writes the call after its answer has the answer taken, not the call run."""
+    call = ("read_file", '{"path": "sales.csv"}')
+    written = 'The total is 302.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "sales.csv"}}\n</tool_call>'
+    model = ScriptedModel([tool_response(call), tool_response(call), tool_response(call), text_response(written)])
+    result = _run(model, _agent(workspace, budget=Budget(max_steps=6)), "What is the total of sales.csv?", workspace)
+    assert result.status == "completed", result.stop_reason
+    assert result.answer == "The total is 302."
+    assert [s.kind for s in result.steps].count("tool_result") == 3
+    assert model.requests[-1].tool_choice.mode == "none"

@@ -149,7 +149,13 @@ class Session(CodeActing, Accepting):
             self.stage(step)
             return self.read_code_turn(step)
         if not step.tool_calls and step.content:
-            step.content, step.tool_calls = self.recover_calls(step.content)
+            rest, recovered = self.recover_calls(step.content)
+            if request.tool_choice.mode == "none":
+                # A turn that must answer never runs calls: a small model told to stop repeating
+                # a call often writes it again after its answer; the answer is what is left.
+                step.content = rest if recovered else step.content
+            else:
+                step.content, step.tool_calls = rest, recovered
         self.stage(step)
         if step.tool_calls:
             return TOOLS
