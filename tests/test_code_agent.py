@@ -255,3 +255,15 @@ def test_real_model_totals_a_csv_column_in_code_mode(embedded_model, workspace):
     assert "302" in (result.answer or "")
     assert any(s.kind == "code" for s in result.steps)
     assert any(s.kind == "tool_result" and s.in_code and s.name == "read_file" for s in result.steps)
+
+
+def test_a_block_that_already_ran_is_not_run_again_and_the_model_is_told_what_next(workspace):
+    show = text_response('```python\nprint(read_file("sales.csv"))\n```')
+    script = ScriptedModel([show, show, text_response("```python\nfinal_answer(302)\n```")])
+    result = _run(script, _agent(workspace), "What is the total of the amount column in sales.csv?", workspace)
+    assert result.status == "completed", result.stop_reason
+    assert result.answer == "302"
+    assert [s.kind for s in result.steps].count("code") == 2
+    notices = [s for s in result.steps if s.kind == "notice"]
+    assert [n.reason for n in notices] == ["repeat"] and "final_answer" in notices[0].text
+    assert "already ran this block" in (script.requests[-1].messages[-1].content or "")

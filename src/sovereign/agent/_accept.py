@@ -73,8 +73,8 @@ class Accepting:
         unread = self.unread_files()
         if unread and self.grounding_nudges < _GROUNDING_NUDGES:
             self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread)),
-                                  reason="grounding"))
+            text = prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread), first=unread[0])
+            self.stage(NoticeStep(text=text, reason="grounding"))
             return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text

@@ -31,6 +31,7 @@ from sovereign.agent.steps import (
     CodeStep,
     FinalAnswerStep,
     ModelCallStep,
+    NoticeStep,
     Step,
     SummaryStep,
     ToolCallStep,
@@ -95,7 +96,8 @@ def extract_code(text: str) -> str | None:
     if match is not None:
         code = match.group(1).strip("\n")
         return code if code.strip() else None
-    stripped = text.strip()
+    # Small models often drop one of the fences: an unmatched fence line is not part of the code.
+    stripped = re.sub(r"^```[A-Za-z]*\n|\n?```$", "", text.strip()).strip()
     if "(" not in stripped:
         return None
     try:
@@ -170,6 +172,13 @@ class CodeActing:
         """Run the last turn's code; its output is the next observation, ``final_answer`` the answer."""
         turn = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
         code = extract_code(turn.content or "") or ""
+        if self._ran_before(code, turn):
+            # Small models re-send a block whose output they already have (often the block that
+            # prints a file): it is not run again, and the model is told what to do next.
+            self.stage(NoticeStep(text=prompt("repeat_code"), reason="repeat"))
+            if self.detector.end_turn(False):
+                await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
+            return "model"
         self._replay = self._stored_calls(turn)
         self._code_calls, self._budget_spent = 0, False
         self.commit()  # the turn is stored before its code runs
@@ -190,6 +199,11 @@ class CodeActing:
         if self.detector.end_turn(self.detector.record_text(f"code output: {step.output}")):
             await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
         return "model"
+
+    def _ran_before(self, code: str, turn: ModelCallStep) -> bool:
+        """Whether the same code already ran without error before ``turn`` (so its output is in view)."""
+        return any(isinstance(s, CodeStep) and s.index < turn.index and s.code == code and s.error is None
+                   for s in self.steps)
 
     async def _run(self, code: str, step: CodeStep) -> None:
         assert self.guard is not None
