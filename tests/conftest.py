@@ -157,12 +157,12 @@ def open_api_services(home: Path, extra_config: str = ""):
     ``TestModel`` double (no weights loaded), and an admin key ``ADMIN_KEY``."""
     from sovereign.server.bootstrap import bootstrap_admin_key
     from sovereign.services import Services
-    from sovereign.testing import TestModel
+    from sovereign.testing import TestModel, serve_every_tier
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(extra_config)
     services = Services.open(load_settings(home))
-    services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
+    serve_every_tier(services, TestModel())  # deterministic double
     bootstrap_admin_key(services, ADMIN_KEY)
     return services
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from sovereign.kernel.messages import ChatResponse, StreamEvent
 from sovereign.server.app import create_app
+from sovereign.testing import serve_every_tier
 
 USER = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
@@ -176,7 +177,7 @@ def _id_in(message: str) -> str:
 
 def test_an_unexpected_error_is_a_500_in_the_error_shape_with_an_id_in_the_log(api, caplog):
     client, services = api
-    services.models[services.settings.kernel.default_model] = _Broken(after_first=False)
+    serve_every_tier(services, _Broken(after_first=False))
     with caplog.at_level(logging.ERROR, logger="sovereign.server"):
         reply = client.post("/v1/chat/completions", json={"messages": USER})
     error = _error(reply, 500)
@@ -189,7 +190,7 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_with_an_id_in_the_log(a
 
 def test_a_failure_mid_stream_ends_the_stream_with_an_error_event(api, caplog):
     client, services = api
-    services.models[services.settings.kernel.default_model] = _Broken(after_first=True)
+    serve_every_tier(services, _Broken(after_first=True))
     with caplog.at_level(logging.ERROR, logger="sovereign.server"):
         reply = client.post("/v1/chat/completions", json={"messages": USER, "stream": True})
     assert reply.status_code == 200

@@ -172,12 +172,12 @@ def test_chat_tool_in_process_with_a_scripted_model(sov_home):
     from mcp import Client
 
     from sovereign.services import Services
-    from sovereign.testing import TestModel
+    from sovereign.testing import TestModel, serve_every_tier
     from sovereign.tools.mcp_server import build_server
 
     services = Services.open()
     try:
-        services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
+        serve_every_tier(services, TestModel())  # deterministic double
 
         async def talk():
             async with Client(build_server(services)) as client:
@@ -194,13 +194,13 @@ def test_run_agent_tool_in_process_with_a_scripted_model(sov_home):
     from mcp import Client
 
     from sovereign.services import Services
-    from sovereign.testing import ScriptedModel, text_response, tool_response
+    from sovereign.testing import ScriptedModel, serve_every_tier, text_response, tool_response
     from sovereign.tools.mcp_server import build_server
 
     services = Services.open()
     model = ScriptedModel([tool_response(("calculator", '{"expression": "6 * 7"}')), text_response("42")])
     try:
-        services.models[services.settings.kernel.default_model] = model  # deterministic double
+        serve_every_tier(services, model)  # deterministic double
 
         async def talk():
             async with Client(build_server(services)) as client:

@@ -100,6 +100,39 @@ def test_api_chat_without_a_model_uses_the_instant_tier(tmp_path):
     assert reply.json()["model"] == "chat-echo"
 
 
+def test_an_agent_without_a_model_runs_on_the_tools_tier(tmp_path):
+    import asyncio
+
+    from sovereign.agent import Agent, Runner
+    from sovereign.testing import TestModel
+
+    home = write_home(tmp_path / "h", """
+        [kernel.tiers]
+        instant = "chat-echo"
+        tools = "agent-echo"
+        [[models]]
+        name = "chat-echo"
+        backend = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        [[models]]
+        name = "agent-echo"
+        backend = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+    """)
+    services = Services.open(load_settings(home), progress=False)
+    for name in ("chat-echo", "agent-echo"):
+        services.models[name] = TestModel(name=name)  # deterministic doubles under the tiers' names
+    try:
+        runner = Runner(services)
+        assert runner.model_name_for(Agent(name="helper")) == "agent-echo"
+        assert runner.model_name_for(Agent(name="pinned", model="chat-echo")) == "chat-echo"
+        result = asyncio.run(runner.run(Agent(name="helper"), "say hi"))
+    finally:
+        services.close()
+    assert result.status == "completed", result.stop_reason
+    assert services.models["agent-echo"].requests and not services.models["chat-echo"].requests
+
+
 # --- the shared cache -------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from sovereign.errors import ConfigError
 from sovereign.kernel.messages import ChatRequest
 from sovereign.server.app import create_app
 from sovereign.services import Services
-from sovereign.testing import ScriptedModel, text_response, tool_response
+from sovereign.testing import ScriptedModel, serve_every_tier, text_response, tool_response
 from sovereign.tools import PURE, Effects, builtin_tools, tool
 from sovereign.tools.mcp_client import MCPMount, MCPServerConfig, mount_configured, parse_mcp_servers
 
@@ -291,7 +291,7 @@ def test_cli_run_with_tools_flag(home, monkeypatch):
 
     def open_services() -> Services:
         services = Services.open(load_settings(home))
-        services.models[services.settings.kernel.default_model] = script  # deterministic double
+        serve_every_tier(services, script)  # deterministic double
         _seed_kb(services)
         opened.append(services)
         return services

@@ -15,12 +15,12 @@ from sovereign.server.app import create_app
 from sovereign.server.bootstrap import bootstrap_admin_key
 from sovereign.server.run import run_server
 from sovereign.services import Services
-from sovereign.testing import TestModel
+from sovereign.testing import TestModel, serve_every_tier
 
 
 def main() -> None:
     services = Services.open(load_settings())
-    services.models[services.settings.kernel.default_model] = TestModel()  # deterministic double
+    serve_every_tier(services, TestModel())  # deterministic double
     bootstrap_admin_key(services)
     app, port = create_app(services, preload=False), int(sys.argv[1])
     if "--uvicorn-defaults" in sys.argv:

@@ -262,7 +262,7 @@ class Runner:
                 if spec is None:
                     raise InvalidRequestError(f"no model of tier '{agent.tier}' in the registry", param="tier")
                 return spec.name
-            return self.services.settings.kernel.default_model
+            return self.services.settings.model_for("tools")
         if self.model is not None and not isinstance(self.model, dict):
             return self.model.name
         raise InvalidRequestError(f"agent '{agent.name}' names no model", param="model")

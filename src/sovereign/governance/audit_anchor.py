@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sovereign.errors import ConfigError
+from sovereign.store.secret_file import create_secret_file
 
 if TYPE_CHECKING:
     from sovereign.governance.audit import AuditLog
@@ -69,15 +70,8 @@ def load_or_create_key(path: Path, *, create: bool) -> Ed25519PrivateKey | None:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
+    if not create_secret_file(path, pem):  # another process created it first
         return load_or_create_key(path, create=False)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
     return key
 
 

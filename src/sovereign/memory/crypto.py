@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sovereign.errors import ConfigError, SovereignError
+from sovereign.store.secret_file import create_secret_file
 
 __all__ = ["MemoryCipher", "load_key", "KEY_ENV", "KEY_FILE"]
 
@@ -71,12 +72,9 @@ def load_key(home: Path) -> bytes:
         if mode & 0o077:
             raise ConfigError(f"{path} is readable by others (mode {mode:o}); run: chmod 600 {path}")
         return _decode_key(path.read_text(encoding="ascii"), str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     encoded = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(encoded + "\n")
-    os.chmod(path, 0o600)
+    if not create_secret_file(path, (encoded + "\n").encode("ascii")):
+        return load_key(home)  # another process created it first
     return _decode_key(encoded, str(path))
 
 

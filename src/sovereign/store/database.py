@@ -95,23 +95,31 @@ class Database:
             return self._conn.execute(sql, params).fetchone()
 
     def migrate(self, component: str, scripts: Sequence[str]) -> None:
-        """Apply the scripts of ``component`` not applied yet, each in its own transaction."""
+        """Apply the scripts of ``component`` not applied yet, each in its own transaction.
+
+        The applied version is re-read inside each write transaction, so processes opening a
+        fresh database at the same moment never run a script twice."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?",
-                (component,),
-            ).fetchone()
-            applied = int(row[0])
             for version, script in enumerate(scripts, start=1):
-                if version <= applied:
+                if version <= self._applied_version(self._conn, component):
                     continue
                 with self.transaction() as conn:
+                    if version <= self._applied_version(conn, component):
+                        continue
                     for statement in _split_statements(script):
                         conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_migrations (component, version) VALUES (?, ?)",
                         (component, version),
                     )
+
+    @staticmethod
+    def _applied_version(conn: sqlite3.Connection, component: str) -> int:
+        row = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?",
+            (component,),
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         with self._lock:

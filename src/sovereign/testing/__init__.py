@@ -4,6 +4,7 @@
   every scripted response was used.
 - ``FunctionModel``: answers with a function of the request.
 - ``TestModel``: a zero-latency model that echoes the last user message (benchmarks, gateways).
+- ``serve_every_tier``: installs a double as the model of every tier, so nothing loads weights.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, ToolCall, Usage
 
-__all__ = ["ScriptedModel", "FunctionModel", "TestModel", "text_response", "tool_response"]
+__all__ = ["ScriptedModel", "FunctionModel", "TestModel", "serve_every_tier", "text_response", "tool_response"]
 
 
 def _usage(request: ChatRequest, text: str) -> Usage:
@@ -107,3 +109,12 @@ class TestModel(FunctionModel):
     def _echo(request: ChatRequest) -> ChatResponse:
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "") or ""
         return text_response(last)
+
+
+def serve_every_tier(services: Any, model: Any) -> None:
+    """Make ``model`` answer for every tier (chat and agents) of ``services``, so a test that
+    names no model never loads real weights."""
+    tiers = services.settings.kernel.tiers
+    for name in {services.settings.kernel.default_model, *tiers.model_dump().values()}:
+        if isinstance(name, str):
+            services.models[name] = model
