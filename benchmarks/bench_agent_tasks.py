@@ -15,7 +15,7 @@ Peers are installed only for this benchmark, in a separate virtualenv (not proje
     .cache/bench-venv/bin/pip install --find-links ~/.cache/sovereign/wheels -r benchmarks/requirements-agent-tasks.txt
     .cache/bench-venv/bin/pip install --no-deps -e .
     .cache/bench-venv/bin/python benchmarks/bench_agent_tasks.py [--suite evals/core] [--filter RE] [--limit N]
-        [--frameworks sovereign,code,toolcalling] [--max-steps 10] [--json PATH]
+        [--frameworks sovereign,code,toolcalling] [--model M] [--max-steps 10] [--json PATH]
 
 Uses ``$SOVEREIGN_HOME`` (its config names the models folder; weights must be assembled).
 """
@@ -227,6 +227,7 @@ def main() -> None:
     parser.add_argument("--filter", default=None)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--frameworks", default="sovereign,code,toolcalling")
+    parser.add_argument("--model", default=None, help="A registry model for every framework (default: the tools tier).")
     parser.add_argument("--max-steps", type=int, default=10, help="Step limit of the smolagents agents.")
     parser.add_argument("--json", type=Path, default=None, help="Write every attempt of every framework here.")
     args = parser.parse_args()
@@ -238,7 +239,7 @@ def main() -> None:
     services = Services.open()
     reports: dict[str, EvalReport] = {}
     try:
-        evaluator = Evaluator(services, EvalOptions())
+        evaluator = Evaluator(services, EvalOptions(model=args.model))
         spec = services.registry.get(evaluator.model_name())  # the model sovereign's default agent uses
         gguf = services.registry.weights_path(spec)
         if "sovereign" in wanted:
