@@ -201,15 +201,13 @@ class Runner:
             agent = replace(agent, owner=principal.identity_id)
         return agent, principal
 
-    def _governed(self, model: Model, principal: Principal | None, agent: Agent, run_id: str,
-                  journal: Any) -> Model:
-        """``model`` behind the governed path for this run (as is without a governor)."""
+    def _scope(self, principal: Principal | None, agent: Agent, run_id: str) -> CallScope | None:
+        """Who the run's model calls are for (None without a governor: nothing is governed)."""
         if self.governor is None:
-            return model
+            return None
         if principal is None:
             raise InvalidRequestError("a governed run needs the caller's principal", param="principal")
-        scope = CallScope(principal, agent_id=self._agent_identity(agent, principal), run_id=run_id)
-        return GovernedModel(model, self.governor, scope, journal=journal)
+        return CallScope(principal, agent_id=self._agent_identity(agent, principal), run_id=run_id)
 
     def _agent_identity(self, agent: Agent, principal: Principal) -> str | None:
         """The agent identity whose caps the run's spend counts against: the caller's when it is
@@ -379,9 +377,14 @@ class Runner:
             raise
         steps = [s for s in record.steps]
         journal = SessionJournal(self.store.db if self.governor is None else self.governor.spend.db)
+        scope = self._scope(principal, agent, run_id)
+        lease = self.governor.lease(scope) if self.governor is not None and scope is not None else None
 
         def govern(inner: Model) -> Model:
-            return self._governed(inner, principal, agent, run_id, journal)
+            """``inner`` behind the governed path for this run, drawing from its lease."""
+            if self.governor is None or scope is None:
+                return inner
+            return GovernedModel(inner, self.governor, scope, journal=journal, lease=lease)
 
         model = govern(model)
         guard = RunGuard.build(agent, run_id, record.task, approver=self.approver, services=self.services,
@@ -390,7 +393,7 @@ class Runner:
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
                           detector=_replay(agent, steps), guard=guard, journal=journal,
-                          govern=govern)
+                          govern=govern, lease=lease)
         journal.session = session
         state, answer = _next_state(steps, agent.mode)
         if state == VERIFY:
@@ -398,7 +401,11 @@ class Runner:
         session.verify_failures = sum(1 for s in steps if isinstance(s, VerificationStep) and not s.passed)
         if record.status != "running":
             self.store.set_status(run_id, "running")
-        final = await session.drive(state)
+        try:
+            final = await session.drive(state)
+        finally:
+            if lease is not None:
+                lease.close()  # a no-op once the final commit closed it
         return _result(record.id, agent.name, final, steps, spent)
 
 

@@ -14,7 +14,8 @@ It implements ``Model`` itself, so wrappers compose: a tracing wrapper can wrap 
     model.last.cost_usd                        # what that call cost
 
 Interfaces get one from ``Services.governed_model(principal, name)``; the agent runtime wraps
-the run's model with the run's principal and its own ``Journal`` (writes join its step commits).
+the run's model with the run's principal, its own ``Journal`` (writes join its step commits)
+and a ``SpendLease`` (the run's calls draw from one reservation, see ``spend_lease``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from sovereign.governance.governor import CallObserver, CallRecord, CallScope, Governor
 from sovereign.governance.journal import DirectJournal, Journal
+from sovereign.governance.spend_lease import SpendLease
 from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Timings, Usage
 from sovereign.kernel.protocol import Model
 
@@ -35,16 +37,19 @@ class GovernedModel:
     """A ``Model`` whose every call takes the governed path (see the module docstring).
 
     ``journal``: where the reservation and the settlement are written (default: each in its own
-    transaction). ``observers``: called with each settled call, after the governor's own.
+    transaction). ``lease``: a ``SpendLease`` the calls draw their reservations from (a run's;
+    default: each call reserved on its own). ``observers``: called with each settled call, after
+    the governor's own.
     ``last``: the last settled call of this wrapper (one wrapper per request or run execution).
     """
 
     def __init__(self, inner: Model, governor: Governor, scope: CallScope, *, journal: Journal | None = None,
-                 observers: list[CallObserver] | None = None) -> None:
+                 lease: SpendLease | None = None, observers: list[CallObserver] | None = None) -> None:
         self.inner = inner
         self.governor = governor
         self.scope = scope
         self.journal = journal or DirectJournal(governor.spend.db)
+        self.lease = lease
         self.observers = list(observers or [])
         self.last: CallRecord | None = None
 
@@ -65,7 +70,7 @@ class GovernedModel:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         request = self._prepare(request)
-        reservation = self.governor.reserve(self.scope, request, self.journal)
+        reservation = self.governor.reserve(self.scope, request, self.journal, self.lease)
         try:
             response = await self.inner.complete(request)
         except BaseException:
@@ -79,7 +84,7 @@ class GovernedModel:
         """The inner stream, reserved before its first event and settled after its last; the
         reservation is released if the stream fails or is closed early."""
         request = self._prepare(request)
-        reservation = self.governor.reserve(self.scope, request, self.journal)
+        reservation = self.governor.reserve(self.scope, request, self.journal, self.lease)
         usage, timings, settled = Usage(), Timings(), False
         held: StreamEvent | None = None  # the closing event, sent once the call is settled
         events = self.inner.stream(request)

@@ -19,6 +19,7 @@ from sovereign.governance.authz import authorize
 from sovereign.governance.journal import Journal
 from sovereign.governance.keys import Principal
 from sovereign.governance.spend import CapExceededError, Reservation, SpendGuard
+from sovereign.governance.spend_lease import SpendLease
 from sovereign.kernel.messages import ChatRequest, Timings, ToolSpec, Usage
 from sovereign.kernel.registry import PriceSheet
 
@@ -58,6 +59,11 @@ CallObserver = Callable[[CallRecord], None]
 
 
 _TOOL_CACHE_SIZE = 256
+
+
+def _agent_id(scope: CallScope) -> str | None:
+    """The agent identity whose caps a call counts against."""
+    return scope.agent_id or scope.principal.agent_id
 
 
 def _tools_chars(tools: list[ToolSpec], cache: dict[int, tuple[ToolSpec, int]]) -> int:
@@ -105,21 +111,31 @@ class Governor:
         cost = self.prices(request.model).cost(cached_tokens=0, uncached_tokens=prompt_tokens, output_tokens=output)
         return cost, prompt_tokens + output
 
-    def reserve(self, scope: CallScope, request: ChatRequest, journal: Journal) -> Reservation:
+    def lease(self, scope: CallScope) -> SpendLease:
+        """A budget lease for the calls of one run made in ``scope`` (see ``spend_lease``)."""
+        return SpendLease(self.spend, scope.key_id, scope.principal.spend_owner_id, _agent_id(scope))
+
+    def reserve(self, scope: CallScope, request: ChatRequest, journal: Journal,
+                lease: SpendLease | None = None) -> Reservation:
         """Reserve the worst case against every cap that applies (key, agent, owner, global),
-        committed through ``journal`` before the call; ``CapExceededError`` (429) names the cap."""
+        committed through ``journal`` before the call — drawn from ``lease`` when given;
+        ``CapExceededError`` (429) names the cap."""
         cost, tokens = self.worst_case(request)
-        owner = scope.principal.spend_owner_id
-        agent_id = scope.agent_id or scope.principal.agent_id
         try:
-            return journal.now(lambda conn: self.spend.reserve_in(conn, scope.key_id, owner, agent_id, cost, tokens))
+            if lease is not None:
+                return journal.now(lambda conn: lease.draw_in(conn, cost, tokens))
+            return journal.now(lambda conn: self.spend.reserve_in(
+                conn, scope.key_id, scope.principal.spend_owner_id, _agent_id(scope), cost, tokens))
         except CapExceededError as exc:
             self.spend.refused(exc, scope.principal.identity_name)
             raise
 
     def release(self, reservation: Reservation) -> None:
         """The call failed or was abandoned: its reservation stops holding budget."""
-        self.spend.release(reservation)
+        if reservation.lease is not None:
+            reservation.lease.release(reservation)
+        else:
+            self.spend.release(reservation)
 
     def settle(self, scope: CallScope, reservation: Reservation, model: str, usage: Usage, timings: Timings,
                journal: Journal) -> CallRecord:
@@ -138,7 +154,10 @@ class Governor:
         principal = scope.principal
         self.ledger.record_in(conn, model=record.model, usage=usage, timings=record.timings, cost=record.cost_usd,
                               principal=principal.identity_id, request_id=scope.run_id or scope.request_id)
-        self.spend.settle_in(conn, reservation, record.cost_usd, usage.total_tokens, audit=False)
+        if reservation.lease is not None:
+            reservation.lease.settle_in(conn, reservation, record.cost_usd, usage.total_tokens)
+        else:
+            self.spend.settle_in(conn, reservation, record.cost_usd, usage.total_tokens, audit=False)
         self.audit.append_in(conn, "model.call", principal.identity_name, {
             "model": record.model, "owner": principal.spend_owner_id, "identity_id": principal.identity_id,
             "key_id": scope.key_id, "agent_id": scope.agent_id, "run_id": scope.run_id,

@@ -20,13 +20,14 @@ Intended use (server / agent runtime)::
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from sqlite3 import Connection
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sovereign.errors import InvalidRequestError, NotFoundError, SpendCapExceededError
 from sovereign.store import Database
@@ -94,6 +95,21 @@ MIGRATIONS = [
         for scope, column in (("key", "key_id"), ("agent", "agent_id"), ("owner", "owner_id"), ("global", "'*'"))
         for day in ("day", "'*'")
     ),
+    # A counter bumped by every change of a cap (triggers, so edits from any process count): a
+    # budget lease (``spend_lease``) reads it before each call it covers and re-checks on a change.
+    """
+    CREATE TABLE spend_caps_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO spend_caps_version (id, version) VALUES (1, 0);
+    CREATE TRIGGER spend_caps_added AFTER INSERT ON spend_caps
+    BEGIN UPDATE spend_caps_version SET version = version + 1; END;
+    CREATE TRIGGER spend_caps_changed AFTER UPDATE ON spend_caps
+    BEGIN UPDATE spend_caps_version SET version = version + 1; END;
+    CREATE TRIGGER spend_caps_removed AFTER DELETE ON spend_caps
+    BEGIN UPDATE spend_caps_version SET version = version + 1; END;
+    """,
 ]
 # ``usd`` / ``tokens`` hold the worst case while a reservation is open, the actual once settled.
 
@@ -147,6 +163,8 @@ class Reservation:
     done: bool = False
     day: str = ""
     """The day (UTC) it was made: its spend counts against that day's caps."""
+    lease: Any = field(default=None, repr=False)
+    """The ``SpendLease`` this call was drawn from (``id`` is then the lease's row), or None."""
 
     def settle(self, cost_usd: float, tokens: int) -> None:
         assert self.guard is not None
@@ -361,10 +379,58 @@ class SpendGuard:
         now = _Now.at(_now())
         reservation = Reservation("res_" + uuid.uuid4().hex, key_id, owner_id, agent_id,
                                   float(max_cost_usd), int(max_tokens), self, day=now.day)
-        for cap in self._applicable(conn, key_id, owner_id, agent_id):
-            self._check(conn, cap, now, reservation)
+        self._room(conn, reservation, now)
         self._insert(conn, reservation, now)
         return reservation
+
+    def _room(self, conn: Connection, res: Reservation, now: _Now) -> tuple[float, float]:
+        """Check ``res`` against every cap that applies to its subjects (``CapExceededError``
+        naming the first it would exceed) and return what the tightest caps have left after it,
+        ``(usd, tokens)`` (``inf`` where uncapped)."""
+        room_usd = room_tokens = math.inf
+        for cap in self._applicable(conn, res.key_id, res.owner_id, res.agent_id):
+            left_usd, left_tokens = self._check(conn, cap, now, res)
+            room_usd, room_tokens = min(room_usd, left_usd), min(room_tokens, left_tokens)
+        return room_usd, room_tokens
+
+    # --- leases: one reservation row that many calls draw from (see ``spend_lease``) ----------
+
+    def caps_version_in(self, conn: Connection) -> int:
+        """A number that changes whenever any cap is set, changed or removed (by any process)."""
+        return conn.execute("SELECT version FROM spend_caps_version").fetchone()[0]
+
+    def grant_in(self, conn: Connection, lease: Reservation, need_usd: float, need_tokens: int,
+                 want_usd: float, want_tokens: int, share: float) -> tuple[float, int]:
+        """Add to ``lease``'s row (inserted first when ``lease.day`` is empty) at least ``need``
+        and up to ``want``, but no more than ``share`` of what the tightest cap has left beyond
+        ``need``; ``CapExceededError`` when even ``need`` does not fit. Returns what was added."""
+        now = _Now.at(_now())
+        probe = Reservation(lease.id, lease.key_id, lease.owner_id, lease.agent_id, float(need_usd), int(need_tokens))
+        room_usd, room_tokens = self._room(conn, probe, now)
+        usd = need_usd + max(0.0, min(want_usd - need_usd, room_usd * share))
+        tokens = need_tokens + max(0, int(min(want_tokens - need_tokens, room_tokens * share)))
+        if not lease.day:
+            lease.day, lease.max_cost_usd, lease.max_tokens = now.day, usd, tokens
+            self._insert(conn, lease, now)
+        else:
+            conn.execute("UPDATE spend_reservations SET usd = usd + ?, tokens = tokens + ? WHERE id = ?",
+                         (usd, tokens, lease.id))
+        return usd, tokens
+
+    def settle_drawn_in(self, conn: Connection, lease: Reservation, cost_usd: float, tokens: int) -> None:
+        """Settle a call drawn from the lease ``lease``: its spend joins the running totals and
+        leaves the lease's hold, in one transaction (so it is counted once, always)."""
+        if cost_usd < 0 or tokens < 0:
+            raise InvalidRequestError("actual spend cannot be negative")
+        conn.execute("UPDATE spend_reservations SET usd = MAX(usd - ?, 0), tokens = MAX(tokens - ?, 0) "
+                     "WHERE id = ? AND status = 'open'", (float(cost_usd), int(tokens), lease.id))
+        self._add_totals(conn, lease, lease.day, float(cost_usd), int(tokens))
+
+    def close_lease_in(self, conn: Connection, lease: Reservation, settled_usd: float, settled_tokens: int) -> None:
+        """End a lease: its row stops holding budget and keeps what was settled through it."""
+        conn.execute("UPDATE spend_reservations SET status = 'settled', usd = ?, tokens = ?, settled_at = ? "
+                     "WHERE id = ? AND status = 'open'",
+                     (float(settled_usd), int(settled_tokens), _stamp(_now()), lease.id))
 
     def _insert(self, conn: Connection, reservation: Reservation, now: _Now) -> None:
         conn.execute(
@@ -375,7 +441,9 @@ class SpendGuard:
              _stamp(now.moment + timedelta(seconds=self.reservation_ttl_s)), now.stamp),
         )
 
-    def _check(self, conn: Connection, cap: Cap, now: _Now, res: Reservation) -> None:
+    def _check(self, conn: Connection, cap: Cap, now: _Now, res: Reservation) -> tuple[float, float]:
+        """Raise ``CapExceededError`` if ``res`` does not fit under ``cap``; else what ``cap``
+        has left after it, ``(usd, tokens)``."""
         spent, reserved, spent_tokens, reserved_tokens = self._usage(conn, cap, now)
         error = None
         if cap.max_usd is not None and spent + reserved + res.max_cost_usd > cap.max_usd + _EPS:
@@ -387,6 +455,8 @@ class SpendGuard:
         if error is not None:
             error.subjects = {"key_id": res.key_id, "owner_id": res.owner_id, "agent_id": res.agent_id}
             raise error
+        return (math.inf if cap.max_usd is None else cap.max_usd - spent - reserved - res.max_cost_usd,
+                math.inf if cap.max_tokens is None else cap.max_tokens - spent_tokens - reserved_tokens - res.max_tokens)
 
     def settle(self, reservation: Reservation, cost_usd: float, tokens: int) -> None:
         """Replace the reserved worst case by the actual spend (which may exceed it: it is real)."""
