@@ -22,6 +22,7 @@ Kinds in use: ``model.call``, ``tool.call``, ``policy.decision``, ``egress``, ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -123,14 +124,24 @@ def redact_text(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether values under ``key`` are redacted (entries repeat the same keys: decided once)."""
+    return _SECRET_KEY.match(key) is not None
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` (JSON-like) with secrets redacted, by key name and by pattern."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             key = str(key)
-            if _SECRET_KEY.match(key) and item is not None and not isinstance(item, bool):
+            if item is None or isinstance(item, bool):
+                out[key] = item  # never redacted, even under a secret-looking key
+            elif _secret_key(key):
                 out[key] = REDACTED
+            elif isinstance(item, (int, float)):
+                out[key] = item
             else:
                 out[key] = redact(item)
         return out
@@ -152,6 +163,14 @@ def canonical_json(value: Any) -> str:
 
 def entry_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data: Any) -> str:
     body = canonical_json({"seq": seq, "ts": ts, "kind": kind, "actor": actor, "data": data})
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def _chained_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data_json: str) -> str:
+    """``entry_hash`` for data already in canonical JSON (``data_json``): the same bytes, built
+    around it instead of encoding the data again (keys in sorted order: actor, data, kind, seq, ts)."""
+    body = (f'{{"actor":{canonical_json(actor)},"data":{data_json},"kind":{canonical_json(kind)},'
+            f'"seq":{seq},"ts":{canonical_json(ts)}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
@@ -202,6 +221,8 @@ class AuditLog:
     def __init__(self, db: Database, *, anchor: AuditAnchor | None = None) -> None:
         self.db = db
         self.anchor = anchor
+        self._head: tuple[int, str] | None = None
+        """The head (seq, hash) this log last wrote: tried first by the next append."""
         db.migrate("audit", MIGRATIONS)
 
     # --- writing -------------------------------------------------------------------------
@@ -217,24 +238,43 @@ class AuditLog:
         entry commit together)."""
         if not kind:
             raise ValueError("an audit entry needs a kind")
-        clean = json.loads(canonical_json(redact(dict(data or {}))))
+        # Redaction leaves plain JSON (string keys, lists): its canonical form reads back as
+        # itself, so it is encoded once, stored as it is and hashed as ``entry_hash`` would.
+        data_json = canonical_json(redact(data or {}))
         actor = redact_text(actor) if actor is not None else None
-        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        prev_seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
-        seq, ts = prev_seq + 1, _now()
-        digest = entry_hash(prev_hash, seq, ts, kind, actor, clean)
+        ts = _now()
+        seq, prev_hash, digest = self._advance(conn, ts, kind, actor, data_json)
         conn.execute(
             "INSERT INTO audit_log (seq, ts, kind, actor, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, kind, actor, canonical_json(clean), prev_hash, digest),
-        )
-        conn.execute(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            (seq, digest),
+            (seq, ts, kind, actor, data_json, prev_hash, digest),
         )
         if self.anchor is not None and self.anchor.due(seq):
             self.db.after_commit(self.checkpoint)
         return seq
+
+    def _advance(self, conn: Connection, ts: str, kind: str, actor: str | None,
+                 data_json: str) -> tuple[int, str, str]:
+        """Move the head past one new entry; ``(seq, prev_hash, hash)`` of that entry. The head
+        this log wrote last is tried first: the update names it, so it only succeeds while no
+        one (another process, a rolled-back transaction) has moved the head since; else the
+        head is read."""
+        if self._head is not None:
+            prev_seq, prev_hash = self._head
+            digest = _chained_hash(prev_hash, prev_seq + 1, ts, kind, actor, data_json)
+            if conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?",
+                            (prev_seq + 1, digest, prev_seq, prev_hash)).rowcount == 1:
+                self._head = (prev_seq + 1, digest)
+                return prev_seq + 1, prev_hash, digest
+        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        prev_seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+        digest = _chained_hash(prev_hash, prev_seq + 1, ts, kind, actor, data_json)
+        conn.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (prev_seq + 1, digest),
+        )
+        self._head = (prev_seq + 1, digest)
+        return prev_seq + 1, prev_hash, digest
 
     def checkpoint(self) -> None:
         """Anchor the committed head now (no-op without an anchor or once the database is closed)."""
