@@ -157,8 +157,12 @@ def redact(value: Any) -> Any:
 # --- hashing -----------------------------------------------------------------------------
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Sorted keys, no spaces, UTF-8 as it is, no NaN: the bytes every hash is taken over."""
+    return _CANONICAL.encode(value)
 
 
 def entry_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data: Any) -> str:
@@ -208,7 +212,8 @@ class AuditVerdict:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (``isoformat`` writes the same, faster)."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class AuditLog:
