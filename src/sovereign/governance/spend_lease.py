@@ -117,12 +117,13 @@ class SpendLease:
 
     def settle_in(self, conn: Connection, call: Reservation, cost_usd: float, tokens: int) -> None:
         """Settle a call drawn from this lease inside ``conn``'s transaction (totals plus the
-        lease's hold, one transaction); the lease's memory follows once it commits."""
+        lease's hold, one transaction). The lease's memory follows at once, and once only (a
+        transaction retried after a rollback writes it again): should the write not commit,
+        memory holds less than the row does, which only ever errs on the safe side."""
         self.guard.settle_drawn_in(conn, call, cost_usd, tokens)
-        self.guard.db.after_commit(lambda: self._settled(call, cost_usd, tokens))
-
-    def _settled(self, call: Reservation, cost_usd: float, tokens: int) -> None:
         with self._lock:
+            if call.done:
+                return
             self._undraw(call)
             if self.row is not None and self.row.id == call.id:
                 self.held_usd = max(0.0, self.held_usd - cost_usd)
