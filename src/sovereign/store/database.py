@@ -2,8 +2,7 @@
 
 Every layer that stores data declares its own ordered list of migration scripts and calls
 ``Database.migrate(component, scripts)``; each script runs once, in one transaction, so a
-failure leaves the schema as it was. A file database checkpoints its log in the background
-(``checkpoint``).
+failure leaves the schema as it was.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from sovereign.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 
 _BOOTSTRAP = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -47,10 +44,6 @@ class Database:
             "PRAGMA busy_timeout=10000",
         ):
             self._conn.execute(pragma)
-        self._checkpointer: Checkpointer | None = None
-        if self.path != ":memory:":  # checkpoints leave the commit path (see ``checkpoint``)
-            self._checkpointer = Checkpointer(self.path)
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         self._conn.execute(_BOOTSTRAP)
 
     @property
@@ -73,8 +66,6 @@ class Database:
             else:
                 self._conn.execute("COMMIT")
                 committed = True
-                if self._checkpointer is not None:
-                    self._checkpointer.committed()
             finally:
                 self._tx_thread = None
                 callbacks, self._after_commit = self._after_commit, []
@@ -93,10 +84,7 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         """Run one statement in its own implicit transaction."""
         with self._lock:
-            cursor = self._conn.execute(sql, params)
-            if self._checkpointer is not None and self._tx_thread is None:
-                self._checkpointer.committed()
-            return cursor
+            return self._conn.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -135,8 +123,6 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            if self._checkpointer is not None:
-                self._checkpointer.close()  # first: the last connection to close checkpoints the log
             self._conn.close()
             self.closed = True
 
