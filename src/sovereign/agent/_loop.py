@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
     from sovereign.agent.agent import Agent
     from sovereign.agent.runner import Runner
-    from sovereign.governance.spend_lease import SpendLease
     from sovereign.kernel.protocol import Model
     from sovereign.kernel.registry import PriceSheet
     from sovereign.tools.base import Tool
@@ -80,8 +79,6 @@ class Session(CodeActing, Accepting):
     """The governed model's ``Journal`` (its reservation joins the commit before each call)."""
     govern: Callable[[Model], Model] | None = None
     """Puts another model of the run (a verifier) behind the governed path."""
-    lease: SpendLease | None = None
-    """The run's budget lease (its model calls draw from it); closed by the final commit."""
     answer: str | None = None
     verify_failures: int = 0
     final: FinalAnswerStep | None = None
@@ -492,9 +489,7 @@ class Session(CodeActing, Accepting):
         self.stage(self.final)
         self._staged_writes.append(lambda conn: self.runner.store.set_status_in(
             conn, self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent))
-        if self.lease is not None and self.journal is not None:
-            self.journal.later(self.lease.close_in)
-        self.commit()  # the final step, the run's status and its lease's end: one transaction
+        self.commit()  # the final step and the run's status: one transaction
         self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
 
     # --- durability ----------------------------------------------------------------------------

@@ -393,7 +393,7 @@ class Runner:
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
                           detector=_replay(agent, steps), guard=guard, journal=journal,
-                          govern=govern, lease=lease)
+                          govern=govern)
         journal.session = session
         state, answer = _next_state(steps, agent.mode)
         if state == VERIFY:
@@ -405,7 +405,7 @@ class Runner:
             final = await session.drive(state)
         finally:
             if lease is not None:
-                lease.close()  # a no-op once the final commit closed it
+                lease.close()  # after the final commit (which settled the last call): the unspent rest goes back
         return _result(record.id, agent.name, final, steps, spent)
 
 

@@ -147,14 +147,14 @@ class SpendLease:
     # --- the end of the run ----------------------------------------------------------------
 
     def close_in(self, conn: Connection) -> None:
-        """Give the unspent rest back inside ``conn``'s transaction (the run's last commit)."""
+        """End the lease inside ``conn``'s transaction: the unspent rest stops being held."""
         row = self.row
         if row is not None:
             self.guard.close_lease_in(conn, row, self.settled_usd, self.settled_tokens)
             self.guard.db.after_commit(lambda: self._closed(row))
 
     def close(self) -> None:
-        """``close_in`` in a transaction of its own (a run that ended without its last commit)."""
+        """``close_in`` in a transaction of its own (the runner's, once the run has ended)."""
         if self.row is not None and not self.guard.db.closed:
             with self.guard.db.transaction() as conn:
                 self.close_in(conn)
