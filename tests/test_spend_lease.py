@@ -114,9 +114,11 @@ def test_a_new_day_starts_a_new_lease(db, monkeypatch):
     lease = SpendLease(guard, None, None, None)
     _settle(lease, _draw(lease, 0.1), 0.1)
     first = lease.row.id
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
-    monkeypatch.setattr(spend_lease, "_today", lambda: tomorrow)
-    monkeypatch.setattr(spend_module, "_now", lambda: datetime.now(UTC) + timedelta(days=1))
+    later = datetime.now(UTC) + timedelta(days=1)
+    tomorrow = later.strftime("%Y-%m-%d")
+    assert lease.renew_at <= spend_lease._day_ends(lease.row.day)  # the lease ends with its day
+    lease.clock = later.timestamp
+    monkeypatch.setattr(spend_module, "_now", lambda: later)
     call = _draw(lease, 0.1)
     assert call.id != first and call.day == tomorrow
     assert {r["id"]: r["status"] for r in _rows(db)}[first] == "settled"

@@ -28,8 +28,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from sqlite3 import Connection
 
 from sovereign.governance.spend import Reservation, SpendGuard
@@ -42,8 +43,9 @@ LEASE_SHARE = 0.25
 """The most of a cap's remaining headroom one lease takes beyond what its call needs."""
 
 
-def _today() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+def _day_ends(day: str) -> float:
+    """The epoch second at which the UTC day ``day`` (``YYYY-MM-DD``) ends."""
+    return (datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)).timestamp()
 
 
 @dataclass
@@ -66,8 +68,11 @@ class SpendLease:
     """The worst cases of the calls in flight."""
     settled_usd: float = 0.0
     settled_tokens: int = 0
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    """Epoch seconds now (tests move it)."""
     version: int = -1
     renew_at: float = 0.0
+    """When the row starts afresh: half its time to live, or the end of its day if sooner."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- drawing ---------------------------------------------------------------------------
@@ -81,8 +86,7 @@ class SpendLease:
         version = guard.caps_version_in(conn)
         with self._lock:
             row, drawn = self.row, self.drawn_usd > 0 or self.drawn_tokens > 0
-            stale = row is not None and (version != self.version or row.day != _today()
-                                         or time.time() >= self.renew_at)
+            stale = row is not None and (version != self.version or self.clock() >= self.renew_at)
             if stale and drawn:
                 return guard.reserve_in(conn, self.key_id, self.owner_id, self.agent_id, cost_usd, tokens)
             need_usd = max(0.0, cost_usd - (self.held_usd - self.drawn_usd))
@@ -106,7 +110,7 @@ class SpendLease:
             if fresh or self.row is not row:
                 self.row, self.held_usd, self.held_tokens = row, 0.0, 0
                 self.settled_usd, self.settled_tokens = 0.0, 0
-                self.renew_at = time.time() + self.guard.reservation_ttl_s / 2
+                self.renew_at = min(self.clock() + self.guard.reservation_ttl_s / 2, _day_ends(row.day))
             self.version = version
             self.held_usd += grant[0]
             self.held_tokens += grant[1]
