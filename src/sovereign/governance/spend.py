@@ -44,6 +44,15 @@ PERIODS: tuple[str, ...] = ("day", "total")
 GLOBAL = "*"
 _EPS = 1e-12
 
+_TOTALS_COLUMNS = """
+        scope   TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        day     TEXT NOT NULL,
+        usd     REAL NOT NULL,
+        tokens  INTEGER NOT NULL,
+        PRIMARY KEY (scope, subject, day)
+"""
+
 MIGRATIONS = [
     """
     CREATE TABLE spend_caps (
@@ -76,15 +85,8 @@ MIGRATIONS = [
     # Settled spend as running totals per subject and day ('*' = all days), so a cap check reads
     # one row instead of summing every settled call of the day; open reservations (the calls in
     # flight) are still summed, through a partial index that holds only them.
-    """
-    CREATE TABLE spend_totals (
-        scope   TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        day     TEXT NOT NULL,
-        usd     REAL NOT NULL,
-        tokens  INTEGER NOT NULL,
-        PRIMARY KEY (scope, subject, day)
-    );
+    f"""
+    CREATE TABLE spend_totals ({_TOTALS_COLUMNS});
     CREATE INDEX spend_res_open ON spend_reservations (expires_at) WHERE status = 'open';
     """ + "".join(
         f"""
@@ -112,15 +114,8 @@ MIGRATIONS = [
     """,
     # The running totals keyed by their primary key alone (no rowid table beside the key's
     # index): every settlement rewrites one b-tree instead of two.
-    """
-    CREATE TABLE spend_totals_keyed (
-        scope   TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        day     TEXT NOT NULL,
-        usd     REAL NOT NULL,
-        tokens  INTEGER NOT NULL,
-        PRIMARY KEY (scope, subject, day)
-    ) WITHOUT ROWID;
+    f"""
+    CREATE TABLE spend_totals_keyed ({_TOTALS_COLUMNS}) WITHOUT ROWID;
     INSERT INTO spend_totals_keyed (scope, subject, day, usd, tokens)
     SELECT scope, subject, day, usd, tokens FROM spend_totals;
     DROP TABLE spend_totals;
