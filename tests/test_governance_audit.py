@@ -224,3 +224,36 @@ def test_concurrent_appends_from_processes_keep_the_chain(tmp_path):
         assert p.exitcode == 0
     verdict = AuditLog(Database(path)).verify()
     assert verdict.ok and verdict.entries == 60
+
+
+def test_an_entry_is_stored_and_hashed_as_entry_hash_says(db):
+    """Appends encode the data once and build the hash around it: the stored bytes and the hash
+    are exactly what ``verify`` recomputes with ``entry_hash``."""
+    log = AuditLog(db)
+    datas = [{"b": 1, "a": [1, (2, 3)], "é": "ü", "none": None, "f": 1.5e-7, "t": True, 3: "int key",
+              "api_key": "sk-abcdefghijklmnop", "nested": {"z": [{"q": 'a"b'}], "password": 7}}, {}, {"x": "y"}]
+    for data, actor in zip(datas, ["bob", None, 'a\\"b']):
+        seq = log.append("kind.x", actor, data)
+        row = db.query_one("SELECT * FROM audit_log WHERE seq = ?", (seq,))
+        clean = json.loads(row["data"])
+        assert row["data"] == canonical_json(clean) == canonical_json(redact(data))
+        assert row["hash"] == entry_hash(row["prev_hash"], seq, row["ts"], row["kind"], row["actor"], clean)
+    assert log.verify().ok
+
+
+def test_the_head_a_log_remembers_is_checked_before_it_is_used(db):
+    """Two logs on one database, and an append rolled back: each append still chains to the
+    real head (the remembered one is only used while the database still has it)."""
+    first, second = AuditLog(db), AuditLog(db)
+    first.append("a", None, {})
+    second.append("b", None, {})  # first's remembered head is now stale
+    first.append("c", None, {})
+    with pytest.raises(RuntimeError):
+        with db.transaction() as conn:
+            first.append_in(conn, "rolled.back", None, {})
+            raise RuntimeError("abort")
+    first.append("d", None, {})
+    second.append("e", None, {})
+    verdict = first.verify()
+    assert verdict.ok and verdict.entries == 5
+    assert [e.kind for e in first.entries()] == ["a", "b", "c", "d", "e"]
