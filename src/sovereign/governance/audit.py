@@ -143,6 +143,8 @@ def redact(value: Any) -> Any:
                 out[key] = item  # never redacted, even under a secret-looking key
             elif _secret_key(key):
                 out[key] = REDACTED
+            elif isinstance(item, str):
+                out[key] = redact_text(item)
             elif isinstance(item, (int, float)):
                 out[key] = item
             else:
