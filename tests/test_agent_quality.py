@@ -24,6 +24,7 @@ MARKUP = '<tool_call>\n{"name": "read_csv", "arguments": {"file": "sales.csv"}}\
 
 def _agent(workspace: Path, **kwargs) -> Agent:
     tools = [t for t in builtin_tools(workspace) if t.name in ("read_file", "list_files", "calculator")]
+    kwargs.setdefault("read_named_files", False)  # these scripts make their own first move
     return Agent(name="helper", tools=tools, **kwargs)
 
 

@@ -47,6 +47,7 @@ def workspace(tmp_path) -> Path:
 def _agent(workspace: Path, **kwargs) -> Agent:
     names = ("read_file", "write_file", "list_files", "search_files", "calculator")
     tools = [t for t in builtin_tools(workspace) if t.name in names]
+    kwargs.setdefault("read_named_files", False)  # these scripts make their own first move
     return Agent(name="coder", mode="code", tools=tools, **kwargs)
 
 

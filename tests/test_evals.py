@@ -282,7 +282,7 @@ def test_mini_suite_end_to_end_with_a_model_double(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "agents.toml").write_text('[[agents]]\nname = "worker"\ntools = ["read_file", "write_file", "list_files"]\n'
-                                      'injection_policy = "off"\nverify = "off"\n')
+                                      'injection_policy = "off"\nverify = "off"\nread_named_files = false\n')
     suite_path = tmp_path / "mini.toml"
     suite_path.write_text(MINI)
     suite = load_suite(suite_path)

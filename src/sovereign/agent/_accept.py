@@ -1,6 +1,7 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
-syntax, and the files the task names were read; otherwise the model gets a correction. Calls a
+syntax, the files the task names were read, and a task that asks for a file to be written saw a
+write; otherwise the model gets a correction. Calls a
 model wrote as text are recovered and run; invalid actions in a row past the agent's
 ``max_corrections`` end the run as ``failed``.
 """
@@ -10,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sovereign.agent.answer_check import call_markup, touched_arguments, unread_paths, usage_of
+from sovereign.agent.answer_check import (
+    asks_for_a_write,
+    call_markup,
+    mentioned_paths,
+    touched_arguments,
+    unread_paths,
+    usage_of,
+)
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -76,6 +84,12 @@ class Accepting:
             text = prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread), first=unread[0])
             self.stage(NoticeStep(text=text, reason="grounding"))
             return MODEL
+        if self.grounding_nudges < _GROUNDING_NUDGES and self.left_unwritten():
+            self.grounding_nudges += 1
+            named = mentioned_paths(self.task_step().task)
+            text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=named[0] if named else "the file")
+            self.stage(NoticeStep(text=text, reason="grounding"))
+            return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
         self.detector.record_text(text)
@@ -100,6 +114,14 @@ class Accepting:
         if not any(t.name in _READERS for t in self.agent.tools):
             return []
         return unread_paths(self.task_step().task, self.workspace_root(), touched_arguments(self.steps))
+
+    def left_unwritten(self) -> bool:
+        """The task asks for a file to be created or changed, the agent can write, and it never
+        tried to (small models often "fix" a bug in their own code and report the result). A
+        write that was refused or failed is not asked for again."""
+        if not asks_for_a_write(self.task_step().task) or self.agent.tool("write_file") is None:
+            return False
+        return not any(isinstance(s, ToolResultStep) and s.name == "write_file" for s in self.steps)
 
     def workspace_root(self) -> Path | None:
         if self.runner.workspace is not None:

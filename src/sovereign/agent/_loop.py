@@ -30,6 +30,7 @@ from sovereign.agent.budget import RunUsage
 from sovereign.agent.code_mode import CODE, CodeActing
 from sovereign.agent.errors import BudgetExceededError, LoopDetectedError, NoValidActionError
 from sovereign.agent.loop_detect import LoopDetector
+from sovereign.agent.opening import opening_turn
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import (
     FinalAnswerStep,
@@ -84,6 +85,8 @@ class Session(CodeActing, Accepting):
     final: FinalAnswerStep | None = None
     force_answer: bool = False
     """Set by a loop nudge: the next turn offers no tools, so even a small model must answer."""
+    resample: bool = False
+    """Set after a repeated code block: the next turn is sampled, not greedy."""
     invalid_actions: int = 0
     """Invalid actions in a row (each sent back with a correction); past the agent's
     ``max_corrections`` the run fails."""
@@ -111,6 +114,8 @@ class Session(CodeActing, Accepting):
         self.view = TranscriptView(self.steps)
         self.invalid_actions, self.grounding_nudges = corrections_since_progress(self.steps)
         try:
+            if state == MODEL:
+                state = self.opening_move()
             while state != DONE:
                 state = await handlers[state]()
         except NoValidActionError as exc:
@@ -134,6 +139,18 @@ class Session(CodeActing, Accepting):
         return self.final
 
     # --- states --------------------------------------------------------------------------------
+
+    def opening_move(self) -> str:
+        """A fresh run whose task names workspace files starts with the runtime reading them
+        (``agent/opening.py``); any other run starts with the model."""
+        if not self.agent.read_named_files or any(isinstance(s, ModelCallStep) for s in self.steps):
+            return MODEL
+        offered = {spec.name for spec in self._tool_specs}
+        turn = opening_turn(self.task_step().task, self.workspace_root(), self.agent.mode, offered)
+        if turn is None:
+            return MODEL
+        self.stage(turn)
+        return CODE if self.agent.mode == "code" else TOOLS
 
     async def model_state(self) -> str:
         """Ask the model for the next move: tool calls (→ TOOLS) or an answer (→ VERIFY)."""

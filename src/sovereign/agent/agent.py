@@ -70,6 +70,9 @@ class Agent:
     max_corrections: int = 3
     """Invalid actions in a row (a call written as text, an unknown tool, bad arguments, no code)
     that go back to the model with a correction; one more ends the run as ``failed``."""
+    read_named_files: bool = True
+    """The opening move: before the first model turn the runtime reads the workspace files the
+    task names (or lists the folder it names), so the model starts from their content."""
     injection_policy: Policy = "approve"
     """Outward tools (shell, file writes, HTTP, messages) once tool results are in the context:
     ``approve`` asks the runner's approver (``block`` when there is none), ``block`` refuses,
@@ -93,6 +96,7 @@ class Agent:
             compaction_threshold=self.compaction.threshold, keep_recent=self.compaction.keep_recent,
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
             injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
+            read_named_files=self.read_named_files,
         )
 
 
@@ -135,6 +139,7 @@ class AgentConfig(BaseModel):
     injection_policy: Policy = "approve"
     mode: Mode = "tools"
     max_corrections: int = Field(default=3, ge=0, le=20)
+    read_named_files: bool = True
 
     def build(self, resolve: ToolResolver | None = None) -> Agent:
         """The ``Agent``; each tool name is looked up with ``resolve`` (default: built-in tools)."""
@@ -148,6 +153,7 @@ class AgentConfig(BaseModel):
             compaction=CompactionPolicy(threshold=self.compaction_threshold, keep_recent=self.keep_recent),
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
             injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
+            read_named_files=self.read_named_files,
         )
 
 

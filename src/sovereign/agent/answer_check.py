@@ -47,6 +47,20 @@ def call_markup(text: str | None) -> str | None:
 _PATH = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w][\w.-]*(?:/[\w.-]+)*\.[A-Za-z][A-Za-z0-9]{0,7})(?![\w/-])")
 
 
+# A task that asks for a file to be made or changed: an imperative verb opening a sentence or a
+# clause ("Fix it.", "In settings.ini, change the port", "... and write just that number to").
+_WRITE_VERBS = re.compile(
+    r"(?:^|[.!?:;,]\s*|\b(?:and|then|please)\s+)"
+    r"(fix|create|write|change|edit|update|modify|append|add|insert|replace|rename|remove|delete|save|sort|correct)\b",
+    re.IGNORECASE | re.MULTILINE)
+
+
+def asks_for_a_write(task: str) -> bool:
+    """Whether ``task`` asks for a workspace file to be created or changed."""
+    return _WRITE_VERBS.search(task.strip()) is not None and (
+        bool(mentioned_paths(task)) or re.search(r"\b(file|files|line|lines)\b", task, re.IGNORECASE) is not None)
+
+
 def mentioned_paths(task: str) -> list[str]:
     """File-like names in ``task``, in order, without duplicates (trailing dots dropped)."""
     found: dict[str, None] = {}

@@ -28,6 +28,7 @@ from sovereign.agent.errors import BudgetExceededError
 from sovereign.agent.loop_detect import LoopDetector
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import (
+    OPENING_MODEL,
     CodeStep,
     FinalAnswerStep,
     ModelCallStep,
@@ -52,6 +53,8 @@ CODE = "code"
 _STOP = ["\n```\n", "\nObservation:"]
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _UNLISTED = frozenset({"calculator"})
+_RESAMPLE_TEMPERATURE = 0.7
+"""The temperature of the turn after a repeated block, so the model does not write it again."""
 _RETURNS = {"list_files": " -> list of names", "search_files": " -> list of 'file:line: text'",
             "read_file": " -> str"}
 
@@ -138,6 +141,7 @@ class CodeActing:
         view: Any
         model_name: str
         invalid_actions: int
+        resample: bool
         _tool_specs: list
         _code_arguments: dict[str, str]
         def stage(self, step: Step) -> None: ...
@@ -156,8 +160,11 @@ class CodeActing:
     _budget_spent: bool
 
     def code_request(self, max_tokens: int, thinking: Thinking) -> ChatRequest:
+        temperature = self.agent.temperature
+        if self.resample:
+            temperature, self.resample = max(temperature or 0.0, _RESAMPLE_TEMPERATURE), False
         return ChatRequest(model=self.model_name, messages=list(self.view.messages), max_tokens=max_tokens,
-                           temperature=self.agent.temperature, stop=list(_STOP), tool_choice=ToolChoice(mode="none"),
+                           temperature=temperature, stop=list(_STOP), tool_choice=ToolChoice(mode="none"),
                            thinking=thinking)
 
     def read_code_turn(self, step: ModelCallStep) -> str:
@@ -172,10 +179,15 @@ class CodeActing:
         """Run the last turn's code; its output is the next observation, ``final_answer`` the answer."""
         turn = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
         code = extract_code(turn.content or "") or ""
-        if self._ran_before(code, turn):
+        before = self._ran_before(code, turn)
+        if before is not None:
             # Small models re-send a block whose output they already have (often the block that
-            # prints a file): it is not run again, and the model is told what to do next.
-            self.stage(NoticeStep(text=prompt("repeat_code"), reason="repeat"))
+            # prints a file), or one that failed: it is not run again, the model is told what to
+            # do next, and its next turn is sampled (at temperature 0 it would write the same).
+            text = prompt("repeat_code") if before.error is None else prompt("repeat_failed_code").format(
+                error=before.error)
+            self.stage(NoticeStep(text=text, reason="repeat"))
+            self.resample = True
             if self.detector.end_turn(False):
                 await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
             return "model"
@@ -183,7 +195,7 @@ class CodeActing:
         self._code_calls, self._budget_spent = 0, False
         self.commit()  # the turn is stored before its code runs
         started = time.perf_counter()
-        step = CodeStep(code=code)
+        step = CodeStep(code=code, opening=turn.model == OPENING_MODEL)
         refusal = await self._code_refusal(code, turn)
         if refusal is not None:
             step.output, step.error = refusal, "not run"
@@ -200,10 +212,12 @@ class CodeActing:
             await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
         return "model"
 
-    def _ran_before(self, code: str, turn: ModelCallStep) -> bool:
-        """Whether the same code already ran without error before ``turn`` (so its output is in view)."""
-        return any(isinstance(s, CodeStep) and s.index < turn.index and s.code == code and s.error is None
-                   for s in self.steps)
+    def _ran_before(self, code: str, turn: ModelCallStep) -> CodeStep | None:
+        """The earlier run of the same code before ``turn`` (its output, or error, is in view)."""
+        for step in self.steps:
+            if isinstance(step, CodeStep) and step.index < turn.index and step.code == code and step.error != "not run":
+                return step
+        return None
 
     async def _run(self, code: str, step: CodeStep) -> None:
         assert self.guard is not None

@@ -11,10 +11,11 @@ message: ``{"final": text}`` (``final_answer``), ``{"error": text}`` (an excepti
 
 ``open()`` (and so ``pathlib``) on workspace paths goes through ``read_file`` / ``write_file``,
 so file access takes the same governed path as a tool call; the workspace itself is mounted
-read-only. The marker only separates messages from printed text: forging one gains nothing
+read-only (its Python modules import as they would in the project folder). The marker only separates messages from printed text: forging one gains nothing
 the code could not do by calling the functions.
 """
 
+import ast
 import builtins
 import errno
 import io
@@ -190,6 +191,31 @@ def _describe(exc, code):
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _execute(code, namespace):
+    """Run ``code``; like a notebook cell, a last line that is a bare expression (not a print)
+    has its value printed, so a block ending in ``search_files("x")`` still shows the result."""
+    tree = ast.parse(code, "<code>")
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr) and not _is_print(last.value):
+        tree.body.pop()
+        exec(compile(tree, "<code>", "exec"), namespace)
+        value = eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace)
+        if value is not None:
+            print(value if isinstance(value, str) else _shown(value))
+        return
+    exec(compile(tree, "<code>", "exec"), namespace)
+
+
+def _is_print(node):
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"print", "final_answer"}
+
+
+def _shown(value):
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return "\n".join(value)
+    return repr(value)
+
+
 def main():
     output = _Output(sys.stdout)
     channel = _Channel(sys.argv[1], sys.stdin, output)
@@ -200,6 +226,7 @@ def main():
     functions = {spec["name"]: _make_tool(channel, spec) for spec in job["tools"]}
     workspace = _Workspace(functions, job.get("max_read", 256000))
     builtins.open = io.open = workspace.open
+    sys.path.insert(0, workspace.root)  # the workspace's own modules import, as in a project folder
 
     def final_answer(value=None):
         raise _Final(_as_text(value))
@@ -210,7 +237,7 @@ def main():
         namespace[spec["function"]] = functions[spec["name"]]
     try:
         try:
-            exec(compile(code, "<code>", "exec"), namespace)
+            _execute(code, namespace)
         finally:
             workspace.flush()
     except _Final as final:

@@ -113,6 +113,10 @@ class TaskStep(Step):
         return f"task: {_clip(self.task, 100)}"
 
 
+OPENING_MODEL = "sovereign:opening"
+"""The ``model`` of the runtime's opening turn (``agent/opening.py``): no model wrote it."""
+
+
 @dataclass(kw_only=True)
 class ModelCallStep(Step):
     kind: ClassVar[str] = "model_call"
@@ -123,8 +127,8 @@ class ModelCallStep(Step):
     finish_reason: str | None = None
 
     def to_messages(self) -> list[Message]:
-        if self.error is not None:
-            return []
+        if self.error is not None or (self.model == OPENING_MODEL and not self.tool_calls):
+            return []  # the runtime's opening code: the model sees only what it printed
         return [Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))]
 
     def summary_line(self) -> str:
@@ -182,9 +186,15 @@ class CodeStep(Step):
     """What the model sees: printed output, then the error if the code failed."""
     final: str | None = None
     tool_calls: int = 0
+    opening: bool = False
+    """The run of the runtime's opening code (``agent/opening.py``), shown as material, not as
+    the output of a block the model wrote."""
 
     def to_messages(self) -> list[Message]:
-        return [Message(role="user", content=prompt("code_observation").format(output=self.output or "(nothing printed)"))]
+        shown = self.output or "(nothing printed)"
+        if self.opening:
+            return [Message(role="user", content=prompt("code_opening").format(output=shown))]
+        return [Message(role="user", content=prompt("code_observation").format(output=shown))]
 
     def summary_line(self) -> str:
         if self.final is not None:

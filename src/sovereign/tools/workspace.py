@@ -74,7 +74,7 @@ class Workspace:
         if not base.exists():
             raise ToolError(f"'{path}' does not exist in the workspace")
         if not base.is_dir():
-            raise ToolError(f"'{path}' is not a directory")
+            raise ToolError(f"'{path}' is a file, not a folder: read it with read_file('{path}')")
         entries: list[str] = []
         for entry in self._walk(base) if recursive else sorted(base.iterdir()):
             rel = entry.relative_to(self.root).as_posix()
@@ -96,6 +96,8 @@ class Workspace:
     def read(self, path: str, *, offset: int = 0, max_bytes: int | None = None) -> str:
         """Text of a file (UTF-8, undecodable bytes replaced), at most ``max_bytes`` of it."""
         target = self.resolve(path)
+        if target.is_dir():
+            raise ToolError(f"'{path}' is a folder, not a file: list it with list_files('{path}')")
         if not target.is_file():
             raise ToolError(f"'{path}' is not a file in the workspace")
         limit = min(max_bytes or self.max_read_bytes, self.max_read_bytes)

@@ -1,0 +1,110 @@
+"""The opening move: before the model's first turn, the runtime reads what the task points at.
+
+Small models often answer a question about a file from memory, or spend their first turns
+finding it. So when a fresh run's task names workspace files ("sales.csv", "app/money.py"), the
+runtime makes the first move itself: it reads them; when the task names a folder ("the archive
+folder"), it lists it; when it asks about the workspace's files without naming one, it lists the
+workspace. The move is an ordinary turn of the run, written as the agent's mode writes it (a
+Python block that prints, or JSON ``read_file`` calls), run on the same governed path as any
+other (visibility, injection guard, audit, budget), and marked as the runtime's in the trace.
+In code mode the model sees only what the block printed, as material given with the task (a
+small model shown "its own" print block tends to write it again instead of moving on).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import orjson
+
+from sovereign.agent.answer_check import mentioned_paths
+from sovereign.agent.steps import OPENING_MODEL, ModelCallStep
+from sovereign.kernel.messages import ToolCall
+
+__all__ = ["OPENING_MODEL", "opening_turn"]
+
+MAX_FILES = 4
+"""At most this many named files are read (the rest the model reads itself)."""
+SMALL_FILES, SMALL_BYTES = 8, 3000
+"""A folder the task points at with at most this many files, this short together, is read whole
+rather than listed."""
+_SKIP = frozenset({"__pycache__", "node_modules"})
+_WORD = re.compile(r"[A-Za-z0-9_][\w.-]*")
+_ABOUT_FILES = re.compile(r"\b(files?|folders?|director(?:y|ies)|workspace|documents?|docs)\b", re.IGNORECASE)
+
+
+def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[str]) -> ModelCallStep | None:
+    """The runtime's first turn for ``task``, or None when the task points at nothing to read
+    (or the agent cannot read files)."""
+    if workspace is None or not workspace.is_dir() or "read_file" not in tool_names:
+        return None
+    root = Path(os.path.realpath(workspace))
+    files = [name for name in mentioned_paths(task) if _inside(root, name, "file")][:MAX_FILES]
+    folders = [] if files else _named_folders(task, root)
+    listing = None
+    if not files and "list_files" in tool_names:
+        if folders:
+            listing = folders[0]
+        elif _ABOUT_FILES.search(task) and any(root.iterdir()):
+            listing = "."
+    if listing is not None:
+        small = _small_folder(root, listing)
+        if small is not None:  # a few short files: their content answers more than their names
+            files, listing = small, None
+    if not files and listing is None:
+        return None
+    if mode == "code":
+        return ModelCallStep(model=OPENING_MODEL, content=_code(files, listing))
+    calls = [ToolCall(name="read_file", arguments=_json({"path": name})) for name in files]
+    if listing is not None:
+        calls.append(ToolCall(name="list_files", arguments=_json({"path": listing, "recursive": True})))
+    return ModelCallStep(model=OPENING_MODEL, tool_calls=calls, finish_reason="tool_calls")
+
+
+def _code(files: list[str], listing: str | None) -> str:
+    if len(files) == 1:
+        body = f"print(read_file({files[0]!r}))"
+    elif files:
+        body = f"for path in {files!r}:\n    print(f'=== {{path}} ===')\n    print(read_file(path))"
+    else:
+        body = f"print('\\n'.join(list_files({listing!r}, recursive=True)))"
+    return f"```python\n{body}\n```"
+
+
+def _named_folders(task: str, root: Path) -> list[str]:
+    """Workspace folders the task names by a bare word ("the archive folder", "the app folder")."""
+    found: dict[str, None] = {}
+    for match in _WORD.finditer(task):
+        word = match.group(0).rstrip(".")
+        if word and _inside(root, word, "dir"):
+            found.setdefault(word, None)
+    return list(found)
+
+
+def _small_folder(root: Path, folder: str) -> list[str] | None:
+    """Every file under ``folder`` when there are at most ``SMALL_FILES`` and they are short
+    (``SMALL_BYTES`` together); None otherwise."""
+    found: list[str] = []
+    total = 0
+    for path in sorted((root / folder).rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") or part in _SKIP for part in relative.parts) or not path.is_file():
+            continue
+        found.append(relative.as_posix())
+        total += path.stat().st_size
+        if len(found) > SMALL_FILES or total > SMALL_BYTES:
+            return None
+    return found or None
+
+
+def _inside(root: Path, name: str, kind: str) -> bool:
+    target = Path(os.path.realpath(root / name))
+    if target == root or not target.is_relative_to(root):
+        return False
+    return target.is_file() if kind == "file" else target.is_dir()
+
+
+def _json(value: dict) -> str:
+    return orjson.dumps(value).decode()
