@@ -81,14 +81,7 @@ def test_api_chat_without_a_model_uses_the_instant_tier(tmp_path):
     from sovereign.server.bootstrap import bootstrap_admin_key
     from sovereign.testing import TestModel
 
-    home = write_home(tmp_path / "h", """
-        [kernel.tiers]
-        instant = "chat-echo"
-        [[models]]
-        name = "chat-echo"
-        backend = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-    """)
+    home = _echo_tiers_home(tmp_path / "h", instant="chat-echo")
     services = Services.open(load_settings(home), progress=False)
     key = bootstrap_admin_key(services)
     services.models["chat-echo"] = TestModel(name="chat-echo")  # deterministic double under the tier's name
@@ -100,25 +93,21 @@ def test_api_chat_without_a_model_uses_the_instant_tier(tmp_path):
     assert reply.json()["model"] == "chat-echo"
 
 
+def _echo_tiers_home(path, **tiers: str):
+    """A home whose tiers name unreachable remote models (a test installs doubles under their names)."""
+    lines = ["[kernel.tiers]", *(f'{role} = "{name}"' for role, name in tiers.items())]
+    for name in dict.fromkeys(tiers.values()):
+        lines += ["[[models]]", f'name = "{name}"', 'backend = "openai"', 'base_url = "http://127.0.0.1:9/v1"']
+    return write_home(path, "\n".join(lines) + "\n")
+
+
 def test_an_agent_without_a_model_runs_on_the_tools_tier(tmp_path):
     import asyncio
 
     from sovereign.agent import Agent, Runner
     from sovereign.testing import TestModel
 
-    home = write_home(tmp_path / "h", """
-        [kernel.tiers]
-        instant = "chat-echo"
-        tools = "agent-echo"
-        [[models]]
-        name = "chat-echo"
-        backend = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-        [[models]]
-        name = "agent-echo"
-        backend = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-    """)
+    home = _echo_tiers_home(tmp_path / "h", instant="chat-echo", tools="agent-echo")
     services = Services.open(load_settings(home), progress=False)
     for name in ("chat-echo", "agent-echo"):
         services.models[name] = TestModel(name=name)  # deterministic doubles under the tiers' names
