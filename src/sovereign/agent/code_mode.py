@@ -38,7 +38,7 @@ from sovereign.agent.steps import (
     ToolCallStep,
     ToolResultStep,
 )
-from sovereign.governance.injection import mark_untrusted
+from sovereign.governance.injection import mark_untrusted, withhold_injections
 from sovereign.kernel.messages import ChatRequest, Thinking, ToolCall, ToolChoice
 from sovereign.tools.base import Effects, Tool, ToolError, tool
 from sovereign.tools.builtins import sandbox_policy
@@ -245,7 +245,9 @@ class CodeActing:
             text = (text + "\n" if text else "") + outcome.error
         self.guard.taint.observe(text, source="tool", origin="python", mark=False)
         if len(self.guard.taint.findings) > findings:
-            text = mark_untrusted(text, "file", "python")
+            # The model sees the output without the lines that try to instruct it (the code can
+            # still read the data itself), inside the untrusted marker.
+            text = mark_untrusted(withhold_injections(text)[0], "file", "python")
         limit = self.agent.max_tool_result_chars
         if len(text) > limit:
             text = text[:limit] + f"\n[cut: {len(text) - limit} more characters not shown]"
