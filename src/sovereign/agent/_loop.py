@@ -45,6 +45,7 @@ from sovereign.agent.steps import (
 )
 from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
 from sovereign.errors import SovereignError, SpendCapExceededError
+from sovereign.governance.injection import withhold_injections
 from sovereign.finops.ledger import price
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
 from sovereign.tools.base import ToolArgumentError, ToolContext, ToolError
@@ -493,7 +494,8 @@ class Session(CodeActing, Accepting):
     def partial_answer(self, reason: str) -> str:
         if self.answer:
             return self.answer
-        results = [s.content for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
+        # Tool results are untrusted: a line that tries to instruct is not echoed to the user.
+        results = [withhold_injections(s.content)[0] for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
         said = [s.content for s in self.steps if isinstance(s, ModelCallStep) and s.content
                 and call_markup(s.content) is None][-1:]
         body = "\n".join(f"- {text[:300]}" for text in said + results) or "- nothing yet"

@@ -146,12 +146,16 @@ def detect_injection(text: str) -> list[Finding]:
     return findings
 
 
-_ANY_HIGH_RULE = re.compile("|".join(_scoped(pattern) for _, severity, pattern in _RULES if severity == "high"))
+# The rules whose match on a line means the line speaks to the model (not data that happens to
+# contain a suspicious word): every high-severity rule, and text addressed to "the AI".
+_ANY_HIGH_RULE = re.compile("|".join(_scoped(pattern) for rule, severity, pattern in _RULES
+                                     if severity == "high" or rule == "address_the_ai"))
 WITHHELD = "[line withheld by sovereign: it tries to give the assistant instructions]"
 
 
 def withhold_injections(text: str) -> tuple[str, int]:
-    """``text`` with every line that matches a high-severity injection rule replaced by a
+    """``text`` with every line that matches a high-severity injection rule (or addresses the
+    AI) replaced by a
     ``WITHHELD`` note, and how many lines were withheld. For what a model reads when the data
     itself stays reachable another way (code reads the file; only the shown output is edited)."""
     lines = text.splitlines(keepends=True)
