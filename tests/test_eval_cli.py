@@ -14,11 +14,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CORE = REPO / "evals" / "core"
-# Six easy tasks across categories. The floor is what main achieved when measured (see
-# BENCHMARKS.md "Agent task suite"): none of these solved yet (a made-up owner without reading
-# the file; call markup as the answer), as the issue found (1 of 20). Raise it as the agent improves.
+# Six easy tasks across categories. The floor follows what main achieved when measured (see
+# BENCHMARKS.md "Agent task suite"): 0 of 6 before the runtime work; 5 of 6 on the default
+# configuration after it (search-which-file passes in some runs and not others, so the floor
+# leaves room for one such task). Raise it as the agent improves.
 SLICE = "^(math-add|files-read-owner|json-port|csv-total-units|search-which-file|date-weekday)$"
-SLICE_FLOOR = 0.0
+SLICE_FLOOR = 4 / 6
 
 
 def sovereign(*args: str, home: Path, timeout: float = 900) -> subprocess.CompletedProcess:
