@@ -56,6 +56,10 @@ def test_the_opening_turn_reads_named_files_lists_named_folders_and_skips_the_re
     assert [c.name for c in both.tool_calls] == ["read_file", "read_file"]
     folder = opening_turn("What is written in the file inside the archive folder?", workspace, "code", READERS)
     assert "archive/2019.txt" in folder.content  # a folder of a few short files is read whole
+    for number in range(10):
+        (workspace / "archive" / f"{number}.txt").write_text("x\n")
+    many = opening_turn("What is in the archive folder?", workspace, "code", READERS)
+    assert "list_files('archive', recursive=True)" in many.content  # too many to read whole: listed
     assert opening_turn("What is 2+2?", workspace, "code", READERS) is None
     assert opening_turn("Summarise missing.txt", workspace, "code", READERS) is None
     assert opening_turn("What is in sales.csv?", workspace, "code", {"calculator"}) is None

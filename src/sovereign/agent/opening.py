@@ -85,18 +85,21 @@ def _named_folders(task: str, root: Path) -> list[str]:
 
 def _small_folder(root: Path, folder: str) -> list[str] | None:
     """Every file under ``folder`` when there are at most ``SMALL_FILES`` and they are short
-    (``SMALL_BYTES`` together); None otherwise."""
+    (``SMALL_BYTES`` together); None otherwise. The walk stops as soon as either is exceeded, so
+    a large workspace costs no more than a small one."""
     found: list[str] = []
     total = 0
-    for path in sorted((root / folder).rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") or part in _SKIP for part in relative.parts) or not path.is_file():
-            continue
-        found.append(relative.as_posix())
-        total += path.stat().st_size
-        if len(found) > SMALL_FILES or total > SMALL_BYTES:
-            return None
-    return found or None
+    for directory, subfolders, names in os.walk(root / folder):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in _SKIP]
+        for name in names:
+            path = Path(directory) / name
+            if name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            found.append(path.relative_to(root).as_posix())
+            total += path.stat().st_size
+            if len(found) > SMALL_FILES or total > SMALL_BYTES:
+                return None
+    return sorted(found) or None
 
 
 def _inside(root: Path, name: str, kind: str) -> bool:
