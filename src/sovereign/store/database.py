@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,13 +39,27 @@ class Database:
         self._after_commit: list[Callable[[], None]] = []
         self.closed = False
         for pragma in (
-            "PRAGMA journal_mode=WAL",
+            "PRAGMA busy_timeout=10000",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=10000",
         ):
             self._conn.execute(pragma)
+        self._enable_wal()
         self._conn.execute(_BOOTSTRAP)
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL. Processes opening a fresh file at once contend for the switch, and
+        SQLite answers "database is locked" there without waiting on the busy timeout (a lock
+        upgrade it cannot wait for), so the switch is retried for up to the same 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @property
     def connection(self) -> sqlite3.Connection:
