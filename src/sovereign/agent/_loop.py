@@ -495,7 +495,8 @@ class Session(CodeActing, Accepting):
         if self.answer:
             return self.answer
         # Tool results are untrusted: a line that tries to instruct is not echoed to the user.
-        results = [withhold_injections(s.content)[0] for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
+        results = [s.content for s in self.steps if isinstance(s, ToolResultStep) and s.ok][-3:]
+        results = [withhold_injections(text) for text in results]
         said = [s.content for s in self.steps if isinstance(s, ModelCallStep) and s.content
                 and call_markup(s.content) is None][-1:]
         body = "\n".join(f"- {text[:300]}" for text in said + results) or "- nothing yet"

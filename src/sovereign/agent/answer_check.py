@@ -71,10 +71,14 @@ def mentioned_paths(task: str) -> list[str]:
     return list(found)
 
 
-def _existing(workspace: Path, name: str) -> bool:
+def in_workspace(workspace: Path, name: str, *, folder: bool = False) -> bool:
+    """Whether ``name`` is a file (a folder, with ``folder``) inside ``workspace``, links
+    resolved (a name that leads out of it, or to the workspace itself, is not)."""
     root = Path(os.path.realpath(workspace))
     target = Path(os.path.realpath(root / name))
-    return target.is_file() and (target == root or target.is_relative_to(root))
+    if target == root or not target.is_relative_to(root):
+        return False
+    return target.is_dir() if folder else target.is_file()
 
 
 def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> list[str]:
@@ -82,7 +86,7 @@ def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> l
     (``touched``: the arguments text of every call made so far)."""
     if workspace is None:
         return []
-    names = [n for n in mentioned_paths(task) if _existing(workspace, n)]
+    names = [n for n in mentioned_paths(task) if in_workspace(workspace, n)]
     if not names:
         return []
     seen = "\n".join(touched)

@@ -247,7 +247,7 @@ class CodeActing:
         if len(self.guard.taint.findings) > findings:
             # The model sees the output without the lines that try to instruct it (the code can
             # still read the data itself), inside the untrusted marker.
-            text = mark_untrusted(withhold_injections(text)[0], "file", "python")
+            text = mark_untrusted(withhold_injections(text), "file", "python")
         limit = self.agent.max_tool_result_chars
         if len(text) > limit:
             text = text[:limit] + f"\n[cut: {len(text) - limit} more characters not shown]"

@@ -11,8 +11,9 @@ message: ``{"final": text}`` (``final_answer``), ``{"error": text}`` (an excepti
 
 ``open()`` (and so ``pathlib``) on workspace paths goes through ``read_file`` / ``write_file``,
 so file access takes the same governed path as a tool call; the workspace itself is mounted
-read-only (its Python modules import as they would in the project folder). The marker only separates messages from printed text: forging one gains nothing
-the code could not do by calling the functions.
+read-only (its Python modules import as they would in the project folder). The marker only
+separates messages from printed text: forging one gains nothing the code could not do by
+calling the functions.
 """
 
 import ast

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from sovereign.agent.answer_check import mentioned_paths
+from sovereign.agent.answer_check import in_workspace, mentioned_paths
 from sovereign.agent.steps import OPENING_MODEL, ModelCallStep
 from sovereign.kernel.messages import ToolCall
 
@@ -41,13 +41,11 @@ def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[s
     if workspace is None or not workspace.is_dir() or "read_file" not in tool_names:
         return None
     root = Path(os.path.realpath(workspace))
-    files = [name for name in mentioned_paths(task) if _inside(root, name, "file")][:MAX_FILES]
-    folders = [] if files else _named_folders(task, root)
+    files = [name for name in mentioned_paths(task) if in_workspace(root, name)][:MAX_FILES]
     listing = None
     if not files and "list_files" in tool_names:
-        if folders:
-            listing = folders[0]
-        elif _ABOUT_FILES.search(task) and any(root.iterdir()):
+        listing = _named_folder(task, root)
+        if listing is None and _ABOUT_FILES.search(task) and any(root.iterdir()):
             listing = "."
     if listing is not None:
         small = _small_folder(root, listing)
@@ -73,14 +71,13 @@ def _code(files: list[str], listing: str | None) -> str:
     return f"```python\n{body}\n```"
 
 
-def _named_folders(task: str, root: Path) -> list[str]:
-    """Workspace folders the task names by a bare word ("the archive folder", "the app folder")."""
-    found: dict[str, None] = {}
+def _named_folder(task: str, root: Path) -> str | None:
+    """The first workspace folder the task names by a bare word ("the archive folder")."""
     for match in _WORD.finditer(task):
         word = match.group(0).rstrip(".")
-        if word and _inside(root, word, "dir"):
-            found.setdefault(word, None)
-    return list(found)
+        if word and in_workspace(root, word, folder=True):
+            return word
+    return None
 
 
 def _small_folder(root: Path, folder: str) -> list[str] | None:
@@ -100,13 +97,6 @@ def _small_folder(root: Path, folder: str) -> list[str] | None:
             if len(found) > SMALL_FILES or total > SMALL_BYTES:
                 return None
     return sorted(found) or None
-
-
-def _inside(root: Path, name: str, kind: str) -> bool:
-    target = Path(os.path.realpath(root / name))
-    if target == root or not target.is_relative_to(root):
-        return False
-    return target.is_file() if kind == "file" else target.is_dir()
 
 
 def _json(value: dict) -> str:

@@ -153,18 +153,15 @@ _ANY_HIGH_RULE = re.compile("|".join(_scoped(pattern) for rule, severity, patter
 WITHHELD = "[line withheld by sovereign: it tries to give the assistant instructions]"
 
 
-def withhold_injections(text: str) -> tuple[str, int]:
+def withhold_injections(text: str) -> str:
     """``text`` with every line that matches a high-severity injection rule (or addresses the
-    AI) replaced by a
-    ``WITHHELD`` note, and how many lines were withheld. For what a model reads when the data
-    itself stays reachable another way (code reads the file; only the shown output is edited)."""
+    AI) replaced by a ``WITHHELD`` note. For what a model or a user reads when the data itself
+    stays reachable another way (code reads the file; only the shown output is edited)."""
     lines = text.splitlines(keepends=True)
-    withheld = 0
     for index, line in enumerate(lines):
         if _ANY_HIGH_RULE.search(_normalise(line)):
             lines[index] = WITHHELD + ("\n" if line.endswith("\n") else "")
-            withheld += 1
-    return ("".join(lines), withheld) if withheld else (text, 0)
+    return "".join(lines)
 
 
 # --- taint -------------------------------------------------------------------------------
