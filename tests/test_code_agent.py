@@ -268,3 +268,62 @@ def test_a_block_that_already_ran_is_not_run_again_and_the_model_is_told_what_ne
     notices = [s for s in result.steps if s.kind == "notice"]
     assert [n.reason for n in notices] == ["repeat"] and "final_answer" in notices[0].text
     assert "already ran this block" in (script.requests[-1].messages[-1].content or "")
+
+
+def test_variables_imports_and_functions_carry_over_between_blocks(workspace):
+    script = ScriptedModel([
+        code("import textwrap\ntotal = 5\nnames = {'a', 'b'}\ndef double(x):\n    return 2 * x\nprint('ready')"),
+        code("final_answer(double(total) + len(names) + len(textwrap.dedent('ab')))"),
+    ])
+    result = _run(script, _agent(workspace), "Compute something in two steps.", workspace)
+    script.assert_complete()
+    assert result.status == "completed" and result.answer == "14"
+
+
+def test_values_set_before_an_error_survive_it_and_a_later_definition_wins(workspace):
+    script = ScriptedModel([
+        code("def f():\n    return 1\ncount = 3\nraise ValueError('boom')"),
+        code("def f():\n    return 10\nprint(count)"),
+        code("final_answer(f() + count)"),
+    ])
+    result = _run(script, _agent(workspace), "Compute it.", workspace)
+    assert "ValueError: boom" in _observation(script.requests[1])
+    assert _observation(script.requests[2]).endswith("3")
+    assert result.answer == "13"
+
+
+def test_common_modules_need_no_import(workspace):
+    script = ScriptedModel([code(
+        "a = statistics.mean([1, 2, 3]) + math.floor(2.5) + len(re.findall('x', 'xx'))\n"
+        "b = datetime.strptime('2024-03-01', '%Y-%m-%d').weekday() + datetime.date(2024, 3, 1).day\n"
+        "c = timedelta(days=1).days + len(json.dumps([])) + (datetime.now().year > 2000)\n"
+        "final_answer(a + b + c)")])
+    result = _run(script, _agent(workspace), "Compute it.", workspace)
+    assert result.answer == str((2 + 2 + 2) + (4 + 1) + (1 + 2 + 1))  # 2024-03-01 was a Friday
+
+
+def test_the_opening_leaves_the_file_text_in_a_variable(workspace):
+    script = ScriptedModel([code("final_answer(len(content.splitlines()))")])
+    result = _run(script, _agent(workspace, read_named_files=True), "How many lines does sales.csv have?",
+                  workspace)
+    assert "The variable content holds this text." in _observation(script.requests[0])
+    assert result.answer == "5"
+
+
+def test_a_reply_that_claims_no_access_is_sent_back_to_look(workspace):
+    script = ScriptedModel([
+        text_response("As an AI language model, I do not have access to the content of your workspace files."),
+        code("final_answer(len(list_files('.')))"),
+    ])
+    result = _run(script, _agent(workspace), "How many files are in the workspace?", workspace)
+    script.assert_complete()
+    assert "You can do this task yourself" in _observation(script.requests[1])
+    assert result.status == "completed" and result.answer == "2"
+
+
+def test_final_answer_none_is_sent_back(workspace):
+    script = ScriptedModel([code("final_answer(None)"), code("final_answer(4)")])
+    result = _run(script, _agent(workspace), "What is 2+2?", workspace)
+    script.assert_complete()
+    assert "final_answer was given None" in _observation(script.requests[1])
+    assert result.answer == "4"

@@ -1,7 +1,8 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
-syntax, the files the task names were read, and a task that asks for a file to be written saw a
-write; otherwise the model gets a correction. Calls a
+syntax, the files the task names were read, a task that asks for a file to be written saw a
+write, and it is not a void value (``None``) or a request for context from an agent that can
+look for itself; otherwise the model gets a correction. Calls a
 model wrote as text are recovered and run; invalid actions in a row past the agent's
 ``max_corrections`` end the run as ``failed``.
 """
@@ -15,9 +16,11 @@ from sovereign.agent.answer_check import (
     asks_for_a_write,
     call_markup,
     mentioned_paths,
+    non_answer,
     touched_arguments,
     unread_paths,
     usage_of,
+    void_answer,
 )
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
@@ -90,6 +93,11 @@ class Accepting:
             text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=named[0] if named else "the file")
             self.stage(NoticeStep(text=text, reason="grounding"))
             return MODEL
+        if self.grounding_nudges < _GROUNDING_NUDGES and (void_answer(text) or non_answer(text) and self._can_look()):
+            self.grounding_nudges += 1
+            name = "correct_void" if void_answer(text) else "correct_non_answer"
+            self.stage(NoticeStep(text=prompt(f"{name}_{self.agent.mode}").format(answer=text[:80]), reason="grounding"))
+            return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
         self.detector.record_text(text)
@@ -114,6 +122,9 @@ class Accepting:
         if not any(t.name in _READERS for t in self.agent.tools):
             return []
         return unread_paths(self.task_step().task, self.workspace_root(), touched_arguments(self.steps))
+
+    def _can_look(self) -> bool:
+        return self.workspace_root() is not None and any(t.name in _READERS for t in self.agent.tools)
 
     def left_unwritten(self) -> bool:
         """The task asks for a file to be created or changed, the agent can write, and it never

@@ -100,6 +100,7 @@ class Session(CodeActing, Accepting):
     _prices: dict[str, PriceSheet] = field(default_factory=dict)
     _stored_totals: tuple = ()
     _code_arguments: dict[str, str] = field(default_factory=dict)
+    _code_state: dict | None = None
     _staged: list[Step] = field(default_factory=list)
     _staged_writes: list[Callable[[Connection], None]] = field(default_factory=list)
 

@@ -5,6 +5,8 @@
 - ``unread_paths``: the task names workspace files that no tool call touched, so an answer about
   them cannot come from what the agent read.
 - ``usage_of``: one line per tool with its argument names, for correction messages.
+- ``void_answer`` / ``non_answer``: a value that answers nothing (``None``, ``[]``), or a reply
+  that asks for context or says it cannot see the files, from an agent that has the tools to look.
 """
 
 from __future__ import annotations
@@ -19,7 +21,24 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["call_markup", "mentioned_paths", "unread_paths", "usage_of"]
+__all__ = ["call_markup", "mentioned_paths", "non_answer", "unread_paths", "usage_of", "void_answer"]
+
+_VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
+_NON_ANSWER = re.compile(
+    r"\b(?:as an ai(?: language model)?|i(?:'m| am) not sure what you(?:'re| are) asking"
+    r"|(?:could|can) you (?:please )?(?:provide|give|share|clarify)(?: me)? (?:more|the|some|what)"
+    r"|i (?:do not|don't|cannot|can't) (?:have )?(?:access|see|read|open)(?: to)? (?:the |your |any )?"
+    r"(?:content|contents|files?|workspace|data|documents?))", re.IGNORECASE)
+
+
+def void_answer(text: str) -> bool:
+    """Whether ``text`` is a value that answers nothing (what ``final_answer(None)`` gives)."""
+    return text.strip().lower() in _VOID
+
+
+def non_answer(text: str) -> bool:
+    """Whether ``text`` asks for context or says it cannot see the files instead of answering."""
+    return _NON_ANSWER.search(text) is not None
 
 _MARKUP = (
     (re.compile(r"</?tool_call>|<\|?(?:tool_call|function_call|im_start|im_end)\|?>", re.IGNORECASE),

@@ -34,6 +34,8 @@ class CodeOutcome:
     """The ``final_answer`` value, when the code called it."""
     error: str | None = None
     """Why the code failed: its exception, or the limit that killed it."""
+    state: dict | None = None
+    """What the code left for the next block (``code_prelude``): opaque here, passed back as is."""
 
 
 @cache
@@ -57,13 +59,15 @@ def _tool_table(specs: Sequence[ToolSpec]) -> list[dict]:
 
 
 async def run_code(sandbox: Sandbox, code: str, specs: Sequence[ToolSpec], callback: ToolCallback, *,
-                   wall_seconds: float) -> CodeOutcome:
+                   wall_seconds: float, state: dict | None = None) -> CodeOutcome:
     """Run ``code`` to its end. Time spent in ``callback`` (tools, approvals) does not count
-    against ``wall_seconds``; output past the sandbox's cap kills the code."""
+    against ``wall_seconds``; output past the sandbox's cap kills the code. ``state``: what the
+    previous block left (its ``CodeOutcome.state``), restored before the code runs."""
     marker = secrets.token_hex(8)
     prefix = ("\x1e" + marker + " ").encode()
     cap = sandbox.limits.max_output_bytes
-    job = json.dumps({"code": code, "tools": _tool_table(specs), "max_read": _MAX_READ}) + "\n"
+    job = json.dumps({"code": code, "tools": _tool_table(specs), "max_read": _MAX_READ,
+                      "state": state or {}}) + "\n"
     printed = bytearray()
     outcome = CodeOutcome(output="")
     async with sandbox.session([python_executable(), "-I", "-c", _prelude(), marker]) as process:
@@ -99,6 +103,9 @@ async def run_code(sandbox: Sandbox, code: str, specs: Sequence[ToolSpec], callb
                 process.stdin.write((json.dumps({"ok": ok, "value": text} if ok else {"ok": False, "error": text})
                                      + "\n").encode())
                 await process.stdin.drain()
+                continue
+            if "state" in message:
+                outcome.state = message["state"] if isinstance(message["state"], dict) else None
                 continue
             ended = True
             if "final" in message:

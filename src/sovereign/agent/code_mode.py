@@ -156,6 +156,9 @@ class CodeActing:
         def refused(self, call: ToolCall, text: str) -> ToolResultStep: ...
 
     _replay: list[tuple[str, ToolResultStep]]
+    _code_state: dict | None
+    """What the last code run left for the next (variables, definitions; see ``code_prelude``).
+    Kept in memory: a resumed run starts its blocks afresh."""
     _code_calls: int
     _budget_spent: bool
 
@@ -232,13 +235,16 @@ class CodeActing:
         limit = policy.limits.wall_seconds
         wall = limit if time_left is None else max(min(limit, time_left), 1.0)
         try:
-            outcome = await run_code(sandbox, code, self._tool_specs, self.call_from_code, wall_seconds=wall)
+            outcome = await run_code(sandbox, code, self._tool_specs, self.call_from_code, wall_seconds=wall,
+                                     state=self._code_state)
         except ToolError as exc:  # the sandbox may not run here (no isolation, a workspace holding the home)
             step.output, step.error = f"not run: {exc.message}", "not run"
             return
         finally:
             if scratch is not None:
                 scratch.cleanup()
+        if outcome.state is not None:
+            self._code_state = outcome.state
         text = outcome.output
         if outcome.error:
             step.error = outcome.error.strip().splitlines()[-1][:200]

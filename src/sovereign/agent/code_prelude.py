@@ -7,7 +7,13 @@ Each tool call is written to stdout as ``<marker>{"call": name, "args": {...}}``
 own and answered by one JSON line on stdin, ``{"ok": true, "value": text}`` or ``{"ok": false,
 "error": text}``. Everything else on stdout is the code's printed output. The run ends with one
 message: ``{"final": text}`` (``final_answer``), ``{"error": text}`` (an exception) or
-``{"done": true}``.
+``{"done": true}``, just after a ``{"state": {...}}`` message.
+
+Blocks behave like notebook cells: the state a block leaves (its data values, pickled; the
+source of its imports, functions and classes) goes back to the runtime as an opaque blob that
+comes back with the next block's job (``"state"``) and is restored here, inside the sandbox: the
+runtime never unpickles it. Common standard-library modules are imported up front, since small
+models often forget the ``import``.
 
 ``open()`` (and so ``pathlib``) on workspace paths goes through ``read_file`` / ``write_file``,
 so file access takes the same governed path as a tool call; the workspace itself is mounted
@@ -17,13 +23,48 @@ calling the functions.
 """
 
 import ast
+import base64
 import builtins
+import collections
+import csv
+import datetime as _datetime_module
 import errno
+import glob
 import io
+import itertools
 import json
+import math
 import os
+import pickle
+import re
+import statistics
 import sys
 import traceback
+from pathlib import Path
+
+_MAX_STATE_VALUE = 256_000
+_MAX_STATE = 1_000_000
+_KEPT_TYPES = (str, bytes, int, float, complex, bool, type(None), list, tuple, dict, set, frozenset,
+               _datetime_module.date, _datetime_module.time, _datetime_module.timedelta, collections.Counter,
+               collections.OrderedDict, collections.defaultdict, collections.deque)
+
+
+class _DateTime(_datetime_module.datetime):
+    """``datetime`` as a model means it without importing: the class (``datetime.strptime``,
+    ``datetime.now()``) that also answers the module's names (``datetime.date``,
+    ``datetime.timedelta``). An ``import datetime`` in the code replaces it with the real module."""
+
+    datetime = _datetime_module.datetime
+    date = _datetime_module.date
+    time = _datetime_module.time
+    timedelta = _datetime_module.timedelta
+    timezone = _datetime_module.timezone
+
+
+_PRELOADED = {"collections": collections, "csv": csv, "datetime": _DateTime, "date": _datetime_module.date,
+              "timedelta": _datetime_module.timedelta, "glob": glob, "io": io, "itertools": itertools,
+              "json": json, "math": math, "os": os, "re": re, "statistics": statistics, "Path": Path,
+              "Counter": collections.Counter, "defaultdict": collections.defaultdict}
 
 
 class ToolFailed(Exception):
@@ -207,6 +248,66 @@ def _execute(code, namespace):
     exec(compile(tree, "<code>", "exec"), namespace)
 
 
+def _definitions(code, earlier):
+    """The imports, functions and classes of ``code`` (top level) added to ``earlier``'s, the
+    latest definition of a name replacing the older one."""
+    try:
+        tree = ast.parse(code, "<code>")
+    except SyntaxError:
+        return earlier
+    kept = dict(earlier)
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.asname or alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names = [node.name]
+        else:
+            continue
+        source = ast.get_source_segment(code, node)
+        if source:
+            for name in names:
+                kept.pop(name, None)
+            kept[" ".join(names)] = source
+    return kept
+
+
+def _saved_values(namespace, skip):
+    """The block's data values that pickle (standard types only), each within its size cap."""
+    values, total = {}, 0
+    for name, value in namespace.items():
+        if name.startswith("_") or name in skip or not isinstance(value, _KEPT_TYPES):
+            continue
+        try:
+            blob = pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - anything that does not pickle is left behind
+            continue
+        if len(blob) <= _MAX_STATE_VALUE and total + len(blob) <= _MAX_STATE:
+            values[name] = blob
+            total += len(blob)
+    return values
+
+
+def _restore(state, namespace):
+    """The previous blocks' definitions and values, into ``namespace`` (what fails is skipped)."""
+    for source in state.get("definitions", {}).values():
+        try:
+            exec(compile(source, "<earlier block>", "exec"), namespace)
+        except Exception:  # noqa: BLE001 - a definition that no longer runs is dropped
+            pass
+    if state.get("values"):
+        for name, blob in pickle.loads(base64.b64decode(state["values"])).items():
+            try:
+                namespace[name] = pickle.loads(blob)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _state(code, earlier, namespace, skip):
+    values = _saved_values(namespace, skip)
+    return {"definitions": _definitions(code, earlier.get("definitions", {})),
+            "values": base64.b64encode(pickle.dumps(values)).decode("ascii") if values else ""}
+
+
 def _is_print(node):
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"print", "final_answer"}
 
@@ -233,14 +334,22 @@ def main():
         raise _Final(_as_text(value))
 
     namespace = {"__name__": "__main__", "__builtins__": builtins, "final_answer": final_answer,
-                 "ToolFailed": ToolFailed}
+                 "ToolFailed": ToolFailed, **_PRELOADED}
     for spec in job["tools"]:
         namespace[spec["function"]] = functions[spec["name"]]
+    fixed = dict(namespace)
+    earlier = job.get("state") or {}
+    try:
+        _restore(earlier, namespace)
+    except Exception:  # noqa: BLE001 - a broken state costs the variables, not the run
+        pass
     try:
         try:
             _execute(code, namespace)
         finally:
             workspace.flush()
+            skip = {name for name, value in fixed.items() if namespace.get(name) is value}
+            channel.send({"state": _state(code, earlier, namespace, skip)})
     except _Final as final:
         channel.send({"final": final.text})
     except SystemExit:

@@ -62,12 +62,15 @@ def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[s
 
 
 def _code(files: list[str], listing: str | None) -> str:
+    """The opening block. It leaves what it read in a variable (``OPENING_VARIABLES``): blocks
+    carry their variables over, and small models often go on as if the text were in one."""
     if len(files) == 1:
-        body = f"print(read_file({files[0]!r}))"
+        body = f"content = read_file({files[0]!r})\nprint(content)"
     elif files:
-        body = f"for path in {files!r}:\n    print(f'=== {{path}} ===')\n    print(read_file(path))"
+        body = (f"contents = {{path: read_file(path) for path in {files!r}}}\n"
+                "for path, text in contents.items():\n    print(f'=== {path} ===')\n    print(text)")
     else:
-        body = f"print('\\n'.join(list_files({listing!r}, recursive=True)))"
+        body = f"names = list_files({listing!r}, recursive=True)\nprint('\\n'.join(names))"
     return f"```python\n{body}\n```"
 
 

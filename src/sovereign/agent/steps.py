@@ -114,6 +114,10 @@ class TaskStep(Step):
 
 
 OPENING_MODEL = "sovereign:opening"
+OPENING_VARIABLES = {"contents": "The variable contents holds it (a dict: path -> text). ",
+                     "content": "The variable content holds this text. ",
+                     "names": "The variable names holds this list. "}
+"""What the opening block leaves for the model's code (``agent/opening.py``), as it is told."""
 """The ``model`` of the runtime's opening turn (``agent/opening.py``): no model wrote it."""
 
 
@@ -193,7 +197,8 @@ class CodeStep(Step):
     def to_messages(self) -> list[Message]:
         shown = self.output or "(nothing printed)"
         if self.opening:
-            return [Message(role="user", content=prompt("code_opening").format(output=shown))]
+            held = next((text for name, text in OPENING_VARIABLES.items() if f"{name} = " in self.code), "")
+            return [Message(role="user", content=prompt("code_opening").format(output=shown, variables=held))]
         return [Message(role="user", content=prompt("code_observation").format(output=shown))]
 
     def summary_line(self) -> str:
