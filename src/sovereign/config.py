@@ -125,6 +125,36 @@ class TracingSettings(_Section):
     service_name: str = "sovereign"
 
 
+class FinopsSettings(_Section):
+    """``[finops]``: what local compute costs (see ``finops/energy.py``). Defaults: a desktop-class
+    machine (65 W package power under load, $1,500 hardware over 3 years, busy a quarter of the
+    time) at $0.17/kWh (about the 2025 US residential average). Set your own figures."""
+
+    local_cost: bool = Field(default=True, description="price local calls by energy and hardware (false: $0)")
+    power_watts: float = Field(default=65.0, ge=0, description="power draw while computing, when RAPL is unreadable")
+    electricity_usd_per_kwh: float = Field(default=0.17, ge=0)
+    hardware_usd: float = Field(default=1500.0, ge=0, description="purchase price of the machine")
+    amortisation_years: float = Field(default=3.0, gt=0)
+    utilisation: float = Field(default=0.25, gt=0, le=1, description="share of the time the machine computes")
+    rapl: bool = Field(default=True, description="measure energy with /sys/class/powercap counters when readable")
+    powercap_dir: Path = Field(default=Path("/sys/class/powercap"))
+
+
+class RouterSettings(_Section):
+    """``[router]``: how ``model: "auto"`` picks a model (see ``router/``). Policy first: a model
+    must pass every allowlist (empty = any); ``private`` data never leaves the machine."""
+
+    candidates: list[str] = Field(default_factory=list, description="models auto may use; empty: the local tiers")
+    jurisdictions: list[str] = Field(default_factory=list, description="allowed jurisdictions, e.g. ['local', 'EU']")
+    licences: list[str] = Field(default_factory=list, description="allowed licences (globs), e.g. ['Apache-2.0', 'MIT*']")
+    default_data_class: Literal["public", "internal", "private"] = "private"
+    offline: bool | None = Field(default=None, description="only local models; default: egress mode is offline")
+    escalate: bool = Field(default=False, description="retry on a bigger model when a check fails")
+    timeout_s: float = Field(default=120.0, gt=0, description="a candidate slower than this is failed over")
+    failures_to_open: int = Field(default=3, ge=1, description="consecutive failures that open a breaker")
+    cooldown_s: float = Field(default=30.0, ge=0, description="how long an open breaker keeps a model out")
+
+
 class PriceSheetConfig(_Section):
     cached_input: float = Field(default=0.0, ge=0)
     input: float = Field(default=0.0, ge=0)
@@ -162,6 +192,8 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    finops: FinopsSettings = Field(default_factory=FinopsSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     models: list[ModelConfig] = Field(default_factory=list)
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sovereign.config import Settings, ensure_home, load_settings
 from sovereign.errors import ModelUnavailableError
+from sovereign.finops.energy import energy_model
 from sovereign.finops.ledger import UsageLedger
 from sovereign.governance.audit import AuditLog, audit_egress
 from sovereign.governance.audit_anchor import AuditAnchor
@@ -96,8 +97,12 @@ class Services:
         """The governed path of this OS (caps, ledger, audit, prices): see ``governance.governor``."""
         if self._governor is None:
             self._governor = Governor(spend=self.spend, ledger=self.ledger, audit=self.audit,
-                                      prices=self._prices, default_max_tokens=self.settings.kernel.default_max_tokens)
+                                      prices=self._prices, default_max_tokens=self.settings.kernel.default_max_tokens,
+                                      energy=energy_model(self.settings.finops), is_local=self._is_local)
         return self._governor
+
+    def _is_local(self, name: str) -> bool:
+        return name in self.registry and self.registry.get(name).is_local
 
     def _prices(self, name: str) -> PriceSheet:
         return self.registry.get(name).prices if name in self.registry else PriceSheet()

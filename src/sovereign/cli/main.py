@@ -102,6 +102,7 @@ def _mount_layer_commands() -> None:
         ("sovereign.cli.governance", "keys_app", "keys", "group"),
         ("sovereign.cli.governance", "identities_app", "identities", "group"),
         ("sovereign.cli.governance", "caps_app", "caps", "group"),
+        ("sovereign.cli.costs", "app", "costs", "group"),
     ]
     for module_name, attribute, name, kind in mounts:
         try:

@@ -1,9 +1,16 @@
-"""The usage ledger: one row per model call with tokens, latency and cost from the price sheet."""
+"""The usage ledger: one row per model call with tokens, latency and cost.
+
+Billed models are priced from their price sheet (``cost_kind = 'price'``); local models by the
+energy and hardware estimate of ``finops/energy.py`` (``cost_kind = 'energy'``, with the joules,
+compute seconds and where the energy figure came from). Each row names who it is for (identity,
+owner, agent, key) and the run it belongs to, so ``finops/reports.py`` can group by any of them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sovereign.finops.energy import LocalCharge
 from sovereign.kernel.messages import Timings, Usage
 from sovereign.kernel.registry import PriceSheet
 from sovereign.store import Database
@@ -30,6 +37,21 @@ MIGRATIONS = [
     """,
     # 1 when the server reported no usage and the counts were estimated locally.
     "ALTER TABLE usage_ledger ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;",
+    # Who and what each call was for, and the local energy estimate; earlier rows keep every
+    # value (their run is recovered from request ids that are run ids, their cost stays 'price').
+    """
+    ALTER TABLE usage_ledger ADD COLUMN owner_id TEXT;
+    ALTER TABLE usage_ledger ADD COLUMN agent_id TEXT;
+    ALTER TABLE usage_ledger ADD COLUMN key_id TEXT;
+    ALTER TABLE usage_ledger ADD COLUMN run_id TEXT;
+    ALTER TABLE usage_ledger ADD COLUMN cost_kind TEXT NOT NULL DEFAULT 'price';
+    ALTER TABLE usage_ledger ADD COLUMN energy_j REAL;
+    ALTER TABLE usage_ledger ADD COLUMN compute_s REAL;
+    ALTER TABLE usage_ledger ADD COLUMN energy_source TEXT;
+    UPDATE usage_ledger SET run_id = request_id WHERE request_id LIKE 'run\\_%' ESCAPE '\\';
+    UPDATE usage_ledger SET owner_id = principal WHERE owner_id IS NULL;
+    CREATE INDEX usage_ledger_run ON usage_ledger (run_id);
+    """,
 ]
 
 
@@ -72,21 +94,34 @@ class UsageLedger:
         principal: str | None = None,
         request_id: str | None = None,
         cost: float | None = None,
+        owner_id: str | None = None,
+        agent_id: str | None = None,
+        key_id: str | None = None,
+        run_id: str | None = None,
+        local: LocalCharge | None = None,
     ) -> float:
         """Write one call inside the caller's transaction; returns its cost in USD (``cost`` when
-        the caller priced it already, else from ``prices``)."""
+        the caller priced it already, else from ``prices``; ``local``: the energy estimate of a
+        local call, which is then its cost)."""
+        if local is not None:
+            cost = local.usd
         if cost is None:
             if prices is None:
                 raise ValueError("record_in needs the price sheet or the cost")
             cost = price(usage, prices)
         conn.execute(
             "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
-            "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd, estimated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd, estimated, "
+            "owner_id, agent_id, key_id, run_id, cost_kind, energy_j, compute_s, energy_source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request_id, model, principal, usage.prompt_tokens, usage.cached_tokens,
                 usage.uncached_tokens, usage.completion_tokens, usage.reasoning_tokens,
                 timings.latency_ms, timings.ttft_ms, cost, int(usage.estimated),
+                owner_id or principal, agent_id, key_id, run_id,
+                "energy" if local is not None else "price",
+                local.energy_j if local is not None else None, local.compute_s if local is not None else None,
+                local.source if local is not None else None,
             ),
         )
         return cost

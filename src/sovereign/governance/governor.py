@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from sqlite3 import Connection
 
+from sovereign.finops.energy import EnergyModel, LocalCharge
 from sovereign.finops.ledger import UsageLedger, price
 from sovereign.governance.audit import AuditLog
 from sovereign.governance.authz import authorize
@@ -52,6 +53,8 @@ class CallRecord:
     scope: CallScope
     reservation: str
     reserved_usd: float
+    local: LocalCharge | None = None
+    """For a local model: the energy and hardware estimate that is its cost."""
 
 
 CallObserver = Callable[[CallRecord], None]
@@ -90,7 +93,11 @@ class Governor:
     prices: Callable[[str], PriceSheet]
     default_max_tokens: int = 512
     observers: list[CallObserver] = field(default_factory=list)
+    energy: EnergyModel | None = None
+    """Prices calls on local models (``is_local``) by energy and hardware (``finops.energy``)."""
+    is_local: Callable[[str], bool] = lambda name: False
     _tool_sizes: dict[int, tuple[ToolSpec, int]] = field(default_factory=dict, repr=False)
+    _meter_starts: dict[int, tuple[Reservation, list[float]]] = field(default_factory=dict, repr=False)
 
     def authorize(self, scope: CallScope, model: str) -> None:
         """Role ``use`` and the key's model scope, or ``PermissionDeniedError`` (403)."""
@@ -123,15 +130,22 @@ class Governor:
         cost, tokens = self.worst_case(request)
         try:
             if lease is not None:
-                return journal.now(lambda conn: lease.draw_in(conn, cost, tokens))
-            return journal.now(lambda conn: self.spend.reserve_in(
-                conn, scope.key_id, scope.principal.spend_owner_id, _agent_id(scope), cost, tokens))
+                reservation = journal.now(lambda conn: lease.draw_in(conn, cost, tokens))
+            else:
+                reservation = journal.now(lambda conn: self.spend.reserve_in(
+                    conn, scope.key_id, scope.principal.spend_owner_id, _agent_id(scope), cost, tokens))
         except CapExceededError as exc:
             self.spend.refused(exc, scope.principal.identity_name)
             raise
+        if self.energy is not None and self.is_local(request.model):
+            start = self.energy.start()  # RAPL counters, where readable
+            if start is not None:
+                self._meter_starts[id(reservation)] = (reservation, start)
+        return reservation
 
     def release(self, reservation: Reservation) -> None:
         """The call failed or was abandoned: its reservation stops holding budget."""
+        self._meter_starts.pop(id(reservation), None)
         if reservation.lease is not None:
             reservation.lease.release(reservation)
         else:
@@ -141,9 +155,13 @@ class Governor:
                journal: Journal) -> CallRecord:
         """Price the call; its ledger row, settled reservation and ``model.call`` audit entry go
         through ``journal`` as one write; observers are told at once."""
-        cost = price(usage, self.prices(model))
+        started = self._meter_starts.pop(id(reservation), None)
+        local = None
+        if self.energy is not None and self.is_local(model):
+            local = self.energy.charge(timings.latency_ms / 1000, started[1] if started else None)
+        cost = local.usd if local is not None else price(usage, self.prices(model))
         record = CallRecord(model=model, usage=usage, timings=timings, cost_usd=cost, scope=scope,
-                            reservation=reservation.id, reserved_usd=reservation.max_cost_usd)
+                            reservation=reservation.id, reserved_usd=reservation.max_cost_usd, local=local)
         journal.later(lambda conn: self._write(conn, record, reservation))
         for observer in self.observers:
             observer(record)
@@ -153,7 +171,9 @@ class Governor:
         scope, usage = record.scope, record.usage
         principal = scope.principal
         self.ledger.record_in(conn, model=record.model, usage=usage, timings=record.timings, cost=record.cost_usd,
-                              principal=principal.identity_id, request_id=scope.run_id or scope.request_id)
+                              principal=principal.identity_id, request_id=scope.run_id or scope.request_id,
+                              owner_id=principal.spend_owner_id, agent_id=_agent_id(scope), key_id=scope.key_id,
+                              run_id=scope.run_id, local=record.local)
         if reservation.lease is not None:
             reservation.lease.settle_in(conn, reservation, record.cost_usd, usage.total_tokens)
         else:
@@ -166,4 +186,6 @@ class Governor:
             "reasoning_tokens": usage.reasoning_tokens, "cost_usd": record.cost_usd,
             "reservation": reservation.id, "reserved_usd": reservation.max_cost_usd,
             "latency_ms": round(record.timings.latency_ms, 3),
+            **({"cost_kind": "energy", "energy_j": round(record.local.energy_j, 3),
+                "energy_source": record.local.source} if record.local is not None else {}),
         })

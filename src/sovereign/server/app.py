@@ -29,6 +29,7 @@ _ROUTERS = [
     ("sovereign.server.routes_runs", "router"),
     ("sovereign.server.routes_approvals", "router"),
     ("sovereign.server.routes_governance", "router"),
+    ("sovereign.server.routes_costs", "router"),
 ]
 
 
