@@ -327,3 +327,17 @@ def test_final_answer_none_is_sent_back(workspace):
     script.assert_complete()
     assert "final_answer was given None" in _observation(script.requests[1])
     assert result.answer == "4"
+
+
+def test_a_file_left_unparseable_is_sent_back_before_the_answer(workspace):
+    (workspace / "greet.py").write_text('def greet():\n    return "ho"\n')
+    script = ScriptedModel([
+        code('write_file("greet.py", "def greet():\\n  return 1\\n    return 2\\n")\nfinal_answer("fixed greet.py")'),
+        code('write_file("greet.py", "def greet():\\n    return \\"hi\\"\\n")\nfinal_answer("fixed greet.py")'),
+    ])
+    result = _run(script, _agent(workspace), "greet.py should return hi. Fix it.", workspace,
+                  approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "greet.py does not parse after your write (IndentationError" in notice
+    assert result.status == "completed" and (workspace / "greet.py").read_text() == 'def greet():\n    return "hi"\n'

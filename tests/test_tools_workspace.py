@@ -154,3 +154,24 @@ def test_invalid_regex_is_a_tool_error(layout):
     ws, _ = layout
     with pytest.raises(ToolError, match="missing \\]"):
         call(builtin_tools(ws), "search_files", {"pattern": "[abc", "regex": True})
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("src/app.py", "def main():\n  return 1\n    x = 2\n", "IndentationError"),
+    ("data.json", '{"a": 1,}', "JSONDecodeError"),
+    ("conf.toml", "port = \n", "TOMLDecodeError"),
+])
+def test_a_write_that_leaves_a_file_unparseable_says_so(layout, name, text, problem):
+    ws, _ = layout
+    result = call(builtin_tools(ws), "write_file", {"path": name, "content": text})
+    assert result.startswith(f"wrote {len(text)} bytes to {name}; warning: the file does not parse: {problem}")
+    assert (ws.root / name).read_text() == text  # written as asked: the agent decides what to do
+
+
+def test_valid_writes_and_other_kinds_carry_no_warning(layout):
+    ws, _ = layout
+    tools = builtin_tools(ws)
+    assert call(tools, "write_file", {"path": "ok.py", "content": "x = 1\n"}) == "wrote 6 bytes to ok.py"
+    assert call(tools, "write_file", {"path": "n.txt", "content": "def (:"}) == "wrote 6 bytes to n.txt"
+    broken = call(tools, "write_file", {"path": "ok.py", "content": "def (:", "append": True})
+    assert "does not parse" in broken  # the whole file after the append is checked

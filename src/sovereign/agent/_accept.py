@@ -1,7 +1,7 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
 syntax, the files the task names were read, a task that asks for a file to be written saw a
-write, and it is not a void value (``None``) or a request for context from an agent that can
+write, no file it wrote is left unparseable, and it is not a void value (``None``) or a request for context from an agent that can
 look for itself; otherwise the model gets a correction. Calls a
 model wrote as text are recovered and run; invalid actions in a row past the agent's
 ``max_corrections`` end the run as ``failed``.
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sovereign.agent.answer_check import (
     asks_for_a_write,
+    broken_writes,
     call_markup,
     mentioned_paths,
     non_answer,
@@ -92,6 +93,13 @@ class Accepting:
             named = mentioned_paths(self.task_step().task)
             text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=named[0] if named else "the file")
             self.stage(NoticeStep(text=text, reason="grounding"))
+            return MODEL
+        broken = broken_writes(self.steps)
+        if broken and self.grounding_nudges < _GROUNDING_NUDGES:
+            self.grounding_nudges += 1
+            name, problem = broken[0]
+            self.stage(NoticeStep(text=prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem),
+                                  reason="grounding"))
             return MODEL
         if self.grounding_nudges < _GROUNDING_NUDGES and (void_answer(text) or non_answer(text) and self._can_look()):
             self.grounding_nudges += 1

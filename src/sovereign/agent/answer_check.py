@@ -5,6 +5,7 @@
 - ``unread_paths``: the task names workspace files that no tool call touched, so an answer about
   them cannot come from what the agent read.
 - ``usage_of``: one line per tool with its argument names, for correction messages.
+- ``broken_writes``: files whose latest write left them unparseable (the write tool's warning).
 - ``void_answer`` / ``non_answer``: a value that answers nothing (``None``, ``[]``), or a reply
   that asks for context or says it cannot see the files, from an agent that has the tools to look.
 """
@@ -17,11 +18,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sovereign.tools.syntax_check import SYNTAX_WARNING
+
 if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["call_markup", "mentioned_paths", "non_answer", "unread_paths", "usage_of", "void_answer"]
+__all__ = ["broken_writes", "call_markup", "mentioned_paths", "non_answer", "unread_paths", "usage_of", "void_answer"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
 _NON_ANSWER = re.compile(
@@ -110,6 +113,23 @@ def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> l
         return []
     seen = "\n".join(touched)
     return [n for n in names if n not in seen and Path(n).name not in seen]
+
+
+_WRITE_RESULT = re.compile(r"^(?:wrote|appended) \d+ bytes to (.+?)(?:; " + re.escape(SYNTAX_WARNING) + r": (.*))?$",
+                           re.DOTALL)
+
+
+def broken_writes(steps: Sequence[Step]) -> list[tuple[str, str]]:
+    """``(file, problem)`` for each file whose latest write left it unparseable."""
+    from sovereign.agent.steps import ToolResultStep
+
+    latest: dict[str, str | None] = {}
+    for step in steps:
+        if isinstance(step, ToolResultStep) and step.name == "write_file" and step.ok:
+            match = _WRITE_RESULT.match(step.content or "")
+            if match is not None:
+                latest[match.group(1)] = match.group(2)
+    return [(name, problem) for name, problem in latest.items() if problem]
 
 
 def touched_arguments(steps: Sequence[Step]) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import re2
 
 from sovereign.tools.base import ToolError
+from sovereign.tools.syntax_check import SYNTAX_WARNING, syntax_problem
 
 __all__ = ["Workspace", "WorkspaceEscapeError"]
 
@@ -129,7 +130,11 @@ class Workspace:
             raise ToolError(f"cannot write '{path}': {exc.strerror}") from exc
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        return f"{'appended' if append else 'wrote'} {len(data)} bytes to {self.relative(target)}"
+        name = self.relative(target)
+        summary = f"{'appended' if append else 'wrote'} {len(data)} bytes to {name}"
+        whole = target.read_text(encoding="utf-8", errors="replace") if append else content
+        problem = syntax_problem(name, whole)
+        return summary if problem is None else f"{summary}; {SYNTAX_WARNING}: {problem}"
 
     def search(
         self, pattern: str, path: str = ".", *, glob: str = "*", regex: bool = False, limit: int = 100
