@@ -97,6 +97,15 @@ class EgressDeniedError(SovereignError):
     code = "egress_denied"
 
 
+class RoutingRefusedError(SovereignError):
+    """``model: "auto"``: no model the policy allows can serve the request; the message names
+    the constraint (data class, residency, licence, offline, key scope)."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "routing_policy"
+
+
 class SpendCapExceededError(SovereignError):
     """A hard spend or token cap would be exceeded by this request."""
 

@@ -54,6 +54,7 @@ class Services:
     weights_progress: WeightsProgress | None = None
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
     _governor: Governor | None = None
+    _router: Any = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, progress: bool = True) -> Services:
@@ -100,6 +101,15 @@ class Services:
                                       prices=self._prices, default_max_tokens=self.settings.kernel.default_max_tokens,
                                       energy=energy_model(self.settings.finops), is_local=self._is_local)
         return self._governor
+
+    @property
+    def router(self) -> Any:
+        """The ``model: "auto"`` router of this OS (``router.router.Router``), built on first use."""
+        if self._router is None:
+            from sovereign.router.router import Router
+
+            self._router = Router(self)
+        return self._router
 
     def _is_local(self, name: str) -> bool:
         return name in self.registry and self.registry.get(name).is_local

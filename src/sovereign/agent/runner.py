@@ -41,6 +41,7 @@ from sovereign.agent.store import RunRecord, RunStore
 from sovereign.errors import InvalidRequestError, NotFoundError, SovereignError
 from sovereign.governance.governed_model import GovernedModel
 from sovereign.governance.governor import CallScope
+from sovereign.kernel.messages import ChatRequest, Message, ToolSpec
 from sovereign.kernel.registry import PriceSheet
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ class Runner:
                   principal: Principal | None = None) -> RunResult:
         """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
         agent, principal = self._owned(agent, principal)
+        agent = self._routed(agent, task, principal)
         record = self._create(agent, task, run_id)
         return await self._drive(record.id, agent, principal, record)
 
@@ -169,6 +171,7 @@ class Runner:
               principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
         agent, principal = self._owned(agent, principal)
+        agent = self._routed(agent, task, principal)
         record = self._create(agent, task, run_id)
         return self._spawn(record.id, agent, principal, record)
 
@@ -200,6 +203,19 @@ class Runner:
         if principal is not None and agent.owner != principal.identity_id:
             agent = replace(agent, owner=principal.identity_id)
         return agent, principal
+
+    def _routed(self, agent: Agent, task: str, principal: Principal | None) -> Agent:
+        """``model = "auto"``: the router picks the run's model from the task (policy first, then
+        difficulty and cost); the decision is audited and the run keeps that model (resumes too)."""
+        if agent.model != "auto" or self.services is None:
+            return agent
+        caller = principal or self.services.keys.local_principal()
+        tools = [ToolSpec(name=getattr(tool, "name", "tool")) for tool in agent.tools]  # tool use weighs in
+        request = ChatRequest(model="auto", messages=[Message(role="user", content=task)], tools=tools)
+        decision = self.services.router.decide(request, caller, None)
+        self.services.audit.append("router.decision", caller.identity_name, {
+            "owner": caller.spend_owner_id, "agent": agent.name, "cost_usd": 0.0, **decision.to_dict()})
+        return replace(agent, model=decision.model)
 
     def _scope(self, principal: Principal | None, agent: Agent, run_id: str) -> CallScope | None:
         """Who the run's model calls are for (None without a governor: nothing is governed)."""

@@ -77,15 +77,16 @@ def models() -> None:
 @app.command()
 @friendly_errors
 def chat(
-    model: str = typer.Option(None, help="model name (default: the default model)"),
+    model: str = typer.Option(None, help="model name (default: the default model); 'auto': routed per turn"),
     think: bool = typer.Option(False, help="thinking mode: reason first, shown dimmed"),
     max_tokens: int = typer.Option(512, help="answer length limit"),
+    data_class: str = typer.Option(None, help="with --model auto: public, internal or private (default from [router])"),
 ) -> None:
     """Interactive chat with streaming output. Commands: /think, /instant, /reset, /exit."""
     from sovereign.cli.chat import chat_loop
 
     services = open_services()
-    run(chat_loop(services, model=model, think=think, max_tokens=max_tokens))
+    run(chat_loop(services, model=model, think=think, max_tokens=max_tokens, data_class=data_class))
 
 
 def _mount_layer_commands() -> None:

@@ -25,6 +25,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     services = request.app.state.services
     chat = body.to_kernel(services.settings.model_for("instant"))
     completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    if chat.model == "auto":
+        from sovereign.server.routed_chat import routed_completion
+
+        return await routed_completion(request, body, chat, completion_id, _sse)
     model = await services.governed_model(request.state.principal, chat.model, request_id=completion_id)
     created = int(time.time())
     metrics = request.app.state.metrics

@@ -143,6 +143,8 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     thinking: ThinkingIn | None = None
     user: str | None = None
+    data_class: Literal["public", "internal", "private"] | None = Field(
+        default=None, description='model "auto": how sensitive the messages are (private never leaves the machine)')
 
     @field_validator("stop")
     @classmethod
@@ -151,6 +153,11 @@ class ChatCompletionRequest(BaseModel):
         if len(items) > 4:
             raise ValueError("at most 4 stop sequences")
         return value
+
+    @property
+    def explicit_thinking(self) -> bool:
+        """Whether the caller set the reasoning effort itself (the router then keeps it)."""
+        return self.reasoning_effort is not None or self.thinking is not None
 
     @property
     def include_usage(self) -> bool:

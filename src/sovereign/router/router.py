@@ -1,0 +1,292 @@
+"""``Router``: serve a ``model: "auto"`` request — policy, then difficulty, then cost, then
+fallbacks — on the governed path.
+
+``plan`` is pure and fast (no I/O): the policy's allowed models (``policy.py``), the
+classifier's kind, effort and tier (``classifier.py``), and the allowed models ordered cheapest
+first among those of the tier or above (the ones below it last, as fallbacks). ``complete`` and
+``stream`` then try the plan in order through ``Services.governed_model`` (authorise, reserve
+every cap, ledger, audit): an error, a timeout or an overload (503) marks the model's breaker
+(``breaker.py``) and the next model is tried; a spend cap, a permission or a bad request is the
+caller's answer and is never routed around. With ``[router] escalate`` a non-streamed answer
+that fails a check (empty, cut off with nothing said, malformed JSON) is asked again of the next
+bigger allowed model, and the ``router.escalated`` audit entry says what that cost.
+
+Every decision is returned to the caller (``RouteDecision.to_dict`` / ``headers``) and lands in
+the audit log (``router.decision``, or ``router.refused`` naming the constraint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from sovereign.errors import (
+    BackendError,
+    EgressDeniedError,
+    ModelUnavailableError,
+    RoutingRefusedError,
+)
+from sovereign.governance.governed_model import GovernedModel
+from sovereign.governance.keys import Principal
+from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Thinking, Timings, Usage
+from sovereign.kernel.registry import ModelSpec
+from sovereign.router.breaker import Breakers
+from sovereign.router.classifier import EFFORT_BUDGET, classify
+from sovereign.router.policy import Policy, allowed_models
+
+if TYPE_CHECKING:
+    from sovereign.config import RouterSettings
+    from sovereign.services import Services
+
+__all__ = ["AUTO", "RouteDecision", "Router", "RoutedStream", "answer_problem"]
+
+AUTO = "auto"
+TIER_RANK = {"small": 0, "medium": 1, "large": 2, "frontier": 3}
+_FAILOVER = (ModelUnavailableError, BackendError, EgressDeniedError, asyncio.TimeoutError, ConnectionError, OSError)
+
+
+@dataclass
+class RouteDecision:
+    """Which model serves the request, with which reasoning effort, and why."""
+
+    model: str
+    effort: str
+    budget_tokens: int
+    kind: str
+    tier: str
+    reason: str
+    data_class: str
+    plan: list[str]
+    decision_us: float
+    tried: list[dict[str, str]] = field(default_factory=list)
+    escalated_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "effort": self.effort, "budget_tokens": self.budget_tokens, "kind": self.kind,
+                "tier": self.tier, "reason": self.reason, "data_class": self.data_class, "plan": self.plan,
+                "decision_us": round(self.decision_us, 1), "fallbacks": self.tried,
+                "escalated_from": self.escalated_from}
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Sovereign-Route-Model": self.model, "X-Sovereign-Route-Effort": self.effort,
+                "X-Sovereign-Route-Reason": self.reason.encode("ascii", "replace").decode()}
+
+
+@dataclass
+class RoutedStream:
+    decision: RouteDecision
+    model: GovernedModel
+    first: StreamEvent
+    events: AsyncIterator[StreamEvent]
+
+
+def effort_of(thinking: Thinking) -> str:
+    """The effort name of a caller's own reasoning setting."""
+    if not thinking.enabled:
+        return "none"
+    budget = thinking.budget_tokens or 0
+    return next((name for name, limit in (("low", EFFORT_BUDGET["low"]), ("medium", EFFORT_BUDGET["medium"]))
+                 if budget <= limit), "high")
+
+
+def answer_problem(request: ChatRequest, response: ChatResponse) -> str | None:
+    """Why an answer fails the escalation check, or None: empty, cut off with nothing said, or
+    not the JSON the request asked for."""
+    message = response.message
+    if message.tool_calls:
+        return None
+    text = (message.content or "").strip()
+    if not text:
+        return "cut off before answering" if response.finish_reason == "length" else "empty answer"
+    if request.response_format.type != "text":
+        try:
+            json.loads(text)
+        except ValueError:
+            return "malformed JSON"
+    return None
+
+
+def _price_key(spec: ModelSpec) -> float:
+    return 0.0 if spec.is_local else spec.prices.input + spec.prices.output
+
+
+class Router:
+    """Routes ``auto`` requests for ``services`` (see the module docstring)."""
+
+    def __init__(self, services: Services, settings: RouterSettings | None = None,
+                 breakers: Breakers | None = None) -> None:
+        self.services = services
+        self.settings = settings or services.settings.router
+        self.breakers = breakers or Breakers(self.settings.failures_to_open, self.settings.cooldown_s)
+
+    # --- planning (pure) ------------------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        offline = self.settings.offline
+        if offline is None:
+            offline = self.services.settings.egress.mode == "offline"
+        return Policy(tuple(self.settings.jurisdictions), tuple(self.settings.licences), offline)
+
+    def candidates(self) -> list[ModelSpec]:
+        names = self.settings.candidates or list(dict.fromkeys(
+            self.services.settings.model_for(role) for role in ("instant", "tools")))
+        return [self.services.registry.get(name) for name in names]
+
+    def plan(self, request: ChatRequest, principal: Principal | None, *, data_class: str | None = None,
+             explicit_thinking: bool = False) -> RouteDecision:
+        """Policy, then difficulty, then cost: the decision and the order to try models in."""
+        started = time.perf_counter()
+        data_class = data_class or self.settings.default_data_class
+        allowed = allowed_models(self.candidates(), self.policy(), data_class, principal)
+        difficulty = classify(request)
+        need = TIER_RANK.get(difficulty.tier, 0)
+
+        def order(spec: ModelSpec) -> tuple:
+            rank = TIER_RANK.get(spec.tier, 1)
+            below = rank < need
+            return (below, -rank if below else 0, _price_key(spec), rank)
+
+        ordered = sorted(allowed, key=order)
+        effort, budget, reason = difficulty.effort, difficulty.budget_tokens, difficulty.reason
+        if explicit_thinking:
+            effort, budget = effort_of(request.thinking), request.thinking.budget_tokens or 0
+            reason += "; reasoning effort as the request set it"
+        if TIER_RANK.get(ordered[0].tier, 0) < need:
+            reason += f"; no {difficulty.tier}-tier model is allowed, so the biggest allowed one"
+        return RouteDecision(model=ordered[0].name, effort=effort, budget_tokens=budget, kind=difficulty.kind,
+                             tier=difficulty.tier, reason=reason, data_class=data_class,
+                             plan=[s.name for s in ordered], decision_us=(time.perf_counter() - started) * 1e6)
+
+    def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str) -> ChatRequest:
+        thinking = Thinking(enabled=decision.budget_tokens > 0, budget_tokens=decision.budget_tokens or None)
+        return replace(request, model=name, thinking=thinking)
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    def decide(self, request: ChatRequest, principal: Principal, data_class: str | None,
+                explicit_thinking: bool = False) -> RouteDecision:
+        """``plan``, with a refusal audited (``router.refused``) before it is raised."""
+        try:
+            return self.plan(request, principal, data_class=data_class, explicit_thinking=explicit_thinking)
+        except RoutingRefusedError as exc:
+            self.services.audit.append("router.refused", principal.identity_name, {
+                "owner": principal.spend_owner_id, "data_class": data_class or self.settings.default_data_class,
+                "reason": exc.message})
+            raise
+
+    def _order(self, decision: RouteDecision) -> list[str]:
+        ready = [name for name in decision.plan if self.breakers.available(name)]
+        if not ready:
+            raise ModelUnavailableError(
+                "every model the policy allows is cooling down after failures: " + ", ".join(
+                    f"{n} ({s['last_error']}, retry in {s['retry_in_s']:.0f}s)" for n, s in self.breakers.status().items()
+                    if n in decision.plan))
+        return ready
+
+    def _failed(self, decision: RouteDecision, name: str, exc: BaseException) -> None:
+        error = getattr(exc, "message", None) or type(exc).__name__
+        self.breakers.failed(name, error)
+        decision.tried.append({"model": name, "error": error})
+
+    def _record(self, principal: Principal, decision: RouteDecision, request_id: str | None, cost: float) -> None:
+        self.services.audit.append("router.decision", principal.identity_name, {
+            "owner": principal.spend_owner_id, "request_id": request_id, "cost_usd": cost, **decision.to_dict()})
+
+    async def complete(self, request: ChatRequest, principal: Principal, *, data_class: str | None = None,
+                       explicit_thinking: bool = False, request_id: str | None = None,
+                       agent_id: str | None = None, run_id: str | None = None) -> tuple[ChatResponse, RouteDecision, float]:
+        """Route and answer ``request``; returns the response, the decision and the cost (USD)."""
+        decision = self.decide(request, principal, data_class, explicit_thinking)
+        for name in self._order(decision):
+            model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
+            if model is None:
+                continue
+            try:
+                response = await asyncio.wait_for(model.complete(self._routed_request(request, decision, name)),
+                                                  self.settings.timeout_s)
+            except _FAILOVER as exc:
+                self._failed(decision, name, exc)
+                continue
+            self.breakers.succeeded(name)
+            decision.model = name
+            cost = model.last.cost_usd if model.last is not None else 0.0
+            if self.settings.escalate:
+                response, cost = await self._escalate(request, principal, decision, response, cost,
+                                                      request_id, agent_id, run_id)
+            self._record(principal, decision, request_id, cost)
+            return response, decision, cost
+        raise self._exhausted(principal, decision, request_id)
+
+    async def stream(self, request: ChatRequest, principal: Principal, *, data_class: str | None = None,
+                     explicit_thinking: bool = False, request_id: str | None = None,
+                     agent_id: str | None = None, run_id: str | None = None) -> RoutedStream:
+        """Route ``request`` and start its stream; models are failed over until one yields its
+        first event (after that the answer is committed to that model)."""
+        decision = self.decide(request, principal, data_class, explicit_thinking)
+        for name in self._order(decision):
+            model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
+            if model is None:
+                continue
+            events = model.stream(self._routed_request(request, decision, name))
+            try:
+                first = await asyncio.wait_for(anext(events), self.settings.timeout_s)
+            except StopAsyncIteration:
+                first = StreamEvent(finish_reason="stop", usage=Usage(), timings=Timings())
+            except _FAILOVER as exc:
+                await events.aclose()
+                self._failed(decision, name, exc)
+                continue
+            self.breakers.succeeded(name)
+            decision.model = name
+            self._record(principal, decision, request_id, 0.0)
+            return RoutedStream(decision, model, first, events)
+        raise self._exhausted(principal, decision, request_id)
+
+    async def _governed(self, principal: Principal, name: str, request_id: str | None, agent_id: str | None,
+                        run_id: str | None, decision: RouteDecision) -> GovernedModel | None:
+        try:
+            return await self.services.governed_model(principal, name, request_id=request_id, agent_id=agent_id,
+                                                      run_id=run_id)
+        except _FAILOVER as exc:  # could not load / reach it
+            self._failed(decision, name, exc)
+            return None
+
+    def _exhausted(self, principal: Principal, decision: RouteDecision, request_id: str | None) -> ModelUnavailableError:
+        self.services.audit.append("router.failed", principal.identity_name, {
+            "owner": principal.spend_owner_id, "request_id": request_id, **decision.to_dict()})
+        tried = "; ".join(f"{t['model']}: {t['error']}" for t in decision.tried)
+        return ModelUnavailableError(f"every allowed model failed ({tried})")
+
+    async def _escalate(self, request: ChatRequest, principal: Principal, decision: RouteDecision,
+                        response: ChatResponse, cost: float, request_id: str | None, agent_id: str | None,
+                        run_id: str | None) -> tuple[ChatResponse, float]:
+        """Ask the next bigger allowed model when the answer fails the check (see ``answer_problem``)."""
+        problem = answer_problem(request, response)
+        if problem is None:
+            return response, cost
+        current = TIER_RANK.get(self.services.registry.get(decision.model).tier, 0)
+        bigger = [n for n in decision.plan if TIER_RANK.get(self.services.registry.get(n).tier, 0) > current
+                  and self.breakers.available(n)]
+        if not bigger:
+            return response, cost
+        name = bigger[0]
+        model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
+        if model is None:
+            return response, cost
+        try:
+            better = await asyncio.wait_for(model.complete(self._routed_request(request, decision, name)),
+                                            self.settings.timeout_s)
+        except _FAILOVER as exc:
+            self._failed(decision, name, exc)
+            return response, cost
+        extra = model.last.cost_usd if model.last is not None else 0.0
+        self.services.audit.append("router.escalated", principal.identity_name, {
+            "owner": principal.spend_owner_id, "request_id": request_id, "from": decision.model, "to": name,
+            "problem": problem, "first_cost_usd": cost, "extra_cost_usd": extra})
+        decision.escalated_from, decision.model = decision.model, name
+        decision.reason += f"; escalated to {name}: {problem}"
+        return better, cost + extra
