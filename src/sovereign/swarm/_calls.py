@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from sovereign.swarm.budget import TreeBudget
 
 __all__ = ["OrchestratorCalls"]
+
+_MIN_OUTPUT = 64
+"""The least room an orchestrator call is made with (a shorter plan or merge is not worth it)."""
 
 
 @dataclass
@@ -64,8 +67,12 @@ class OrchestratorCalls:
         governed call; its usage counts against the tree and it is stored as a step."""
         model = await self.model()
         counter = self.runner.token_counter(model)
+        wanted = request.max_tokens or self.agent.max_tokens
+        room = self.tree.room().output_tokens
+        if room < wanted:  # a shorter answer rather than none, while a useful one fits
+            request = replace(request, max_tokens=max(int(room), 0))
         self.tree.check_call(prompt_tokens=estimate_tokens(request.messages, [], counter),
-                             max_output_tokens=request.max_tokens or self.agent.max_tokens)
+                             max_output_tokens=max(request.max_tokens or wanted, min(_MIN_OUTPUT, wanted)))
         started = time.perf_counter()
         response = await model.complete(request)
         took = time.perf_counter() - started

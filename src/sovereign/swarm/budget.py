@@ -9,8 +9,10 @@ estimation error of the calls in flight (prompt sizes are estimated before a cal
 tool calls, agents and money are hard). The orchestrator's own calls (plan, re-plan,
 synthesis) are checked against what is left the same way.
 
-A slice is the tree's room divided among the sub-tasks still waiting (a fair share), capped by
-``per_agent``. When even a minimal slice does not fit, no more sub-agents start.
+A slice is ``per_agent`` where it sets a limit (as long as the tree has that much room left),
+else the tree's room divided among the sub-tasks still waiting (a fair share). When even a
+minimal slice does not fit, no sub-agent starts until a running one gives its slice back; with
+none running, the waiting sub-tasks are skipped.
 """
 
 from __future__ import annotations
@@ -183,27 +185,30 @@ class TreeBudget:
         if left is not None and left <= 0:
             raise BudgetExceededError("the swarm's time limit is reached", limit="max_wall_s")
 
-    def take_slice(self, waiting: int, *, depth: int = 1, max_tokens: int = 512) -> Budget:
+    def take_slice(self, waiting: int, *, depth: int = 1, max_tokens: int = 512, uses_tools: bool = False) -> Budget:
         """The budget of the next sub-agent (held until ``give_back``); ``BudgetExceededError``
         when the tree cannot afford even a minimal one. ``waiting``: sub-tasks still to start,
-        this one included, among which the room is shared."""
+        this one included, among which the room is shared; ``uses_tools``: it needs at least one
+        tool call to be of use."""
         self.check_agent(depth)
         per = self.limits.per_agent
         cap, room, share = _of_budget(per), self.room(), max(waiting, 1)
-        piece = _Amounts(*(min(getattr(cap, n), getattr(room, n) / share) for n in
-                           ("input_tokens", "output_tokens", "cost_usd", "tool_calls")))
+        inf = float("inf")
+        piece = _Amounts(*(min(getattr(cap, n), getattr(room, n)) if getattr(cap, n) != inf else getattr(room, n) / share
+                           for n in ("input_tokens", "output_tokens", "cost_usd", "tool_calls")))
         need_output = min(_MIN_OUTPUT, max_tokens)
         if piece.output_tokens < need_output:
-            piece.output_tokens = min(room.output_tokens, max(need_output, getattr(cap, "output_tokens")))
+            piece.output_tokens = min(room.output_tokens, need_output)
             if piece.output_tokens < need_output:
                 raise BudgetExceededError("the swarm's output tokens are spent", limit="max_output_tokens")
         if room.cost_usd <= 0:
             raise BudgetExceededError("the swarm's money is spent", limit="max_cost_usd")
+        if uses_tools and piece.tool_calls < 1:
+            raise BudgetExceededError("the swarm's tool calls are spent", limit="max_tool_calls")
         if room.input_tokens <= 0:
             raise BudgetExceededError("the swarm's input tokens are spent", limit="max_input_tokens")
         left = self.time_left()
         wall = per.max_wall_s if left is None else min(per.max_wall_s or left, left)
-        inf = float("inf")
         budget = replace(per, max_wall_s=wall,
                          max_input_tokens=None if piece.input_tokens == inf else int(piece.input_tokens),
                          max_output_tokens=None if piece.output_tokens == inf else int(piece.output_tokens),

@@ -10,9 +10,10 @@ sub-agent's time and the orchestrator's) with the swarm's wall time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sovereign.swarm.store import NodeRecord
+if TYPE_CHECKING:
+    from sovereign.swarm.store import NodeRecord
 
 __all__ = ["critical_path"]
 

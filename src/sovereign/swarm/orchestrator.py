@@ -81,12 +81,21 @@ class Swarm:
     plan_tokens: int = 1024
     synthesis_tokens: int = 512
     store: SwarmStore = field(init=False)
+    delegation: Any = field(init=False)
+    """``spawn_agent`` / ``wait_agents`` for the agents this swarm runs (``swarm/delegate.py``)."""
 
     def __post_init__(self) -> None:
         assert self.runner.store is not None
         self.store = SwarmStore(self.runner.store.db)
         if self.executor is None:
             self.executor = AsyncioExecutor(self.runner, self.resolve)
+        from sovereign.swarm.delegate import Delegation
+
+        self.delegation = Delegation(self)
+
+    @property
+    def executor_name(self) -> str:
+        return getattr(self.executor, "name", "asyncio")
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -193,6 +202,8 @@ class _Drive:
     steps: list
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     running: dict[str, asyncio.Task] = field(default_factory=dict)
+    children: dict[str, asyncio.Task] = field(default_factory=dict)
+    """Sub-agents spawned by agents of the tree (``spawn_agent``), by node id."""
     stop_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     calls: OrchestratorCalls = field(init=False)
@@ -222,15 +233,21 @@ class _Drive:
             assert self.swarm.executor is not None
             await self.swarm.executor.start()
             if not self.nodes:
-                await self.plan()
+                try:
+                    await self.plan()
+                except BudgetExceededError as exc:
+                    return self.finish("stopped", f"budget {exc.limit}: {exc.message} (before planning)", None,
+                                       partial=True)
             await self.run_nodes()
+            await asyncio.gather(*self.children.values(), return_exceptions=True)  # spawned, never awaited
             answer, partial = await self.synthesise()
             status, reason = self.outcome()
             return self.finish(status, reason, answer, partial=partial)
         except asyncio.CancelledError:
-            for task in self.running.values():
+            live = [*self.running.values(), *self.children.values()]
+            for task in live:
                 task.cancel()
-            await asyncio.gather(*self.running.values(), return_exceptions=True)
+            await asyncio.gather(*live, return_exceptions=True)
             self.finish("cancelled", "cancelled", None, partial=True)
             raise
         except BaseException as exc:
@@ -284,8 +301,11 @@ class _Drive:
                 return
             waiting = sum(1 for n in self.nodes.values() if n.status == "pending")
             try:
-                slice_ = self.tree.take_slice(waiting, depth=node.depth, max_tokens=self.agent.max_tokens)
+                slice_ = self.tree.take_slice(waiting, depth=node.depth, max_tokens=self.agent.max_tokens,
+                                              uses_tools=bool(node.tools))
             except BudgetExceededError as exc:
+                if self.running and exc.limit not in ("max_agents", "max_depth", "max_wall_s"):
+                    return  # the running sub-agents' unspent slices come back when they end
                 self.stop_reason = f"budget {exc.limit}: {exc.message}"
                 self.end_node(node, "skipped", self.stop_reason)
                 continue
@@ -301,6 +321,7 @@ class _Drive:
         job = NodeJob(run_id=node.run_id, task=self.node_task(node), principal=self.principal,
                       config={}, agent=self.node_agent(node, slice_))
         job.config = job.agent.to_config().model_dump(mode="json")
+        self.swarm.delegation.register(node.run_id, self, node)
         assert self.swarm.executor is not None
         try:
             outcome = await self.swarm.executor.run(job)
@@ -316,6 +337,8 @@ class _Drive:
         node.spent = node.spent + spent
         if outcome.status == "failed" and node.attempts <= self.swarm.max_retries:
             await self.replan(node, outcome.stop_reason)
+            if node.parent is not None and node.status == "pending":  # a spawned child runs again at once
+                return await self.run_child(node)
             return outcome
         status = {"completed": "completed", "failed": "failed"}.get(outcome.status, "stopped")
         node.answer = outcome.answer
@@ -365,12 +388,17 @@ class _Drive:
         return f"{node.task}\n\nResults of the sub-tasks this one builds on:\n{given}"
 
     def node_agent(self, node: NodeRecord, slice_) -> Agent:
-        """The sub-agent: the parent's settings, its own instructions, a subset of the parent's
-        tools (all of them when the plan names none), the budget slice, the swarm's agent name."""
-        tools = [t for t in self.agent.tools if t.name in node.tools] if node.tools else list(self.agent.tools)
+        """The sub-agent: the parent's settings, its own instructions, the subset of the parent's
+        tools its node names, the budget slice, the swarm's agent name."""
+        from sovereign.swarm.delegate import DELEGATION_TOOLS
+
+        own = [t for t in self.agent.tools if t.name not in DELEGATION_TOOLS]
+        tools = [t for t in own if t.name in node.tools]
         instructions = "You are one sub-agent of a swarm; do only your sub-task and answer with its result."
         if node.instructions:
             instructions += "\n" + node.instructions
+        if node.depth < self.tree.limits.max_depth and self.swarm.executor_name == "asyncio":
+            tools += self.swarm.delegation.tools()  # it may delegate in turn (in this process)
         return replace(self.agent, name=self.sub_name, instructions=instructions, tools=tools, budget=slice_,
                        verify="off")
 
@@ -387,6 +415,58 @@ class _Drive:
             services.keys.create_identity(name, kind="agent", role="operator", owner=self.principal.spend_owner_id,
                                           actor=self.principal.identity_name)
         return name
+
+    # --- delegation (spawn_agent / wait_agents) ---------------------------------------------------
+
+    def spawn(self, parent: NodeRecord | None, task: str, instructions: str, tools: list[str]) -> NodeRecord:
+        """A child sub-agent of ``parent`` (None: of the run at the root), started at once."""
+        if not task.strip():
+            raise InvalidRequestError("spawn_agent needs a task", param="task")
+        owner = parent.node_id if parent is not None else self.swarm_id
+        own = {t.name for t in self.agent.tools}
+        unknown = [t for t in tools if t not in own]
+        if unknown:
+            raise InvalidRequestError(f"tools the parent does not have: {', '.join(unknown)} "
+                                      f"(available: {', '.join(sorted(own)) or 'none'})", param="tools")
+        depth = (parent.depth if parent is not None else 0) + 1
+        waiting = 1 + sum(1 for n in self.nodes.values() if n.status == "pending")
+        slice_ = self.tree.take_slice(waiting, depth=depth, max_tokens=self.agent.max_tokens, uses_tools=bool(tools))
+        count = 1 + sum(1 for n in self.nodes.values() if n.parent == owner)
+        base = parent.node_id if parent is not None else "d"
+        node = NodeRecord(node_id=f"{base}.{count}", task=task, instructions=instructions, tools=list(tools),
+                          depends_on=[], parent=owner, depth=depth, seq=len(self.nodes))
+        self.nodes[node.node_id] = node
+        self.store.add_node(self.swarm_id, node)
+        self.emit(node)
+        self.children[node.node_id] = asyncio.ensure_future(self.run_node(node, slice_))
+        return node
+
+    async def run_child(self, node: NodeRecord) -> NodeOutcome | None:
+        """Run a spawned child again (re-planned, or left unfinished by an earlier process)."""
+        waiting = 1 + sum(1 for n in self.nodes.values() if n.status == "pending" and n is not node)
+        try:
+            slice_ = self.tree.take_slice(waiting, depth=node.depth, max_tokens=self.agent.max_tokens,
+                                              uses_tools=bool(node.tools))
+        except BudgetExceededError as exc:
+            self.end_node(node, "skipped", f"budget {exc.limit}: {exc.message}")
+            return None
+        return await self.run_node(node, slice_)
+
+    async def wait(self, ids: list[str], timeout: float | None) -> list[dict[str, Any]]:
+        """The children ``ids`` once they ended (or at ``timeout``): id, status, answer."""
+        jobs = []
+        for node_id in ids:
+            node = self.nodes.get(node_id)
+            if node is None:
+                raise InvalidRequestError(f"no sub-agent '{node_id}' in this tree", param="agent_ids")
+            if node.status not in NODE_TERMINAL and node_id not in self.children:  # after a resume
+                self.children[node_id] = asyncio.ensure_future(self.run_child(node))
+            if node_id in self.children:
+                jobs.append(self.children[node_id])
+        if jobs:
+            await asyncio.wait(jobs, timeout=timeout)
+        return [{"id": i, "status": self.nodes[i].status, "answer": self.nodes[i].answer,
+                 "stop_reason": self.nodes[i].stop_reason} for i in ids]
 
     # --- the end ---------------------------------------------------------------------------------
 

@@ -110,9 +110,17 @@ class SwarmRecord:
     nodes: list[NodeRecord]
 
     def tree(self) -> dict[str, Any]:
-        """The tree as the API and ``runs show`` give it."""
+        """The tree as the API and ``runs show`` give it (the critical path so far while it runs)."""
+        critical = self.critical
+        if critical is None:
+            from sovereign.swarm.critical import critical_path
+
+            wall = max((n.ended_at or time.time() for n in self.nodes if n.started_at), default=self.started_at)
+            critical = critical_path(self.nodes, orchestrator_steps=int(self.orchestrator.get("steps", 0)),
+                                     orchestrator_s=float(self.orchestrator.get("seconds", 0.0)),
+                                     wall_s=max(wall - self.started_at, 0.0))
         return {"id": self.id, "phase": self.phase, "executor": self.executor, "budget": self.budget,
-                "orchestrator": self.orchestrator, "critical_path": self.critical,
+                "orchestrator": self.orchestrator, "critical_path": critical,
                 "wall_s": round(self.wall_s, 3), "nodes": [n.to_dict() for n in self.nodes]}
 
 
@@ -127,9 +135,10 @@ class SwarmStore:
         self.db = db
         db.migrate("swarm", MIGRATIONS)
 
-    def create(self, swarm_id: str, *, budget: dict[str, Any], executor: str) -> None:
-        self.db.execute("INSERT INTO swarms (id, budget, executor, phase, started_at) VALUES (?, ?, ?, 'planning', ?)",
-                        (swarm_id, orjson.dumps(budget).decode(), executor, time.time()))
+    def create(self, swarm_id: str, *, budget: dict[str, Any], executor: str, phase: str = "planning") -> None:
+        """A new tree for run ``swarm_id`` (a swarm: ``planning``; a run that delegates: ``delegating``)."""
+        self.db.execute("INSERT INTO swarms (id, budget, executor, phase, started_at) VALUES (?, ?, ?, ?, ?)",
+                        (swarm_id, orjson.dumps(budget).decode(), executor, phase, time.time()))
 
     def save_plan(self, swarm_id: str, plan: dict[str, Any], nodes: list[NodeRecord],
                   orchestrator: dict[str, Any]) -> None:

@@ -74,7 +74,7 @@ class SwarmScriptModel:
             return "Sure! Here is my plan: first fetch everything, then merge."
         if self.plan is not None:
             return orjson.dumps(self.plan).decode()
-        task = _last_user(request)
+        task = _last_user(request, first=True)
         lines = [line[2:].strip() for line in task.splitlines() if line.startswith("- ")]
         subtasks = [{"id": f"n{i + 1}", "task": line, "instructions": "", "tools": [self.tool], "depends_on": []}
                     for i, line in enumerate(lines)] or [{"id": "n1", "task": task, "tools": [], "depends_on": []}]
