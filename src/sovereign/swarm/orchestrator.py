@@ -203,6 +203,8 @@ class _Drive:
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     running: dict[str, asyncio.Task] = field(default_factory=dict)
     children: dict[str, asyncio.Task] = field(default_factory=dict)
+    interrupted: set[str] = field(default_factory=set)
+    """Nodes that were running when an earlier process stopped (their runs are resumed)."""
     """Sub-agents spawned by agents of the tree (``spawn_agent``), by node id."""
     stop_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -275,8 +277,9 @@ class _Drive:
 
     async def run_nodes(self) -> None:
         for node in self.nodes.values():
-            if node.status == "running":  # interrupted: resumed as a run
+            if node.status == "running" and node.parent is None:  # interrupted: its run is resumed
                 node.status = "pending"
+                self.interrupted.add(node.node_id)
         while True:
             self.launch_ready()
             if not self.running:
@@ -313,8 +316,12 @@ class _Drive:
 
     async def run_node(self, node: NodeRecord, slice_) -> NodeOutcome:
         """Drive one node's sub-agent through the executor; a failed one is re-planned."""
-        node.status, node.attempts = "running", node.attempts + 1
-        node.run_id = f"{self.swarm_id}.{node.node_id}.{node.attempts}"
+        if node.node_id in self.interrupted and node.run_id is not None:
+            self.interrupted.discard(node.node_id)  # the same run, continued
+            node.status = "running"
+        else:
+            node.status, node.attempts = "running", node.attempts + 1
+            node.run_id = f"{self.swarm_id}.{node.node_id}.{node.attempts}"
         node.started_at = node.started_at or time.time()
         self.store.update_node(self.swarm_id, node)
         self.emit(node)
@@ -460,6 +467,8 @@ class _Drive:
             if node is None:
                 raise InvalidRequestError(f"no sub-agent '{node_id}' in this tree", param="agent_ids")
             if node.status not in NODE_TERMINAL and node_id not in self.children:  # after a resume
+                if node.status == "running":
+                    self.interrupted.add(node_id)
                 self.children[node_id] = asyncio.ensure_future(self.run_child(node))
             if node_id in self.children:
                 jobs.append(self.children[node_id])
