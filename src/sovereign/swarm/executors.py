@@ -195,11 +195,11 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            env = {"env_vars": {"PYTHONPATH": _worker_path()}}
-            if self.address is not None:
-                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
-            else:
-                ray.init(num_cpus=self.num_cpus, runtime_env=env, include_dashboard=False, log_to_driver=False)
+            if self.address is not None:  # workers elsewhere import what this driver imports
+                ray.init(address=self.address, runtime_env={"env_vars": {"PYTHONPATH": _worker_path()}},
+                         log_to_driver=False)
+            else:  # local workers inherit this process's environment and working directory
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
             self._started_ray = True
         actor = ray.remote(num_cpus=0, max_concurrency=1000)(SwarmWorker)
         self._actors = [actor.remote(self.spec) for _ in range(max(self.workers, 1))]
