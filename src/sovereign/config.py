@@ -179,6 +179,24 @@ class ModelConfig(_Section):
     prices: PriceSheetConfig = Field(default_factory=PriceSheetConfig)
 
 
+class SwarmSettings(_Section):
+    """``[swarm]``: defaults of ``sovereign run --swarm`` and ``POST /v1/runs`` with ``swarm``
+    (one budget for a swarm's whole tree; see ``swarm/budget.py``)."""
+
+    executor: Literal["asyncio", "ray"] = Field(default="asyncio", description="where sub-agents run")
+    ray_address: str | None = Field(default=None, description="join this Ray cluster; unset: start a local one")
+    ray_num_cpus: int = Field(default=2, ge=1)
+    ray_workers: int = Field(default=2, ge=1, description="Ray actors, each driving many sub-agents")
+    max_agents: int = Field(default=32, ge=1)
+    max_depth: int = Field(default=2, ge=1)
+    max_concurrency: int = Field(default=8, ge=1)
+    max_input_tokens: int | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_tool_calls: int | None = Field(default=500, ge=0)
+    max_wall_s: float | None = Field(default=None, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOVEREIGN_", env_nested_delimiter="__", extra="forbid"
@@ -194,6 +212,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     finops: FinopsSettings = Field(default_factory=FinopsSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    swarm: SwarmSettings = Field(default_factory=SwarmSettings)
     models: list[ModelConfig] = Field(default_factory=list)
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)

@@ -23,7 +23,11 @@ from sovereign.agent import AllowAll, Budget, Runner, RunResult, RunStore, parse
 from sovereign.agent.agent import agent_config, builtin_resolver
 from sovereign.agent.hooks import RunEvent
 from sovereign.agent.store import RunRecord
+from sovereign.cli.swarm import node_progress, print_tree
 from sovereign.errors import InvalidRequestError, SovereignError
+from sovereign.swarm import SwarmResult, SwarmStore, parse_swarm_budget
+from sovereign.swarm.wiring import swarm_budget as swarm_budget_of
+from sovereign.swarm.wiring import swarm_for
 from sovereign.tools.mcp_client import mount_configured
 
 __all__ = ["run_command", "runs_app"]
@@ -100,6 +104,11 @@ def run_command(
                         "(built-ins, recall/remember/forget, kb_search, <mcp server>__<tool>).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve every tool that asks.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    swarm: Annotated[bool, typer.Option("--swarm", help="Split the task into sub-tasks run by parallel "
+                                                        "sub-agents under one budget (the swarm section of the config).")] = False,
+    swarm_budget: Annotated[str | None, typer.Option(
+        help="With --swarm: agents=16,concurrency=8,depth=2,output_tokens=20000,cost=0.5,tool_calls=200,time=600")] = None,
+    executor: Annotated[str | None, typer.Option(help="With --swarm: 'asyncio' or 'ray' (default: config).")] = None,
 ) -> None:
     """Run an agent on a task, showing each step live, then a summary."""
     console = Console(stderr=as_json)
@@ -110,7 +119,10 @@ def run_command(
             config = agent_config(agent, services.settings.home, services.settings.config_path, services=services)
             if tools is not None:
                 config = config.model_copy(update={"tools": [t.strip() for t in tools.split(",") if t.strip()]})
-            built = config.build(builtin_resolver(services, workspace))
+            runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
+            swarms = swarm_for(runner, executor=executor, workspace=workspace,
+                               resolve=builtin_resolver(services, workspace))
+            built = config.build(swarms.delegation.resolver(builtin_resolver(services, workspace)))
             if budget:
                 built.budget = parse_budget(budget, built.budget)
             if model:
@@ -121,7 +133,12 @@ def run_command(
                 if mode not in ("tools", "code"):
                     raise InvalidRequestError(f"--mode must be 'tools' or 'code', not '{mode}'", param="mode")
                 built.mode = mode  # type: ignore[assignment]
-            runner = Runner(services, approver=AllowAll() if yes else ConsoleApprover(console), workspace=workspace)
+            if swarm:
+                runner.subscribe(node_progress(console))
+                result = await swarms.run(built, task, principal=services.keys.local_principal(),
+                                          budget=parse_swarm_budget(swarm_budget, swarm_budget_of(services.settings.swarm)))
+                await swarms.executor.close()
+                return result
             runner.subscribe(_progress(console))
             return await runner.run(built, task, principal=services.keys.local_principal())
 
@@ -133,6 +150,10 @@ def run_command(
         services.close()
     if as_json:
         print(json.dumps(result.to_dict()))
+    elif isinstance(result, SwarmResult):
+        print_tree(console, result.tree)
+        console.print(f"[bold]{result.status}[/] ({result.stop_reason})")
+        console.print(result.answer or "(no answer)", highlight=False)
     else:
         _summary(console, result)
     raise typer.Exit(code=0 if result.ok else 2)
@@ -171,14 +192,17 @@ def show_run(
     """The trace of one run: every step with its time, tokens and cost, then the summary."""
     console = Console()
     services = _open_services()
+    tree = None
     try:
         record = RunStore(services.db).get(run_id)
+        swarms = SwarmStore(services.db)
+        tree = swarms.get(run_id).tree() if swarms.is_swarm(run_id) else None
     except SovereignError as exc:
         _fail(console, exc)
     finally:
         services.db.close()
     if as_json:
-        print(json.dumps(record.to_dict(with_steps=True)))
+        print(json.dumps(record.to_dict(with_steps=True) | ({"swarm": tree} if tree is not None else {})))
         return
     table = Table("#", "step", "time", "tokens", "cost")
     for step in record.steps:
@@ -186,6 +210,8 @@ def show_run(
         table.add_row(str(step.index), step.summary_line(), f"{step.duration_ms / 1000:.2f}s", tokens,
                       f"${step.cost_usd:.5f}" if step.usage else "")
     console.print(table)
+    if tree is not None:
+        print_tree(console, tree)
     _summary(console, record)
 
 
@@ -203,10 +229,17 @@ def resume_run(
         record = runner.store.get(run_id, with_steps=False)
         new_budget = parse_budget(budget, Budget.from_dict(record.agent_config["budget"])) if budget else None
         runner.subscribe(_progress(console))
+        swarms = swarm_for(runner, resolve=builtin_resolver(services, None))
+        is_swarm = swarms.is_swarm(run_id) and swarms.store.get(run_id).phase != "delegating"
 
         async def go() -> RunResult:
             async with mount_configured(services):
-                return await runner.resume(run_id, budget=new_budget, resolve=builtin_resolver(services, None),
+                if is_swarm:  # a swarm: finished sub-agents are kept, interrupted ones continued
+                    done = await swarms.resume(run_id, principal=services.keys.local_principal())
+                    await swarms.executor.close()
+                    return runner.store.get(done.swarm_id, with_steps=False)
+                resolve = swarms.delegation.resolver(builtin_resolver(services, None))
+                return await runner.resume(run_id, budget=new_budget, resolve=resolve,
                                            principal=services.keys.local_principal())
 
         result = asyncio.run(go())
@@ -215,7 +248,7 @@ def resume_run(
     finally:
         services.close()
     _summary(console, result)
-    raise typer.Exit(code=0 if result.ok else 2)
+    raise typer.Exit(code=0 if result.status == "completed" else 2)
 
 
 def _standalone() -> typer.Typer:

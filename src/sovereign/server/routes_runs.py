@@ -16,12 +16,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sovereign.agent import Agent, Runner, RunRecord, RunStore
-from sovereign.agent.agent import AgentConfig, BudgetConfig, agent_config, builtin_resolver, weakening_settings
+from sovereign.agent.agent import AgentConfig, BudgetConfig, agent_config, weakening_settings
 from sovereign.agent.budget import Budget
 from sovereign.agent.errors import RunNotFoundError
 from sovereign.agent.store import TERMINAL
 from sovereign.errors import PermissionDeniedError
 from sovereign.governance.authz import authorize
+from sovereign.server import swarm_api
 
 __all__ = ["router"]
 
@@ -38,6 +39,8 @@ class RunCreate(BaseModel):
     model: str | None = None
     mode: Literal["tools", "code"] | None = Field(default=None, description="how the agent acts (overrides its own)")
     wait: bool = Field(default=False, description="answer when the run ends instead of at once")
+    swarm: bool | swarm_api.SwarmOptions | None = Field(
+        default=None, description="split the task into sub-tasks run by parallel sub-agents under one budget")
 
 
 class RunResume(BaseModel):
@@ -112,7 +115,7 @@ def _build(request: Request, body: RunCreate) -> Agent:
         _admin_only_settings(request, config)
     else:
         config = agent_config(body.agent, services.settings.home, services.settings.config_path, services=services)
-    agent = config.build(builtin_resolver(services))
+    agent = config.build(swarm_api.resolver(request, _runner(request)))
     agent.owner = _owner(request) or agent.owner
     if body.budget is not None:
         agent.budget = Budget(**body.budget.model_dump())
@@ -131,10 +134,18 @@ def _build(request: Request, body: RunCreate) -> Agent:
 async def create_run(request: Request, body: RunCreate) -> dict:
     runner = _runner(request)
     agent = _build(request, body)
-    handle = runner.start(agent, body.task, principal=_principal(request))
+    if body.swarm:
+        options = body.swarm if isinstance(body.swarm, swarm_api.SwarmOptions) else swarm_api.SwarmOptions()
+        swarm = swarm_api.swarm_of(request, runner, options.executor)
+        handle = swarm.start(agent, body.task, budget=options.budget(request.app.state.services.settings.swarm),
+                             principal=_principal(request))
+    else:
+        handle = runner.start(agent, body.task, principal=_principal(request))
     if body.wait:
         await asyncio.shield(handle.task)
-    return runner.store.get(handle.run_id, with_steps=body.wait).to_dict(with_steps=body.wait)
+    out = runner.store.get(handle.run_id, with_steps=body.wait).to_dict(with_steps=body.wait)
+    tree = swarm_api.swarm_tree(runner, handle.run_id)
+    return out | ({"swarm": tree} if tree is not None else {})
 
 
 @router.get("")
@@ -151,7 +162,8 @@ async def get_run(request: Request, run_id: str, steps: bool = True) -> dict:
     record = _visible(request, _runner(request).store.get(run_id, with_steps=steps))
     out = record.to_dict(with_steps=steps)
     out["live"] = run_id in _runner(request).handles
-    return out
+    tree = swarm_api.swarm_tree(_runner(request), run_id)
+    return out | ({"swarm": tree} if tree is not None else {})
 
 
 @router.post("/{run_id}/cancel")
@@ -176,10 +188,12 @@ async def resume_run(request: Request, run_id: str, body: RunResume | None = Non
     runner = _runner(request)
     record = _visible(request, runner.store.get(run_id, with_steps=False))
     budget = Budget(**body.budget.model_dump()) if body is not None and body.budget is not None else None
-    services = request.app.state.services
-    agent = AgentConfig.model_validate(record.agent_config).build(builtin_resolver(services))
+    agent = AgentConfig.model_validate(record.agent_config).build(swarm_api.resolver(request, runner))
     _authorise(request, agent, record.model)
-    handle = runner.start_resume(run_id, agent=agent, budget=budget, principal=_principal(request))
+    if swarm_api.is_resumable_swarm(runner, run_id):
+        handle = swarm_api.swarm_of(request, runner).start_resume(run_id, agent=agent, principal=_principal(request))
+    else:
+        handle = runner.start_resume(run_id, agent=agent, budget=budget, principal=_principal(request))
     return runner.store.get(handle.run_id, with_steps=False).to_dict()
 
 
@@ -191,11 +205,14 @@ async def _events(runner: Runner, store: RunStore, run_id: str, request: Request
     wake = asyncio.Event()
     unsubscribe = runner.subscribe(lambda e: wake.set() if e.run_id == run_id else None)
     last = -1
+    nodes: dict[str, tuple] = {}
     try:
         while True:
             for step in store.steps(run_id, after=last):
                 yield _sse("step", {"run_id": run_id, "step": step.to_dict(), "line": step.summary_line()})
                 last = step.index
+            for node in swarm_api.node_changes(runner, run_id, nodes):
+                yield _sse("node", {"run_id": run_id, "node": node})
             record = store.get(run_id, with_steps=False)
             if record.status in TERMINAL and run_id not in runner.handles:
                 yield _sse("done", record.to_dict())
