@@ -212,13 +212,17 @@ class _Run:
 
         req = self.request
         tools = req.tools if req.tool_choice.mode != "none" else []
-        scaffold = req.thinking.enabled and not self.model.spec.native_thinking
+        native = self.model.spec.native_thinking
+        scaffold = req.thinking.enabled and not native
         messages = with_scaffold_instruction(req) if scaffold else req.messages
         prompt = self.model._template.render(messages, tools or None)
-        if scaffold:
-            prompt += THINK_OPEN + "\n"
+        opened = prompt.rstrip().endswith(THINK_OPEN)  # some templates open the block themselves
+        if req.thinking.enabled and not opened:
+            prompt += THINK_OPEN + "\n"  # native or scaffolded: the reasoning pass is budgeted the same way
+        elif native and not req.thinking.enabled:
+            prompt += ("" if opened else THINK_OPEN) + f"\n\n{THINK_CLOSE}\n\n"  # instant: an empty block (Qwen3)
         tokens = self.model._tokenize(prompt)
-        budget = (req.thinking.budget_tokens or 0) if scaffold else 0
+        budget = (req.thinking.budget_tokens or 0) if req.thinking.enabled else 0
         max_tokens = self._check_context(len(tokens), budget)
         self.usage.prompt_tokens = len(tokens)
         self.usage.cached_tokens = self._reuse_prefix(tokens)
@@ -229,11 +233,11 @@ class _Run:
             sampling.top_p = req.top_p
 
         answer_prompt = prompt
-        if scaffold and budget > 0:
+        if req.thinking.enabled and budget > 0:
             reasoning = self._pass(tokens, budget, sampling, [THINK_CLOSE], None, lambda t: self._text_event(reasoning=t))
             self.usage.reasoning_tokens = reasoning.completion_tokens
             answer_prompt = prompt + reasoning.text.rstrip() + f"\n{THINK_CLOSE}\n\n"
-        elif scaffold:
+        elif req.thinking.enabled:
             answer_prompt = prompt + f"\n{THINK_CLOSE}\n\n"
 
         finish, calls = self._answer(answer_prompt, tools, max_tokens, sampling)

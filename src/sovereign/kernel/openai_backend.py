@@ -27,6 +27,13 @@ from sovereign.kernel.tool_calls import validate_tools
 from sovereign.kernel.tool_markup import MarkupGuard, dedupe_calls, parse_tool_calls
 
 
+def _splits_thinking(spec: ModelSpec, request: ChatRequest) -> bool:
+    """Whether the reply's text may open with ``<think>…</think>`` to move to ``reasoning_content``:
+    a scaffolded request, or a native thinker (DeepSeek-R1, Qwen3 served without a reasoning
+    parser, e.g. by Ollama or a plain llama.cpp server). A reply without the block is untouched."""
+    return request.thinking.enabled or spec.native_thinking
+
+
 def _effort(budget: int | None) -> str:
     if not budget or budget <= 256:
         return "low"
@@ -154,7 +161,7 @@ class OpenAICompatibleModel:
         raw = choice.get("message") or {}
         reasoning = raw.get("reasoning_content") or raw.get("reasoning")
         content = raw.get("content")
-        if content and request.thinking.enabled and not self.spec.native_thinking:
+        if content and _splits_thinking(self.spec, request):
             splitter = ScaffoldSplitter()
             more, content = splitter.feed(content)
             tail_reasoning, tail_content = splitter.flush()
@@ -181,7 +188,7 @@ class OpenAICompatibleModel:
         body = request_body(self.spec, request, stream=True)
         started = time.perf_counter()
         first: float | None = None
-        splitter = ScaffoldSplitter() if request.thinking.enabled and not self.spec.native_thinking else None
+        splitter = ScaffoldSplitter() if _splits_thinking(self.spec, request) else None
         calls: dict[int, dict[str, str]] = {}
         finish, usage = "stop", None
         text_seen: list[str] = []

@@ -1,0 +1,58 @@
+"""``model: "auto"`` on the real embedded model: the router sends a factoid to the small local
+tier without reasoning, the answer is right, and its ledger row carries an energy cost; a local
+native thinker's reasoning is held to its budget."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sovereign.config import DEFAULT_MODEL, load_settings
+from sovereign.kernel.messages import ChatRequest, Message, Thinking
+from sovereign.server.app import create_app
+from sovereign.server.bootstrap import bootstrap_admin_key
+from sovereign.services import Services
+from tests.conftest import ADMIN_KEY, ensure_shared, shared_registry
+
+pytestmark = pytest.mark.integration
+
+
+def test_model_auto_on_the_embedded_model(home, monkeypatch):
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    services = Services.open(load_settings(home), progress=False)
+    bootstrap_admin_key(services, ADMIN_KEY)
+    try:
+        with TestClient(create_app(services, preload=False), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+            reply = client.post("/v1/chat/completions", json={"model": "auto", "max_tokens": 8, "temperature": 0,
+                                                              "messages": [{"role": "user", "content":
+                                                                            "What is the capital of France? One word."}]})
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert body["routing"]["model"] == DEFAULT_MODEL and body["routing"]["effort"] == "none"
+            assert "paris" in body["choices"][0]["message"]["content"].lower()
+            row = services.ledger.recent(1)[0]
+            assert row["model"] == DEFAULT_MODEL and row["cost_kind"] == "energy"
+            assert row["cost_usd"] > 0 and row["energy_j"] > 0 and body["cost_usd"] == pytest.approx(row["cost_usd"])
+    finally:
+        services.close()
+
+
+def test_native_thinker_reasoning_is_held_to_its_budget(tmp_path):
+    from sovereign.kernel.llama_backend import LlamaCppModel, LlamaOptions
+
+    spec = replace(shared_registry().get(DEFAULT_MODEL), native_thinking=True)  # treated as a native thinker
+    model = LlamaCppModel(spec, ensure_shared(DEFAULT_MODEL), LlamaOptions(n_ctx=2048))
+    model.load()
+    try:
+        request = ChatRequest(model=spec.name, messages=[Message(role="user", content="What is 17 + 25?")],
+                              max_tokens=24, temperature=0, thinking=Thinking(True, 12))
+        reply = asyncio.run(model.complete(request))
+        assert 0 < reply.usage.reasoning_tokens <= 12
+        assert reply.message.reasoning_content and "<think>" not in (reply.message.content or "")
+        instant = asyncio.run(model.complete(replace(request, thinking=Thinking(False))))
+        assert instant.usage.reasoning_tokens == 0 and "think>" not in (instant.message.content or "")
+    finally:
+        model.close()
