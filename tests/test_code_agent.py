@@ -341,3 +341,18 @@ def test_a_file_left_unparseable_is_sent_back_before_the_answer(workspace):
     notice = _observation(script.requests[1])
     assert "greet.py does not parse after your write (IndentationError" in notice
     assert result.status == "completed" and (workspace / "greet.py").read_text() == 'def greet():\n    return "hi"\n'
+
+
+def test_a_stale_code_run_starts_afresh_without_its_failed_attempts_in_view(workspace):
+    blocks = ['print("same")', 'print( "same")', 'print("same" )', 'print("same")  # again']
+    script = ScriptedModel([code("count = 7\nraise KeyError('region')")] + [code(b) for b in blocks]
+                           + [code("final_answer(count)")])
+    result = _run(script, _agent(workspace, read_named_files=True), "How many rows does sales.csv have?", workspace)
+    script.assert_complete()
+    fresh = script.requests[-1]
+    seen = "\n".join(m.content or "" for m in fresh.messages)
+    assert "Start afresh" in seen and "KeyError: 'region'" in seen and "count (int)" in seen
+    assert "north,120" in seen  # the opening material is kept
+    assert 'print("same")' not in seen  # the stale attempts are not
+    assert fresh.temperature and fresh.temperature > 0
+    assert result.status == "completed" and result.answer == "7"

@@ -446,6 +446,9 @@ class Session(CodeActing, Accepting):
     async def loop_signal(self, reason: str) -> None:
         if not self.detector.should_nudge():
             raise LoopDetectedError(reason)
+        if self.agent.mode == CODE:
+            self.fresh_start()
+            return
         self.force_answer = True
         self.stage(NoticeStep(text=prompt("loop_nudge").format(reason=reason), reason="loop"))
 

@@ -35,6 +35,7 @@ from sovereign.agent.steps import (
     NoticeStep,
     Step,
     SummaryStep,
+    TaskStep,
     ToolCallStep,
     ToolResultStep,
 )
@@ -214,6 +215,23 @@ class CodeActing:
         if self.detector.end_turn(self.detector.record_text(f"code output: {step.output}")):
             await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
         return "model"
+
+    def fresh_start(self) -> None:
+        """A code run gone stale (a loop): the model's view of its attempts is replaced by one
+        note — the material it was given, how the attempts failed, what is still defined — and
+        its next turn is sampled. Small models copy their own failing block when it stays in view.
+        The attempts stay stored (the note is a ``SummaryStep``)."""
+        opening = next((s for s in self.steps if isinstance(s, CodeStep) and s.opening), None)
+        errors = list(dict.fromkeys(s.error for s in self.steps if isinstance(s, CodeStep) and s.error
+                                    and not s.opening and s.error != "not run"))[-3:]
+        names = (self._code_state or {}).get("names") or []
+        text = prompt("fresh_start").format(
+            material=f"The workspace content the task is about, read for you:\n{opening.output}\n" if opening else "",
+            errors="; ".join(errors) or "they printed nothing new",
+            names=", ".join(str(n) for n in names[:12]) or "nothing")
+        first = next(s.index for s in self.steps if isinstance(s, TaskStep)) + 1
+        self.stage(SummaryStep(text=text, first_index=first, last_index=self.steps[-1].index))
+        self.resample = True
 
     def _ran_before(self, code: str, turn: ModelCallStep) -> CodeStep | None:
         """The earlier run of the same code before ``turn`` (its output, or error, is in view)."""

@@ -304,7 +304,10 @@ def _restore(state, namespace):
 
 def _state(code, earlier, namespace, skip):
     values = _saved_values(namespace, skip)
-    return {"definitions": _definitions(code, earlier.get("definitions", {})),
+    definitions = _definitions(code, earlier.get("definitions", {}))
+    names = [f"{name} ({type(namespace[name]).__name__})" for name in values]
+    names += [name for key in definitions for name in key.split()]
+    return {"definitions": definitions, "names": names,
             "values": base64.b64encode(pickle.dumps(values)).decode("ascii") if values else ""}
 
 
