@@ -267,3 +267,35 @@ def test_models_health_and_metrics(client, live_server):
                         headers={"Authorization": f"Bearer {live_server.api_key}"}).text
     assert 'sovereign_requests_total{model="qwen2.5-coder-0.5b-instruct",status="ok"}' in metrics
     assert "sovereign_tokens_total" in metrics
+
+
+def test_embeddings_create(client):
+    reply = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat on a mat", "a kitten on a rug", "tax law"])
+    vectors = [d.embedding for d in reply.data]
+    assert len(vectors) == 3 and len(vectors[0]) == 384
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
+    assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
+    assert reply.usage.prompt_tokens > 0
+
+
+def test_responses_create_plain_streaming_tools_and_previous_id(client):
+    model = "qwen2.5-coder-0.5b-instruct"
+    reply = client.responses.create(model=model, input="What is the capital of France? One word.",
+                                    instructions="Answer briefly.", temperature=0, max_output_tokens=10)
+    assert "paris" in reply.output_text.lower() and reply.usage.input_tokens > 0
+    events = list(client.responses.create(model=model, input="Count from 1 to 5, separated by commas.",
+                                          temperature=0, max_output_tokens=30, stream=True))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 1 and "5" in "".join(deltas) and events[-1].type == "response.completed"
+    tool = {"type": "function", "name": WEATHER_TOOL["function"]["name"],
+            "description": WEATHER_TOOL["function"]["description"], "parameters": WEATHER_TOOL["function"]["parameters"]}
+    called = client.responses.create(model=model, input="What's the weather in Paris in celsius?", tools=[tool],
+                                     tool_choice="required", temperature=0, max_output_tokens=80)
+    call = called.output[0]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments)["city"].lower() == "paris"
+    answer = client.responses.create(model=model, previous_response_id=called.id, tools=[tool], tool_choice="none",
+                                     temperature=0,
+                                     max_output_tokens=40, input=[{"type": "function_call_output",
+                                                                   "call_id": call.call_id, "output": "22 C, sunny"}])
+    assert answer.output_text.strip() and answer.previous_response_id == called.id

@@ -55,6 +55,7 @@ class Services:
     _loading: dict[str, asyncio.Task] = field(default_factory=dict)
     _governor: Governor | None = None
     _router: Any = None
+    _embedder: Any = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, progress: bool = True) -> Services:
@@ -113,6 +114,17 @@ class Services:
 
     def _is_local(self, name: str) -> bool:
         return name in self.registry and self.registry.get(name).is_local
+
+    @property
+    def embedder(self) -> Any:
+        """The embedding model the memory uses (``memory.embeddings.Embedder``), for the API's
+        ``/v1/embeddings``; verified and loaded on first use. Callers govern it
+        (``governance.governed_embedder``)."""
+        if self._embedder is None:
+            from sovereign.memory.embeddings import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
 
     def _prices(self, name: str) -> PriceSheet:
         return self.registry.get(name).prices if name in self.registry else PriceSheet()

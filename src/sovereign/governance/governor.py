@@ -128,6 +128,13 @@ class Governor:
         committed through ``journal`` before the call — drawn from ``lease`` when given;
         ``CapExceededError`` (429) names the cap."""
         cost, tokens = self.worst_case(request)
+        return self.reserve_amount(scope, cost, tokens, journal, lease, model=request.model)
+
+    def reserve_amount(self, scope: CallScope, cost: float, tokens: int, journal: Journal,
+                       lease: SpendLease | None = None, *, model: str | None = None) -> Reservation:
+        """Reserve a known amount (a call whose size is known before it runs, e.g. embeddings)
+        against every cap, as ``reserve`` does for a chat request's worst case; ``model`` (a
+        registry name) meters the energy of a local call."""
         try:
             if lease is not None:
                 reservation = journal.now(lambda conn: lease.draw_in(conn, cost, tokens))
@@ -137,7 +144,7 @@ class Governor:
         except CapExceededError as exc:
             self.spend.refused(exc, scope.principal.identity_name)
             raise
-        if self.energy is not None and self.is_local(request.model):
+        if self.energy is not None and model is not None and self.is_local(model):
             start = self.energy.start()  # RAPL counters, where readable
             if start is not None:
                 self._meter_starts[id(reservation)] = (reservation, start)

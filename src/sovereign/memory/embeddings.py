@@ -70,6 +70,7 @@ class Embedder:
 
     dim = EMBEDDING_DIM
     model_id = MODEL_ID
+    max_tokens = MAX_TOKENS
 
     def __init__(self, files: EmbeddingFiles | None = None, *, threads: int | None = None,
                  batch_size: int = 32, cache_size: int = 1024) -> None:
@@ -123,6 +124,35 @@ class Embedder:
             out[batch] = self._encode_batch([texts[i] or " " for i in batch])
         return out
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text (special tokens included, after truncation)."""
+        if self._session is None:
+            self.load()
+        return [sum(e.attention_mask) for e in self._tokenizer.encode_batch([t or " " for t in texts])]
+
+    @property
+    def vocab_size(self) -> int:
+        if self._session is None:
+            self.load()
+        return self._tokenizer.get_vocab_size()
+
+    def encode_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Vectors for sequences of token ids of this model's tokenizer, read as given (as
+        ``tokenizers`` encodes a text: ``[CLS] ... [SEP]``); longer ones are cut to ``MAX_TOKENS``."""
+        if self._session is None:
+            self.load()
+        out = np.zeros((len(sequences), self.dim), dtype=np.float32)
+        for start in range(0, len(sequences), self.batch_size):
+            batch = [list(s[:MAX_TOKENS]) for s in sequences[start:start + self.batch_size]]
+            width = max(len(s) for s in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, sequence in enumerate(batch):
+                ids[row, :len(sequence)] = sequence
+                mask[row, :len(sequence)] = 1
+            out[start:start + len(batch)] = self._run(ids, mask)
+        return out
+
     def encode_one(self, text: str) -> np.ndarray:
         """The vector of one text, from the cache when it was encoded lately (do not modify it)."""
         with self._cache_lock:
@@ -146,6 +176,9 @@ class Embedder:
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self._run(ids, mask)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)

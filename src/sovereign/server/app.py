@@ -25,6 +25,8 @@ log = logging.getLogger("sovereign.server")
 _ROUTERS = [
     ("sovereign.server.routes_models", "router"),
     ("sovereign.server.routes_chat", "router"),
+    ("sovereign.server.routes_embeddings", "router"),
+    ("sovereign.server.routes_responses", "router"),
     ("sovereign.server.routes_memory", "router"),
     ("sovereign.server.routes_runs", "router"),
     ("sovereign.server.routes_approvals", "router"),
