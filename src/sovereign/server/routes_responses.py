@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from sovereign.errors import SovereignError
+from sovereign.errors import InvalidRequestError, SovereignError
 from sovereign.governance.governed_model import GovernedModel
 from sovereign.kernel.messages import StreamEvent
 from sovereign.server.errors import internal_error_body
@@ -42,6 +42,9 @@ async def create_response(body: ResponsesRequest, request: Request):
     history = [] if body.previous_response_id is None else \
         store.get(body.previous_response_id, principal.identity_id, param="previous_response_id").messages
     chat, new = body.to_kernel(services.settings.model_for("instant"), history)
+    if chat.model == "auto":
+        raise InvalidRequestError("model 'auto' (the router) is served on /v1/chat/completions; name a model here",
+                                  param="model")
     response_id = "resp_" + uuid.uuid4().hex[:24]
     model = await services.governed_model(principal, chat.model, request_id=response_id)
     builder = OutputBuilder(ResponseMeta(response_id, int(time.time()), chat.model, body))
