@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	@# bubblewrap gives the tool sandbox a private filesystem; without it the sandbox falls back.
 	@command -v bwrap >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
 		|| echo "note: bubblewrap not installed; the sandbox falls back to unshare + resource limits"; }
+	@# Debian's chromium runs the web console's browser tests (Playwright drives it; no browser download).
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "note: chromium not installed; the console's browser tests will skip"; }
 	@mkdir -p $(WHEELHOUSE)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then \
 		echo "building llama-cpp-python $(LLAMA_VER) once (cached in $(WHEELHOUSE))"; \

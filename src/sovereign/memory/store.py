@@ -58,6 +58,13 @@ def _check_name(value: str, what: str) -> str:
     return value.strip()
 
 
+def _check_content(content: str) -> None:
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidRequestError("memory content must be non-empty text", param="content")
+    if len(content) > MAX_CONTENT:
+        raise InvalidRequestError(f"memory content is over {MAX_CONTENT} characters", param="content")
+
+
 def _same_subject(old: str, new: str) -> bool:
     a, b = textmod.words(old), textmod.words(new)
     if a == b:
@@ -172,10 +179,7 @@ class MemoryStore:
         owner, agent, source = _check_name(owner, "owner"), _check_name(agent, "agent"), _check_name(source, "source")
         if kind not in KINDS:
             raise InvalidRequestError(f"kind must be one of {', '.join(KINDS)}, not '{kind}'", param="kind")
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidRequestError("memory content must be non-empty text", param="content")
-        if len(content) > MAX_CONTENT:
-            raise InvalidRequestError(f"memory content is over {MAX_CONTENT} characters", param="content")
+        _check_content(content)
         if not 0.0 <= float(confidence) <= 1.0:
             raise InvalidRequestError("confidence must be between 0 and 1", param="confidence")
         if kind == "summary" and not session:
@@ -189,6 +193,21 @@ class MemoryStore:
                 if merged is not None:
                     return merged
             return self._insert(owner, agent, kind, content, vector, source, float(confidence), session)
+
+    def edit(self, owner: str, item_id: str, content: str) -> WriteResult:
+        """Replace the text of an active item of ``owner``: a new version supersedes it (the old
+        one stays as its history, see ``history``)."""
+        _check_content(content)
+        old = self.get(owner, item_id)
+        if old.status != "active":
+            raise InvalidRequestError(f"memory item '{item_id}' is {old.status}; edit its current version",
+                                      param="id")
+        content = content.strip()
+        vector = self.embedder.encode_one(content)
+        with self._lock:
+            self._sync_index()
+            return self._insert(owner, old.agent, old.kind, content, vector, "edit", old.confidence, old.session,
+                                replaces=old)
 
     def _active(self, owner: str, agent: str, kind: str, session: str | None = None) -> list:
         sql = f"SELECT {_COLUMNS} FROM memory_items WHERE owner = ? AND agent = ? AND kind = ? AND status = 'active'"
@@ -234,8 +253,10 @@ class MemoryStore:
         return found
 
     def _insert(self, owner: str, agent: str, kind: str, content: str, vector: np.ndarray, source: str,
-                confidence: float, session: str | None) -> WriteResult:
+                confidence: float, session: str | None, replaces: MemoryItem | None = None) -> WriteResult:
         older = self._contradicted(owner, agent, kind, content, vector, session)
+        if replaces is not None:
+            older = [replaces, *(o for o in older if o.id != replaces.id)]
         item_id, now = "mem_" + secrets.token_hex(8), _now()
         with self.db.transaction() as conn:
             cursor = conn.execute(

@@ -14,6 +14,7 @@ from sovereign import __version__
 from sovereign.governance.audit_anchor import anchor_periodically
 from sovereign.governance.authz import authorize
 from sovereign.server.auth import authenticate
+from sovereign.server.console.routes import install_console
 from sovereign.server.errors import install_error_handlers
 from sovereign.server.limits import RequestLimits
 from sovereign.server.metrics import Metrics
@@ -32,6 +33,7 @@ _ROUTERS = [
     ("sovereign.server.routes_approvals", "router"),
     ("sovereign.server.routes_governance", "router"),
     ("sovereign.server.routes_costs", "router"),
+    ("sovereign.server.routes_kb", "router"),
 ]
 
 
@@ -76,6 +78,7 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
     app.add_middleware(RequestLimits, max_body_bytes=services.settings.server.max_body_bytes)
     install_error_handlers(app)  # its guard wraps everything above, the limits included
     _mount_routers(app)
+    install_console(app)  # the web console at / (its pages' data comes through the API's routes)
 
     @app.get("/health")
     async def health(request: Request):

@@ -1,4 +1,5 @@
-"""``/v1/memory``: add, search, list and forget memories of the calling identity (its owner scope)."""
+"""``/v1/memory``: add, search, list, edit, forget memories of the calling identity (its owner
+scope), and one memory's history (the versions it superseded)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ async def add_memory(body: MemoryIn, request: Request) -> dict:
             "replaced": result.replaced.to_dict() if result.replaced else None}
 
 
+class MemoryEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=20_000)
+
+
 @router.get("/search")
 async def search_memory(request: Request, q: str = Query(min_length=1), k: int = Query(5, ge=1, le=100),
                         agent: str | None = None) -> dict:
@@ -73,3 +80,20 @@ async def forget_memory(memory_id: str, request: Request) -> dict:
     store, owner = _store(request), _owner(request)
     removed = await asyncio.to_thread(store.forget, owner, memory_id)
     return {"object": "memory.deleted", "id": memory_id, "deleted": True, "rows": removed}
+
+
+@router.put("/{memory_id}")
+async def edit_memory(memory_id: str, body: MemoryEdit, request: Request) -> dict:
+    """A new version of the memory replaces it; the old one stays in its history."""
+    store, owner = _store(request), _owner(request)
+    result = await asyncio.to_thread(store.edit, owner, memory_id, body.content)
+    return {"object": "memory.write", "action": result.action, "item": result.item.to_dict(),
+            "replaced": result.replaced.to_dict() if result.replaced else None}
+
+
+@router.get("/{memory_id}/history")
+async def memory_history(memory_id: str, request: Request) -> dict:
+    """The memory and the versions it superseded, newest first."""
+    store, owner = _store(request), _owner(request)
+    items = await asyncio.to_thread(store.history, owner, memory_id)
+    return {"object": "list", "data": [i.to_dict() for i in items]}

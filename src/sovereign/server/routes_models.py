@@ -19,7 +19,19 @@ def _model_json(spec: ModelSpec) -> dict:
         "backend": spec.backend, "context_size": spec.context_size, "tier": spec.tier,
         "jurisdiction": spec.jurisdiction, "licence": spec.licence,
         "pricing": {"cached_input": spec.prices.cached_input, "input": spec.prices.input, "output": spec.prices.output},
+        "provenance": _provenance(spec),
     }
+
+
+def _provenance(spec: ModelSpec) -> dict:
+    """Where the model comes from: local weights (file, SHA-256 checked before loading, the
+    package its parts ship in) or a remote endpoint."""
+    if spec.is_local:
+        return {"kind": "local", "weights_file": spec.weights_file, "sha256": spec.sha256,
+                "size_bytes": spec.weights_size, "package": spec.parts.package if spec.parts else None,
+                "parts": spec.parts.count if spec.parts else None}
+    return {"kind": "remote" if spec.base_url else "in-process", "base_url": spec.base_url,
+            "remote_name": spec.remote_name}
 
 
 @router.get("/v1/models")
