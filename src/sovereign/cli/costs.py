@@ -81,7 +81,7 @@ def _print_summary(summary: dict) -> None:
     rows = summary["rows"]
     top = max((r["cost_usd"] for r in rows), default=0.0)
     table = Table(title=f"costs by {summary['by']} (tokens: cached / uncached input, output, reasoning)",
-                  caption="energy: the local part, an energy + hardware estimate ([finops]), not a billed price")
+                  caption="energy: the local part, an energy + hardware estimate (\\[finops]), not a billed price")
     for column in (summary["by"], "calls", "cached", "uncached", "output", "reasoning", "cost", "energy", ""):
         table.add_column(column, justify="left" if column in (summary["by"], "") else "right")
     for r in rows:

@@ -30,18 +30,26 @@ EFFORT_BUDGET = {"none": 0, "low": REASONING_EFFORT_BUDGET["low"], "medium": 512
 mostly repeats itself, so the budgets are tighter than a frontier model's)."""
 
 _CLIP = 6000
+# One pass for words and one for numbers; every cue below is a set lookup or a substring test
+# (C speed), so a decision stays in the tens of microseconds.
+_WORD = re.compile(r"[a-z]+")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
-_CODE = re.compile(r"```|\bdef \w+\(|\breturn\b|\bprint\(|\bfor \w+ in \b|\bwhile \b|\bconsole\.log|\bfunction\b"
-                   r"|=>|\bint main\b|\blambda\b|\[\s*\w+\s+for\b|\w+\[\d+\]|\w+\(\w*\)\s*$", re.M)
-_ARITH = re.compile(r"\b(how many|how much|total|sum|each|per|remain\w*|left over|altogether|cost\w*|spen[dt]|earn\w*"
-                    r"|times|twice|half|percent|average|more than|fewer|less than|buys?|sells?|pays?|gives? away"
-                    r"|split|share|divid\w*|multipl\w*|price|dollars?|minutes|hours)\b|[%$€£]", re.I)
-_LOGIC = re.compile(r"\b(if|then|all|some|none|every|no one|nobody|true|false|implies|therefore|must|cannot"
-                    r"|either|neither|nor|unless|only if|taller|shorter|older|younger|faster|slower|heavier"
-                    r"|lighter|left of|right of|sits? (?:next|between)|before|after|liars?|knights?|knaves?)\b", re.I)
-_PASSAGE = re.compile(r"\b(passage|context|according to|based on the (?:text|passage|document)|the text above"
-                      r"|read the following|given the following)\b", re.I)
-_WH = re.compile(r"^\s*(who|what|when|where|which|name|in which|how tall|how old|what year)\b", re.I)
+_SYLLOGISM = re.compile(r"\b(?:all|no|some) \w+ are\b")
+_CODE_MARKS = ("```", "def ", "return ", "print(", "for ", "range(", "while ", "console.log", "function ", "=>",
+               "lambda ", "import ", "len(", ".split(", "{'", "= [", "#include", "fn ", "let ")
+_ARITH_WORDS = frozenset(
+    "total sum each per remain remains remaining altogether cost costs spend spent earn earns earned times twice "
+    "half percent average fewer buy buys bought sell sells sold pay pays paid split share divide divided multiply "
+    "multiplied price priced dollar dollars cents euros minutes hours change".split())
+_ARITH_PHRASES = ("how many", "how much", "more than", "less than", "gives away", "left over", "in all")
+_LOGIC_WORDS = frozenset(
+    "if then all some none every nobody true false implies therefore must cannot either neither nor unless "
+    "taller shorter older younger faster slower heavier lighter tallest shortest oldest youngest fastest slowest "
+    "heaviest lightest liar liars knight knights knave knaves".split())
+_LOGIC_PHRASES = ("no one", "only if", "left of", "right of", "next to", "sits between")
+_PASSAGE_MARKS = ("passage", "context:", "according to", "based on the text", "based on the document",
+                  "the text above", "read the following", "given the following")
+_WH = re.compile(r"^\s*(who|what|when|where|which|name|in which|how tall|how old|what year)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +78,17 @@ def features(request: ChatRequest) -> Features:
     text = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
     context = sum(len(m.content or "") for m in request.messages if m.role != "assistant")
     clipped = text[:_CLIP]
-    question = clipped.rsplit("\n", 1)[-1] if "\n" in clipped.strip() else clipped
-    return Features(chars=context, numbers=len(_NUMBER.findall(clipped)), code=len(_CODE.findall(clipped)),
-                    arithmetic=len(_ARITH.findall(clipped)), logic=len(_LOGIC.findall(clipped)),
-                    passage=bool(_PASSAGE.search(clipped[:400])) or (len(clipped) > 600 and bool(_WH.search(question))),
-                    wh_question=bool(_WH.search(clipped)), tools=bool(request.tools))
+    lower = clipped.lower()
+    words = _WORD.findall(lower)
+    question = lower.strip().rsplit("\n", 1)[-1]
+    head = lower[:400]
+    return Features(
+        chars=context, numbers=len(_NUMBER.findall(clipped)), code=sum(mark in clipped for mark in _CODE_MARKS),
+        arithmetic=sum(w in _ARITH_WORDS for w in words) + sum(p in lower for p in _ARITH_PHRASES) + ("$" in clipped),
+        logic=(sum(w in _LOGIC_WORDS for w in words) + sum(p in lower for p in _LOGIC_PHRASES)
+               + 2 * len(_SYLLOGISM.findall(lower))),
+        passage=any(mark in head for mark in _PASSAGE_MARKS) or (len(clipped) > 600 and bool(_WH.search(question))),
+        wh_question=bool(_WH.search(lower)), tools=bool(request.tools))
 
 
 def classify(request: ChatRequest) -> Difficulty:

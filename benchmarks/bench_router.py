@@ -1,0 +1,173 @@
+"""Router vs always-thinking vs never-thinking on the embedded model, on the labelled set.
+
+The set (``data/router_questions.jsonl``, built by ``make_router_set.py``: 320 questions, five
+kinds) is answered three ways by the same model, question by question:
+
+- ``never``: instant mode, no reasoning;
+- ``always``: thinking on every question, with the reasoning budget ``--always-budget``;
+- ``router``: the router's classifier decides per question (effort none / low / medium and its
+  budget, ``router/classifier.py``) — tier routing is off here (one model), so the figures show
+  what skipping unneeded reasoning saves.
+
+Reported per mode: generated tokens (answer + reasoning), wall time, an energy estimate (compute
+time x ``--watts``; no RAPL counters on the benchmark box), accuracy; then router vs always:
+token and time savings and the accuracy difference with a paired bootstrap 95% confidence
+interval (same questions, resampled together). Also: the classifier's decision time over the
+whole set (p50 / p99, microseconds) and how its kinds match the labels.
+
+    PYTHONPATH=src python benchmarks/bench_router.py --per-kind 4          # a CPU-affordable subset
+    PYTHONPATH=src python benchmarks/bench_router.py --decisions-only      # p99 on all 320
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ensure_weights  # noqa: E402
+
+from sovereign.config import DEFAULT_MODEL, load_settings  # noqa: E402
+from sovereign.kernel.messages import ChatRequest, Message, Thinking  # noqa: E402
+from sovereign.kernel.registry import ModelRegistry  # noqa: E402
+from sovereign.router.classifier import classify  # noqa: E402
+
+SET = Path(__file__).resolve().parent / "data" / "router_questions.jsonl"
+MODES = ("never", "always", "router")
+
+
+def load_set() -> list[dict]:
+    return [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def correct(answer: str, reply: str) -> bool:
+    """The expected answer appears in the reply as a whole word/number (case-insensitive)."""
+    return re.search(rf"(?<![\w.]){re.escape(answer.lower())}(?![\w]|\.\d)", reply.lower()) is not None
+
+
+def request_for(question: str) -> ChatRequest:
+    return ChatRequest(model=DEFAULT_MODEL, messages=[Message(role="user", content=question)], temperature=0,
+                       max_tokens=48, seed=1)
+
+
+def decisions(rows: list[dict], repeats: int) -> dict:
+    """Decision time of the classifier over every question (``repeats`` passes) and its kinds."""
+    requests = [request_for(r["question"]) for r in rows]
+    times, cpu = [], []
+    for _ in range(repeats):
+        for request in requests:
+            started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
+            classify(request)
+            cpu.append((time.thread_time_ns() - started_cpu) / 1000)
+            times.append((time.perf_counter_ns() - started) / 1000)
+    times.sort()
+    cpu.sort()
+    confusion: dict[str, dict[str, int]] = {}
+    for row, request in zip(rows, requests):
+        got = classify(request).kind
+        confusion.setdefault(row["kind"], {}).setdefault(got, 0)
+        confusion[row["kind"]][got] += 1
+    # Wall time includes being descheduled on a loaded box; thread CPU time is the decision's own work.
+    return {"decisions": len(times), "p50_us": times[len(times) // 2], "p99_us": times[int(len(times) * 0.99)],
+            "max_us": times[-1], "cpu_p50_us": cpu[len(cpu) // 2], "cpu_p99_us": cpu[int(len(cpu) * 0.99)],
+            "kinds": confusion}
+
+
+def thinking_for(mode: str, question: str, always_budget: int) -> Thinking:
+    if mode == "never":
+        return Thinking(False)
+    if mode == "always":
+        return Thinking(True, always_budget)
+    decided = classify(request_for(question))
+    return Thinking(decided.budget_tokens > 0, decided.budget_tokens or None)
+
+
+async def answer_all(model, rows: list[dict], always_budget: int) -> dict[str, list[dict]]:
+    """Each question in each mode, interleaved (question by question) so load drift hits all modes."""
+    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    for row in rows:
+        for mode in MODES:
+            request = request_for(row["question"])
+            request.thinking = thinking_for(mode, row["question"], always_budget)
+            started = time.perf_counter()
+            reply = await model.complete(request)
+            wall = time.perf_counter() - started
+            results[mode].append({"id": row["id"], "kind": row["kind"], "ok": correct(row["answer"], reply.message.content or ""),
+                                  "tokens": reply.usage.completion_tokens, "reasoning": reply.usage.reasoning_tokens,
+                                  "wall_s": wall, "think": request.thinking.enabled})
+        print(f"  {row['id']}: " + " ".join(f"{m}={'ok' if results[m][-1]['ok'] else 'x'}/{results[m][-1]['tokens']}t/"
+                                           f"{results[m][-1]['wall_s']:.1f}s" for m in MODES), flush=True)
+    return results
+
+
+def bootstrap_diff(a: list[bool], b: list[bool], samples: int = 10000, seed: int = 7) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus ``b`` (percentage points) with a paired bootstrap 95% interval."""
+    rng = random.Random(seed)
+    n = len(a)
+    diffs = []
+    for _ in range(samples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        diffs.append(100 * sum(a[i] - b[i] for i in idx) / n)
+    diffs.sort()
+    return 100 * sum(x - y for x, y in zip(a, b)) / n, diffs[int(samples * 0.025)], diffs[int(samples * 0.975)]
+
+
+def summarise(results: dict[str, list[dict]], watts: float) -> dict:
+    out = {}
+    for mode, rows in results.items():
+        wall = sum(r["wall_s"] for r in rows)
+        out[mode] = {"questions": len(rows), "accuracy_pct": 100 * sum(r["ok"] for r in rows) / len(rows),
+                     "generated_tokens": sum(r["tokens"] for r in rows),
+                     "reasoning_tokens": sum(r["reasoning"] for r in rows), "wall_s": wall,
+                     "energy_wh": wall * watts / 3600, "thought_on": sum(r["think"] for r in rows)}
+    router, always = out["router"], out["always"]
+    diff, low, high = bootstrap_diff([r["ok"] for r in results["router"]], [r["ok"] for r in results["always"]])
+    out["router_vs_always"] = {
+        "fewer_tokens_pct": 100 * (1 - router["generated_tokens"] / max(1, always["generated_tokens"])),
+        "less_time_pct": 100 * (1 - router["wall_s"] / always["wall_s"]),
+        "accuracy_diff_pts": diff, "ci95_pts": [low, high]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-kind", type=int, default=4, help="questions per kind for the model run")
+    parser.add_argument("--always-budget", type=int, default=512, help="reasoning tokens in always-thinking mode")
+    parser.add_argument("--watts", type=float, default=65.0, help="power figure for the energy estimate")
+    parser.add_argument("--repeats", type=int, default=20, help="passes over the set for decision timing")
+    parser.add_argument("--decisions-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args()
+    rows = load_set()
+    report: dict = {"set_size": len(rows), "classifier": decisions(rows, args.repeats)}
+    print(json.dumps(report["classifier"], indent=1))
+    if not args.decisions_only:
+        from sovereign.kernel.llama_backend import LlamaCppModel, LlamaOptions
+
+        subset = [r for kind in ("factoid", "retrieval", "arithmetic", "logic", "code")
+                  for r in [q for q in rows if q["kind"] == kind][: args.per_kind]]
+        spec = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(DEFAULT_MODEL)
+        model = LlamaCppModel(spec, ensure_weights(), LlamaOptions(n_ctx=2048, n_threads=args.threads))
+        model.load()
+        try:
+            results = asyncio.run(answer_all(model, subset, args.always_budget))
+        finally:
+            model.close()
+        report["subset"] = len(subset)
+        report["modes"] = summarise(results, args.watts)
+        report["per_question"] = results
+        print(json.dumps(report["modes"], indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
