@@ -12,6 +12,8 @@ WHEELHOUSE  ?= $(HOME)/.cache/sovereign/wheels
 LLAMA_VER   := 0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 PYTEST_ARGS ?=
+# voice: the Piper neural voice (GPL-3 engine, an optional extra); EXTRAS=dev leaves it out.
+EXTRAS      ?= dev,voice
 
 .PHONY: run test install weights bench clean
 
@@ -24,6 +26,10 @@ $(VENV)/.installed: pyproject.toml
 	@# Debian's chromium runs the web console's browser tests (Playwright drives it; no browser download).
 	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
 		|| echo "note: chromium not installed; the console's browser tests will skip"; }
+	@# Perception engines run as separate processes: espeak-ng (fallback voice), tesseract (second OCR engine).
+	@command -v espeak-ng >/dev/null 2>&1 && command -v tesseract >/dev/null 2>&1 || { (apt-get update -qq && \
+		apt-get install -y -qq espeak-ng tesseract-ocr tesseract-ocr-eng) >/dev/null 2>&1 \
+		|| echo "note: espeak-ng / tesseract not installed; speech and OCR fall back to piper and rapidocr only"; }
 	@mkdir -p $(WHEELHOUSE)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then \
 		echo "building llama-cpp-python $(LLAMA_VER) once (cached in $(WHEELHOUSE))"; \
@@ -32,7 +38,7 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --find-links $(WHEELHOUSE) -e '.[dev]'
+	$(BIN)/python -m pip install --find-links $(WHEELHOUSE) -e '.[$(EXTRAS)]'
 	@touch $@
 
 # Assembles the models of every tier ([kernel.tiers]: 0.5B instant, 1.5B tools) into the shared

@@ -155,6 +155,18 @@ class RouterSettings(_Section):
     cooldown_s: float = Field(default=30.0, ge=0, description="how long an open breaker keeps a model out")
 
 
+class PerceptionSettings(_Section):
+    """Speech and image models (``data/perception.toml``) and the limits on what they are given."""
+
+    transcription: str = Field(default="whisper-base", description="speech-to-text model (or whisper-tiny.en)")
+    speech: str = Field(default="piper-joe", description="text-to-speech model; espeak-ng when piper is not installed")
+    ocr: str = Field(default="rapidocr", description="OCR model (or tesseract)")
+    max_audio_seconds: float = Field(default=1800.0, gt=0, description="longer audio is refused (413)")
+    max_speech_chars: int = Field(default=4096, ge=1, description="longer text to speak is refused (413)")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images are refused (413)")
+    threads: int = Field(default=0, ge=0, description="CPU threads per engine (0: the engine's default)")
+
+
 class PriceSheetConfig(_Section):
     cached_input: float = Field(default=0.0, ge=0)
     input: float = Field(default=0.0, ge=0)
@@ -213,6 +225,7 @@ class Settings(BaseSettings):
     finops: FinopsSettings = Field(default_factory=FinopsSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     swarm: SwarmSettings = Field(default_factory=SwarmSettings)
+    perception: PerceptionSettings = Field(default_factory=PerceptionSettings)
     models: list[ModelConfig] = Field(default_factory=list)
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sovereign.config import Settings, ensure_home, load_settings
-from sovereign.errors import ModelUnavailableError
+from sovereign.errors import InvalidRequestError, ModelUnavailableError
 from sovereign.finops.energy import energy_model
 from sovereign.finops.ledger import UsageLedger
 from sovereign.governance.audit import AuditLog, audit_egress
@@ -26,12 +26,14 @@ from sovereign.governance.spend import SpendGuard
 from sovereign.governance.visibility import VisibilityStore
 from sovereign.kernel.protocol import Model
 from sovereign.kernel.registry import ModelRegistry, ModelSpec, PriceSheet
-from sovereign.kernel.weights import ensure_weights
+from sovereign.kernel.weights import ensure_model_files
 from sovereign.progress import WeightsProgress, weights_bar
 from sovereign.store import Database
 
 if TYPE_CHECKING:
     from sovereign.governance.tracing import Tracing
+    from sovereign.perception.engines import Perception
+    from sovereign.perception.governed import GovernedPerception
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Services:
     _governor: Governor | None = None
     _router: Any = None
     _embedder: Any = None
+    _perception: Perception | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, progress: bool = True) -> Services:
@@ -113,7 +116,10 @@ class Services:
         return self._router
 
     def _is_local(self, name: str) -> bool:
-        return name in self.registry and self.registry.get(name).is_local
+        if name not in self.registry:
+            return False
+        spec = self.registry.get(name)
+        return spec.is_local or spec.kind != "chat"  # perception models run on this machine too
 
     @property
     def embedder(self) -> Any:
@@ -140,17 +146,34 @@ class Services:
         self.governor.authorize(scope, name)  # before the name is even looked up
         return GovernedModel(await self.model(name), self.governor, scope, journal=journal, observers=observers)
 
+    @property
+    def perception(self) -> Perception:
+        """Speech and image engines (``[perception]``), built on first use from verified weights."""
+        if self._perception is None:
+            from sovereign.perception.engines import Perception
+
+            self._perception = Perception(self.registry, self.settings.perception, prepare=self.prepare_weights)
+        return self._perception
+
+    def governed_perception(self, principal: Principal, *, request_id: str | None = None, run_id: str | None = None,
+                            agent_id: str | None = None) -> GovernedPerception:
+        """Transcription, speech and OCR behind the governed path, for ``principal``."""
+        from sovereign.perception.governed import GovernedPerception
+
+        scope = CallScope(principal, agent_id=agent_id, run_id=run_id, request_id=request_id)
+        return GovernedPerception(self.perception, self.governor, scope)
+
     def prepare_weights(self, spec: ModelSpec) -> Path:
-        """Assemble ``spec``'s weights into the shared cache if they are missing (with the progress
-        bar); returns their path. Loading verifies the SHA-256 either way."""
+        """Assemble ``spec``'s weights (and the files beside them) into the shared cache if they are
+        missing (with the progress bar); returns their path. Loading verifies the SHA-256 either way."""
         path = self.registry.weights_path(spec)
-        if path.exists() or spec.parts is None:
+        if spec.parts is None or (path.exists() and all((path.parent / f.name).exists() for f in spec.files)):
             return path
         if self.weights_progress is None:
-            ensure_weights(spec, path)
+            ensure_model_files(spec, path)
         else:
             with self.weights_progress(spec) as update:
-                ensure_weights(spec, path, update)
+                ensure_model_files(spec, path, update)
         return path
 
     def build_model(self, spec: ModelSpec) -> Model:
@@ -187,6 +210,9 @@ class Services:
         """The backend serving ``name`` (the ``instant`` tier if None), loading it on first use;
         missing local weights are assembled first."""
         spec = self.registry.get(name or self.settings.model_for("instant"))
+        if spec.kind != "chat" and spec.name not in self.models:
+            raise InvalidRequestError(f"model '{spec.name}' is a {spec.kind} model, not a language model; "
+                                      "use it through /v1/audio or image content parts", param="model")
         if spec.name in self.models:
             model = self.models[spec.name]
             if getattr(model, "ready", True):

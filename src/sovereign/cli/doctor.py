@@ -72,6 +72,16 @@ def _weights() -> Check:
     return "weights", ok, "\n".join(lines)
 
 
+def _perception() -> Check:
+    from sovereign.cli.perception import perception_report
+
+    services = open_services()
+    try:
+        return perception_report(services)
+    finally:
+        services.close()
+
+
 def _database() -> Check:
     try:
         services = open_services()
@@ -102,7 +112,7 @@ def _sandbox() -> Check:
     return "sandbox", True, module.sandbox_status()
 
 
-CHECKS: list[Callable[[], Check]] = [_python, _llama, _config, _tiers, _weights, _database, _port, _sandbox]
+CHECKS: list[Callable[[], Check]] = [_python, _llama, _config, _tiers, _weights, _perception, _database, _port, _sandbox]
 
 
 def doctor() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -69,7 +70,8 @@ def models() -> None:
         table.add_column(column)
     for spec in services.registry:
         prices = f"{spec.prices.cached_input:g} / {spec.prices.input:g} / {spec.prices.output:g}"
-        table.add_row(spec.name, ", ".join(roles.get(spec.name, [])), spec.backend, spec.tier,
+        role = ", ".join(roles.get(spec.name, [])) if spec.kind == "chat" else spec.kind
+        table.add_row(spec.name, role, spec.backend, spec.tier,
                       f"{spec.context_size:,}", spec.jurisdiction, spec.licence, prices, provenance_status(services, spec))
     console.print(table)
 
@@ -81,11 +83,21 @@ def chat(
     think: bool = typer.Option(False, help="thinking mode: reason first, shown dimmed"),
     max_tokens: int = typer.Option(512, help="answer length limit"),
     data_class: str = typer.Option(None, help="with --model auto: public, internal or private (default from [router])"),
+    voice: Path = typer.Option(None, help="a spoken question (audio file): answered in text and in speech"),
+    answer: Path = typer.Option(None, help="with --voice: where to write the spoken answer (default QUESTION.answer.wav)"),
 ) -> None:
     """Interactive chat with streaming output. Commands: /think, /instant, /reset, /exit."""
+    services = open_services()
+    if voice is not None:
+        from sovereign.cli.perception import voice_chat
+
+        try:
+            run(voice_chat(services, voice, answer, model=model, max_tokens=max_tokens))
+        finally:
+            services.close()
+        return
     from sovereign.cli.chat import chat_loop
 
-    services = open_services()
     run(chat_loop(services, model=model, think=think, max_tokens=max_tokens, data_class=data_class))
 
 
@@ -104,6 +116,8 @@ def _mount_layer_commands() -> None:
         ("sovereign.cli.governance", "identities_app", "identities", "group"),
         ("sovereign.cli.governance", "caps_app", "caps", "group"),
         ("sovereign.cli.costs", "app", "costs", "group"),
+        ("sovereign.cli.perception", "transcribe_command", "transcribe", "command"),
+        ("sovereign.cli.perception", "speak_command", "speak", "command"),
     ]
     for module_name, attribute, name, kind in mounts:
         try:

@@ -7,7 +7,7 @@ import os
 from sovereign.config import DEFAULT_TIERS, Settings
 from sovereign.errors import EgressDeniedError, SovereignError, WeightsVerificationError
 from sovereign.kernel.registry import ModelSpec
-from sovereign.kernel.weights import part_paths, verify_weights
+from sovereign.kernel.weights import part_paths, verify_model_files
 from sovereign.services import Services
 
 
@@ -22,14 +22,14 @@ def tier_roles(settings: Settings) -> dict[str, list[str]]:
 def weights_status(services: Services, spec: ModelSpec) -> tuple[bool, str]:
     """(usable, description) of a local model's weights in the shared cache."""
     path = services.registry.weights_path(spec)
-    if not path.exists():
+    if not path.exists() or not all((path.parent / f.name).exists() for f in spec.files):
         try:
             part_paths(spec)
         except SovereignError:
             return False, f"[yellow]not installed[/] ({spec.install_hint or 'parts missing'})"
         return True, "[yellow]parts installed; assembled on first use[/] (or `sovereign weights assemble " + spec.name + "`)"
     try:
-        hashed = verify_weights(spec, path)
+        hashed = verify_model_files(spec, path)
     except WeightsVerificationError as exc:
         return False, f"[bold red]REFUSED[/]: {exc.message}"
     how = "" if hashed else " (unchanged since last full hash)"
@@ -37,8 +37,10 @@ def weights_status(services: Services, spec: ModelSpec) -> tuple[bool, str]:
 
 
 def provenance_status(services: Services, spec: ModelSpec) -> str:
-    if spec.is_local:
+    if spec.has_weights:
         return weights_status(services, spec)[1]
+    if spec.kind != "chat":
+        return spec.provenance
     if spec.backend != "openai" or not spec.base_url:
         return "in-process"
     try:

@@ -130,6 +130,13 @@ class Governor:
         cost, tokens = self.worst_case(request)
         return self.reserve_amount(scope, cost, tokens, journal, lease, model=request.model)
 
+    def reserve_units(self, scope: CallScope, model: str, input_units: int, output_units: int,
+                      journal: Journal) -> Reservation:
+        """``reserve`` for a call that is not a chat request (a perception model): the worst case
+        is given in the units its ledger row counts as prompt and completion tokens."""
+        cost = self.prices(model).cost(cached_tokens=0, uncached_tokens=input_units, output_tokens=output_units)
+        return self.reserve_amount(scope, cost, input_units + output_units, journal, model=model)
+
     def reserve_amount(self, scope: CallScope, cost: float, tokens: int, journal: Journal,
                        lease: SpendLease | None = None, *, model: str | None = None) -> Reservation:
         """Reserve a known amount (a call whose size is known before it runs, e.g. embeddings)

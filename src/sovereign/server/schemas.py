@@ -42,14 +42,31 @@ class ToolCallIn(_Wire):
     function: FunctionCallIn
 
 
+class ImageUrlIn(_Wire):
+    url: str = Field(min_length=1, description="a data URL (data:image/png;base64,...) or a workspace file path")
+    detail: str | None = None
+
+
+class InputAudioIn(_Wire):
+    data: str = Field(min_length=1, description="base64 audio")
+    format: str | None = None
+
+
 class ContentPart(_Wire):
     type: str = Field(min_length=1)
     text: str | None = None
+    image_url: ImageUrlIn | None = None
+    input_audio: InputAudioIn | None = None
 
     @model_validator(mode="after")
-    def _text_needs_text(self) -> ContentPart:
+    def _part_has_its_field(self) -> ContentPart:
         if self.type == "text" and self.text is None:
             raise ValueError("a content part of type 'text' needs a 'text' string")
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("a content part of type 'image_url' needs an 'image_url' object: {'url': ...}")
+        if self.type == "input_audio" and self.input_audio is None:
+            raise ValueError("a content part of type 'input_audio' needs an 'input_audio' object: "
+                             "{'data': base64, 'format': 'wav'}")
         return self
 
 
@@ -66,7 +83,8 @@ class ChatMessageIn(_Wire):
             parts = [p.text or "" for p in self.content if p.type == "text"]
             if len(parts) != len(self.content):
                 kinds = sorted({p.type for p in self.content if p.type != "text"})
-                raise InvalidRequestError(f"unsupported content part type(s) {kinds}; only 'text' is supported", param="messages")
+                raise InvalidRequestError(f"unsupported content part type(s) {kinds}; use 'text', 'image_url' or "
+                                          "'input_audio'", param="messages")
             return "".join(parts)
         return self.content
 
