@@ -408,6 +408,8 @@ class Session(CodeActing, Accepting):
             context = ToolContext(workspace=self.runner.workspace, run_id=self.run_id, agent=self.agent.name,
                                   owner=self.agent.owner, services=self.runner.services,
                                   extras={"access": self.guard.access} if self.guard.access is not None else {})
+            if getattr(self.model, "scope", None) is not None:  # the run's governed scope, for tools that call models
+                context.extras["scope"] = self.model.scope
         started = time.perf_counter()
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)

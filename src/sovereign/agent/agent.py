@@ -189,8 +189,9 @@ def _builtin_tools(services: Any = None, workspace: Path | None = None) -> dict[
 
 
 def _service_tools(services: Any) -> dict[str, Tool]:
-    """Memory (``remember``/``recall``/``forget``, scoped to the calling run's owner and agent)
-    and knowledge-base (``kb_search``) tools on the services' database; stores open on first use."""
+    """Memory (``remember``/``recall``/``forget``, scoped to the calling run's owner and agent),
+    knowledge-base (``kb_search``) tools on the services' database (stores open on first use), and
+    perception (``read_image``, ``transcribe``, ``speak``)."""
     from sovereign.knowledge.tools import knowledge_tools
     from sovereign.memory.tools import memory_tools
 
@@ -207,10 +208,14 @@ def _service_tools(services: Any) -> dict[str, Tool]:
         if "kb" not in opened:
             from sovereign.knowledge.base import KnowledgeBase
 
-            opened["kb"] = KnowledgeBase(services.db)
+            from sovereign.perception.ingest import ocr_function
+
+            opened["kb"] = KnowledgeBase(services.db, ocr=ocr_function(services))
         return opened["kb"]
 
-    return {t.name: t for t in [*memory_tools(memory), *knowledge_tools(kb)]}
+    from sovereign.perception.tools import perception_tools
+
+    return {t.name: t for t in [*memory_tools(memory), *knowledge_tools(kb), *perception_tools(services)]}
 
 
 @dataclass

@@ -23,7 +23,9 @@ def _kb():
 
     services = Services.open()
     try:
-        yield KnowledgeBase(services.db)
+        from sovereign.perception.ingest import ocr_function
+
+        yield KnowledgeBase(services.db, ocr=ocr_function(services))  # images and scanned PDFs are OCR'd
     except SovereignError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
@@ -32,7 +34,7 @@ def _kb():
 
 
 @app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="files or folders (md, txt, html, pdf)")) -> None:
+def ingest(paths: list[Path] = typer.Argument(..., help="files or folders (md, txt, html, pdf; images and scanned PDFs are read by OCR)")) -> None:
     """Ingest documents; unchanged files are skipped, changed ones replaced, broken ones reported."""
     from sovereign.knowledge.base import expand_paths
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from sovereign.errors import InvalidRequestError, NotFoundError
 from sovereign.knowledge.chunking import chunk_sections
-from sovereign.knowledge.parsers import SUFFIXES, IngestError, parse_file
+from sovereign.knowledge.parsers import SUFFIXES, IngestError, Ocr, parse_file
 from sovereign.knowledge.schema import MIGRATIONS
 from sovereign.memory.embeddings import Embedder
 from sovereign.memory.text import STOP_WORDS, fts_or_query, words
@@ -99,9 +99,10 @@ def expand_paths(paths: Iterable[Path | str]) -> list[Path]:
 class KnowledgeBase:
     """Documents and knowledge units in the shared ``Database``, searchable with citations."""
 
-    def __init__(self, db: Database, embedder: Embedder | None = None) -> None:
+    def __init__(self, db: Database, embedder: Embedder | None = None, *, ocr: Ocr | None = None) -> None:
         self.db = db
         self.embedder = embedder or Embedder()
+        self.ocr = ocr  # reads images and scanned PDF pages (``perception.ingest.ocr_function``)
         self._lock = threading.RLock()
         self._index = VectorIndex(self.embedder.dim)
         self._version: str | None = None
@@ -156,7 +157,7 @@ class KnowledgeBase:
         existing = self.db.query_one("SELECT id, sha256 FROM kb_documents WHERE path = ?", (key,))
         if existing is not None and existing["sha256"] == digest:
             return "unchanged", 0, 0
-        kind, sections, pages = parse_file(path)
+        kind, sections, pages = parse_file(path, self.ocr)
         chunks = chunk_sections(sections)
         if not chunks:
             raise IngestError(f"{path}: no text to index")

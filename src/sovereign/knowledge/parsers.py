@@ -1,18 +1,23 @@
-"""Turn Markdown, text, HTML and PDF files into sections (heading path, text, page)."""
+"""Turn Markdown, text, HTML and PDF files into sections (heading path, text, page); images and
+the pages of scanned PDFs (no text layer) are read by OCR when an ``Ocr`` function is given."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from collections.abc import Callable
 from pathlib import Path
 
 from sovereign.errors import UserError
 
-__all__ = ["Section", "parse_file", "SUFFIXES", "IngestError"]
+__all__ = ["Ocr", "Section", "parse_file", "SUFFIXES", "IngestError"]
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-            ".html": "html", ".htm": "html", ".pdf": "pdf"}
+            ".html": "html", ".htm": "html", ".pdf": "pdf", ".png": "image", ".jpg": "image", ".jpeg": "image",
+            ".tif": "image", ".tiff": "image", ".bmp": "image", ".webp": "image", ".gif": "image"}
+Ocr = Callable[[bytes, str], str]
+"""``ocr(image_bytes, what)``: the text in an image (``perception.ingest.ocr_function``)."""
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
@@ -114,31 +119,48 @@ def parse_html(text: str) -> list[Section]:
     return parser.sections
 
 
-def parse_pdf(path: Path) -> list[Section]:
+def parse_pdf(path: Path, ocr: Ocr | None = None) -> list[Section]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError, PyPdfError
 
     try:
         reader = PdfReader(str(path), strict=False)
         pages = [page.extract_text() or "" for page in reader.pages]
+        if ocr is not None:  # a scanned page has no text layer: read its images
+            pages = [text if text.strip() else _ocr_page(reader.pages[n], ocr, f"{path} page {n + 1}")
+                     for n, text in enumerate(pages)]
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         raise IngestError(f"{path}: not a readable PDF ({exc})") from exc
     sections = [Section(f"page {number}", text.strip(), page=number)
                 for number, text in enumerate(pages, start=1) if text.strip()]
     if not sections and pages:
-        raise IngestError(f"{path}: the PDF has no extractable text (scanned? try OCR first)")
+        hint = "its page images hold no text OCR can read" if ocr else "scanned? OCR is not available here"
+        raise IngestError(f"{path}: the PDF has no extractable text ({hint})")
     return sections
 
 
-def parse_file(path: Path) -> tuple[str, list[Section], int]:
+def _ocr_page(page, ocr: Ocr, what: str) -> str:
+    return "\n\n".join(text for image in page.images if (text := ocr(image.data, what).strip()))
+
+
+def parse_image(path: Path, ocr: Ocr | None) -> list[Section]:
+    if ocr is None:
+        raise IngestError(f"{path}: an image needs OCR, which is not available here")
+    text = ocr(path.read_bytes(), str(path)).strip()
+    return [Section("", text, page=1)] if text else []
+
+
+def parse_file(path: Path, ocr: Ocr | None = None) -> tuple[str, list[Section], int]:
     """``(format, sections, pages)`` of ``path``; raises ``IngestError`` with a clear reason."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise IngestError(f"{path}: unsupported file type '{path.suffix}' (use {', '.join(sorted(SUFFIXES))})")
     try:
         if kind == "pdf":
-            sections = parse_pdf(path)
+            sections = parse_pdf(path, ocr)
             return kind, sections, max((s.page or 0) for s in sections) if sections else 0
+        if kind == "image":
+            return kind, parse_image(path, ocr), 1
         text = _read_text(path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from exc

@@ -57,12 +57,13 @@ class GovernedPerception:
         self.governor.authorize(self.scope, spec.name)
         return spec
 
-    async def _governed(self, spec: ModelSpec, units_in: int, worst_out: int, work, measure) -> object:
+    def _governed(self, spec: ModelSpec, units_in: int, worst_out: int, work, measure) -> object:
+        """Reserve, run ``work`` (blocking), settle with ``measure(result)`` output units."""
         assert self.journal is not None
         reservation = self.governor.reserve_units(self.scope, spec.name, units_in, worst_out, self.journal)
         started = time.perf_counter()
         try:
-            result = await asyncio.to_thread(work)
+            result = work()
         except BaseException:
             self.governor.release(reservation)
             raise
@@ -72,29 +73,39 @@ class GovernedPerception:
                                          Timings(ttft_ms=elapsed, latency_ms=elapsed), self.journal)
         return result
 
-    async def transcribe(self, data: bytes, *, model: str | None = None, language: str | None = None,
-                         task: Task = "transcribe", prompt: str | None = None, temperature: float | None = None,
-                         what: str = "file") -> Transcript:
-        """The transcript (or English translation) of the audio in ``data``."""
+    def transcribe_now(self, data: bytes, *, model: str | None = None, language: str | None = None,
+                       task: Task = "transcribe", prompt: str | None = None, temperature: float | None = None,
+                       what: str = "file") -> Transcript:
+        """The transcript (or English translation) of the audio in ``data`` (blocking)."""
         spec = self._authorised(model, "transcription")
-        audio = await asyncio.to_thread(decode_audio, data, max_seconds=self.limits.max_audio_seconds, what=what)
-        _, engine = await asyncio.to_thread(self.perception.engine, spec.name, "transcription")
+        audio = decode_audio(data, max_seconds=self.limits.max_audio_seconds, what=what)
+        _, engine = self.perception.engine(spec.name, "transcription")
         units = max(1, round(audio.seconds * AUDIO_TOKENS_PER_SECOND))
         worst = math.ceil(audio.seconds / 30) * _TEXT_TOKENS_PER_WINDOW
-        return await self._governed(
+        return self._governed(
             spec, units, worst,
             lambda: engine.transcribe(audio, language=language, task=task, prompt=prompt, temperature=temperature),
             lambda transcript: transcript.text_tokens)
 
-    async def read_image(self, data: bytes, *, model: str | None = None, what: str = "image") -> OcrResult:
-        """The text in the image ``data``, with its layout."""
-        spec = self._authorised(model, "ocr")
-        image = await asyncio.to_thread(load_image, data, max_pixels=self.limits.max_image_pixels, what=what)
-        spec, engine = await asyncio.to_thread(self.perception.engine, model, "ocr")
+    async def transcribe(self, data: bytes, *, model: str | None = None, language: str | None = None,
+                         task: Task = "transcribe", prompt: str | None = None, temperature: float | None = None,
+                         what: str = "file") -> Transcript:
+        """``transcribe_now`` in a worker thread."""
+        return await asyncio.to_thread(lambda: self.transcribe_now(
+            data, model=model, language=language, task=task, prompt=prompt, temperature=temperature, what=what))
+
+    def read_image_now(self, data: bytes, *, model: str | None = None, what: str = "image") -> OcrResult:
+        """The text in the image ``data``, with its layout (blocking)."""
+        self._authorised(model, "ocr")
+        image = load_image(data, max_pixels=self.limits.max_image_pixels, what=what)
+        spec, engine = self.perception.engine(model, "ocr")
         self.governor.authorize(self.scope, spec.name)  # the fallback engine, when the default is missing
         tiles = max(1, math.ceil(image.width / 32) * math.ceil(image.height / 32))
-        return await self._governed(spec, tiles, tiles * 32, lambda: engine.read(image),
-                                    lambda result: len(result.text))
+        return self._governed(spec, tiles, tiles * 32, lambda: engine.read(image), lambda result: len(result.text))
+
+    async def read_image(self, data: bytes, *, model: str | None = None, what: str = "image") -> OcrResult:
+        """``read_image_now`` in a worker thread."""
+        return await asyncio.to_thread(lambda: self.read_image_now(data, model=model, what=what))
 
     async def speak(self, text: str, *, model: str | None = None, voice: str | None = None,
                     speed: float = 1.0) -> SpeechStream:
