@@ -13,8 +13,9 @@ __all__ = ["cost_summary", "priced_models"]
 
 
 def priced_models(registry: Any) -> dict[str, PriceSheet]:
-    """The catalogue models with a price (local models have none: their cost is energy)."""
-    return {spec.name: spec.prices for spec in registry if not spec.is_local}
+    """The catalogue language models with a price (local models, perception ones too, have none:
+    their cost is energy)."""
+    return {spec.name: spec.prices for spec in registry if not spec.is_local and spec.kind == "chat"}
 
 
 def cost_summary(db: Database, prices: dict[str, PriceSheet], scope: CostFilter, by: str = "model",
