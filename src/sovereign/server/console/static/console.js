@@ -155,6 +155,8 @@ async function streamReply(body, view) {
     method: "POST", headers: { ...authHeaders(), "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
   if (!response.ok) throw new Error(errorMessage(await response.text(), response.status));
+  const routed = response.headers.get("X-Sovereign-Route-Model");
+  const route = routed ? ` · routed to ${routed}: ${response.headers.get("X-Sovereign-Route-Reason") || ""}` : "";
   let text = "";
   for await (const { data } of sseData(response)) {
     if (data === "[DONE]") break;
@@ -171,7 +173,7 @@ async function streamReply(body, view) {
     }
     if (chunk.usage) {
       const u = chunk.usage;
-      view.meta.textContent = `${chunk.model || body.model} · ${u.prompt_tokens} in / ${u.completion_tokens} out`;
+      view.meta.textContent = `${chunk.model || body.model} · ${u.prompt_tokens} in / ${u.completion_tokens} out${route}`;
     }
   }
   return text;
@@ -197,6 +199,7 @@ async function sendChat(event) {
     const body = { model: $("#chat-model").value || undefined, messages: conversation, stream: true,
                    stream_options: { include_usage: true } };
     if ($("#chat-thinking").checked) body.thinking = { type: "enabled" };
+    if (body.model === "auto" && $("#chat-data-class").value) body.data_class = $("#chat-data-class").value;
     const view = assistantBubble();
     try {
       conversation.push({ role: "assistant", content: await streamReply(body, view) });
