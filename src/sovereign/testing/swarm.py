@@ -3,7 +3,7 @@ not a language model), and a tool to go with it. Both pickle, so Ray workers can
 
 ``SwarmScriptModel`` answers by the kind of request:
 - a plan (``response_format`` named ``swarm_plan``): ``plan`` if given, else one independent
-  sub-task per line of the task that starts with ``- `` (each with the tool ``tool``); the first
+  sub-task per line of the task that starts with ``- `` (each with the tool ``tool``, if any); the first
   ``bad_plans`` answers are not JSON (to exercise the re-ask);
 - a re-plan (``swarm_replan``): the failed sub-task with ``FAIL`` taken out of its task;
 - a synthesis (the orchestrator's merge): ``merged:`` and the sub-agents' results, one a line;
@@ -76,7 +76,8 @@ class SwarmScriptModel:
             return orjson.dumps(self.plan).decode()
         task = _last_user(request, first=True)
         lines = [line[2:].strip() for line in task.splitlines() if line.startswith("- ")]
-        subtasks = [{"id": f"n{i + 1}", "task": line, "instructions": "", "tools": [self.tool], "depends_on": []}
+        tools = [self.tool] if self.tool else []
+        subtasks = [{"id": f"n{i + 1}", "task": line, "instructions": "", "tools": tools, "depends_on": []}
                     for i, line in enumerate(lines)] or [{"id": "n1", "task": task, "tools": [], "depends_on": []}]
         return orjson.dumps({"subtasks": subtasks}).decode()
 

@@ -1,0 +1,229 @@
+"""Swarm vs one agent, spawn overhead, and 100 concurrent sub-agents (issue 12).
+
+1. Wall clock on N independent I/O-bound sub-tasks ("fetch page i and report it": pages from a
+   loopback HTTP server that answers after ``--page-ms``), with **a scripted model double with
+   300 ms per call** (``sovereign.testing.swarm.SwarmScriptModel``: deterministic, not a language
+   model). Peers in the same run, on the same model double and tool:
+   - one agent, one tool call per turn (N + 1 turns, N fetches one after another);
+   - one agent, every call in its first turn (parallel tool calls: 2 turns; the best case for a
+     single agent that knows all its sub-tasks up front).
+   The swarm: plan (1 call) → N sub-agents (2 calls + 1 fetch each, all at once) → merge (1 call).
+2. Spawn overhead per sub-agent: a zero-latency double, N sub-agents that answer in one turn;
+   (swarm wall − the same N runs driven directly with ``asyncio.gather``) / N, on asyncio and on
+   Ray (2 workers, ``num_cpus=2``; Ray startup not counted).
+3. 100 concurrent sub-agents on this machine: N = 100, concurrency 100, the 300 ms double.
+4. ``--real``: a small real-model swarm (the embedded model; four sub-tasks) vs one agent.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_swarm.py --repeat 3 [--ray] [--real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+from sovereign.agent import Agent, Budget, Runner, RunStore
+from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ToolCall
+from sovereign.store import Database
+from sovereign.swarm import RayExecutor, Swarm, SwarmBudget, WorkerSpec
+from sovereign.testing import FunctionModel, text_response
+from sovereign.testing.swarm import SwarmScriptModel
+from sovereign.tools.base import Effects, Tool, tool
+
+MODEL_S = 0.3
+
+
+class _Pages(BaseHTTPRequestHandler):
+    delay = 0.5
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        time.sleep(self.delay)
+        body = f"<title>Page {self.path.strip('/')}</title> some text".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        return None
+
+
+def page_server(delay: float) -> tuple[ThreadingHTTPServer, str]:
+    handler = type("Pages", (_Pages,), {"delay": delay})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def fetch_tool(base: str) -> Tool:
+    """``fetch_page`` with one HTTP client for all its calls (made on first use, in the loop
+    that uses it: a client per call costs ~0.1 s of CPU here, loading the TLS trust store)."""
+    held: dict[str, httpx.AsyncClient] = {}
+
+    @tool(effects=Effects(source="web"), timeout=30)
+    async def fetch_page(page: str) -> str:
+        """Fetch a page of the local site by its number."""
+        if "client" not in held:
+            held["client"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+        return (await held["client"].get(f"{base}/{page}")).text
+
+    return fetch_page
+
+
+def single_agent_model(n: int, *, all_at_once: bool) -> FunctionModel:
+    """One agent doing the N sub-tasks itself: fetch page 0..N-1, then answer with them."""
+
+    def answer(request: ChatRequest) -> ChatResponse:
+        done = [m.content or "" for m in request.messages if m.role == "tool"]
+        if len(done) >= n:
+            return text_response("\n".join(done))
+        wanted = range(n) if all_at_once else [len(done)]
+        calls = [ToolCall(name="fetch_page", arguments=f'{{"page": "{i}"}}') for i in wanted]
+        return ChatResponse(model="single", message=Message(role="assistant", tool_calls=calls),
+                            finish_reason="tool_calls")
+
+    return FunctionModel(answer, name="single", latency=MODEL_S)
+
+
+def _runner(model, tmp: Path, name: str) -> Runner:
+    return Runner(model=model, store=RunStore(Database(tmp / f"{name}.db")))
+
+
+def _task(n: int) -> str:
+    return "Report the title of each page:\n" + "\n".join(f"- fetch page {i}" for i in range(n))
+
+
+async def _one_agent(n: int, base: str, tmp: Path, *, all_at_once: bool) -> float:
+    runner = _runner(single_agent_model(n, all_at_once=all_at_once), tmp, f"one{n}{all_at_once}")
+    agent = Agent(name="one", tools=[fetch_tool(base)], budget=Budget(max_steps=n + 2, max_tool_calls=n),
+                  max_tool_result_chars=200_000)
+    started = time.perf_counter()
+    result = await runner.run(agent, _task(n))
+    assert result.ok, result.stop_reason
+    return time.perf_counter() - started
+
+
+async def _swarm(n: int, base: str, tmp: Path, model, executor=None) -> tuple[float, dict]:
+    runner = _runner(model, tmp, f"swarm{n}{id(model)}")
+    swarm = Swarm(runner, executor=executor)
+    agent = Agent(name="boss", tools=[fetch_tool(base)])
+    started = time.perf_counter()
+    result = await swarm.run(agent, _task(n), budget=SwarmBudget(max_agents=n, max_concurrency=n))
+    took = time.perf_counter() - started
+    assert result.ok, result.stop_reason
+    assert [x["status"] for x in result.tree["nodes"]] == ["completed"] * n
+    return took, result.critical
+
+
+def wall_clock(sizes: list[int], repeat: int, page_s: float) -> None:
+    server, base = page_server(page_s)
+    print(f"\n## swarm vs one agent: scripted model double, {MODEL_S * 1000:.0f} ms per call; "
+          f"loopback pages, {page_s * 1000:.0f} ms each")
+    print("| sub-tasks | swarm | one agent, a call per turn | ratio | one agent, all calls in one turn | ratio | "
+          "CriticalSteps / total steps |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            swarm_s, seq_s, par_s, critical = [], [], [], {}
+            for _ in range(repeat):
+                took, critical = asyncio.run(_swarm(n, base, Path(tmp), SwarmScriptModel(tool="fetch_page", arg="page",
+                                                                                         latency=MODEL_S)))
+                swarm_s.append(took)
+                seq_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=False)))
+                par_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=True)))
+            s, q, p = (statistics.median(x) for x in (swarm_s, seq_s, par_s))
+            print(f"| {n} | {s:.2f} s | {q:.2f} s | **{q / s:.1f}×** | {p:.2f} s | {p / s:.2f}× | "
+                  f"{critical['critical_steps']} / {critical['total_steps']} |", flush=True)
+    server.shutdown()
+
+
+async def _direct(n: int, tmp: Path) -> float:
+    """N sub-agent runs driven straight through the runner (the work without the swarm)."""
+    runner = _runner(SwarmScriptModel(), tmp, f"direct{n}")
+    agent = Agent(name="sub", tools=[])
+    started = time.perf_counter()
+    results = await asyncio.gather(*(runner.run(agent, f"fetch page {i}") for i in range(n)))
+    assert all(r.ok for r in results)
+    return time.perf_counter() - started
+
+
+def spawn_overhead(n: int, repeat: int, with_ray: bool) -> None:
+    print(f"\n## spawn overhead per sub-agent (zero-latency double, {n} sub-agents, no tools)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = {"asyncio": [], "ray": []}
+        direct = []
+        ray_executor = None
+        if with_ray:
+            db = Path(tmp) / "ray.db"
+            ray_executor = RayExecutor(WorkerSpec(db_path=str(db), model=SwarmScriptModel(tool="")), workers=2)
+            asyncio.run(ray_executor.start())
+        for _ in range(repeat):
+            direct.append(asyncio.run(_direct(n, Path(tmp))))
+            model = SwarmScriptModel(tool="")
+            runner = Runner(model=model, store=RunStore(Database(Path(tmp) / "ray.db")))
+            started = time.perf_counter()
+            asyncio.run(Swarm(runner).run(Agent(name="b"), _task(n),
+                                          budget=SwarmBudget(max_agents=n, max_concurrency=n)))
+            rows["asyncio"].append(time.perf_counter() - started)
+            if ray_executor is not None:
+                started = time.perf_counter()
+                asyncio.run(_ray_swarm(n, runner, ray_executor))
+                rows["ray"].append(time.perf_counter() - started)
+        d = statistics.median(direct)
+        print(f"direct runs: {d / n * 1000:.2f} ms per run (median of {repeat})")
+        for name, values in rows.items():
+            if values:
+                s = statistics.median(values)
+                print(f"{name}: swarm {s / n * 1000:.2f} ms per sub-agent; overhead over the direct runs "
+                      f"**{(s - d) / n * 1000:.2f} ms** per sub-agent")
+        if ray_executor is not None:
+            asyncio.run(ray_executor.close())
+
+
+async def _ray_swarm(n: int, runner: Runner, executor: RayExecutor) -> None:
+    swarm = Swarm(runner, executor=executor)
+    result = await swarm.run(Agent(name="b"), _task(n), budget=SwarmBudget(max_agents=n, max_concurrency=n))
+    assert result.ok, result.stop_reason
+
+
+def hundred(page_s: float) -> None:
+    server, base = page_server(page_s)
+    with tempfile.TemporaryDirectory() as tmp:
+        took, critical = asyncio.run(_swarm(100, base, Path(tmp), SwarmScriptModel(tool="fetch_page", arg="page",
+                                                                                   latency=MODEL_S)))
+    server.shutdown()
+    print(f"\n## 100 concurrent sub-agents: all 100 completed in {took:.2f} s "
+          f"(CriticalSteps {critical['critical_steps']} of {critical['total_steps']}; "
+          f"speed-up over the sum of parts {critical['speedup']}×)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="8,16,64")
+    parser.add_argument("--page-ms", type=float, default=500)
+    parser.add_argument("--ray", action="store_true", help="also measure spawn overhead on Ray")
+    parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
+    parser.add_argument("--skip-wall", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_wall:
+        wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000)
+    spawn_overhead(100, args.repeat, args.ray)
+    hundred(args.page_ms / 1000)
+    if args.real:
+        from bench_swarm_real import real_model
+
+        real_model()
+
+
+if __name__ == "__main__":
+    main()
