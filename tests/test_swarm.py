@@ -85,6 +85,15 @@ def test_a_plan_that_does_not_parse_is_asked_again_then_falls_back(tmp_path):
     assert [n["id"] for n in result.tree["nodes"]] == ["task"]  # the whole task for one sub-agent
 
 
+def test_dependencies_on_ids_the_plan_lacks_are_dropped(tmp_path):
+    plan = {"subtasks": [{"id": "a", "task": "fetch x", "tools": ["lookup"], "depends_on": ["file_name", "a"]},
+                         {"id": "b", "task": "combine", "tools": [], "depends_on": ["a"]}]}
+    swarm, _ = _swarm(tmp_path, SwarmScriptModel(plan=plan))
+    result = asyncio.run(swarm.run(_agent(), "x"))
+    assert [(n["id"], n["depends_on"], n["status"]) for n in result.tree["nodes"]] == [
+        ("a", [], "completed"), ("b", ["a"], "completed")]
+
+
 def test_a_plan_naming_tools_the_parent_lacks_is_refused(tmp_path):
     plan = {"subtasks": [{"id": "a", "task": "fetch x", "tools": ["shell"], "depends_on": []}]}
     swarm, runner = _swarm(tmp_path, SwarmScriptModel(plan=plan))

@@ -32,7 +32,8 @@ from sovereign.swarm._calls import OrchestratorCalls
 from sovereign.swarm.budget import SwarmBudget, TreeBudget
 from sovereign.swarm.critical import critical_path
 from sovereign.swarm.executors import AsyncioExecutor, Executor, NodeJob, NodeOutcome
-from sovereign.swarm.plan import Plan, SubTask, plan_problems, plan_request, replan_request, single_node_plan
+from sovereign.swarm.plan import (Plan, SubTask, plan_problems, plan_request, repair_plan, replan_request,
+                                  single_node_plan)
 from sovereign.swarm.store import NODE_TERMINAL, NodeRecord, SwarmStore
 
 if TYPE_CHECKING:
@@ -263,8 +264,11 @@ class _Drive:
         tools = [t.name for t in self.agent.tools]
         limit = self.tree.limits.max_agents
         request = plan_request(self.calls.model_name, self.task, tools, limit, self.swarm.plan_tokens)
-        found = await self.calls.structured(request, Plan, lambda p: plan_problems(p, tools, limit),
-                                            attempts=self.swarm.max_plan_attempts, what="plan")
+        def check(plan: Plan) -> list[str]:
+            repair_plan(plan)
+            return plan_problems(plan, tools, limit)
+
+        found = await self.calls.structured(request, Plan, check, attempts=self.swarm.max_plan_attempts, what="plan")
         plan = found if isinstance(found, Plan) else single_node_plan(self.task, tools)
         nodes = [NodeRecord(node_id=s.id, task=s.task, instructions=s.instructions, tools=list(s.tools),
                             depends_on=list(s.depends_on), seq=i) for i, s in enumerate(plan.subtasks)]

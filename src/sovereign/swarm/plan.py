@@ -6,7 +6,8 @@ embedded kernel decodes under a grammar built from it, so the text is JSON of th
 pydantic validates it and ``plan_problems`` checks what a schema cannot say (unknown
 dependencies, cycles, tools the parent does not have, too many sub-tasks). A plan that fails is
 sent back with the problems named, up to ``attempts`` times; after that the task becomes a
-one-node plan (the whole task for one sub-agent), so planning never fails a swarm.
+one-node plan (the whole task for one sub-agent), so planning never fails a swarm. Dependencies
+on ids the plan does not have are dropped first (``repair_plan``) rather than refused.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ResponseFormat
 
-__all__ = ["Plan", "PlanOutcome", "SubTask", "ask_structured", "plan_problems", "plan_request",
+__all__ = ["Plan", "PlanOutcome", "SubTask", "ask_structured", "plan_problems", "plan_request", "repair_plan",
            "replan_request", "single_node_plan", "topological_order"]
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
@@ -67,6 +68,18 @@ def _schema(node: bool = False) -> dict:
 
 PLAN_SCHEMA = _schema()
 SUBTASK_SCHEMA = _schema(node=True)
+
+
+def repair_plan(plan: Plan) -> list[str]:
+    """Drop dependencies on ids the plan does not have (or on the node itself), which small
+    models write often (a file name, a step they did not list); returns what was dropped."""
+    ids = {s.id for s in plan.subtasks}
+    dropped: list[str] = []
+    for sub in plan.subtasks:
+        kept = [d for d in sub.depends_on if d in ids and d != sub.id]
+        dropped += [f"{sub.id} -> {d}" for d in sub.depends_on if d not in kept]
+        sub.depends_on = kept
+    return dropped
 
 
 def plan_problems(plan: Plan, tools: Sequence[str], max_nodes: int) -> list[str]:
