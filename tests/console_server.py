@@ -47,6 +47,9 @@ class ConsoleServer:
                                              jurisdiction="local", tier="small",
                                              prices=PriceSheet(cached_input=10.0, input=50.0, output=100.0)))
         self.services.models[PRICED] = self.double
+        from sovereign.server.app import create_app
+
+        self.app = create_app(self.services, preload=False)
         self.admin_key = ADMIN_KEY
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,9 +57,7 @@ class ConsoleServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ConsoleServer:
-        from sovereign.server.app import create_app
-
-        config = uvicorn.Config(create_app(self.services, preload=False), host="127.0.0.1", port=self.port,
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                 log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -239,6 +239,37 @@ def test_memory_and_knowledge_pages_act_through_the_api(page, server):
     shot(page, "knowledge-search")
 
 
+def test_a_swarm_run_shows_its_tree_and_critical_path(browser, tmp_path, monkeypatch):
+    from sovereign.agent import Runner
+    from sovereign.testing.swarm import SwarmScriptModel
+
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    swarm_server = ConsoleServer(tmp_path / "home")
+    swarm_server.app.state.agent_runner = Runner(swarm_server.services,
+                                                 model=SwarmScriptModel(tool="calculator", arg="expression"))
+    swarm_server.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    try:
+        run = api(swarm_server, "POST", "/v1/runs", task="Compute these:\n- calc 2+3\n- calc 4*5", wait=True,
+                  definition={"name": "boss", "tools": ["calculator"], "mode": "tools"}, swarm={"max_agents": 4})
+        page = context.new_page()
+        sign_in(page, swarm_server, path=f"/console/runs/{run['id']}")
+        page.wait_for_selector("#trace-status:has-text('finished: completed')")
+        nodes = page.locator("table.swarm tr.node")
+        assert nodes.count() == 2 and "completed" in nodes.first.inner_text()
+        critical = page.inner_text("#critical-path")
+        chain = run["swarm"]["critical_path"]["critical_path"]
+        assert chain and " → ".join(chain) in critical and "speed-up" in critical
+        assert page.locator("table.swarm tr.critical").count() == len(chain)
+        shot(page, "swarm-tree")
+    finally:
+        context.close()
+        swarm_server.stop()
+    assert all(urlsplit(url).hostname in LOOPBACK for url in requests)
+
+
 @pytest.mark.integration
 def test_chat_with_the_real_embedded_model(browser, tmp_path, monkeypatch, embedded_model):
     from sovereign.config import DEFAULT_MODEL

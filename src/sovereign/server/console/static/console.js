@@ -257,6 +257,7 @@ async function followTrace() {
     for await (const { event, data } of sseData(response)) {
       const payload = JSON.parse(data);
       if (event === "step") body.append(traceRow(payload.step, payload.line));
+      if (event === "node") htmx.trigger("#run-header", "refresh");  // a swarm's sub-agent changed
       if (event === "done") {
         status.textContent = `finished: ${payload.status}`;
         htmx.trigger(document.body, "run-done");
