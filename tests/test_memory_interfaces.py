@@ -67,3 +67,16 @@ def test_cli_memory_and_kb(home, tmp_path):
     assert result.exit_code == 1 and "added 1" in result.output and "bad.pdf" in result.output
     out = runner.invoke(kb_app, ["search", "guest network password"]).output
     assert "notes.md" in out and "Wifi" in out
+
+
+def test_cli_memory_edit_and_history(home):
+    runner = CliRunner()
+    added = runner.invoke(memory_app, ["add", "The standup is at 9:30."])
+    memory_id = added.output.split()[1]
+    edited = runner.invoke(memory_app, ["edit", memory_id, "The standup is at 10:00."])
+    assert edited.exit_code == 0 and edited.output.startswith(f"superseded {memory_id} with mem_"), edited.output
+    new_id = edited.output.split()[-1]
+    shown = runner.invoke(memory_app, ["history", new_id], terminal_width=200).output
+    assert "10:00" in shown and "9:30" in shown and "superseded" in shown
+    again = runner.invoke(memory_app, ["edit", memory_id, "The standup is at 11:00."])
+    assert again.exit_code == 1 and "superseded" in again.output

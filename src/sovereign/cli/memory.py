@@ -1,4 +1,4 @@
-"""``sovereign memory add|search|list|forget|export`` — the memory store from the command line."""
+"""``sovereign memory add|search|list|edit|history|forget|export`` — the memory store from the command line."""
 
 from __future__ import annotations
 
@@ -68,6 +68,24 @@ def list_(owner: str = OWNER, agent: str = typer.Option(None, "--agent"), kind: 
         table = Table("id", "agent", "kind", "status", "updated", "content")
         for item in store.list(owner, agent=agent, kind=kind, include_history=history, limit=limit):
             table.add_row(item.id, item.agent, item.kind, item.status, item.updated_at[:19], item.content)
+        console.print(table)
+
+
+@app.command()
+def edit(memory_id: str, content: str, owner: str = OWNER) -> None:
+    """Replace a memory's text; the old version stays in its history."""
+    with _store(owner) as (store, owner):
+        result = store.edit(owner, memory_id, content)
+        console.print(f"{result.action} {memory_id} with {result.item.id}")
+
+
+@app.command()
+def history(memory_id: str, owner: str = OWNER) -> None:
+    """A memory and the versions it replaced, newest first."""
+    with _store(owner) as (store, owner):
+        table = Table("id", "status", "updated", "source", "content")
+        for item in store.history(owner, memory_id):
+            table.add_row(item.id, item.status, item.updated_at[:19], item.source, item.content)
         console.print(table)
 
 
