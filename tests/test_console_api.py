@@ -176,6 +176,29 @@ def test_spend_fragment_shows_costs_by_owner_agent_model_and_day(api):
     assert client.get("/console/ui/spend", params={"days": 0}).status_code == 400
 
 
+def test_spend_fragment_shows_what_remains_of_a_cap(api):
+    client, services = api
+    from sovereign.testing import TestModel
+
+    services.registry.add(ModelSpec(name="priced", backend="in_process", prices=PriceSheet(input=1000.0, output=1000.0)))
+    services.models["priced"] = TestModel()
+    client.put("/v1/spend/caps", json={"scope": "global", "period": "day", "max_usd": 1.0}).raise_for_status()
+    remaining = re.compile(r'class="remaining">\s*\$([0-9.]+)')
+    assert remaining.search(client.get("/console/ui/spend").text).group(1) == "1"
+    client.post("/v1/chat/completions", json={"model": "priced", "messages": [{"role": "user", "content": "a b c"}]}
+                ).raise_for_status()
+    spent = services.spend.status().to_dict()["today_usd"]
+    left = float(remaining.search(client.get("/console/ui/spend").text).group(1))
+    assert spent > 0 and left == pytest.approx(1.0 - spent, abs=1e-6)
+
+
+def test_stored_text_is_escaped_in_fragments(api):
+    client, _ = api
+    client.post("/v1/memory", json={"content": "<img src=x onerror=alert(1)> is not markup"}).raise_for_status()
+    page = client.get("/console/ui/memory").text
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
 def test_daily_points_fill_missing_days_and_bars_scale():
     today = datetime(2026, 3, 10, tzinfo=UTC)
     points = daily_points([{"key": "2026-03-09", "cost_usd": 2.0}, {"key": "2026-03-10", "cost_usd": 1.0}], 3,
@@ -198,3 +221,14 @@ def test_models_carry_provenance(api):
     assert remote["kind"] == "remote" and remote["base_url"].startswith("https://")
     table = client.get("/console/ui/models").text
     assert local["sha256"][:16] in table and "jurisdiction" in table
+
+
+def test_model_picker_lists_only_the_models_a_key_may_use(api):
+    client, services = api
+    instant = services.settings.model_for("instant")
+    client.post("/v1/identities", json={"name": "sam", "role": "operator"}).raise_for_status()
+    key = client.post("/v1/keys", json={"identity": "sam", "models": [instant]}).json()["key"]
+    options = re.findall(r'<option value="([^"]+)"', client.get("/console/ui/models/options", headers=_as(key)).text)
+    assert options == ["auto", instant]
+    everything = re.findall(r'<option value="([^"]+)"', client.get("/console/ui/models/options").text)
+    assert len(everything) > 2 and everything[0] == "auto"
