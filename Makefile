@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml
 	@command -v espeak-ng >/dev/null 2>&1 && command -v tesseract >/dev/null 2>&1 || { (apt-get update -qq && \
 		apt-get install -y -qq espeak-ng tesseract-ocr tesseract-ocr-eng) >/dev/null 2>&1 \
 		|| echo "note: espeak-ng / tesseract not installed; speech and OCR fall back to piper and rapidocr only"; }
+	@# ngircd is the real IRC server the channel tests start on loopback (never as a service).
+	@command -v ngircd >/dev/null 2>&1 || test -x /usr/sbin/ngircd || { (apt-get update -qq && apt-get install -y -qq ngircd) >/dev/null 2>&1 \
+		|| echo "note: ngircd not installed; the IRC channel tests are skipped"; }
 	@mkdir -p $(WHEELHOUSE)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then \
 		echo "building llama-cpp-python $(LLAMA_VER) once (cached in $(WHEELHOUSE))"; \

@@ -230,6 +230,7 @@ class Settings(BaseSettings):
     # Validated by the layers that own them (tools/mcp_client.py, agent/), which know their shape.
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
     agents: list[dict[str, Any]] = Field(default_factory=list)
+    channels: dict[str, Any] = Field(default_factory=dict, description="[[channels.irc]]: see channels/config.py")
 
     @classmethod
     def settings_customise_sources(

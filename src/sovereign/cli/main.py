@@ -118,6 +118,7 @@ def _mount_layer_commands() -> None:
         ("sovereign.cli.costs", "app", "costs", "group"),
         ("sovereign.cli.perception", "transcribe_command", "transcribe", "command"),
         ("sovereign.cli.perception", "speak_command", "speak", "command"),
+        ("sovereign.cli.channels", "app", "channels", "group"),
     ]
     for module_name, attribute, name, kind in mounts:
         try:

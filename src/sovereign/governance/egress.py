@@ -69,3 +69,11 @@ class EgressGate:
         hooks = options.pop("event_hooks", {})
         hooks.setdefault("request", []).insert(0, gate)
         return httpx.AsyncClient(event_hooks=hooks, trust_env=False, **options)
+
+    async def open_connection(self, host: str, port: int, *, purpose: str, **options):
+        """A TCP (or TLS, with ``ssl=``) stream to ``host:port`` once the gate allows it: the
+        ``(reader, writer)`` of ``asyncio.open_connection`` (chat channels)."""
+        import asyncio
+
+        self.check(f"tcp://{'[' + host + ']' if ':' in host else host}:{port}", purpose=purpose)
+        return await asyncio.open_connection(host, port, **options)

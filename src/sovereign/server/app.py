@@ -60,7 +60,9 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
         if preload:
             task = asyncio.ensure_future(_preload(app))
         anchoring = _anchor_timer(services)
-        async with mount_configured(app.state.services):  # [[mcp_servers]] tools, for agents
+        from sovereign.channels.service import channels_running
+
+        async with mount_configured(app.state.services), channels_running(app.state.services):  # [[channels.irc]]
             yield
         if task is not None and not task.done():
             task.cancel()
