@@ -127,6 +127,7 @@ class IrcClient:
 
         self.nick = nick
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.settimeout(None)  # the reader thread waits as long as the server is quiet
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.raw: list[bytes] = []
         self._buffer = b""

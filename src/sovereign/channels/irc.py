@@ -89,7 +89,8 @@ class IrcChannel:
                 await self._session(handler)
             except (SaslError, EgressDeniedError):
                 raise  # retrying cannot help: the credentials or the egress policy must change
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                # ValueError: a line longer than the reader's limit (a broken or hostile server)
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 log.warning("irc %s: connection lost (%s)", self.name, exc)
             finally:
