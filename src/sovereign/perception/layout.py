@@ -1,11 +1,15 @@
 """Text with layout from OCR boxes: words on one line share a row, wide gaps stay wide (columns
-and tables keep their shape), indentation is kept, and a tall vertical gap starts a paragraph."""
+and tables keep their shape), indentation is kept, and a tall vertical gap starts a paragraph.
+A page scanned askew is straightened first: the engine's text lines give the skew angle, and the
+box centres are rotated back by it before rows are found."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import statistics
+from dataclasses import dataclass, replace
 
-__all__ = ["Box", "layout_text"]
+__all__ = ["Box", "deskew", "layout_text", "line_angle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,29 @@ class Box:
     @property
     def char_width(self) -> float:
         return max(1.0, (self.x1 - self.x0) / max(1, len(self.text)))
+
+
+def line_angle(start: tuple[float, float], end: tuple[float, float]) -> float:
+    """The angle (radians) of the baseline from ``start`` to ``end``; y grows downwards."""
+    return math.atan2(end[1] - start[1], end[0] - start[0])
+
+
+def deskew(boxes: list[Box], angles: list[float]) -> list[Box]:
+    """``boxes`` with their centres rotated back by the median of ``angles`` (text lines' skew);
+    unchanged when the page is straight (under a quarter of a degree)."""
+    if not angles:
+        return boxes
+    angle = statistics.median(angles)
+    if abs(angle) < math.radians(0.25):
+        return boxes
+    cos, sin = math.cos(angle), math.sin(angle)
+    out = []
+    for box in boxes:
+        cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+        x, y = cx * cos + cy * sin, -cx * sin + cy * cos
+        half_w, half_h = (box.x1 - box.x0) / 2, (box.y1 - box.y0) / 2
+        out.append(replace(box, x0=x - half_w, y0=y - half_h, x1=x + half_w, y1=y + half_h))
+    return out
 
 
 def _rows(boxes: list[Box]) -> list[list[Box]]:

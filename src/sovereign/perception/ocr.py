@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from sovereign.perception.errors import EngineUnavailableError, PerceptionInputError, TooLargeError
-from sovereign.perception.layout import Box, layout_text
+from sovereign.perception.layout import Box, deskew, layout_text, line_angle
 
 __all__ = ["OcrEngine", "OcrResult", "RapidOcrEngine", "TesseractEngine", "load_image", "TILE"]
 
@@ -82,8 +82,19 @@ class RapidOcrEngine:
     def read(self, image) -> OcrResult:
         with self._lock:
             output = self._engine(np.asarray(image)[:, :, ::-1].copy())  # RGB -> BGR, as OpenCV reads
-        boxes = _word_boxes(output)
+        boxes = deskew(_word_boxes(output), _line_angles(output))
         return OcrResult(text=layout_text(boxes), width=image.width, height=image.height, boxes=boxes)
+
+
+def _line_angles(output) -> list[float]:
+    """The skew of each long detected line (its top edge), from RapidOCR's line polygons."""
+    angles = []
+    for points in output.boxes if output.boxes is not None else []:
+        (x0, y0), (x1, y1) = points[0], points[1]
+        height = abs(points[3][1] - points[0][1]) or 1
+        if abs(x1 - x0) > 3 * height:
+            angles.append(line_angle((x0, y0), (x1, y1)))
+    return angles
 
 
 def _word_boxes(output) -> list[Box]:
@@ -119,17 +130,26 @@ class TesseractEngine:
                                 input=buffer.getvalue(), capture_output=True, timeout=120, check=False)
         if result.returncode != 0:
             raise PerceptionInputError(f"tesseract failed: {result.stderr.decode(errors='replace')[:200]}")
-        boxes = _tsv_boxes(result.stdout.decode("utf-8", errors="replace"))
+        boxes, angles = _tsv_boxes(result.stdout.decode("utf-8", errors="replace"))
+        boxes = deskew(boxes, angles)
         return OcrResult(text=layout_text(boxes), width=image.width, height=image.height, boxes=boxes)
 
 
-def _tsv_boxes(tsv: str) -> list[Box]:
-    """Tesseract's word rows (level 5) as boxes."""
-    boxes = []
+def _tsv_boxes(tsv: str) -> tuple[list[Box], list[float]]:
+    """Tesseract's word rows (level 5) as boxes, and the skew of each line of two words or more."""
+    boxes, lines = [], {}
     for line in tsv.splitlines()[1:]:
         cells = line.split("\t")
         if len(cells) < 12 or cells[0] != "5" or not cells[11].strip():
             continue
         left, top, width, height = (int(v) for v in cells[6:10])
-        boxes.append(Box(left, top, left + width, top + height, cells[11], max(0.0, float(cells[10])) / 100))
-    return boxes
+        box = Box(left, top, left + width, top + height, cells[11], max(0.0, float(cells[10])) / 100)
+        boxes.append(box)
+        lines.setdefault(tuple(cells[1:5]), []).append(box)
+    angles = []
+    for words in lines.values():
+        if len(words) > 1 and words[-1].x1 - words[0].x0 > 3 * words[0].height:
+            first, last = words[0], words[-1]
+            angles.append(line_angle(((first.x0 + first.x1) / 2, (first.y0 + first.y1) / 2),
+                                     ((last.x0 + last.x1) / 2, (last.y0 + last.y1) / 2)))
+    return boxes, angles
