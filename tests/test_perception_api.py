@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import wave
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
@@ -192,3 +194,54 @@ def test_bad_media_parts_are_400_naming_the_part(served, part, problem):
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert problem in error["message"]
+
+
+class _VisionPeer(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that reads images: records each request, answers 'seen'."""
+
+    bodies: list[dict] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).bodies.append(body)
+        chunks = [{"choices": [{"index": 0, "delta": {"content": "seen"}, "finish_reason": None}]},
+                  {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 90, "completion_tokens": 1, "total_tokens": 91}}]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+def test_a_vision_backend_gets_the_images_themselves(tmp_path):
+    from sovereign.server.app import create_app
+
+    peer = ThreadingHTTPServer(("127.0.0.1", 0), _VisionPeer)
+    threading.Thread(target=peer.serve_forever, daemon=True).start()
+    config = (f'[kernel]\nmodels_dir = "{SHARED_MODELS}"\n{LIGHT}\n[[models]]\nname = "vision-peer"\n'
+              f'backend = "openai"\nbase_url = "http://127.0.0.1:{peer.server_address[1]}/v1"\nvision = true\n')
+    services = open_api_services(tmp_path / "home", config)
+    image = page(["Invoice 2041"])
+    (services.settings.home / "workspace").mkdir(exist_ok=True)
+    (services.settings.home / "workspace" / "scan.png").write_bytes(image)
+    try:
+        with TestClient(create_app(services, preload=False), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+            reply = http.post("/v1/chat/completions", json={"model": "vision-peer", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Read it."}, {"type": "image_url", "image_url": {"url": "scan.png"}}]}]})
+            bad = http.post("/v1/chat/completions", json={"model": "vision-peer", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]})
+    finally:
+        peer.shutdown()
+        services.close()
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "seen"
+    sent = _VisionPeer.bodies[-1]["messages"][-1]["content"]
+    assert sent[0] == {"type": "text", "text": "Read it."}
+    assert sent[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(image).decode()
+    assert bad.status_code == 400 and "not an image" in bad.json()["error"]["message"]
+    assert len(_VisionPeer.bodies) == 1  # the bad image never reached the backend

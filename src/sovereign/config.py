@@ -188,6 +188,7 @@ class ModelConfig(_Section):
     context_size: int = Field(default=8192, ge=256)
     tier: Literal["small", "medium", "large", "frontier"] = "medium"
     native_thinking: bool = False
+    vision: bool = Field(default=False, description="reads image_url parts natively (passed through, not OCR'd)")
     prices: PriceSheetConfig = Field(default_factory=PriceSheetConfig)
 
 

@@ -31,6 +31,8 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+    images: list[str] = field(default_factory=list)
+    """Image data URLs sent as they are, to a backend that reads images natively (``vision``)."""
 
 
 @dataclass(slots=True)

@@ -42,6 +42,9 @@ def _effort(budget: int | None) -> str:
 
 def _message_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:  # a vision model: the images go as content parts beside the text
+        out["content"] = [*([{"type": "text", "text": message.content}] if message.content else []),
+                          *({"type": "image_url", "image_url": {"url": url}} for url in message.images)]
     if message.name:
         out["name"] = message.name
     if message.tool_call_id:

@@ -73,6 +73,8 @@ class ModelSpec:
     context_size: int = 8192
     tier: str = "medium"
     native_thinking: bool = False
+    vision: bool = False
+    """Reads ``image_url`` content parts itself: images are passed through, not OCR'd."""
     prices: PriceSheet = field(default_factory=PriceSheet)
     # local weights
     weights_file: str | None = None
@@ -124,6 +126,7 @@ def _from_config(entry: ModelConfig) -> ModelSpec:
         context_size=entry.context_size,
         tier=entry.tier,
         native_thinking=entry.native_thinking,
+        vision=entry.vision,
         prices=PriceSheet(**entry.prices.model_dump()),
         weights_path=entry.weights_path,
         sha256=entry.sha256,

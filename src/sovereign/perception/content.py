@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
 from dataclasses import dataclass
 
 from sovereign.governance.injection import Taint
 from sovereign.perception.errors import PerceptionInputError, TooLargeError
 from sovereign.perception.governed import GovernedPerception
+from sovereign.perception.ocr import load_image
 from sovereign.tools.base import ToolError
 from sovereign.tools.workspace import Workspace
 
@@ -71,6 +73,16 @@ class MediaReader:
         text = result.text or "(no text found in the image)"
         return (f"[image: {result.width}x{result.height} pixels, {origin}; its text, read by OCR with its layout:]\n"
                 + self.taint.observe(text, "file", f"image, {origin}"))
+
+    async def data_url(self, reference: str, what: str) -> str:
+        """A data URL of the image ``reference`` names, checked to be an image within the limits,
+        for a model that reads images itself."""
+        from PIL import Image
+
+        data, _ = media_bytes(reference, self.workspace, what=what, max_bytes=self.max_bytes)
+        load_image(data, max_pixels=self.governed.limits.max_image_pixels, what=what)  # raises unless an image
+        kind = (Image.open(io.BytesIO(data)).format or "png").lower()
+        return f"data:image/{kind};base64," + base64.b64encode(data).decode()
 
     async def audio(self, data_b64: str, fmt: str | None, what: str) -> str:
         data = decode_base64(data_b64, what)

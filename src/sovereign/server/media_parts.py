@@ -1,6 +1,8 @@
 """Chat content parts that carry media (``image_url``, ``input_audio``) become text parts before
 the request reaches the model: what OCR read or what was said, marked as untrusted content.
-The OCR and transcription calls take the governed path under the request's principal and id."""
+The OCR and transcription calls take the governed path under the request's principal and id.
+A model that reads images itself (``vision`` in its registry entry) gets the images instead, as
+data URLs (a workspace file is read and checked to be an image first)."""
 
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ async def expand_media(body: ChatCompletionRequest, services, principal: Princip
     allowed the chat model before any media is read."""
     if not has_media(body):
         return
-    if body.model != "auto":  # a routed request authorises the model the router picks
-        services.governor.authorize(CallScope(principal, request_id=request_id),
-                                    body.model or services.settings.model_for("instant"))
+    name = body.model or services.settings.model_for("instant")
+    if name != "auto":  # a routed request authorises the model the router picks
+        services.governor.authorize(CallScope(principal, request_id=request_id), name)
+    native = name in services.registry and services.registry.get(name).vision
     reader = MediaReader(services.governed_perception(principal, request_id=request_id),
                          Workspace(Path(services.settings.home) / "workspace"),
                          Taint(audit=services.audit, actor=principal.identity_name),
@@ -39,6 +42,9 @@ async def expand_media(body: ChatCompletionRequest, services, principal: Princip
             continue
         for p, part in enumerate(message.content):
             where = f"messages.{m}.content.{p}"
+            if part.type == "image_url" and part.image_url is not None and native:
+                part.image_url.url = await reader.data_url(part.image_url.url, f"{where}.image_url.url")
+                continue
             if part.type == "image_url" and part.image_url is not None:
                 text = await reader.image(part.image_url.url, f"{where}.image_url")
             elif part.type == "input_audio" and part.input_audio is not None:

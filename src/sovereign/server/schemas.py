@@ -78,10 +78,16 @@ class ChatMessageIn(_Wire):
     tool_call_id: str | None = None
     reasoning_content: str | None = None
 
+    def images(self) -> list[str]:
+        """The image URLs left for a model that reads images natively (``expand_media``)."""
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url is not None]
+
     def text(self) -> str | None:
         if isinstance(self.content, list):
             parts = [p.text or "" for p in self.content if p.type == "text"]
-            if len(parts) != len(self.content):
+            if len(parts) + len(self.images()) != len(self.content):
                 kinds = sorted({p.type for p in self.content if p.type != "text"})
                 raise InvalidRequestError(f"unsupported content part type(s) {kinds}; use 'text', 'image_url' or "
                                           "'input_audio'", param="messages")
@@ -189,7 +195,8 @@ class ChatCompletionRequest(BaseModel):
                      for c in m.tool_calls or []]
             role = "system" if m.role == "developer" else m.role
             messages.append(Message(role=role, content=m.text(), name=m.name, tool_calls=calls,
-                                    tool_call_id=m.tool_call_id, reasoning_content=m.reasoning_content))
+                                    tool_call_id=m.tool_call_id, reasoning_content=m.reasoning_content,
+                                    images=m.images()))
         thinking = self.thinking.model_dump() if self.thinking is not None else None
         return ChatRequest(
             model=self.model or default_model,
