@@ -38,8 +38,14 @@ PARAGRAPHS = [
 STYLES = ["clean", "noisy", "rotated", "scanned"]
 
 
+_CONTRACTIONS = {"i'm": "i am", "it's": "it is", "don't": "do not", "we're": "we are", "you're": "you are",
+                 "that's": "that is", "can't": "cannot", "won't": "will not", "i've": "i have"}
+
+
 def normalise_words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+    """Lower case, punctuation dropped, common contractions expanded (as Whisper's normaliser does)."""
+    plain = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("’", "'").replace("-", " "))
+    return " ".join(_CONTRACTIONS.get(word, word) for word in plain.split()).split()
 
 
 def edit_distance(a: list | str, b: list | str) -> int:

@@ -26,7 +26,6 @@ _FALLBACK = {"speech": "espeak-ng", "ocr": "tesseract"}
 # OpenAI's model names, which clients send by habit, stand for the default model of their kind.
 ALIASES = {"whisper-1": "transcription", "gpt-4o-transcribe": "transcription", "gpt-4o-mini-transcribe": "transcription",
            "tts-1": "speech", "tts-1-hd": "speech", "gpt-4o-mini-tts": "speech"}
-_PARAM = {"transcription": "model", "speech": "model", "ocr": "model"}
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Perception:
         spec = self.registry.get(name or self.default(kind))
         if spec.kind != kind:
             raise InvalidRequestError(f"model '{spec.name}' is a {spec.kind} model, not a {kind} model; "
-                                      f"{kind} models: {', '.join(self.names(kind))}", param=_PARAM[kind])
+                                      f"{kind} models: {', '.join(self.names(kind))}", param="model")
         return spec
 
     def names(self, kind: Kind) -> list[str]:

@@ -12,11 +12,8 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-import numpy as np
 
 from sovereign.perception.errors import EngineUnavailableError, PerceptionInputError
 
@@ -47,12 +44,6 @@ def pieces(text: str, *, first_words: int = _FIRST_WORDS) -> list[str]:
             head, tail = " ".join(words[:first_words]), " ".join(words[first_words:])
         sentences[0:1] = [head, tail]
     return sentences
-
-
-@dataclass(frozen=True, slots=True)
-class Voice:
-    name: str
-    detail: str
 
 
 class SpeechEngine(Protocol):
@@ -138,11 +129,3 @@ def _wav_payload(wav: bytes) -> bytes:
     at = wav.find(b"data")
     body = wav[at + 8:] if at >= 0 else wav
     return body[: len(body) - len(body) % 2]
-
-
-def pcm_seconds(pcm: bytes, rate: int) -> float:
-    return len(pcm) / 2 / rate
-
-
-def to_float(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
