@@ -112,3 +112,15 @@ def test_a_perception_model_is_not_served_as_a_language_model(tmp_path):
             asyncio.run(services.model("whisper-base"))
     finally:
         services.close()
+
+
+def test_models_endpoint_lists_perception_models_with_their_provenance(api):
+    client, _ = api
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    base = models["whisper-base"]
+    assert base["kind"] == "transcription" and base["licence"] == "MIT"
+    assert base["provenance"]["sha256"].startswith("d01c3014881c") and base["provenance"]["parts"] == 2
+    assert {f["name"] for f in base["provenance"]["files"]} == {"config.json", "tokenizer.json", "vocabulary.txt"}
+    assert models["tesseract"]["provenance"] == {"kind": "local", "engine": "tesseract",
+                                                 "source": models["tesseract"]["provenance"]["source"]}
+    assert models["qwen2.5-coder-0.5b-instruct"]["kind"] == "chat"

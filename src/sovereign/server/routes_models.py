@@ -16,7 +16,7 @@ router = APIRouter(tags=["models"])
 def _model_json(spec: ModelSpec) -> dict:
     return {
         "id": spec.name, "object": "model", "created": 0, "owned_by": "sovereign",
-        "backend": spec.backend, "context_size": spec.context_size, "tier": spec.tier,
+        "backend": spec.backend, "kind": spec.kind, "context_size": spec.context_size, "tier": spec.tier,
         "jurisdiction": spec.jurisdiction, "licence": spec.licence,
         "pricing": {"cached_input": spec.prices.cached_input, "input": spec.prices.input, "output": spec.prices.output},
         "provenance": _provenance(spec),
@@ -26,10 +26,13 @@ def _model_json(spec: ModelSpec) -> dict:
 def _provenance(spec: ModelSpec) -> dict:
     """Where the model comes from: local weights (file, SHA-256 checked before loading, the
     package its parts ship in) or a remote endpoint."""
-    if spec.is_local:
+    if spec.is_local or spec.has_weights:
         return {"kind": "local", "weights_file": spec.weights_file, "sha256": spec.sha256,
                 "size_bytes": spec.weights_size, "package": spec.parts.package if spec.parts else None,
-                "parts": spec.parts.count if spec.parts else None}
+                "parts": spec.parts.count if spec.parts else None, "source": spec.provenance or None,
+                "files": [{"name": f.name, "sha256": f.sha256, "size_bytes": f.size} for f in spec.files]}
+    if spec.kind != "chat":  # an engine without weights (a Debian package run as a process)
+        return {"kind": "local", "engine": spec.backend, "source": spec.provenance}
     return {"kind": "remote" if spec.base_url else "in-process", "base_url": spec.base_url,
             "remote_name": spec.remote_name}
 
