@@ -356,3 +356,14 @@ def test_a_stale_code_run_starts_afresh_without_its_failed_attempts_in_view(work
     assert 'print("same")' not in seen  # the stale attempts are not
     assert fresh.temperature and fresh.temperature > 0
     assert result.status == "completed" and result.answer == "7"
+
+
+def test_csv_rows_read_as_people_expect_and_a_missing_column_is_named(workspace):
+    script = ScriptedModel([
+        code('import csv, io\ntext = """\nname, age\nAda, 36\nBo, 20\n"""\n'
+             'rows = list(csv.DictReader(io.StringIO(text)))\nprint(sum(int(r["age"]) > 35 for r in rows))\nrows[0]["city"]'),
+        code("final_answer(1)"),
+    ])
+    _run(script, _agent(workspace), "How many people are older than 35?", workspace)
+    seen = _observation(script.requests[1])
+    assert seen.startswith("Observation:\n1\n") and "'city' is not a column of this row; its columns are ['name', 'age']" in seen

@@ -61,6 +61,44 @@ class _DateTime(_datetime_module.datetime):
     timezone = _datetime_module.timezone
 
 
+class _Row(dict):
+    """A CSV row whose missing key names the keys it has (``KeyError: 'age'`` alone leaves a
+    small model guessing)."""
+
+    def __missing__(self, key):
+        raise KeyError(f"{key!r} is not a column of this row; its columns are {list(self)}")
+
+
+class _DictReader(csv.DictReader):
+    """``csv.DictReader`` as people expect it: the header is the first non-blank line (text pasted
+    in triple quotes starts with a newline) and its names lose surrounding spaces
+    (``name, age``); rows name their columns when a key is missing. Installed as
+    ``csv.DictReader`` in the sandbox, so an ``import csv`` in the code gets it too."""
+
+    @property
+    def fieldnames(self):
+        if self._fieldnames is None:
+            try:
+                row = next(self.reader)
+                while not any(cell.strip() for cell in row):
+                    row = next(self.reader)
+            except StopIteration:
+                pass
+            else:
+                self._fieldnames = [cell.strip() for cell in row]
+        self.line_num = self.reader.line_num
+        return self._fieldnames
+
+    @fieldnames.setter
+    def fieldnames(self, value):
+        self._fieldnames = value
+
+    def __next__(self):
+        return _Row(super().__next__())
+
+
+csv.DictReader = _DictReader
+
 _PRELOADED = {"collections": collections, "csv": csv, "datetime": _DateTime, "date": _datetime_module.date,
               "timedelta": _datetime_module.timedelta, "glob": glob, "io": io, "itertools": itertools,
               "json": json, "math": math, "os": os, "re": re, "statistics": statistics, "Path": Path,
