@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ from sovereign.governance import spend as spend_module
 from sovereign.governance import spend_lease
 from sovereign.governance.spend import CapExceededError, SpendGuard
 from sovereign.governance.spend_lease import LEASE_SHARE, SpendLease
+from sovereign.finops.ledger import UsageLedger
+from sovereign.kernel.messages import Timings, Usage
 from sovereign.store import Database
 
 
@@ -33,8 +36,20 @@ def _draw(lease: SpendLease, usd: float, tokens: int = 0):
 
 
 def _settle(lease: SpendLease, call, usd: float, tokens: int = 0) -> None:
+    """Settle as the governor does: the call's ledger row (naming its reservation) and the
+    lease's settlement in one transaction."""
+    ledger = UsageLedger(lease.guard.db)
     with lease.guard.db.transaction() as conn:
+        ledger.record_in(conn, model="m", usage=Usage(prompt_tokens=tokens), timings=Timings(), cost=usd,
+                         reservation=call.id)
         lease.settle_in(conn, call, usd, tokens)
+
+
+def _totals(db: Database, scope: str, subject: str) -> tuple[float, int]:
+    """The running totals (all days) of one subject, as stored."""
+    row = db.query_one("SELECT usd, tokens FROM spend_totals WHERE scope = ? AND subject = ? AND day = '*'",
+                       (scope, subject))
+    return (row["usd"], row["tokens"]) if row is not None else (0.0, 0)
 
 
 def _rows(db: Database) -> list:
@@ -205,12 +220,16 @@ def test_a_crash_keeps_the_settled_spend_and_holds_only_the_rest_until_it_expire
     assert proc.exitcode == 3
     status = _cap_status(guard, key_id="k1")
     (row,) = _rows(database)
-    assert status.spent_usd == pytest.approx(0.1)  # both settled calls survived the crash
-    assert row["status"] == "open" and status.reserved_usd == pytest.approx(row["usd"])
+    assert status.spent_usd == pytest.approx(0.1)  # both settled calls survived the crash (in the ledger)
+    assert row["status"] == "open" and status.spent_usd + status.reserved_usd == pytest.approx(row["usd"])
+    assert _totals(database, "key", "k1") == (0.0, 0)  # not folded yet: the row holds it
     later = datetime.now(UTC) + timedelta(seconds=guard.reservation_ttl_s + 1)
     monkeypatch.setattr(spend_module, "_now", lambda: later)
     status = _cap_status(guard, key_id="k1")
     assert status.reserved_usd == 0 and status.spent_usd == pytest.approx(0.1)
+    assert _totals(database, "key", "k1")[0] == pytest.approx(0.1)  # the sweep folded the ledger rows
+    (row,) = _rows(database)
+    assert row["status"] == "settled" and row["usd"] == pytest.approx(0.1)
     database.close()
 
 
@@ -256,3 +275,92 @@ def test_a_governed_run_draws_every_call_from_one_lease(tmp_path):
         assert services.audit.verify().ok
     finally:
         services.close()
+
+
+def _run_then_die(home: str, calls: int) -> None:
+    """A governed run whose process dies (``os._exit``, no cleanup) inside its model call number
+    ``calls + 1``: ``calls`` calls were settled through the run's lease, which is never closed."""
+    from sovereign.agent import Agent, Budget, Runner
+    from sovereign.config import load_settings
+    from sovereign.kernel.messages import ChatResponse, Message, ToolCall
+    from sovereign.kernel.registry import ModelSpec, PriceSheet
+    from sovereign.services import Services
+    from sovereign.testing import FunctionModel
+    from sovereign.tools import tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    def script(request):
+        turn = len(model.requests) - 1
+        if turn == calls:
+            os._exit(9)
+        call = ToolCall(name="add", arguments=json.dumps({"a": turn, "b": 1}), id=f"c{turn}")
+        return ChatResponse(model="m", message=Message(role="assistant", tool_calls=[call]),
+                            usage=Usage(prompt_tokens=100 + turn, completion_tokens=7, requests=1))
+
+    model = FunctionModel(script, name="priced")
+    services = Services.open(load_settings(Path(home)))
+    services.register(ModelSpec(name="priced", backend="in_process", prices=PriceSheet(input=1.0, output=2.0)), model)
+    asyncio.run(Runner(services).run(Agent(name="adder", model="priced", tools=[add], budget=Budget(max_steps=50)),
+                                     "add"))
+
+
+def test_a_run_killed_mid_way_folds_its_ledger_into_the_totals_once_its_lease_expires(tmp_path, monkeypatch):
+    """Settled spend of a run lives in its lease's row until the lease closes; when the process
+    dies first, the sweep after expiry makes the running totals equal the ledger, exactly."""
+    from sovereign.config import load_settings
+    from sovereign.services import Services
+
+    home = tmp_path / "home"
+    services = Services.open(load_settings(home))
+    owner = services.keys.local_principal().identity_id
+    services.spend.set_cap("owner", owner, "day", max_usd=1000.0)
+    services.spend.set_cap("global", None, "day", max_usd=1000.0)
+    proc = multiprocessing.get_context("spawn").Process(target=_run_then_die, args=(str(home), 6))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 9
+    ledger = services.ledger.totals()
+    assert ledger.calls == 6 and ledger.cost_usd > 0
+    tokens = ledger.prompt_tokens + ledger.completion_tokens
+    (lease,) = services.db.query("SELECT status, usd FROM spend_reservations WHERE id LIKE 'lease_%'")
+    assert lease["status"] == "open" and lease["usd"] >= ledger.cost_usd  # the row holds what was settled
+    assert _totals(services.db, "owner", owner) == (0.0, 0)  # not folded yet
+    status = services.spend.status(owner_id=owner)
+    assert status.total_usd == pytest.approx(ledger.cost_usd)  # reports count it as spent already
+    cap = status.caps[0]
+    assert cap.spent_usd + cap.reserved_usd == pytest.approx(lease["usd"])  # counted once against the cap
+    later = datetime.now(UTC) + timedelta(seconds=services.spend.reservation_ttl_s + 1)
+    monkeypatch.setattr(spend_module, "_now", lambda: later)
+    status = services.spend.status(owner_id=owner)  # any cap check or report sweeps
+    assert status.caps[0].reserved_usd == 0
+    for scope, subject in (("owner", owner), ("global", "*")):
+        usd, folded_tokens = _totals(services.db, scope, subject)
+        assert usd == pytest.approx(ledger.cost_usd) and folded_tokens == tokens
+    (lease,) = services.db.query("SELECT status, usd, tokens FROM spend_reservations WHERE id LIKE 'lease_%'")
+    assert lease["status"] == "settled" and lease["usd"] == pytest.approx(ledger.cost_usd) and lease["tokens"] == tokens
+    services.spend.status(owner_id=owner)  # a second sweep folds nothing twice
+    assert _totals(services.db, "owner", owner)[0] == pytest.approx(ledger.cost_usd)
+    services.close()
+
+
+def test_a_call_settled_after_its_lease_row_was_swept_goes_straight_to_the_totals(db, monkeypatch):
+    """A call in flight for longer than the lease row lives (its row expired and was folded by
+    another process's sweep) is still counted, once."""
+    guard = SpendGuard(db)
+    guard.set_cap("owner", "alice", "day", max_usd=5.0)
+    lease = SpendLease(guard, None, "alice", None)
+    _settle(lease, _draw(lease, 0.1), 0.05)
+    slow = _draw(lease, 0.1)
+    later = datetime.now(UTC) + timedelta(seconds=guard.reservation_ttl_s + 1)
+    monkeypatch.setattr(spend_module, "_now", lambda: later)
+    lease.clock = lambda: later.timestamp()
+    assert _cap_status(guard, owner_id="alice").reserved_usd == 0  # swept: the row folded its one call
+    assert _totals(db, "owner", "alice")[0] == pytest.approx(0.05)
+    _settle(lease, slow, 0.07)
+    assert _totals(db, "owner", "alice")[0] == pytest.approx(0.12)
+    lease.close()  # the row is closed already: nothing is folded twice
+    assert _cap_status(guard, owner_id="alice").spent_usd == pytest.approx(0.12)

@@ -52,6 +52,15 @@ MIGRATIONS = [
     UPDATE usage_ledger SET owner_id = principal WHERE owner_id IS NULL;
     CREATE INDEX usage_ledger_run ON usage_ledger (run_id);
     """,
+    # The spend reservation (or budget lease row) the call was settled through: a lease folds
+    # its calls' rows into the running totals when it closes (``governance.spend_fold``). The
+    # two indexes served no query (``totals`` and ``finops/reports.py`` filter on ``substr(ts)``
+    # and ``owner_id``, which they cannot serve) and cost two b-tree writes per call.
+    """
+    ALTER TABLE usage_ledger ADD COLUMN reservation TEXT;
+    DROP INDEX IF EXISTS usage_ledger_ts;
+    DROP INDEX IF EXISTS usage_ledger_principal;
+    """,
 ]
 
 
@@ -99,10 +108,12 @@ class UsageLedger:
         key_id: str | None = None,
         run_id: str | None = None,
         local: LocalCharge | None = None,
+        reservation: str | None = None,
     ) -> float:
         """Write one call inside the caller's transaction; returns its cost in USD (``cost`` when
         the caller priced it already, else from ``prices``; ``local``: the energy estimate of a
-        local call, which is then its cost)."""
+        local call, which is then its cost). ``reservation``: the spend reservation or lease
+        row it was settled through."""
         if local is not None:
             cost = local.usd
         if cost is None:
@@ -112,8 +123,8 @@ class UsageLedger:
         conn.execute(
             "INSERT INTO usage_ledger (request_id, model, principal, prompt_tokens, cached_tokens, "
             "uncached_tokens, completion_tokens, reasoning_tokens, latency_ms, ttft_ms, cost_usd, estimated, "
-            "owner_id, agent_id, key_id, run_id, cost_kind, energy_j, compute_s, energy_source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "owner_id, agent_id, key_id, run_id, cost_kind, energy_j, compute_s, energy_source, reservation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request_id, model, principal, usage.prompt_tokens, usage.cached_tokens,
                 usage.uncached_tokens, usage.completion_tokens, usage.reasoning_tokens,
@@ -121,7 +132,7 @@ class UsageLedger:
                 owner_id or principal, agent_id, key_id, run_id,
                 "energy" if local is not None else "price",
                 local.energy_j if local is not None else None, local.compute_s if local is not None else None,
-                local.source if local is not None else None,
+                local.source if local is not None else None, reservation,
             ),
         )
         return cost

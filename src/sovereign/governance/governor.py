@@ -187,7 +187,7 @@ class Governor:
         self.ledger.record_in(conn, model=record.model, usage=usage, timings=record.timings, cost=record.cost_usd,
                               principal=principal.identity_id, request_id=scope.run_id or scope.request_id,
                               owner_id=principal.spend_owner_id, agent_id=_agent_id(scope), key_id=scope.key_id,
-                              run_id=scope.run_id, local=record.local)
+                              run_id=scope.run_id, local=record.local, reservation=reservation.id)
         if reservation.lease is not None:
             reservation.lease.settle_in(conn, reservation, record.cost_usd, usage.total_tokens)
         else:

@@ -30,6 +30,7 @@ from sqlite3 import Connection
 from typing import TYPE_CHECKING, Any, Literal
 
 from sovereign.errors import InvalidRequestError, NotFoundError, SpendCapExceededError
+from sovereign.governance.spend_fold import LeaseRows
 from sovereign.store import Database
 
 if TYPE_CHECKING:
@@ -121,6 +122,9 @@ MIGRATIONS = [
     DROP TABLE spend_totals;
     ALTER TABLE spend_totals_keyed RENAME TO spend_totals;
     """,
+    # A lease row's settled spend stays in the ledger until the lease closes (``spend_fold``):
+    # the ledger's last row id when the lease opened bounds what its close has to sum.
+    "ALTER TABLE spend_reservations ADD COLUMN ledger_from INTEGER;",
 ]
 # ``usd`` / ``tokens`` hold the worst case while a reservation is open, the actual once settled.
 
@@ -275,6 +279,8 @@ class SpendGuard:
         self.audit = audit
         self.reservation_ttl_s = reservation_ttl_s
         self._has_keys = False
+        self.leases = LeaseRows(self._add_totals)
+        """The SQL of lease rows (``spend_fold``)."""
         db.migrate("spend", MIGRATIONS)
 
     # --- caps ----------------------------------------------------------------------------
@@ -354,11 +360,13 @@ class SpendGuard:
         ).fetchone()
         return float(row[2] or 0.0), float(row[0]), int(row[3] or 0), int(row[1])
 
-    def _add_totals(self, conn: Connection, reservation: Reservation, day: str, usd: float, tokens: int) -> None:
-        """Add a settled call to the running totals of each of its subjects (its day and all days)."""
+    def _add_totals(self, conn: Connection, who: tuple[str | None, str | None, str | None], day: str, usd: float,
+                    tokens: int) -> None:
+        """Add settled spend to the running totals of each of its subjects ``who = (key_id,
+        owner_id, agent_id)``, for its day and for all days."""
+        key_id, owner_id, agent_id = who
         subjects = [(scope, subject) for scope, subject in (
-            ("key", reservation.key_id), ("agent", reservation.agent_id), ("owner", reservation.owner_id),
-            ("global", GLOBAL)) if subject]
+            ("key", key_id), ("agent", agent_id), ("owner", owner_id), ("global", GLOBAL)) if subject]
         rows = [(scope, subject, when, usd, tokens) for scope, subject in subjects for when in (day, "*")]
         conn.execute(
             "INSERT INTO spend_totals (scope, subject, day, usd, tokens) VALUES "
@@ -398,6 +406,7 @@ class SpendGuard:
         """Check ``res`` against every cap that applies to its subjects (``CapExceededError``
         naming the first it would exceed) and return what the tightest caps have left after it,
         ``(usd, tokens)`` (``inf`` where uncapped)."""
+        self.leases.sweep_in(conn, now.stamp)
         room_usd = room_tokens = math.inf
         for cap in self._applicable(conn, res.key_id, res.owner_id, res.agent_id):
             left_usd, left_tokens = self._check(conn, cap, now, res)
@@ -422,34 +431,40 @@ class SpendGuard:
         tokens = need_tokens + max(0, int(min(want_tokens - need_tokens, room_tokens * share)))
         if not lease.day:
             lease.day, lease.max_cost_usd, lease.max_tokens = now.day, usd, tokens
-            self._insert(conn, lease, now)
+            self._insert(conn, lease, now, ledger_from=self.leases.ledger_mark(conn))
         else:
             conn.execute("UPDATE spend_reservations SET usd = usd + ?, tokens = tokens + ? WHERE id = ?",
                          (usd, tokens, lease.id))
         return usd, tokens
 
-    def settle_drawn_in(self, conn: Connection, lease: Reservation, cost_usd: float, tokens: int) -> None:
-        """Settle a call drawn from the lease ``lease``: its spend joins the running totals and
-        leaves the lease's hold, in one transaction (so it is counted once, always)."""
+    def settle_drawn_in(self, conn: Connection, lease: Reservation, cost_usd: float, tokens: int, *,
+                        may_be_closed: bool, hold: tuple[float, int] | None) -> None:
+        """Settle a call drawn from the lease row ``lease``. Its ledger row (same transaction)
+        names the row, so the spend is folded into the totals when the lease closes; only when
+        the row may already be closed (``may_be_closed``) is that checked, and a closed row's
+        call is added to the totals at once. ``hold``: raise the row's hold to at least this
+        ``(usd, tokens)`` (a call that cost more than its worst case)."""
         if cost_usd < 0 or tokens < 0:
             raise InvalidRequestError("actual spend cannot be negative")
-        conn.execute("UPDATE spend_reservations SET usd = MAX(usd - ?, 0), tokens = MAX(tokens - ?, 0) "
-                     "WHERE id = ? AND status = 'open'", (float(cost_usd), int(tokens), lease.id))
-        self._add_totals(conn, lease, lease.day, float(cost_usd), int(tokens))
+        if may_be_closed and not self.leases.is_open(conn, lease.id):
+            self._add_totals(conn, _who(lease), lease.day, float(cost_usd), int(tokens))
+            return
+        if hold is not None:
+            conn.execute("UPDATE spend_reservations SET usd = MAX(usd, ?), tokens = MAX(tokens, ?) "
+                         "WHERE id = ? AND status = 'open'", (float(hold[0]), int(hold[1]), lease.id))
 
-    def close_lease_in(self, conn: Connection, lease: Reservation, settled_usd: float, settled_tokens: int) -> None:
-        """End a lease: its row stops holding budget and keeps what was settled through it."""
-        conn.execute("UPDATE spend_reservations SET status = 'settled', usd = ?, tokens = ?, settled_at = ? "
-                     "WHERE id = ? AND status = 'open'",
-                     (float(settled_usd), int(settled_tokens), _stamp(_now()), lease.id))
+    def close_lease_in(self, conn: Connection, lease: Reservation) -> None:
+        """End a lease: its row stops holding budget, and what was settled through it (its
+        ledger rows) joins the running totals and stays on the row as settled."""
+        self.leases.close_in(conn, lease.id, _stamp(_now()))
 
-    def _insert(self, conn: Connection, reservation: Reservation, now: _Now) -> None:
+    def _insert(self, conn: Connection, reservation: Reservation, now: _Now, *, ledger_from: int | None = None) -> None:
         conn.execute(
-                "INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
-                "expires_at, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+            "INSERT INTO spend_reservations (id, key_id, owner_id, agent_id, day, status, usd, tokens, "
+            "expires_at, created_at, ledger_from) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
             (reservation.id, reservation.key_id, reservation.owner_id, reservation.agent_id,
              reservation.day or now.day, reservation.max_cost_usd, reservation.max_tokens,
-             _stamp(now.moment + timedelta(seconds=self.reservation_ttl_s)), now.stamp),
+             _stamp(now.moment + timedelta(seconds=self.reservation_ttl_s)), now.stamp, ledger_from),
         )
 
     def _check(self, conn: Connection, cap: Cap, now: _Now, res: Reservation) -> tuple[float, float]:
@@ -489,7 +504,7 @@ class SpendGuard:
             raise NotFoundError(f"reservation '{reservation.id}' is not open")
         day = reservation.day or conn.execute("SELECT day FROM spend_reservations WHERE id = ?",
                                               (reservation.id,)).fetchone()[0]
-        self._add_totals(conn, reservation, day, float(cost_usd), int(tokens))
+        self._add_totals(conn, _who(reservation), day, float(cost_usd), int(tokens))
         if audit and self.audit is not None:
             self.audit.append_in(conn, "spend.settled", None, {
                 "reservation": reservation.id, "key_id": reservation.key_id, "owner_id": reservation.owner_id,
@@ -527,14 +542,15 @@ class SpendGuard:
         applies to that caller with what remains of it."""
         now = _Now.at(_now())
         with self.db.transaction() as conn:  # one consistent snapshot
-            caps = [CapStatus(cap, *self._usage(conn, cap, now))
+            self.leases.sweep_in(conn, now.stamp)
+            caps = [CapStatus(cap, *self._reported(conn, cap, now))
                     for cap in self._applicable(conn, key_id, owner_id, agent_id)]
             own = next(((scope, subject) for scope, subject in
                         (("agent", agent_id), ("key", key_id), ("owner", owner_id)) if subject), None)
             totals = []
             for period in ("day", "total"):
                 probe = Cap(own[0], own[1], period) if own else Cap("global", GLOBAL, period)
-                spent, reserved, tokens, reserved_tokens = self._usage(conn, probe, now)
+                spent, reserved, tokens, reserved_tokens = self._reported(conn, probe, now)
                 totals += [spent, tokens]
         return SpendStatus(today_usd=totals[0], today_tokens=int(totals[1]), total_usd=totals[2],
                            total_tokens=int(totals[3]), caps=caps)
@@ -544,6 +560,7 @@ class SpendGuard:
         reserved against it now: what the metrics' remaining-budget gauges show."""
         now = _Now.at(_now())
         with self.db.transaction() as conn:  # one consistent snapshot
+            self.leases.sweep_in(conn, now.stamp)
             caps = [Cap(r["scope"], r["subject"], r["period"], r["max_usd"], r["max_tokens"])
                     for r in conn.execute("SELECT * FROM spend_caps ORDER BY scope, subject, period")]
             if self._keys_table(conn):
@@ -551,14 +568,32 @@ class SpendGuard:
                     limit = json.loads(row["scopes"]).get("max_spend_usd")
                     if limit is not None:
                         caps.append(Cap("key", row["id"], "total", float(limit), None))
-            return [CapStatus(cap, *self._usage(conn, cap, now)) for cap in caps]
+            return [CapStatus(cap, *self._reported(conn, cap, now)) for cap in caps]
 
     def spent_today(self, scope: Scope = "owner") -> dict[str, tuple[float, int]]:
         """Settled spend today (UTC) by subject of ``scope``, ``subject → (usd, tokens)``; for
-        ``global`` the one subject is ``'*'``."""
-        rows = self.db.query("SELECT subject, usd, tokens FROM spend_totals WHERE scope = ? AND day = ?",
-                             (scope, _now().strftime("%Y-%m-%d")))
-        return {row["subject"]: (float(row["usd"]), int(row["tokens"])) for row in rows}
+        ``global`` the one subject is ``'*'``. Spend settled through open leases counts."""
+        now = _Now.at(_now())
+        with self.db.transaction() as conn:
+            self.leases.sweep_in(conn, now.stamp)
+            spent = {row["subject"]: (float(row["usd"]), int(row["tokens"])) for row in conn.execute(
+                "SELECT subject, usd, tokens FROM spend_totals WHERE scope = ? AND day = ?", (scope, now.day))}
+            for subject, (usd, tokens) in self.leases.open_spend_in(conn, scope, None, now.day, now.stamp).items():
+                before = spent.get(subject, (0.0, 0))
+                spent[subject] = (before[0] + usd, before[1] + tokens)
+        return spent
+
+    def _reported(self, conn: Connection, cap: Cap, now: _Now) -> tuple[float, float, int, int]:
+        """``_usage`` as reports show it: spend settled through open leases counts as spent,
+        not as reserved by the lease that holds it (``spend_fold``)."""
+        spent, reserved, spent_tokens, reserved_tokens = self._usage(conn, cap, now)
+        usd, tokens = self.leases.open_spend_in(conn, cap.scope, cap.subject, now.day if cap.period == "day" else None,
+                                                now.stamp).get(cap.subject, (0.0, 0))
+        return spent + usd, max(0.0, reserved - usd), spent_tokens + tokens, max(0, reserved_tokens - tokens)
+
+
+def _who(reservation: Reservation) -> tuple[str | None, str | None, str | None]:
+    return reservation.key_id, reservation.owner_id, reservation.agent_id
 
 
 def _has_table(conn: Connection, name: str) -> bool:

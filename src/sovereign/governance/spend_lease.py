@@ -10,11 +10,12 @@ before, only the reserved amount is bigger while the run lasts.
 
 Each call still takes the governed path's transactions (see ``governor``): the draw runs inside
 the commit made before the call, and reads one number there — the caps' version — so a cap set,
-changed or removed by anyone applies from the next call, as without a lease. The settlement
-adds the call's real spend to the running totals and takes it off the lease's hold in the same
-transaction, so the spend is counted once at every moment and nothing settled is lost if the
-process dies: the lease's row then holds only the unspent rest until it expires
-(``SpendGuard.reservation_ttl_s``), like a reservation of a crashed call.
+changed or removed by anyone applies from the next call, as without a lease. A settlement writes
+nothing of its own: the call's ledger row (same transaction) names the lease's row, and the row
+keeps holding the settled spend — counted against every cap as reserved — until the lease
+closes and folds its ledger rows into the running totals (``spend_fold``). Nothing settled is
+lost if the process dies: the row then holds its whole slice until it expires, and is folded
+then (``SpendGuard.reservation_ttl_s``).
 
 The slice: ``LEASE_CALLS`` times the call's worst case, but never more than ``LEASE_SHARE`` of
 what the tightest cap has left (a run does not starve the others) and never less than the call
@@ -62,7 +63,7 @@ class SpendLease:
     """The open reservation row this lease holds (None before the first call or once closed)."""
     held_usd: float = 0.0
     held_tokens: int = 0
-    """What the row holds now: granted, less what was settled."""
+    """What the row holds for calls to come: granted, less what was settled (the row holds both)."""
     drawn_usd: float = 0.0
     drawn_tokens: int = 0
     """The worst cases of the calls in flight."""
@@ -92,7 +93,7 @@ class SpendLease:
             need_usd = max(0.0, cost_usd - (self.held_usd - self.drawn_usd))
             need_tokens = max(0, tokens - (self.held_tokens - self.drawn_tokens))
         if stale:
-            guard.close_lease_in(conn, row, self.settled_usd, self.settled_tokens)
+            guard.close_lease_in(conn, row)
             row, need_usd, need_tokens = None, cost_usd, tokens
         grant: tuple[float, int] = (0.0, 0)
         if row is None:
@@ -120,20 +121,32 @@ class SpendLease:
     # --- the end of a call -----------------------------------------------------------------
 
     def settle_in(self, conn: Connection, call: Reservation, cost_usd: float, tokens: int) -> None:
-        """Settle a call drawn from this lease inside ``conn``'s transaction (totals plus the
-        lease's hold, one transaction). The lease's memory follows at once, and once only (a
-        transaction retried after a rollback writes it again): should the write not commit,
-        memory holds less than the row does, which only ever errs on the safe side."""
-        self.guard.settle_drawn_in(conn, call, cost_usd, tokens)
+        """Settle a call drawn from this lease inside ``conn``'s transaction, which also writes the
+        call's ledger row naming ``call.id`` (the lease's row): the spend stays held by the row
+        and is folded into the totals when the lease closes. The row's hold is raised only when
+        the settled spend outgrows it (a call that cost more than its worst case), and the row is
+        read only when it may have closed (past the time the lease renews at). The lease's memory
+        follows at once, and once only (a transaction retried after a rollback writes it again):
+        should the write not commit, memory holds less than the row does, which only ever errs on
+        the safe side."""
         with self._lock:
-            if call.done:
-                return
-            self._undraw(call)
-            if self.row is not None and self.row.id == call.id:
-                self.held_usd = max(0.0, self.held_usd - cost_usd)
-                self.held_tokens = max(0, self.held_tokens - tokens)
-                self.settled_usd += cost_usd
-                self.settled_tokens += tokens
+            if not call.done:
+                self._undraw(call)
+                if self.row is not None and self.row.id == call.id:
+                    self.held_usd -= cost_usd
+                    self.held_tokens -= tokens
+                    self.settled_usd += cost_usd
+                    self.settled_tokens += tokens
+            current = self.row is not None and self.row.id == call.id
+            may_be_closed = not current or self.clock() >= self.renew_at
+            hold = None
+            if current and (cost_usd > call.max_cost_usd or tokens > call.max_tokens):
+                # only a call that cost more than its worst case can outgrow the slice: the row goes
+                # on covering what was settled and the calls in flight (idempotent when retried)
+                self.held_usd = max(self.held_usd, self.drawn_usd)
+                self.held_tokens = max(self.held_tokens, self.drawn_tokens)
+                hold = (self.settled_usd + self.held_usd, self.settled_tokens + self.held_tokens)
+        self.guard.settle_drawn_in(conn, call, cost_usd, tokens, may_be_closed=may_be_closed, hold=hold)
 
     def release(self, call: Reservation) -> None:
         """The call failed or was abandoned: its worst case stops counting against the lease
@@ -154,7 +167,7 @@ class SpendLease:
         """End the lease inside ``conn``'s transaction: the unspent rest stops being held."""
         row = self.row
         if row is not None:
-            self.guard.close_lease_in(conn, row, self.settled_usd, self.settled_tokens)
+            self.guard.close_lease_in(conn, row)
             self.guard.db.after_commit(lambda: self._closed(row))
 
     def close(self) -> None:
