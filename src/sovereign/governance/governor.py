@@ -21,7 +21,7 @@ from sovereign.governance.journal import Journal
 from sovereign.governance.keys import Principal
 from sovereign.governance.spend import CapExceededError, Reservation, SpendGuard
 from sovereign.governance.spend_lease import SpendLease
-from sovereign.kernel.messages import ChatRequest, Timings, ToolSpec, Usage
+from sovereign.kernel.messages import ChatRequest, Message, Timings, ToolSpec, Usage
 from sovereign.kernel.registry import PriceSheet
 
 __all__ = ["CallObserver", "CallRecord", "CallScope", "Governor"]
@@ -62,6 +62,7 @@ CallObserver = Callable[[CallRecord], None]
 
 
 _TOOL_CACHE_SIZE = 256
+_MESSAGE_CACHE_SIZE = 4096
 
 
 def _agent_id(scope: CallScope) -> str | None:
@@ -83,6 +84,24 @@ def _tools_chars(tools: list[ToolSpec], cache: dict[int, tuple[ToolSpec, int]]) 
     return total
 
 
+def _messages_chars(messages: list[Message], cache: dict[int, tuple[Message, str | None, int]]) -> int:
+    """Characters of the messages' text, reasoning and tool calls; a run sends the messages of
+    every earlier turn again, so each is measured once (a bounded cache, emptied when full; a
+    message whose text was replaced since is measured again)."""
+    total = 0
+    for message in messages:
+        hit = cache.get(id(message))
+        if hit is None or hit[0] is not message or hit[1] is not message.content:
+            chars = len(message.content or "") + len(message.reasoning_content or "")
+            for call in message.tool_calls:
+                chars += len(call.arguments) + len(call.name)
+            if len(cache) >= _MESSAGE_CACHE_SIZE:
+                cache.clear()
+            hit = cache[id(message)] = (message, message.content, chars)
+        total += hit[2]
+    return total
+
+
 @dataclass
 class Governor:
     """Authorisation, spend caps, ledger and audit for model calls (see the module docstring)."""
@@ -98,6 +117,7 @@ class Governor:
     is_local: Callable[[str], bool] = lambda name: False
     _tool_sizes: dict[int, tuple[ToolSpec, int]] = field(default_factory=dict, repr=False)
     _meter_starts: dict[int, tuple[Reservation, list[float]]] = field(default_factory=dict, repr=False)
+    _message_sizes: dict[int, tuple[Message, str | None, int]] = field(default_factory=dict, repr=False)
 
     def authorize(self, scope: CallScope, model: str) -> None:
         """Role ``use`` and the key's model scope, or ``PermissionDeniedError`` (403)."""
@@ -106,12 +126,7 @@ class Governor:
     def worst_case(self, request: ChatRequest) -> tuple[float, int]:
         """Upper bounds of a call's cost and tokens: the prompt at two characters a token (plus
         framing) and every output token the request allows, at the model's prices."""
-        chars = 0
-        for message in request.messages:
-            chars += len(message.content or "") + len(message.reasoning_content or "")
-            for call in message.tool_calls:
-                chars += len(call.arguments) + len(call.name)
-        chars += _tools_chars(request.tools, self._tool_sizes)
+        chars = _messages_chars(request.messages, self._message_sizes) + _tools_chars(request.tools, self._tool_sizes)
         prompt_tokens = chars // 2 + 16 * len(request.messages) + 64
         output = (request.max_tokens or self.default_max_tokens) + (
             (request.thinking.budget_tokens or 0) if request.thinking.enabled else 0)
