@@ -227,6 +227,10 @@ def test_memory_and_knowledge_pages_act_through_the_api(page, server):
     edited.query_selector("button:has-text('history')").click()
     page.wait_for_selector(".history li:has-text('Tuesday')")
     shot(page, "memory-history")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Forget this memory and its history?"
+    page.click(".memory:has-text('deploy window is Thursday') button.forget")
+    page.wait_for_selector(".memory:has-text('deploy window')", state="detached")
+    assert api(server, "GET", "/v1/memory?history=true")["data"] == []
     page.goto(server.url + "/console/knowledge")
     page.set_input_files("#kb-files", files=[{"name": "ports.md", "mimeType": "text/markdown",
                                               "buffer": b"# Ports\nThe API listens on port 8321.\n"}])
