@@ -212,6 +212,9 @@ def test_a_viewer_sees_no_approve_button_and_no_admin_pages(page, server):
     page.goto(server.url + "/console/runs")
     page.wait_for_selector("#runs table")
     assert not page.is_visible("#run-form")
+    page.goto(server.url + "/")
+    page.wait_for_selector(".viewer-note")
+    assert not page.is_visible("#chat-form")
     shot(page, "viewer-approvals")
 
 
