@@ -231,3 +231,75 @@ def test_policy_refusal_through_the_cli_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SOVEREIGN_HOME", str(home))
     result = CliRunner().invoke(app, ["run", "--model", "auto", "What is 2+2?"])
     assert result.exit_code == 1 and "never leaves this machine" in result.output
+
+
+class _Backend:
+    """A real OpenAI-compatible HTTP backend on loopback that can be killed and restarted."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "loopback"},
+                                                "finish_reason": "stop"}],
+                                   "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._make = lambda port: http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._threading = threading
+        self.server = self._make(0)
+        self.port = self.server.server_port
+        self._start()
+
+    def _start(self) -> None:
+        self._threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kill(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def restart(self) -> None:
+        self.server = self._make(self.port)
+        self._start()
+
+
+def test_a_killed_http_backend_fails_over_cools_down_and_recovers(tmp_path, monkeypatch, run_async):
+    from sovereign.kernel.openai_backend import OpenAICompatibleModel
+
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    services = open_api_services(tmp_path / "home", f'[router]\ncandidates = ["peer", "{MEDIUM}"]\n')
+    _serve(services)
+    backend = _Backend()
+    spec = ModelSpec("peer", "openai", tier="small", jurisdiction="local", base_url=f"http://127.0.0.1:{backend.port}/v1")
+    services.register(spec, OpenAICompatibleModel(spec, services.egress, timeout=5))
+    now = [0.0]
+    services.router.breakers = Breakers(2, 30.0, clock=lambda: now[0])
+    principal = services.keys.local_principal()
+    request = ChatRequest(model="auto", messages=[Message(role="user", content=FACT)], max_tokens=8)
+
+    def ask():
+        return run_async(services.router.complete(request, principal))
+
+    assert ask()[1].model == "peer"  # on loopback: allowed for private data, and first (small tier)
+    backend.kill()
+    for _ in range(2):
+        response, decision, _ = ask()
+        assert decision.model == MEDIUM and decision.tried[0]["model"] == "peer"
+    assert services.router.breakers.status()["peer"]["open"]
+    assert ask()[1].tried == []  # cooling down: not tried
+    backend.restart()
+    now[0] += 31
+    response, decision, _ = ask()
+    assert decision.model == "peer" and response.message.content == "loopback"
+    backend.kill()
+    services.close()

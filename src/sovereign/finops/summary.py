@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sovereign.errors import InvalidRequestError
 from sovereign.finops.reports import CostFilter, CostReport
 from sovereign.kernel.registry import PriceSheet
 from sovereign.store import Database
@@ -27,8 +28,6 @@ def cost_summary(db: Database, prices: dict[str, PriceSheet], scope: CostFilter,
     if reprice:
         missing = [name for name in reprice if name not in prices]
         if missing:
-            from sovereign.errors import InvalidRequestError
-
             raise InvalidRequestError(f"no price sheet for {', '.join(missing)}; priced models: "
                                       f"{', '.join(sorted(prices))}", param="reprice")
         prices = {name: prices[name] for name in reprice}

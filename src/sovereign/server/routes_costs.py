@@ -11,6 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from sovereign.errors import InvalidRequestError
 from sovereign.finops.calculator import Hardware, Workload, blended_price, breakeven, estimate
 from sovereign.finops.reports import CostFilter, CostReport
 from sovereign.finops.summary import cost_summary, priced_models
@@ -92,8 +93,6 @@ async def breakeven_point(body: BreakEvenIn, request: Request):
     measured = CostReport(services.db).local_throughput()
     speed = body.tokens_per_s or measured.tokens_per_s
     if speed is None:
-        from sovereign.errors import InvalidRequestError
-
         raise InvalidRequestError("no local calls in the ledger to measure throughput from: give tokens_per_s",
                                   param="tokens_per_s")
     price = body.hosted_usd_per_mtok if body.hosted_usd_per_mtok is not None else blended_price(
