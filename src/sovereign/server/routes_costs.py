@@ -46,13 +46,17 @@ async def costs(
     return cost_summary(services.db, priced_models(services.registry), scope, by, names)
 
 
-class EstimateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_TOKENS = 1e9  # per call: beyond any context window
+_MONEY = 1e12
 
-    calls: float = Field(ge=0)
-    cached: float = Field(default=0, ge=0)
-    uncached: float = Field(default=0, ge=0)
-    output: float = Field(default=0, ge=0)
+
+class EstimateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    calls: float = Field(ge=0, le=1e15)
+    cached: float = Field(default=0, ge=0, le=_TOKENS)
+    uncached: float = Field(default=0, ge=0, le=_TOKENS)
+    output: float = Field(default=0, ge=0, le=_TOKENS)
     model: str = "deepseek-v4-flash"
 
 
@@ -69,20 +73,22 @@ async def estimate_workload(body: EstimateIn, request: Request):
 
 
 class BreakEvenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Bounded so every figure stays finite (a 400 names the field beyond its range)."""
 
-    hardware_usd: float = Field(ge=0)
-    power_watts: float = Field(ge=0)
-    electricity_usd_per_kwh: float = Field(default=0.17, ge=0)
-    utilisation: float = Field(default=0.5, gt=0, le=1)
-    amortisation_years: float = Field(default=3.0, gt=0)
-    idle_watts: float = Field(default=0.0, ge=0)
-    tokens_per_s: float | None = Field(default=None, gt=0, description="default: measured on local calls")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    hardware_usd: float = Field(ge=0, le=_MONEY)
+    power_watts: float = Field(ge=0, le=1e9)
+    electricity_usd_per_kwh: float = Field(default=0.17, ge=0, le=1e3)
+    utilisation: float = Field(default=0.5, ge=0.001, le=1)
+    amortisation_years: float = Field(default=3.0, ge=0.01, le=100)
+    idle_watts: float = Field(default=0.0, ge=0, le=1e9)
+    tokens_per_s: float | None = Field(default=None, ge=0.001, le=1e9, description="default: measured on local calls")
     model: str = "deepseek-v4-flash"
-    hosted_usd_per_mtok: float | None = Field(default=None, ge=0)
-    cached: float = Field(default=2000, ge=0)
-    uncached: float = Field(default=200, ge=0)
-    output: float = Field(default=300, ge=0)
+    hosted_usd_per_mtok: float | None = Field(default=None, ge=0, le=_MONEY)
+    cached: float = Field(default=2000, ge=0, le=_TOKENS)
+    uncached: float = Field(default=200, ge=0, le=_TOKENS)
+    output: float = Field(default=300, ge=0, le=_TOKENS)
 
 
 @router.post("/v1/costs/breakeven")
