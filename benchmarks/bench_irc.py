@@ -59,7 +59,11 @@ class Bot:
             time.sleep(0.01)
 
     def lag(self) -> float:
-        return asyncio.run_coroutine_threadsafe(self.channel.lag(), self.loop).result(timeout=600)
+        """A PING's round trip; ``inf`` when no PONG came within 120 s."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self.channel.lag(120), self.loop).result(timeout=130)
+        except (TimeoutError, asyncio.TimeoutError):
+            return float("inf")
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.task.cancel)
@@ -87,6 +91,7 @@ def burst(server: Ngircd, count: int, paced: bool) -> dict:
     person.send("PRIVMSG #bench :sovbot: burst please")
     got: list[str] = []
     lags: list[float] = []
+    pings_started = [0]
     started = time.monotonic()
     next_lag = started + 5
     while len(got) < count:
@@ -96,15 +101,21 @@ def burst(server: Ngircd, count: int, paced: bool) -> dict:
             break
         got.append(line.split(b" :", 1)[1].decode())
         if time.monotonic() > next_lag and len(got) < count - 5:
+            pings_started[0] += 1
             threading.Thread(target=lambda: lags.append(bot.lag()), daemon=True).start()
             next_lag = time.monotonic() + 10
     elapsed = time.monotonic() - started
     time.sleep(1)
+    deadline = time.monotonic() + 130
+    while len(lags) < pings_started[0] and time.monotonic() < deadline:  # the last PINGs still out
+        time.sleep(0.5)
     stats = bot.channel.stats
     result = {"mode": "paced" if paced else "unpaced", "lines": count, "received": len(got),
               "in_order": got == lines[:len(got)], "seconds": round(elapsed, 1),
               "lines_per_s": round(len(got) / elapsed, 2), "kicks": stats.kicks,
-              "disconnects": stats.connects - 1, "max_lag_s": round(max(lags), 2) if lags else None,
+              "disconnects": stats.connects - 1, "pings": len(lags),
+              "pings_unanswered_120s": sum(1 for lag in lags if lag == float("inf")),
+              "max_answered_lag_s": round(max((lag for lag in lags if lag != float("inf")), default=0), 2),
               "median_lag_s": round(statistics.median(lags), 2) if lags else None}
     person.close()
     bot.stop()
