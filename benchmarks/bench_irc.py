@@ -152,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     server = Ngircd(Path(tempfile.mkdtemp(prefix="sovereign-ngircd-"))).start()
     try:
-        for mode in args.modes.split(","):
+        for mode in filter(None, args.modes.split(",")):
             print(json.dumps(burst(server, args.lines, paced=(mode == "paced"))), flush=True)
         if args.restarts:
             took = reconnects(server, args.restarts)

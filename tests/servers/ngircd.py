@@ -4,7 +4,9 @@ made here. ``IrcClient`` is a second, plain connection the tests talk through.""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import os
 import shutil
 import socket
 import subprocess
@@ -45,6 +47,46 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _der_length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes([size])
+    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_integer(value: int) -> bytes:
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "big")  # a leading zero keeps it positive
+    return b"\x02" + _der_length(len(raw)) + raw
+
+
+def dh_params() -> Path | None:
+    """DH parameters for ngircd's TLS listener, made once per machine (``openssl dhparam
+    -dsaparam`` is fast; GnuTLS reads PKCS#3), so ngircd does not spend seconds generating its own
+    at every start; None without the openssl tool (ngircd then generates them)."""
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+
+    path = Path(tempfile.gettempdir()) / "sovereign-test-ngircd-dh.pem"
+    if path.exists():
+        return path
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    made = subprocess.run([openssl, "dhparam", "-dsaparam", "2048"], capture_output=True, check=False)
+    if made.returncode != 0:
+        return None
+    numbers = serialization.load_pem_parameters(made.stdout).parameter_numbers()
+    body = _der_integer(numbers.p) + _der_integer(numbers.g)  # PKCS#3: SEQUENCE {prime, base}
+    der = b"\x30" + _der_length(len(body)) + body
+    encoded = base64.encodebytes(der).decode().replace("\n", "")
+    pem = "-----BEGIN DH PARAMETERS-----\n" + "\n".join(encoded[i:i + 64] for i in range(0, len(encoded), 64))
+    scratch = path.with_suffix(f".{os.getpid()}")
+    scratch.write_text(pem + "\n-----END DH PARAMETERS-----\n")
+    scratch.replace(path)  # atomic: parallel sessions never read half a file
+    return path
+
+
 class Ngircd:
     """One ngircd process; ``restart()`` stops it and starts it again on the same ports."""
 
@@ -74,6 +116,7 @@ DNS = no
 Ident = no
 PAM = no
 [SSL]
+{f"DHFile = {dh}" if (dh := dh_params()) else ""}
 CertFile = {self.cert}
 KeyFile = {self.key}
 Ports = {self.tls_port}
@@ -85,7 +128,7 @@ Ports = {self.tls_port}
         assert NGIRCD is not None
         self.process = subprocess.Popen([NGIRCD, "--nodaemon", "--passive", "--config", str(self.config)],
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ngircd exited: {(self.folder / 'ngircd.log').read_text()[-2000:]}")

@@ -11,9 +11,9 @@ allows), with TLS unless ``tls = false`` → ``CAP LS 302`` / ``CAP REQ sasl`` /
 ``AUTHENTICATE PLAIN`` when SASL is configured (a server without SASL is refused: the
 credentials were asked for) → ``PASS`` / ``NICK`` / ``USER`` → on 001 join the channels. PINGs
 are answered at once; a silent server is pinged, and one that stays silent is dropped. When the
-session ends, the next starts after ``reconnect_min_s`` doubling to ``reconnect_max_s`` (reset
-once registered). Replies wait in an outbox that survives reconnects and leave through
-``FloodControl``.
+session ends, the next starts after ``reconnect_min_s`` doubling to ``reconnect_max_s`` (4 s by
+default: the agent is back within about that of the server; reset once registered). Replies wait
+in an outbox that survives reconnects and leave through ``FloodControl``.
 """
 
 from __future__ import annotations
