@@ -5,9 +5,10 @@ the same run; then reconnects after server restarts.
 Per mode: seconds until a second client has every line, lines lost, kicks and disconnects of the
 bot, and the server's lag (a PING's round trip, measured every 10 s while the burst drains: with
 an unpaced burst the PING waits behind everything the server has not read yet). Reconnect: time
-from the restarted server listening to the bot back in its channel, median of R restarts.
+from the restarted server listening to the bot back in its channel, median of R restarts after
+an outage of ``--outage`` seconds, with the default back-off and with a 60 s cap (the peer).
 
-Run: .venv/bin/python benchmarks/bench_irc.py [--lines 1000] [--restarts 5]
+Run: .venv/bin/python benchmarks/bench_irc.py [--lines 1000] [--restarts 5] [--outage 8]
 """
 
 from __future__ import annotations
@@ -123,14 +124,17 @@ def burst(server: Ngircd, count: int, paced: bool) -> dict:
     return result
 
 
-def reconnects(server: Ngircd, restarts: int) -> list[float]:
+def reconnects(server: Ngircd, restarts: int, outage: float, max_backoff: float | None) -> list[float]:
     services = services_with(["unused"])
-    config = IrcConfig(name="bench", host="127.0.0.1", port=server.port, tls=False, nick="sovbot", channels=["#bench"])
+    extra = {} if max_backoff is None else {"reconnect_fast_s": max_backoff, "reconnect_max_s": max_backoff}
+    config = IrcConfig(name="bench", host="127.0.0.1", port=server.port, tls=False, nick="sovbot", channels=["#bench"],
+                       **extra)
     bot = Bot(services, config)
     bot.joined()
     took = []
     for _ in range(restarts):
         server.stop()
+        time.sleep(outage)
         back = server.restart()
         deadline = time.monotonic() + 30
         while bot.channel.stats.last_joined is None or bot.channel.stats.last_joined < back:
@@ -149,14 +153,19 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--modes", default="paced,unpaced")
+    parser.add_argument("--outage", type=float, default=0.0, help="seconds the server stays down at each restart")
     args = parser.parse_args()
     server = Ngircd(Path(tempfile.mkdtemp(prefix="sovereign-ngircd-"))).start()
     try:
         for mode in filter(None, args.modes.split(",")):
             print(json.dumps(burst(server, args.lines, paced=(mode == "paced"))), flush=True)
-        if args.restarts:
-            took = reconnects(server, args.restarts)
-            print(json.dumps({"reconnect_s": took, "median_s": statistics.median(took), "max_s": max(took)}), flush=True)
+        for label, cap in (("default back-off (2 s cap in an outage's first minute)", None),
+                           ("peer: plain doubling to 60 s", 60.0)):
+            if not args.restarts:
+                break
+            took = reconnects(server, args.restarts, args.outage, cap)
+            print(json.dumps({"reconnect": label, "outage_s": args.outage, "after_restart_s": took,
+                              "median_s": statistics.median(took), "max_s": max(took)}), flush=True)
     finally:
         server.close()
 

@@ -77,9 +77,11 @@ class IrcConfig(BaseModel):
     burst_bytes: int = Field(default=1024, ge=512)
     bytes_per_s: float = Field(default=240.0, gt=0)
     reconnect_min_s: float = Field(default=0.25, gt=0)
-    reconnect_max_s: float = Field(default=4.0, gt=0, description=(
-        "the back-off doubles up to this: at most this long between attempts while the server is "
-        "down, so the agent is back within about this long after the server returns"))
+    reconnect_fast_s: float = Field(default=2.0, gt=0, description=(
+        "the back-off doubles up to this during the first reconnect_fast_window_s of an outage, so "
+        "the agent is back within about this long after the server returns"))
+    reconnect_fast_window_s: float = Field(default=60.0, ge=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0, description="the back-off cap after that window")
     ping_interval_s: float = Field(default=90.0, gt=0)
 
     @field_validator("channels")

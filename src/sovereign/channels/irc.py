@@ -11,9 +11,10 @@ allows), with TLS unless ``tls = false`` → ``CAP LS 302`` / ``CAP REQ sasl`` /
 ``AUTHENTICATE PLAIN`` when SASL is configured (a server without SASL is refused: the
 credentials were asked for) → ``PASS`` / ``NICK`` / ``USER`` → on 001 join the channels. PINGs
 are answered at once; a silent server is pinged, and one that stays silent is dropped. When the
-session ends, the next starts after ``reconnect_min_s`` doubling to ``reconnect_max_s`` (4 s by
-default: the agent is back within about that of the server; reset once registered). Replies wait
-in an outbox that survives reconnects and leave through ``FloodControl``.
+session ends, the next starts after ``reconnect_min_s``, doubling up to ``reconnect_fast_s`` (2 s)
+during the first minute of an outage (so the agent is back within about that of the server's
+return), then up to ``reconnect_max_s`` (60 s); it starts over once registered. Replies wait in an
+outbox that survives reconnects and leave through ``FloodControl``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class IrcChannel:
     # --- Channel ---------------------------------------------------------------------------------
 
     async def run(self, handler: Handler) -> None:
-        delay = self.config.reconnect_min_s
+        config = self.config
+        delay = config.reconnect_min_s
+        down_since = time.monotonic()
         while True:
             registrations = self.stats.registrations
             try:
@@ -96,10 +99,11 @@ class IrcChannel:
             finally:
                 self.registered.clear()
                 self.joined.clear()
-            if self.stats.registrations > registrations:
-                delay = self.config.reconnect_min_s  # that session got in: the back-off starts over
+            if self.stats.registrations > registrations:  # that session got in: the back-off starts over
+                delay, down_since = config.reconnect_min_s, time.monotonic()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
+            fast = time.monotonic() - down_since < config.reconnect_fast_window_s
+            delay = min(delay * 2, config.reconnect_fast_s if fast else config.reconnect_max_s)
 
     async def reply(self, message: Incoming, text: str, *, max_lines: int | None = None) -> int:
         return self.say(message.reply_to, text, max_lines=max_lines)
