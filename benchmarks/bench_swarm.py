@@ -82,11 +82,14 @@ def fetch_tool(base: str) -> Tool:
 def single_agent_model(n: int, *, all_at_once: bool) -> FunctionModel:
     """One agent doing the N sub-tasks itself: fetch page 0..N-1, then answer with them."""
 
+    issued: list[int] = []  # pages asked for so far (the transcript may be compacted)
+
     def answer(request: ChatRequest) -> ChatResponse:
-        done = [m.content or "" for m in request.messages if m.role == "tool"]
-        if len(done) >= n:
+        if len(issued) >= n:
+            done = [m.content or "" for m in request.messages if m.role == "tool"]
             return text_response("\n".join(done))
-        wanted = range(n) if all_at_once else [len(done)]
+        wanted = list(range(n)) if all_at_once else [len(issued)]
+        issued.extend(wanted)
         calls = [ToolCall(name="fetch_page", arguments=f'{{"page": "{i}"}}') for i in wanted]
         return ChatResponse(model="single", message=Message(role="assistant", tool_calls=calls),
                             finish_reason="tool_calls")
@@ -105,7 +108,7 @@ def _task(n: int) -> str:
 async def _one_agent(n: int, base: str, tmp: Path, *, all_at_once: bool) -> float:
     runner = _runner(single_agent_model(n, all_at_once=all_at_once), tmp, f"one{n}{all_at_once}")
     agent = Agent(name="one", tools=[fetch_tool(base)], budget=Budget(max_steps=n + 2, max_tool_calls=n),
-                  max_tool_result_chars=200_000)
+                  context_window=1_000_000)
     started = time.perf_counter()
     result = await runner.run(agent, _task(n))
     assert result.ok, result.stop_reason
@@ -214,11 +217,13 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="also measure spawn overhead on Ray")
     parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
     parser.add_argument("--skip-wall", action="store_true")
+    parser.add_argument("--skip-spawn", action="store_true", help="only the swarm vs one agent table")
     args = parser.parse_args()
     if not args.skip_wall:
         wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000)
-    spawn_overhead(100, args.repeat, args.ray)
-    hundred(args.page_ms / 1000)
+    if not args.skip_spawn:
+        spawn_overhead(100, args.repeat, args.ray)
+        hundred(args.page_ms / 1000)
     if args.real:
         from bench_swarm_real import real_model
 
