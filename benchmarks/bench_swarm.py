@@ -209,6 +209,46 @@ def hundred(page_s: float) -> None:
           f"speed-up over the sum of parts {critical['speedup']}×)")
 
 
+def real_model(files: int) -> None:
+    """The embedded instant-tier model (0.5B): which city each of ``files`` files names, as a
+    swarm (one sub-task per file) and as one agent, same model, tools and budget."""
+    from _common import make_home
+
+    from sovereign.agent import AllowAll
+    from sovereign.config import load_settings
+    from sovereign.services import Services
+    from sovereign.tools.builtins import builtin_tools
+
+    cities = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Hanoi", "Dakar"][:files]
+    home = make_home()
+    workspace = home / "ws"
+    workspace.mkdir()
+    for city in cities:
+        (workspace / f"{city.lower()}.txt").write_text(f"This file is about the city of {city}.\n")
+    task = "Say which city each file names, one sub-task per file:\n" + "\n".join(
+        f"- Which city does {c.lower()}.txt name?" for c in cities)
+    services = Services.open(load_settings(home), progress=False)
+    try:
+        name = services.settings.model_for("instant")
+        tools = [t for t in builtin_tools(workspace, services) if t.name in ("read_file", "list_files")]
+        agent = Agent(name="boss", model=name, tools=tools, max_tokens=64, budget=Budget(max_steps=3, max_tool_calls=8))
+        runner = Runner(services, approver=AllowAll(), workspace=workspace)
+        started = time.perf_counter()
+        result = asyncio.run(Swarm(runner, plan_tokens=200, synthesis_tokens=96, max_plan_attempts=2).run(
+            agent, task, budget=SwarmBudget(max_agents=files + 2, max_concurrency=files)))
+        swarm_s = time.perf_counter() - started
+        started = time.perf_counter()
+        single = asyncio.run(runner.run(agent, task))
+        one_s = time.perf_counter() - started
+    finally:
+        services.close()
+    found = lambda text: sum(c in (text or "") for c in cities)  # noqa: E731
+    print(f"\n## real model ({name}, {files} files): swarm {swarm_s:.1f} s, {result.status}, "
+          f"{len(result.tree['nodes'])} nodes, cities found {found(result.answer)}/{files}, CriticalSteps "
+          f"{result.critical.get('critical_steps')} of {result.critical.get('total_steps')}; one agent {one_s:.1f} s, "
+          f"{single.status}, cities found {found(single.answer)}/{files}; ratio {one_s / swarm_s:.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
@@ -216,6 +256,7 @@ def main() -> None:
     parser.add_argument("--page-ms", type=float, default=500)
     parser.add_argument("--ray", action="store_true", help="also measure spawn overhead on Ray")
     parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
+    parser.add_argument("--real-files", type=int, default=2)
     parser.add_argument("--skip-wall", action="store_true")
     parser.add_argument("--skip-spawn", action="store_true", help="only the swarm vs one agent table")
     args = parser.parse_args()
@@ -225,9 +266,7 @@ def main() -> None:
         spawn_overhead(100, args.repeat, args.ray)
         hundred(args.page_ms / 1000)
     if args.real:
-        from bench_swarm_real import real_model
-
-        real_model()
+        real_model(args.real_files)
 
 
 if __name__ == "__main__":
