@@ -11,6 +11,7 @@ import pytest
 from sovereign.agent import Agent, Runner, RunStore
 from sovereign.store import Database
 from sovereign.swarm import RayExecutor, Swarm, SwarmBudget, WorkerSpec
+from sovereign.swarm.executors import start_ray
 from sovereign.testing.swarm import SwarmScriptModel, lookup_tool
 
 ray = pytest.importorskip("ray")
@@ -27,7 +28,7 @@ PLAN = {"subtasks": [
 def ray_cluster():
     """One real local Ray cluster for the session (startup is slow on two cores)."""
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_ray(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -35,6 +35,24 @@ _WAIT = Effects(reads_untrusted=True, source="tool")
 
 
 @dataclass
+class _WithDelegation:
+    """A tool resolver: the delegation tools, then ``base``; ``names()`` lists both (for the
+    "unknown tool" error)."""
+
+    own: dict[str, Tool]
+    base: ToolResolver | None
+
+    def __call__(self, name: str) -> Tool | None:
+        if name in self.own:
+            return self.own[name]
+        return self.base(name) if self.base is not None else None
+
+    def names(self) -> list[str]:
+        listed = getattr(self.base, "names", None)
+        return sorted({*self.own, *(listed() if listed is not None else [])})
+
+
+@dataclass
 class Delegation:
     """The delegation tools of one ``Swarm`` (its runner, executor and store); ``budget`` is the
     tree budget of an ordinary run that starts delegating."""
@@ -50,14 +68,7 @@ class Delegation:
 
     def resolver(self, base: ToolResolver | None = None) -> ToolResolver:
         """``base`` plus the two delegation tools (for agents defined by name in config/API)."""
-        own = {t.name: t for t in self.tools()}
-
-        def resolve(name: str) -> Tool | None:
-            if name in own:
-                return own[name]
-            return base(name) if base is not None else None
-
-        return resolve
+        return _WithDelegation({t.name: t for t in self.tools()}, base)
 
     def tools(self) -> list[Tool]:
         if self._tools is None:

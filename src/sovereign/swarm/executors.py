@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from sovereign.tools.base import Tool
 
 __all__ = ["AsyncioExecutor", "Executor", "NodeJob", "NodeOutcome", "RayExecutor", "SwarmWorker", "WorkerSpec",
-           "drive_node"]
+           "drive_node", "start_ray"]
 
 
 @dataclass(slots=True)
@@ -165,6 +164,21 @@ class SwarmWorker:
         return os.getpid()
 
 
+def start_ray(**options: Any) -> None:
+    """``ray.init`` with a second try: on a busy machine the local raylet can miss Ray's fixed
+    30 s registration window ("node timed out during startup")."""
+    import ray
+
+    for attempt in (1, 2):
+        try:
+            ray.init(log_to_driver=False, **options)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
+
+
 def _worker_path() -> str:
     """PYTHONPATH for workers: the driver's entries made absolute (a ``src`` layout checkout
     run with ``PYTHONPATH=src`` must import the same code in every worker)."""
@@ -196,10 +210,9 @@ class RayExecutor:
 
         if not ray.is_initialized():
             if self.address is not None:  # workers elsewhere import what this driver imports
-                ray.init(address=self.address, runtime_env={"env_vars": {"PYTHONPATH": _worker_path()}},
-                         log_to_driver=False)
+                start_ray(address=self.address, runtime_env={"env_vars": {"PYTHONPATH": _worker_path()}})
             else:  # local workers inherit this process's environment and working directory
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+                start_ray(num_cpus=self.num_cpus, include_dashboard=False)
             self._started_ray = True
         actor = ray.remote(num_cpus=0, max_concurrency=1000)(SwarmWorker)
         self._actors = [actor.remote(self.spec) for _ in range(max(self.workers, 1))]
@@ -225,13 +238,3 @@ class RayExecutor:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
-
-
-def ray_available() -> bool:
-    return "ray" in sys.modules or _importable("ray")
-
-
-def _importable(name: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(name) is not None
