@@ -246,3 +246,27 @@ def test_empty_task_is_refused_before_anything_is_stored(tmp_path):
     with pytest.raises(InvalidRequestError, match="task is empty"):
         asyncio.run(swarm.run(_agent(), "  "))
     assert runner.store.list() == []
+
+
+def test_a_sub_agent_of_a_swarm_delegates_one_level_deeper(tmp_path):
+    planner = SwarmScriptModel(plan={"subtasks": [
+        {"id": "lead", "task": "delegate two lookups", "tools": ["lookup"], "depends_on": []}]})
+    delegating = _delegating_model()
+
+    def answer(request: ChatRequest) -> ChatResponse:
+        if request.response_format.type == "json_schema":  # the orchestrator's plan
+            return ChatResponse(model="p", message=Message(role="assistant", content=planner._plan(request)))
+        return delegating.function(request)
+
+    swarm, runner = _swarm(tmp_path, FunctionModel(answer))
+    result = asyncio.run(swarm.run(_agent(), "one lead that delegates", budget=SwarmBudget(max_depth=2)))
+    assert result.ok, result.stop_reason
+    tree = [(n["id"], n["parent"], n["depth"], n["status"]) for n in result.tree["nodes"]]
+    assert tree == [("lead", None, 1, "completed"), ("lead.1", "lead", 2, "completed"),
+                    ("lead.2", "lead", 2, "completed")]
+    assert "fetch a => value-of-a" in result.answer and "fetch b => value-of-b" in result.answer
+    # the children, at the depth limit, were not offered the delegation tools
+    child = runner.store.get(result.tree["nodes"][1]["run_id"])
+    assert child.agent_config["tools"] == ["lookup"]
+    lead = runner.store.get(result.tree["nodes"][0]["run_id"])
+    assert lead.agent_config["tools"] == ["lookup", "spawn_agent", "wait_agents"]
