@@ -191,6 +191,7 @@ def test_bad_requests_are_400(client, served):
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "call_id"),
         ({"input": [{"role": "robot", "content": "x"}]}, "role"),
         ({"input": "x", "temperature": 9}, "temperature"),
+        ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"a": 1}}]}, "arguments"),
     ]
     for body, needle in cases:
         reply = httpx.post(f"{served[1].base_url}/responses", json=body,

@@ -188,7 +188,11 @@ def input_messages(value: str | list[dict[str, Any]]) -> list[Message]:
             messages.append(Message(role="system" if role == "developer" else role,
                                     content=_text(item.get("content"), where)))
         elif kind == "function_call":
-            call = ToolCall(name=_required_str(item, "name", where), arguments=item.get("arguments") or "{}",
+            arguments = item.get("arguments", "{}")
+            if not isinstance(arguments, str):
+                raise InvalidRequestError(f"{where}: 'arguments' must be a JSON object as a string",
+                                          param=f"{where}.arguments")
+            call = ToolCall(name=_required_str(item, "name", where), arguments=arguments or "{}",
                             id=_required_str(item, "call_id", where))
             last = messages[-1] if messages else None
             if last is not None and last.role == "assistant" and last.tool_calls and not last.content:
