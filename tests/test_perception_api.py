@@ -245,3 +245,16 @@ def test_a_vision_backend_gets_the_images_themselves(tmp_path):
     assert sent[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(image).decode()
     assert bad.status_code == 400 and "not an image" in bad.json()["error"]["message"]
     assert len(_VisionPeer.bodies) == 1  # the bad image never reached the backend
+
+
+def test_whisper_base_detects_the_language_and_translates(served, tmp_path):
+    http, sdk, services, _ = served
+    french = spoken("Bonjour, je voudrais un café et un croissant, s'il vous plaît.", tmp_path / "fr.wav",
+                    voice="fr").read_bytes()
+    heard = sdk.audio.transcriptions.create(model="whisper-base", file=("fr.wav", french),
+                                            response_format="verbose_json")
+    assert heard.language == "fr" and "bonjour" in words(heard.text)
+    english = http.post("/v1/audio/translations", files={"file": ("fr.wav", french)},
+                        data={"model": "whisper-base", "response_format": "verbose_json"}).json()
+    assert english["task"] == "translate" and english["language"] == "fr"
+    assert "coffee" in words(english["text"])
