@@ -27,7 +27,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 def api_schema(tmp_path_factory):
     # The light perception engines: fuzzed speech requests are spoken by espeak-ng, not the neural voice.
     services = open_api_services(tmp_path_factory.mktemp("fuzz") / "home",
-                                 '[perception]\ntranscription = "whisper-tiny.en"\nspeech = "espeak-ng"\n')
+                                 '[perception]\ntranscription = "whisper-tiny.en"\nspeech = "espeak-ng"\nmax_speech_chars = 200\n')
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(services, preload=False))
     yield schema
     services.close()
