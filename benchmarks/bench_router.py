@@ -17,6 +17,7 @@ whole set (p50 / p99, microseconds) and how its kinds match the labels.
 
     PYTHONPATH=src python benchmarks/bench_router.py --per-kind 4          # a CPU-affordable subset
     PYTHONPATH=src python benchmarks/bench_router.py --decisions-only      # p99 on all 320
+    PYTHONPATH=src python benchmarks/bench_router.py --summarise OUT.partial.json  # a run cut short
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def thinking_for(mode: str, question: str, always_budget: int) -> Thinking:
     return Thinking(decided.budget_tokens > 0, decided.budget_tokens or None)
 
 
-async def answer_all(model, rows: list[dict], always_budget: int) -> dict[str, list[dict]]:
+async def answer_all(model, rows: list[dict], always_budget: int, partial: Path | None = None) -> dict[str, list[dict]]:
     """Each question in each mode, interleaved (question by question) so load drift hits all modes."""
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for row in rows:
@@ -104,6 +105,8 @@ async def answer_all(model, rows: list[dict], always_budget: int) -> dict[str, l
                                   "wall_s": wall, "think": request.thinking.enabled})
         print(f"  {row['id']}: " + " ".join(f"{m}={'ok' if results[m][-1]['ok'] else 'x'}/{results[m][-1]['tokens']}t/"
                                            f"{results[m][-1]['wall_s']:.1f}s" for m in MODES), flush=True)
+        if partial is not None:  # a run cut short still leaves every answered question
+            partial.write_text(json.dumps(results))
     return results
 
 
@@ -145,20 +148,27 @@ def main() -> None:
     parser.add_argument("--decisions-only", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--summarise", type=Path, help="only summarise a (partial) per-question results file")
     args = parser.parse_args()
+    if args.summarise:
+        results = json.loads(args.summarise.read_text())
+        print(json.dumps({"questions": len(results["router"]), **summarise(results, args.watts)}, indent=1))
+        return
     rows = load_set()
     report: dict = {"set_size": len(rows), "classifier": decisions(rows, args.repeats)}
     print(json.dumps(report["classifier"], indent=1))
     if not args.decisions_only:
         from sovereign.kernel.llama_backend import LlamaCppModel, LlamaOptions
 
-        subset = [r for kind in ("factoid", "retrieval", "arithmetic", "logic", "code")
-                  for r in [q for q in rows if q["kind"] == kind][: args.per_kind]]
+        kinds = ("factoid", "retrieval", "arithmetic", "logic", "code")
+        by_kind = {kind: [q for q in rows if q["kind"] == kind] for kind in kinds}
+        subset = [by_kind[kind][i] for i in range(args.per_kind) for kind in kinds]  # round-robin: a cut run stays balanced
         spec = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(DEFAULT_MODEL)
         model = LlamaCppModel(spec, ensure_weights(), LlamaOptions(n_ctx=2048, n_threads=args.threads))
         model.load()
         try:
-            results = asyncio.run(answer_all(model, subset, args.always_budget))
+            partial = args.json.with_suffix(".partial.json") if args.json else None
+            results = asyncio.run(answer_all(model, subset, args.always_budget, partial))
         finally:
             model.close()
         report["subset"] = len(subset)
