@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from sovereign.agent import Agent, Runner
 from sovereign.cli.main import app as cli_app
 from sovereign.config import load_settings
 from sovereign.finops.calculator import Hardware, Workload, breakeven, estimate
@@ -234,3 +235,14 @@ def test_costs_cli_tables_and_json(services, monkeypatch):
     assert {r["key"]: r["calls"] for r in by_agent["rows"]} == {"helper": 1, "(none)": 2}
     bad = runner.invoke(cli_app, ["costs", "--since", "yesterday"])
     assert bad.exit_code == 1 and "since" in bad.output
+
+
+def test_a_run_on_a_local_model_costs_what_the_ledger_holds(services):
+    local_name = services.settings.model_for("tools")
+    services.models[local_name] = FunctionModel(_timed(1000.0))  # 1 s at 100 W, as above
+    runner = Runner(services=services)
+    result = asyncio.run(runner.run(Agent(name="plain", tools=[], model=local_name), "Say ok."))
+    assert result.status == "completed"
+    ledger = sum(r["cost_usd"] for r in services.ledger.recent() if r["run_id"] == result.run_id)
+    assert ledger == pytest.approx(100 / 3.6e6 * 0.36)
+    assert result.spent.cost_usd == pytest.approx(ledger)  # not $0: the run shows the energy it cost

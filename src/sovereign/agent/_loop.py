@@ -45,6 +45,7 @@ from sovereign.agent.steps import (
 )
 from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
 from sovereign.errors import SovereignError, SpendCapExceededError
+from sovereign.governance.governor import CallRecord
 from sovereign.governance.injection import withhold_injections
 from sovereign.finops.ledger import price
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
@@ -291,6 +292,7 @@ class Session(CodeActing, Accepting):
             self.commit()  # else the governed model commits the steps with its reservation
         started = time.perf_counter()
         time_left = self.agent.budget.time_left(self.spent)
+        settled_before = getattr(model, "last", None)
         try:
             job = model.complete(request)
             response = await (job if time_left is None else asyncio.wait_for(job, time_left))
@@ -306,7 +308,11 @@ class Session(CodeActing, Accepting):
             completion_tokens=response.usage.completion_tokens,
             reasoning_tokens=response.usage.reasoning_tokens, requests=1)
         step.usage = usage
-        step.cost_usd = price(usage, prices)  # the agent's own budget; the ledger is the governed model's
+        settled = getattr(model, "last", None)
+        if isinstance(settled, CallRecord) and settled is not settled_before:
+            step.cost_usd = settled.cost_usd  # what the ledger holds (a local model's energy estimate too)
+        else:
+            step.cost_usd = price(usage, prices)
         self.spent.usage = self.spent.usage + usage
         self.spent.cost_usd += step.cost_usd
         if is_step:
