@@ -305,5 +305,6 @@ def test_chat_with_the_real_embedded_model(browser, tmp_path, monkeypatch, embed
         shot(page, "chat-real-model")
     finally:
         context.close()
+        real.services.models.pop(DEFAULT_MODEL, None)  # the session's shared model: stopping must not close it
         real.stop()
     assert all(urlsplit(url).hostname in LOOPBACK for url in requests)
