@@ -367,3 +367,11 @@ def test_csv_rows_read_as_people_expect_and_a_missing_column_is_named(workspace)
     _run(script, _agent(workspace), "How many people are older than 35?", workspace)
     seen = _observation(script.requests[1])
     assert seen.startswith("Observation:\n1\n") and "'city' is not a column of this row; its columns are ['name', 'age']" in seen
+
+
+def test_a_stored_code_run_reads_back_with_its_call_count(workspace, tmp_path):
+    store = RunStore(Database(tmp_path / "runs.db"))
+    script = ScriptedModel([code('final_answer(len(read_file("sales.csv").splitlines()))')])
+    result = _run(script, _agent(workspace), "How many lines does sales.csv have?", workspace, store=store)
+    steps = RunStore(Database(tmp_path / "runs.db")).get(result.run_id).steps
+    assert [s.tool_calls for s in steps if s.kind == "code"] == [1] and result.answer == "5"

@@ -24,11 +24,11 @@ def test_real_model_swarm_reads_two_files_in_parallel(embedded_model, tmp_path):
     (workspace / "japan.txt").write_text("The capital of Japan is Tokyo.\n")
     tools = [t for t in builtin_tools(workspace) if t.name in ("read_file", "list_files")]
     runner = Runner(model=embedded_model, store=RunStore(Database(tmp_path / "s.db")), workspace=workspace)
-    agent = Agent(name="boss", tools=tools, max_tokens=64, budget=Budget(max_steps=3, max_tool_calls=4))
+    agent = Agent(name="boss", mode="code", tools=tools, max_tokens=128, budget=Budget(max_steps=5, max_tool_calls=6))
     task = ("Answer both questions, one sub-task each:\n- Which city does france.txt name?\n"
             "- Which city does japan.txt name?")
     swarm = Swarm(runner, plan_tokens=160, synthesis_tokens=64, max_plan_attempts=2)
-    result = asyncio.run(swarm.run(agent, task, budget=SwarmBudget(max_agents=4, max_concurrency=2,
+    result = asyncio.run(swarm.run(agent, task, budget=SwarmBudget(max_agents=4, max_concurrency=2, max_depth=1,
                                                                     max_output_tokens=4000)))
     steps = runner.store.get(result.swarm_id).steps
     assert [s.text for s in steps if s.kind == "notice"][0] == "plan"

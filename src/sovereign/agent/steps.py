@@ -282,7 +282,7 @@ def step_from_dict(data: dict[str, Any]) -> Step:
     cls = _KINDS[data.pop("kind")]
     if data.get("usage") is not None:
         data["usage"] = Usage(**data["usage"])
-    if "tool_calls" in data:
+    if isinstance(data.get("tool_calls"), list):  # a model turn's calls (a code step keeps a count)
         data["tool_calls"] = [ToolCall(**call) for call in data["tool_calls"]]
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
