@@ -296,7 +296,7 @@ def test_chat_with_the_real_embedded_model(browser, tmp_path, monkeypatch, embed
             new MutationObserver(records => { window.answerUpdates += records.filter(
                 r => r.target.classList && r.target.classList.contains('answer')).length })
               .observe(document.querySelector('#chat-log'), {subtree: true, childList: true}) }""")
-        page.fill("#chat-input", "Reply with one short sentence: what is 2 + 2?")
+        page.fill("#chat-input", "What is 2 + 2? Answer, then count from one to ten in words.")  # long enough to stream
         page.click("#chat-send")
         page.wait_for_selector(".msg.assistant .meta:has-text('out')", timeout=120_000)
         answer = page.inner_text(".msg.assistant .answer")
