@@ -1,8 +1,8 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
 syntax, the files the task names were read, a task that asks for a file to be written saw a
-write, no file it wrote is left unparseable, and it is not a void value (``None``) or a request for context from an agent that can
-look for itself; otherwise the model gets a correction. Calls a
+write, no file it wrote is left unparseable, and it is not a void value (``None``) or a request
+for context from an agent that can look for itself; otherwise the model gets a correction. Calls a
 model wrote as text are recovered and run; invalid actions in a row past the agent's
 ``max_corrections`` end the run as ``failed``.
 """
@@ -101,9 +101,10 @@ class Accepting:
             self.stage(NoticeStep(text=prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem),
                                   reason="grounding"))
             return MODEL
-        if self.grounding_nudges < _GROUNDING_NUDGES and (void_answer(text) or non_answer(text) and self._can_look()):
+        void = void_answer(text)
+        if self.grounding_nudges < _GROUNDING_NUDGES and (void or non_answer(text) and self._can_look()):
             self.grounding_nudges += 1
-            name = "correct_void" if void_answer(text) else "correct_non_answer"
+            name = "correct_void" if void else "correct_non_answer"
             self.stage(NoticeStep(text=prompt(f"{name}_{self.agent.mode}").format(answer=text[:80]), reason="grounding"))
             return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""

@@ -35,7 +35,6 @@ from sovereign.agent.steps import (
     NoticeStep,
     Step,
     SummaryStep,
-    TaskStep,
     ToolCallStep,
     ToolResultStep,
 )
@@ -148,6 +147,7 @@ class CodeActing:
         def stage(self, step: Step) -> None: ...
         def commit(self) -> None: ...
         def consider_answer(self, text: str | None) -> str: ...
+        def task_step(self) -> Any: ...
         def workspace_root(self) -> Path | None: ...
         async def screen(self, call: ToolCall, prior: Any, *, loops: bool = True) -> Any: ...
         async def execute(self, call: ToolCall, tool: Tool, arguments: dict, *, concurrent: bool,
@@ -229,7 +229,7 @@ class CodeActing:
             material=f"The workspace content the task is about, read for you:\n{opening.output}\n" if opening else "",
             errors="; ".join(errors) or "they printed nothing new",
             names=", ".join(str(n) for n in names[:12]) or "nothing")
-        first = next(s.index for s in self.steps if isinstance(s, TaskStep)) + 1
+        first = self.task_step().index + 1
         self.stage(SummaryStep(text=text, first_index=first, last_index=self.steps[-1].index))
         self.resample = True
 

@@ -309,11 +309,11 @@ def _definitions(code, earlier):
     return kept
 
 
-def _saved_values(namespace, skip):
+def _saved_values(namespace):
     """The block's data values that pickle (standard types only), each within its size cap."""
     values, total = {}, 0
     for name, value in namespace.items():
-        if name.startswith("_") or name in skip or not isinstance(value, _KEPT_TYPES):
+        if name.startswith("_") or not isinstance(value, _KEPT_TYPES):  # tools and modules are not data
             continue
         try:
             blob = pickle.dumps(value)
@@ -340,8 +340,8 @@ def _restore(state, namespace):
                 pass
 
 
-def _state(code, earlier, namespace, skip):
-    values = _saved_values(namespace, skip)
+def _state(code, earlier, namespace):
+    values = _saved_values(namespace)
     definitions = _definitions(code, earlier.get("definitions", {}))
     names = [f"{name} ({type(namespace[name]).__name__})" for name in values]
     names += [name for key in definitions for name in key.split()]
@@ -378,7 +378,6 @@ def main():
                  "ToolFailed": ToolFailed, **_PRELOADED}
     for spec in job["tools"]:
         namespace[spec["function"]] = functions[spec["name"]]
-    fixed = dict(namespace)
     earlier = job.get("state") or {}
     try:
         _restore(earlier, namespace)
@@ -389,8 +388,7 @@ def main():
             _execute(code, namespace)
         finally:
             workspace.flush()
-            skip = {name for name, value in fixed.items() if namespace.get(name) is value}
-            channel.send({"state": _state(code, earlier, namespace, skip)})
+            channel.send({"state": _state(code, earlier, namespace)})
     except _Final as final:
         channel.send({"final": final.text})
     except SystemExit:
