@@ -375,3 +375,21 @@ def test_a_stored_code_run_reads_back_with_its_call_count(workspace, tmp_path):
     result = _run(script, _agent(workspace), "How many lines does sales.csv have?", workspace, store=store)
     steps = RunStore(Database(tmp_path / "runs.db")).get(result.run_id).steps
     assert [s.tool_calls for s in steps if s.kind == "code"] == [1] and result.answer == "5"
+
+
+def test_numeric_csv_cells_compare_and_add_as_numbers_and_other_cells_stay_text(workspace):
+    (workspace / "sales.csv").write_text("date,units,price\n2024-01-03,12,2.50\n2024-01-12,3,25.00\n2024-01-30,11,10.00\n")
+    script = ScriptedModel([
+        code('rows = list(csv.DictReader(open("sales.csv")))\n'
+             'low = min(rows, key=lambda r: r["units"])\n'
+             'print(low["date"], max(r["units"] for r in rows), sum(r["units"] for r in rows),\n'
+             '      rows[0]["units"] * rows[0]["price"], f\'{rows[1]["price"]:.1f}\', rows[0]["date"] + "!", rows[1]["units"] == 3)\n'
+             'cells = [row for row in csv.reader(io.StringIO("a,7\\nb,10\\n"))]'),
+        code('print(sorted(c[1] for c in cells), round(cells[0][1] / 2), int(rows[0]["price"]))'),
+        code("final_answer(low['date'])"),
+    ])
+    result = _run(script, _agent(workspace), "On which date were the fewest units sold?", workspace)
+    first, second = _observation(script.requests[1]), _observation(script.requests[2])
+    assert first.startswith("Observation:\n2024-01-12 12 26 30.0 25.0 2024-01-03! True"), first
+    assert second.startswith("Observation:\n['7', '10'] 4 2"), second  # carried to the next block
+    assert result.answer == "2024-01-12"
