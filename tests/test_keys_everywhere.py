@@ -69,11 +69,16 @@ def test_models_list_only_what_the_key_may_use(tmp_path, monkeypatch):
     narrow = services.keys.create_key("alice", scopes=Scopes(models=["qwen*"]))[1]
     single = services.keys.create_key("alice", scopes=Scopes(models=["deepseek-v4-flash"]))[1]
     with client:
-        assert sorted(m["id"] for m in client.get("/v1/models", headers=_bearer(ADMIN_KEY)).json()["data"]) == every
+        admin = [m["id"] for m in client.get("/v1/models", headers=_bearer(ADMIN_KEY)).json()["data"]]
+        assert admin[0] == "auto" and sorted(admin[1:]) == every  # the router first: it routes to the local tiers
         listed = [m["id"] for m in client.get("/v1/models", headers=_bearer(narrow)).json()["data"]]
-        assert listed and all(name.startswith("qwen") for name in listed)
+        assert listed[0] == "auto" and (listed := listed[1:]) and all(name.startswith("qwen") for name in listed)
         assert listed == [name for name in (s.name for s in services.registry) if name.startswith("qwen")]
+        # a key for one remote model: offline, the router has nothing it may use, so no "auto"
         assert [m["id"] for m in client.get("/v1/models", headers=_bearer(single)).json()["data"]] == ["deepseek-v4-flash"]
+        assert client.get("/v1/models/auto", headers=_bearer(single)).status_code == 404
+        auto = client.get("/v1/models/auto", headers=_bearer(narrow)).json()
+        assert auto["kind"] == "router" and auto["candidates"] and all(c.startswith("qwen") for c in auto["candidates"])
 
         assert client.get("/v1/models/deepseek-v4-flash", headers=_bearer(single)).json()["id"] == "deepseek-v4-flash"
         hidden = client.get(f"/v1/models/{listed[0]}", headers=_bearer(single))

@@ -149,7 +149,11 @@ class RouterSettings(_Section):
     licences: list[str] = Field(default_factory=list, description="allowed licences (globs), e.g. ['Apache-2.0', 'MIT*']")
     default_data_class: Literal["public", "internal", "private"] = "private"
     offline: bool | None = Field(default=None, description="only local models; default: egress mode is offline")
-    escalate: bool = Field(default=False, description="retry on a bigger model when a check fails")
+    escalate: bool = Field(default=True, description="retry on a bigger model when an answer check fails")
+    verifier: str = Field(default="", description="model asked yes/no whether an answer is right ('' : no verifier)")
+    probe: bool = Field(default=True, description="a cheap health probe is a cooled-down breaker's trial")
+    probe_interval_s: float = Field(default=15.0, ge=0, description="the server probes due breakers this often (0: off)")
+    probe_timeout_s: float = Field(default=10.0, gt=0, description="a probe slower than this counts as a failure")
     timeout_s: float = Field(default=120.0, gt=0, description="a candidate slower than this is failed over")
     failures_to_open: int = Field(default=3, ge=1, description="consecutive failures that open a breaker")
     cooldown_s: float = Field(default=30.0, ge=0, description="how long an open breaker keeps a model out")

@@ -156,8 +156,7 @@ class Runner:
                   principal: Principal | None = None) -> RunResult:
         """Run ``agent`` on ``task`` to the end (answer, budget, loop, failure)."""
         agent, principal = self._owned(agent, principal)
-        agent = self._routed(agent, task, principal)
-        record = self._create(agent, task, run_id)
+        record = self._create(agent, task, run_id, model=self._routed(agent, task, principal))
         return await self._drive(record.id, agent, principal, record)
 
     async def resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
@@ -171,8 +170,7 @@ class Runner:
               principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
         agent, principal = self._owned(agent, principal)
-        agent = self._routed(agent, task, principal)
-        record = self._create(agent, task, run_id)
+        record = self._create(agent, task, run_id, model=self._routed(agent, task, principal))
         return self._spawn(record.id, agent, principal, record)
 
     def start_resume(self, run_id: str, *, agent: Agent | None = None, budget: Budget | None = None,
@@ -204,18 +202,38 @@ class Runner:
             agent = replace(agent, owner=principal.identity_id)
         return agent, principal
 
-    def _routed(self, agent: Agent, task: str, principal: Principal | None) -> Agent:
-        """``model = "auto"``: the router picks the run's model from the task (policy first, then
-        difficulty and cost); the decision is audited and the run keeps that model (resumes too)."""
+    def _routed(self, agent: Agent, task: str, principal: Principal | None, run_id: str | None = None) -> str | None:
+        """``model = "auto"``: the model the router picks for the run from the task (policy first,
+        then difficulty and cost; the decision is audited; a refusal is raised). The run is stored
+        with that model and keeps it first (resumes too); the agent stays ``auto``, so each call
+        can fail over along the plan (``_failover``). None for any other agent."""
         if agent.model != "auto" or self.services is None:
-            return agent
+            return None
+        from sovereign.router.failover import route_run
+
         caller = principal or self.services.keys.local_principal()
-        tools = [ToolSpec(name=getattr(tool, "name", "tool")) for tool in agent.tools]  # tool use weighs in
-        request = ChatRequest(model="auto", messages=[Message(role="user", content=task)], tools=tools)
-        decision = self.services.router.decide(request, caller, None)
-        self.services.audit.append("router.decision", caller.identity_name, {
-            "owner": caller.spend_owner_id, "agent": agent.name, "cost_usd": 0.0, **decision.to_dict()})
-        return replace(agent, model=decision.model)
+        return route_run(self.services.router, agent.name, task, [t.name for t in agent.tools], caller, run_id).model
+
+    def _plan(self, agent: Agent, task: str, principal: Principal | None) -> list[str] | None:
+        """An ``auto`` run's fail-over order: the router's plan for the task (None otherwise)."""
+        if agent.model != "auto" or self.services is None:
+            return None
+        request = ChatRequest(model="auto", messages=[Message(role="user", content=task)],
+                              tools=[ToolSpec(name=t.name) for t in agent.tools])
+        return self.services.router.plan(request, principal or self.services.keys.local_principal()).plan
+
+    def _failover(self, model: Model, plan: list[str] | None, principal: Principal | None, run_id: str,
+                  govern: Callable[[Model], Model]) -> Model:
+        """With a plan, the run's model fails over along it per call (``router.failover``)."""
+        if plan is None or self.services is None:
+            return model
+        from sovereign.router.failover import FailoverModel
+
+        async def resolve(name: str) -> Model:
+            return govern(await self.resolve_model(name))
+
+        caller = principal or self.services.keys.local_principal()
+        return FailoverModel(self.services.router, model, plan, resolve, principal=caller, run_id=run_id)
 
     def _scope(self, principal: Principal | None, agent: Agent, run_id: str) -> CallScope | None:
         """Who the run's model calls are for (None without a governor: nothing is governed)."""
@@ -243,7 +261,8 @@ class Runner:
             self.store.release(run_id)
             raise
 
-    def _create(self, agent: Agent, task: str, run_id: str | None, *, claim: bool = True) -> RunRecord:
+    def _create(self, agent: Agent, task: str, run_id: str | None, *, claim: bool = True,
+                model: str | None = None) -> RunRecord:
         if not task.strip():
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
@@ -255,7 +274,7 @@ class Runner:
         config = agent.to_config().model_dump(mode="json")
         assert self.store is not None
         record = self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
-                                   model=self.model_name_for(agent), first_step=step, claim=claim)
+                                   model=model or self.model_name_for(agent), first_step=step, claim=claim)
         self.emit(run_id, "status", data={"status": "running", "stop_reason": None})
         self.emit(run_id, "step", step=step)
         return record
@@ -387,7 +406,10 @@ class Runner:
         spent.started_at = time.monotonic()
         name = record.model or self.model_name_for(agent)
         try:
+            if name == "auto":  # stored without a decision (``create``, a swarm's child): route it now
+                name = self._routed(agent, record.task, principal, run_id) or name
             model = await self.resolve_model(name)
+            plan = self._plan(agent, record.task, principal)
         except SovereignError as exc:
             self.store.set_status(run_id, "failed", stop_reason=f"model unavailable: {exc.message}")
             raise
@@ -402,7 +424,7 @@ class Runner:
                 return inner
             return GovernedModel(inner, self.governor, scope, journal=journal, lease=lease)
 
-        model = govern(model)
+        model = self._failover(govern(model), plan, principal, run_id, govern)
         guard = RunGuard.build(agent, run_id, record.task, approver=self.approver, services=self.services,
                                principal=principal, memory=self._memory())
         guard.replay(steps)

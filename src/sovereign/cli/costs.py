@@ -103,7 +103,8 @@ def _print_summary(summary: dict) -> None:
     if esc["routed"]:
         rate = f"{esc['rate']:.0%}" if esc["rate"] is not None else "-"
         console.print(f"router: {esc['routed']} routed requests, {esc['escalated']} escalated ({rate}), "
-                      f"extra cost {_usd(esc['extra_cost_usd'])}")
+                      f"escalation spend {_usd(esc['spend_usd'])} (bigger models {_usd(esc['extra_cost_usd'])}, "
+                      f"checks {_usd(esc['check_cost_usd'])})")
     repriced = Table(title="the same usage on other models")
     for column in ("model", "would have cost", ""):
         repriced.add_column(column, justify="right" if column == "would have cost" else "left")

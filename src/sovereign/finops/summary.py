@@ -52,12 +52,15 @@ def _filter(scope: CostFilter) -> dict[str, Any]:
 
 
 def escalations(db: Database, scope: CostFilter) -> dict[str, Any]:
-    """How often routed requests escalated to a bigger model, and what the extra calls cost
-    (``router.decision`` and ``router.escalated`` audit entries in the window, for the scope's owner)."""
+    """How often routed requests escalated to a bigger model, and what that cost: the bigger
+    models' calls (``extra_cost_usd``) and the answer checks' (a verifier's, ``check_cost_usd``);
+    from the ``router.decision`` and ``router.escalated`` audit entries in the window, for the
+    scope's owner."""
     routed = _audit_sum(db, "router.decision", scope)
     escalated, extra = _audit_sum(db, "router.escalated", scope, "$.extra_cost_usd")
+    checks = _audit_sum(db, "router.decision", scope, "$.check_cost_usd")[1]
     return {"routed": routed[0], "escalated": escalated, "rate": escalated / routed[0] if routed[0] else None,
-            "extra_cost_usd": extra}
+            "extra_cost_usd": extra, "check_cost_usd": checks, "spend_usd": extra + checks}
 
 
 def _audit_sum(db: Database, kind: str, scope: CostFilter, field: str = "$.cost_usd") -> tuple[int, float]:

@@ -1,8 +1,10 @@
 """Circuit breakers: one per model, so no single backend is a single point of failure.
 
 ``failures_to_open`` consecutive failures (errors, timeouts, overload) open a model's breaker:
-the router skips it for ``cooldown_s``. After the cooldown one trial call is let through
-(half-open); its success closes the breaker, its failure opens it for another cooldown.
+the router skips it for ``cooldown_s``. After the cooldown the breaker is half-open: one trial
+is let through — a cheap health probe when the router has a prober (``probe.py``: it runs
+before any request would be the trial, and on a timer in the server), else the next real call.
+The trial's success closes the breaker, its failure opens it for another cooldown.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ class Breakers:
             return False
         state.trial = True  # half-open: this caller is the trial
         return True
+
+    def due(self, models: list[str] | None = None) -> list[str]:
+        """The models (of ``models``; default every one known) whose breaker is open, past its
+        cooldown and with no trial under way: the ones a health probe should try now."""
+        now = self.clock()
+        names = self._states if models is None else [m for m in models if m in self._states]
+        return [name for name in names if (s := self._states[name]).failures >= self.failures_to_open
+                and now >= s.open_until and not s.trial]
+
+    def untried(self, model: str) -> None:
+        """The trial did not happen (refused before it reached the backend): half-open again."""
+        if model in self._states:
+            self._states[model].trial = False
 
     def succeeded(self, model: str) -> None:
         self._states.pop(model, None)

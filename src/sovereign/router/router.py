@@ -7,9 +7,11 @@ first among those of the tier or above (the ones below it last, as fallbacks). `
 ``stream`` then try the plan in order through ``Services.governed_model`` (authorise, reserve
 every cap, ledger, audit): an error, a timeout or an overload (503) marks the model's breaker
 (``breaker.py``) and the next model is tried; a spend cap, a permission or a bad request is the
-caller's answer and is never routed around. With ``[router] escalate`` a non-streamed answer
-that fails a check (empty, cut off with nothing said, malformed JSON) is asked again of the next
-bigger allowed model, and the ``router.escalated`` audit entry says what that cost.
+caller's answer and is never routed around. A breaker past its cooldown is first given a cheap
+health probe (``probe.py``). With ``[router] escalate`` (the default) a non-streamed answer
+that fails a check (``escalation.py``: empty, malformed, low confidence, or a verifier's no) is
+asked again of the next bigger allowed model; the decision, the ``router.escalated`` audit entry
+and the cost reports say how often and what that cost.
 
 Every decision is returned to the caller (``RouteDecision.to_dict`` / ``headers``) and lands in
 the audit log (``router.decision``, or ``router.refused`` naming the constraint).
@@ -18,7 +20,6 @@ the audit log (``router.decision``, or ``router.refused`` naming the constraint)
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -36,17 +37,22 @@ from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Th
 from sovereign.kernel.registry import ModelSpec
 from sovereign.router.breaker import Breakers
 from sovereign.router.classifier import EFFORT_BUDGET, classify
+from sovereign.router.escalation import Escalation, answer_problem, verifier_request, verifier_says_wrong
 from sovereign.router.policy import Policy, allowed_models
+from sovereign.router.probe import Prober
 
 if TYPE_CHECKING:
     from sovereign.config import RouterSettings
     from sovereign.services import Services
 
-__all__ = ["AUTO", "RouteDecision", "Router", "RoutedStream", "answer_problem"]
+__all__ = ["AUTO", "FAILOVER_ERRORS", "RouteDecision", "Router", "RoutedStream", "answer_problem"]
 
 AUTO = "auto"
 TIER_RANK = {"small": 0, "medium": 1, "large": 2, "frontier": 3}
-_FAILOVER = (ModelUnavailableError, BackendError, EgressDeniedError, asyncio.TimeoutError, ConnectionError, OSError)
+FAILOVER_ERRORS = (ModelUnavailableError, BackendError, EgressDeniedError, asyncio.TimeoutError, ConnectionError,
+                   OSError)
+"""What fails a call over to the next model (a cap, a permission or a bad request never does)."""
+_FAILOVER = FAILOVER_ERRORS
 
 
 @dataclass
@@ -64,12 +70,17 @@ class RouteDecision:
     decision_us: float
     tried: list[dict[str, str]] = field(default_factory=list)
     escalated_from: str | None = None
+    escalation: Escalation | None = None
+    """A failed answer check and what it led to (None: every check passed, or none ran)."""
+    check_cost_usd: float = 0.0
+    """What the answer checks cost (a verifier's calls)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "effort": self.effort, "budget_tokens": self.budget_tokens, "kind": self.kind,
                 "tier": self.tier, "reason": self.reason, "data_class": self.data_class, "plan": self.plan,
                 "decision_us": round(self.decision_us, 1), "fallbacks": self.tried,
-                "escalated_from": self.escalated_from}
+                "escalated_from": self.escalated_from, "check_cost_usd": self.check_cost_usd,
+                "escalation": self.escalation.to_dict() if self.escalation is not None else None}
 
     def headers(self) -> dict[str, str]:
         return {"X-Sovereign-Route-Model": self.model, "X-Sovereign-Route-Effort": self.effort,
@@ -93,23 +104,6 @@ def effort_of(thinking: Thinking) -> str:
                  if budget <= limit), "high")
 
 
-def answer_problem(request: ChatRequest, response: ChatResponse) -> str | None:
-    """Why an answer fails the escalation check, or None: empty, cut off with nothing said, or
-    not the JSON the request asked for."""
-    message = response.message
-    if message.tool_calls:
-        return None
-    text = (message.content or "").strip()
-    if not text:
-        return "cut off before answering" if response.finish_reason == "length" else "empty answer"
-    if request.response_format.type != "text":
-        try:
-            json.loads(text)
-        except ValueError:
-            return "malformed JSON"
-    return None
-
-
 def _price_key(spec: ModelSpec) -> float:
     return 0.0 if spec.is_local else spec.prices.input + spec.prices.output
 
@@ -122,6 +116,7 @@ class Router:
         self.services = services
         self.settings = settings or services.settings.router
         self.breakers = breakers or Breakers(self.settings.failures_to_open, self.settings.cooldown_s)
+        self.prober = Prober(self)
 
     # --- planning (pure) ------------------------------------------------------------------------
 
@@ -161,6 +156,14 @@ class Router:
                              tier=difficulty.tier, reason=reason, data_class=data_class,
                              plan=[s.name for s in ordered], decision_us=(time.perf_counter() - started) * 1e6)
 
+    def routable(self, principal: Principal | None) -> list[str]:
+        """The models ``auto`` could send this principal's requests to (the least strict data
+        class, ``public``); empty when the policy or the key's scopes leave none."""
+        try:
+            return [spec.name for spec in allowed_models(self.candidates(), self.policy(), "public", principal)]
+        except RoutingRefusedError:
+            return []
+
     def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str) -> ChatRequest:
         thinking = Thinking(enabled=decision.budget_tokens > 0, budget_tokens=decision.budget_tokens or None)
         return replace(request, model=name, thinking=thinking)
@@ -178,7 +181,9 @@ class Router:
                 "reason": exc.message})
             raise
 
-    def _order(self, decision: RouteDecision) -> list[str]:
+    async def _order(self, decision: RouteDecision) -> list[str]:
+        if self.settings.probe:
+            await self.prober.probe_due(decision.plan)  # a due breaker's trial is a cheap probe
         ready = [name for name in decision.plan if self.breakers.available(name)]
         if not ready:
             raise ModelUnavailableError(
@@ -201,7 +206,7 @@ class Router:
                        agent_id: str | None = None, run_id: str | None = None) -> tuple[ChatResponse, RouteDecision, float]:
         """Route and answer ``request``; returns the response, the decision and the cost (USD)."""
         decision = self.decide(request, principal, data_class, explicit_thinking)
-        for name in self._order(decision):
+        for name in await self._order(decision):
             model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
             if model is None:
                 continue
@@ -217,6 +222,7 @@ class Router:
             if self.settings.escalate:
                 response, cost = await self._escalate(request, principal, decision, response, cost,
                                                       request_id, agent_id, run_id)
+                cost += decision.check_cost_usd
             self._record(principal, decision, request_id, cost)
             return response, decision, cost
         raise self._exhausted(principal, decision, request_id)
@@ -227,7 +233,7 @@ class Router:
         """Route ``request`` and start its stream; models are failed over until one yields its
         first event (after that the answer is committed to that model)."""
         decision = self.decide(request, principal, data_class, explicit_thinking)
-        for name in self._order(decision):
+        for name in await self._order(decision):
             model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
             if model is None:
                 continue
@@ -264,29 +270,51 @@ class Router:
     async def _escalate(self, request: ChatRequest, principal: Principal, decision: RouteDecision,
                         response: ChatResponse, cost: float, request_id: str | None, agent_id: str | None,
                         run_id: str | None) -> tuple[ChatResponse, float]:
-        """Ask the next bigger allowed model when the answer fails the check (see ``answer_problem``)."""
+        """Check the answer (``escalation.py``); when a check fails ask the next bigger allowed model."""
         problem = answer_problem(request, response)
+        if problem is None and self.settings.verifier:
+            problem = await self._verify(request, principal, decision, response, request_id, agent_id, run_id)
         if problem is None:
             return response, cost
+        escalation = decision.escalation = Escalation(problem, decision.model, first_cost_usd=cost,
+                                                      check_cost_usd=decision.check_cost_usd)
         current = TIER_RANK.get(self.services.registry.get(decision.model).tier, 0)
         bigger = [n for n in decision.plan if TIER_RANK.get(self.services.registry.get(n).tier, 0) > current
                   and self.breakers.available(n)]
-        if not bigger:
+        model = await self._governed(principal, bigger[0], request_id, agent_id, run_id, decision) if bigger else None
+        if model is None:
+            decision.reason += f"; check failed ({problem}) but no bigger model is allowed or up"
             return response, cost
         name = bigger[0]
-        model = await self._governed(principal, name, request_id, agent_id, run_id, decision)
-        if model is None:
-            return response, cost
         try:
             better = await asyncio.wait_for(model.complete(self._routed_request(request, decision, name)),
                                             self.settings.timeout_s)
         except _FAILOVER as exc:
             self._failed(decision, name, exc)
+            decision.reason += f"; check failed ({problem}), escalation to {name} failed"
             return response, cost
-        extra = model.last.cost_usd if model.last is not None else 0.0
+        self.breakers.succeeded(name)
+        escalation.to, escalation.extra_cost_usd = name, model.last.cost_usd if model.last is not None else 0.0
         self.services.audit.append("router.escalated", principal.identity_name, {
-            "owner": principal.spend_owner_id, "request_id": request_id, "from": decision.model, "to": name,
-            "problem": problem, "first_cost_usd": cost, "extra_cost_usd": extra})
+            "owner": principal.spend_owner_id, "request_id": request_id, **escalation.to_dict()})
         decision.escalated_from, decision.model = decision.model, name
         decision.reason += f"; escalated to {name}: {problem}"
-        return better, cost + extra
+        return better, cost + escalation.extra_cost_usd
+
+    async def _verify(self, request: ChatRequest, principal: Principal, decision: RouteDecision,
+                      response: ChatResponse, request_id: str | None, agent_id: str | None,
+                      run_id: str | None) -> str | None:
+        """Ask ``[router] verifier`` whether the answer is right; its cost is the check's. A
+        verifier that fails or is not allowed leaves the answer as it is."""
+        verifier = self.settings.verifier
+        model = await self._governed(principal, verifier, request_id, agent_id, run_id, decision)
+        if model is None:
+            return None
+        try:
+            reply = await asyncio.wait_for(model.complete(verifier_request(request, response, verifier)),
+                                           self.settings.timeout_s)
+        except _FAILOVER as exc:
+            self._failed(decision, verifier, exc)
+            return None
+        decision.check_cost_usd += model.last.cost_usd if model.last is not None else 0.0
+        return f"the verifier ({verifier}) judged the answer wrong" if verifier_says_wrong(reply) else None

@@ -60,6 +60,7 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
         if preload:
             task = asyncio.ensure_future(_preload(app))
         anchoring = _anchor_timer(services)
+        probing = _probe_timer(services)  # [router] probe_interval_s: health probes of cooled-down breakers
         from sovereign.channels.service import channels_running
 
         async with mount_configured(app.state.services), channels_running(app.state.services):  # [[channels.irc]]
@@ -68,6 +69,8 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
             task.cancel()
         if anchoring is not None:
             anchoring.cancel()
+        if probing is not None:
+            probing.cancel()
         # Before uvicorn re-raises a stop signal (no ``finally`` after it runs): anchor, flush.
         services.audit.checkpoint()
         if services.tracing is not None:
@@ -113,6 +116,13 @@ def _anchor_timer(services: Services) -> asyncio.Task | None:
     if services.audit.anchor is None or not interval:
         return None
     return asyncio.ensure_future(anchor_periodically(services.audit, interval))
+
+
+def _probe_timer(services: Services) -> asyncio.Task | None:
+    interval = services.settings.router.probe_interval_s
+    if not interval or not services.settings.router.probe:
+        return None
+    return asyncio.ensure_future(services.router.prober.run(interval))
 
 
 async def _preload(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""``/v1/models``: the models the caller's key may use (its ``models`` scope), and one of them by id."""
+"""``/v1/models``: the models the caller's key may use (its ``models`` scope), and one of them by id;
+``auto`` (the router) is listed first when the key may use at least one model it routes to."""
 
 from __future__ import annotations
 
@@ -37,13 +38,24 @@ def _provenance(spec: ModelSpec) -> dict:
             "remote_name": spec.remote_name}
 
 
+def _auto_json(request: Request, principal) -> dict | None:
+    """The router's entry, or None when policy and the key's scopes leave it no model."""
+    routable = request.app.state.services.router.routable(principal)
+    if not routable:
+        return None
+    return {"id": "auto", "object": "model", "created": 0, "owned_by": "sovereign", "kind": "router",
+            "description": "routed per request: policy, then difficulty, then cost, with fallbacks",
+            "candidates": routable}
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict:
     """Every model in the registry that this key's scopes allow (all of them for an unscoped key)."""
     principal = authorize(request.state.principal, action="read")
     services = request.app.state.services
     data = [_model_json(spec) for spec in services.registry if can(principal, model=spec.name, action="read")]
-    return {"object": "list", "data": data}
+    auto = _auto_json(request, principal)
+    return {"object": "list", "data": ([auto] if auto is not None else []) + data}
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -52,6 +64,8 @@ async def get_model(model_id: str, request: Request) -> dict:
     principal = authorize(request.state.principal, action="read")
     services = request.app.state.services
     known = {spec.name: spec for spec in services.registry}
+    if model_id == "auto" and model_id not in known and (auto := _auto_json(request, principal)) is not None:
+        return auto
     if model_id not in known or not can(principal, model=model_id, action="read"):
         raise UnknownModelError(f"model '{model_id}' does not exist or this key may not use it", param="model")
     return _model_json(known[model_id])

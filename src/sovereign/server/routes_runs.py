@@ -85,7 +85,7 @@ def _authorise(request: Request, agent: Agent, model: str | None = None) -> None
     authorize(principal, agent=agent.name, action="use")
     for tool in agent.tools:
         authorize(principal, tool=tool.name)
-    if (model or agent.model) is not None:
+    if (model or agent.model) not in (None, "auto"):
         authorize(principal, model=model or agent.model)
 
 
@@ -125,7 +125,8 @@ def _build(request: Request, body: RunCreate) -> Agent:
         agent.mode = body.mode
     if agent.model is None:
         agent.model = _runner(request).model_name_for(agent)
-    services.registry.get(agent.model)  # an unknown model is a 404 now, not a failed run later
+    if agent.model != "auto":  # auto: the router picks among the models the key may use (a refusal is a 403)
+        services.registry.get(agent.model)  # an unknown model is a 404 now, not a failed run later
     _authorise(request, agent)
     return agent
 

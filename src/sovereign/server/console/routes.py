@@ -94,14 +94,16 @@ async def nav(request: Request) -> HTMLResponse:
 
 @fragments.get("/models/options", response_class=HTMLResponse)
 async def model_options(request: Request) -> HTMLResponse:
-    models = (await routes_models.list_models(request))["data"]
+    listed = (await routes_models.list_models(request))["data"]
     default = request.app.state.services.settings.model_for("instant")
-    return _fragment(request, "model_options", models=models, default=default)
+    models = [m for m in listed if m.get("kind") != "router"]
+    return _fragment(request, "model_options", models=models, default=default, auto=len(models) < len(listed))
 
 
 @fragments.get("/models", response_class=HTMLResponse)
 async def models(request: Request) -> HTMLResponse:
-    return _fragment(request, "models", models=(await routes_models.list_models(request))["data"])
+    listed = (await routes_models.list_models(request))["data"]
+    return _fragment(request, "models", models=[m for m in listed if m.get("kind") != "router"])  # weights only
 
 
 @fragments.get("/runs", response_class=HTMLResponse)
