@@ -44,6 +44,7 @@ def _auto_json(request: Request, principal) -> dict | None:
     if not routable:
         return None
     return {"id": "auto", "object": "model", "created": 0, "owned_by": "sovereign", "kind": "router",
+            "backend": "router", "tier": None, "provenance": {"kind": "router"},
             "description": "routed per request: policy, then difficulty, then cost, with fallbacks",
             "candidates": routable}
 
