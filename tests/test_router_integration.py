@@ -56,3 +56,31 @@ def test_native_thinker_reasoning_is_held_to_its_budget(tmp_path):
         assert instant.usage.reasoning_tokens == 0 and "think>" not in (instant.message.content or "")
     finally:
         model.close()
+
+
+def test_escalation_from_the_small_to_the_medium_local_model(home, embedded_model, embedded_model_large):
+    """A low-confidence answer of the 0.5B (small tier) is asked again of the 1.5B (medium tier);
+    the decision, the audit log and the cost summary report it, with both calls' energy costs."""
+    from sovereign.config import TOOLS_MODEL
+    from sovereign.finops.reports import CostFilter
+    from sovereign.finops.summary import escalations
+
+    services = Services.open(load_settings(home), progress=False)  # candidates: the two local tiers
+    services.models[DEFAULT_MODEL], services.models[TOOLS_MODEL] = embedded_model, embedded_model_large
+    try:
+        request = ChatRequest(model="auto", max_tokens=8, temperature=0, messages=[Message(
+            role="user", content='Repeat this sentence exactly and write nothing else: "I am not sure."')])
+        response, decision, cost = asyncio.run(services.router.complete(request, services.keys.local_principal()))
+        escalation = decision.escalation
+        assert escalation is not None and escalation.source == DEFAULT_MODEL, decision.reason
+        assert escalation.problem.startswith("low confidence") and escalation.to == TOOLS_MODEL
+        assert decision.model == TOOLS_MODEL and response.model == TOOLS_MODEL
+        assert escalation.first_cost_usd > 0 and escalation.extra_cost_usd > 0  # energy-priced local calls
+        assert cost == pytest.approx(escalation.first_cost_usd + escalation.extra_cost_usd)
+        assert [r["model"] for r in services.ledger.recent(2)] == [TOOLS_MODEL, DEFAULT_MODEL]
+        report = escalations(services.db, CostFilter())
+        assert report["escalated"] == 1 and report["spend_usd"] == pytest.approx(escalation.extra_cost_usd)
+    finally:
+        for name in (DEFAULT_MODEL, TOOLS_MODEL):
+            services.models.pop(name, None)  # session-wide models: not closed with these services
+        services.close()
