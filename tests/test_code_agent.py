@@ -393,3 +393,15 @@ def test_numeric_csv_cells_compare_and_add_as_numbers_and_other_cells_stay_text(
     assert first.startswith("Observation:\n2024-01-12 12 26 30.0 25.0 2024-01-03! True"), first
     assert second.startswith("Observation:\n['7', '10'] 4 2"), second  # carried to the next block
     assert result.answer == "2024-01-12"
+
+
+def test_a_fix_written_in_a_block_imports_in_that_block(workspace):
+    (workspace / "shapes.py").write_text("def area(w, h):\n    return w + h\n")
+    script = ScriptedModel([
+        code('write_file("shapes.py", read_file("shapes.py").replace("w + h", "w * h"))\n'
+             'from shapes import area\nassert area(2, 3) == 6, area(2, 3)\nfinal_answer("fixed")'),
+    ])
+    result = _run(script, _agent(workspace), "area(2, 3) in shapes.py should be 6. Fix it.", workspace,
+                  approver=AllowAll())
+    assert result.status == "completed" and result.answer == "fixed", result.stop_reason
+    assert (workspace / "shapes.py").read_text() == "def area(w, h):\n    return w * h\n"
