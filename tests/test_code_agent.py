@@ -405,3 +405,36 @@ def test_a_fix_written_in_a_block_imports_in_that_block(workspace):
                   approver=AllowAll())
     assert result.status == "completed" and result.answer == "fixed", result.stop_reason
     assert (workspace / "shapes.py").read_text() == "def area(w, h):\n    return w * h\n"
+
+
+def test_an_answer_denying_what_the_output_shows_is_sent_back(workspace):
+    (workspace / "app.log").write_text("10:00:01 INFO started\n10:01:17 ERROR timeout\n10:03:44 ERROR disk\n")
+    script = ScriptedModel([
+        code('print(read_file("app.log"))'),
+        code('import re\nm = re.search(r"ERROR (\\d\\d:\\d\\d:\\d\\d)", read_file("app.log"))\n'
+             'final_answer(m.group(1) if m else "No ERROR found in the log.")'),
+        code('final_answer(next(l for l in read_file("app.log").splitlines() if "ERROR" in l).split()[0])'),
+    ])
+    result = _run(script, _agent(workspace), "At what time did the first ERROR happen in app.log?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert 'Your answer was "No ERROR found in the log."' in notice and "10:01:17 ERROR timeout" in notice
+    assert result.answer == "10:01:17"
+
+
+def test_a_true_absence_is_taken(workspace):
+    (workspace / "app.log").write_text("10:00:01 INFO started\n")
+    script = ScriptedModel([code('print(read_file("app.log"))'), code('final_answer("No ERROR found in app.log.")')])
+    result = _run(script, _agent(workspace), "At what time did the first ERROR happen in app.log?", workspace)
+    script.assert_complete()
+    assert result.answer == "No ERROR found in app.log."
+
+
+def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):
+    script = ScriptedModel([
+        code('text = """\n""Docstring."""\nimport os\n\ndef f():\n    pass\n"""\nprint(text)'),
+        code("final_answer(1)"),
+    ])
+    _run(script, _agent(workspace), "How many functions are there?", workspace)
+    seen = _observation(script.requests[1])
+    assert "SyntaxError" in seen and "Do not paste file text: use the variables that already hold it" in seen

@@ -1,8 +1,8 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
 syntax, the files the task names were read, a task that asks for a file to be written saw a
-write, no file it wrote is left unparseable, and it is not a void value (``None``) or a request
-for context from an agent that can look for itself; otherwise the model gets a correction. Calls a
+write, no file it wrote is left unparseable, it is not a void value (``None``) or a request
+for context from an agent that can look for itself, and it does not deny what the agent read; otherwise the model gets a correction. Calls a
 model wrote as text are recovered and run; invalid actions in a row past the agent's
 ``max_corrections`` end the run as ``failed``.
 """
@@ -16,6 +16,8 @@ from sovereign.agent.answer_check import (
     asks_for_a_write,
     broken_writes,
     call_markup,
+    denied_but_seen,
+    material_read,
     mentioned_paths,
     non_answer,
     touched_arguments,
@@ -106,6 +108,13 @@ class Accepting:
             self.grounding_nudges += 1
             name = "correct_void" if void else "correct_non_answer"
             self.stage(NoticeStep(text=prompt(f"{name}_{self.agent.mode}").format(answer=text[:80]), reason="grounding"))
+            return MODEL
+        seen = denied_but_seen(text, self.task_step().task, material_read(self.steps)) \
+            if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if seen is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt(f"correct_absent_{self.agent.mode}").format(
+                answer=text[:80], term=seen[0], line=seen[1]), reason="grounding"))
             return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text

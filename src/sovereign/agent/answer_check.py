@@ -8,6 +8,8 @@
 - ``broken_writes``: files whose latest write left them unparseable (the write tool's warning).
 - ``void_answer`` / ``non_answer``: a value that answers nothing (``None``, ``[]``), or a reply
   that asks for context or says it cannot see the files, from an agent that has the tools to look.
+- ``denied_but_seen``: the answer says something is not there ("No ERROR found") while what the
+  agent read shows it (a wrong regex or filter in the agent's own code, reported as absence).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["broken_writes", "call_markup", "mentioned_paths", "non_answer", "unread_paths", "usage_of", "void_answer"]
+__all__ = ["broken_writes", "call_markup", "denied_but_seen", "mentioned_paths", "non_answer", "unread_paths",
+           "usage_of", "void_answer"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
 _NON_ANSWER = re.compile(
@@ -32,6 +35,38 @@ _NON_ANSWER = re.compile(
     r"|(?:could|can) you (?:please )?(?:provide|give|share|clarify)(?: me)? (?:more|the|some|what)"
     r"|i (?:do not|don't|cannot|can't) (?:have )?(?:access|see|read|open)(?: to)? (?:the |your |any )?"
     r"(?:content|contents|files?|workspace|data|documents?))", re.IGNORECASE)
+
+
+_ABSENCE = re.compile(
+    r"\b(?:no|zero)\s+(?:\w+\s+){0,3}?(?:found|match(?:es|ed)?|occurrences?|entr(?:y|ies)|results?|lines?)\b"
+    r"|\b(?:not|never) (?:found|present|mentioned|listed|appear(?:s|ed)?|contain(?:s|ed)?)\b"
+    r"|\bdoes(?:n't| not) (?:contain|appear|exist|mention|have)\b|\bthere (?:is|are|were|was) no\b"
+    r"|\bno\s+(?-i:[A-Z][A-Z_-]{2,})\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{2,}")
+_PLAIN_WORDS = frozenset(
+    "the and any are was were there this that what which file files line lines log logs found match matches "
+    "entry entries result results data text does not have contain contains with from for into none zero".split())
+
+
+def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[str, str] | None:
+    """``(term, line)`` when ``answer`` says something is absent ("No ERROR found in the log") and
+    a term both the task and the answer name occurs in ``material`` (what the agent's tools read
+    and its code printed), with the first line that shows it; else None."""
+    if _ABSENCE.search(answer) is None:
+        return None
+    files = {part.lower() for name in mentioned_paths(task) for part in re.split(r"[/.]", name)}
+    task_words = {w.lower() for w in _WORD.findall(task)}
+    terms = [w for w in dict.fromkeys(_WORD.findall(answer))
+             if w.lower() in task_words and w.lower() not in _PLAIN_WORDS and w.lower() not in files]
+    if not terms:
+        return None
+    patterns = [(term, re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)) for term in terms]
+    for text in material:
+        for line in text.splitlines():
+            for term, pattern in patterns:
+                if pattern.search(line):
+                    return term, line.strip()[:160]
+    return None
 
 
 def void_answer(text: str) -> bool:
@@ -130,6 +165,14 @@ def broken_writes(steps: Sequence[Step]) -> list[tuple[str, str]]:
             if match is not None:
                 latest[match.group(1)] = match.group(2)
     return [(name, problem) for name, problem in latest.items() if problem]
+
+
+def material_read(steps: Sequence[Step]) -> list[str]:
+    """What the agent has seen: the text of every tool result and the output of every code run."""
+    from sovereign.agent.steps import CodeStep, ToolResultStep
+
+    return [s.content if isinstance(s, ToolResultStep) else s.output
+            for s in steps if isinstance(s, ToolResultStep) and s.ok or isinstance(s, CodeStep)]
 
 
 def touched_arguments(steps: Sequence[Step]) -> list[str]:

@@ -350,12 +350,17 @@ class _PendingWrite(io.StringIO):
         super().close()
 
 
+_PASTED = ("\nThe code pastes text into a triple-quoted string, which breaks on the quotes inside that text. "
+           "Do not paste file text: use the variables that already hold it (content, contents[path]) or read_file(path).")
+
+
 def _describe(exc, code):
     """A short error for a small model: the failing line of its code and the exception."""
     lines = code.splitlines()
     if isinstance(exc, SyntaxError) and exc.filename == "<code>":
         where = f" on line {exc.lineno}: {(exc.text or '').strip()}" if exc.lineno else ""
-        return f"SyntaxError{where}\n{exc.msg}"
+        pasted = re.search(r'("""|\'\'\')[^\n]*\n(?:.*\n){3,}', code) is not None
+        return f"SyntaxError{where}\n{exc.msg}" + (_PASTED if pasted else "")
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<code>"]
     where = ""
     if frames and frames[-1].lineno and frames[-1].lineno <= len(lines):
