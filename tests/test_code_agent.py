@@ -306,7 +306,7 @@ def test_the_opening_leaves_the_file_text_in_a_variable(workspace):
     script = ScriptedModel([code("final_answer(len(content.splitlines()))")])
     result = _run(script, _agent(workspace, read_named_files=True), "How many lines does sales.csv have?",
                   workspace)
-    assert "the variable `content` already holds this text." in _observation(script.requests[0])
+    assert "the variable `content` already holds this text: use it" in _observation(script.requests[0])
     assert result.answer == "5"
 
 

@@ -114,8 +114,10 @@ class TaskStep(Step):
 
 
 OPENING_MODEL = "sovereign:opening"
-OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds it (a dict: path -> text). ",
-                     "content": "In your code, the variable `content` already holds this text. ",
+OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds it (a dict: path -> text): "
+                                 "use it, never copy the text into your code. ",
+                     "content": "In your code, the variable `content` already holds this text: use it, never copy "
+                                "the text into your code. ",
                      "names": "In your code, the variable `names` already holds this list. "}
 """What the opening block leaves for the model's code (``agent/opening.py``), as it is told."""
 """The ``model`` of the runtime's opening turn (``agent/opening.py``): no model wrote it."""
