@@ -47,9 +47,9 @@ _ARITH_WORDS = frozenset(
     "saved buy buys bought sell sells sold pay pays paid split share shares price priced bill wage".split())
 # Code: syntax that prose rarely has. Each hit counts once.
 _CODE_WORDS = re.compile(r"\b(?:def|return|lambda|import|elif|println!?|printf|console\.log|puts|echo|let|const|val|var"
-                   r"|fn|func|int|bool|str|len|range|sizeof|typeof|SELECT|print)\b"
+                   r"|fn|func|int|bool|str|len|range|sizeof|typeof|select|print)\b"
                          r"|\b(?:python|javascript|typescript|rust|java|kotlin|swift|ruby|php|lua|bash|shell|sql|c\+\+|"
-                         r"golang)\b|\bgo:|\bc program\b|\bin c\b", re.IGNORECASE)
+                         r"golang)\b|\bgo:|\bc program\b|\bin c\b")
 _CODE_SYNTAX = re.compile(r"```|\b\w+\([^()\n]{0,40}\)|\w\[[^\]\s]*\]"
                    r"|\.\w+\(|\d\s*(?://|\*\*|%|==|!=)\s*\d|\w\s*[-+*/%]?=\s*[\w\[\('\"{]|;\s*\w|=>|\{\s*\|?\w|::|\$\(\(|#include|'\w*'(?=\s*[\[.])")
 # Arithmetic: the question asks for a quantity, or an operation is asked for.
@@ -126,46 +126,74 @@ def _split(text: str) -> tuple[str, str]:
     return text[:start + 1] + text[mark + 1:], text[start + 1:mark + 1]
 
 
-def features(request: ChatRequest) -> Features:
-    """What the classifier looks at: the last user message (clipped) and whether tools are offered."""
+def _message(request: ChatRequest) -> tuple[str, str, int]:
+    """The last user message (clipped), its lower-case form, and the size of the whole context."""
     text = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
     context = sum(len(m.content or "") for m in request.messages if m.role != "assistant")
     clipped = text[:_CLIP]
-    lower = clipped.lower()
-    material, question = _split(lower)
+    return clipped, clipped.lower(), context
+
+
+def _code(lower: str) -> int:
+    return len(_CODE_WORDS.findall(lower)) + len(_CODE_SYNTAX.findall(lower))
+
+
+def _quantities(lower: str, question: str) -> tuple[int, int, int]:
+    """``(numbers, operations, arithmetic score)``."""
     words = _WORD.findall(lower)
-    numbers = len(_NUMBER.findall(clipped)) + sum(w in _NUMBER_WORDS for w in words)
+    numbers = len(_NUMBER.findall(lower)) + sum(w in _NUMBER_WORDS for w in words)
     operations = len(_OPERATION.findall(lower))
-    arithmetic = (2 * bool(_QUANTITY_ASK.search(question)) + 2 * operations
-                  + min(2, sum(w in _ARITH_WORDS for w in words)))
-    head = lower[:400]
+    arithmetic = 2 * bool(_QUANTITY_ASK.search(question)) + 2 * operations + min(2, sum(w in _ARITH_WORDS for w in words))
+    return numbers, operations, arithmetic
+
+
+def _given(lower: str, material: str) -> bool:
+    return len(material.strip()) >= 60 and bool(_GIVEN.search(lower))
+
+
+def features(request: ChatRequest) -> Features:
+    """Everything the classifier can look at (``classify`` computes only what its decision needs)."""
+    clipped, lower, context = _message(request)
+    material, question = _split(lower)
+    numbers, operations, arithmetic = _quantities(lower, question)
     return Features(
-        chars=context, numbers=numbers, code=len(_CODE_WORDS.findall(clipped)) + len(_CODE_SYNTAX.findall(clipped)), arithmetic=arithmetic, operations=operations,
+        chars=context, numbers=numbers, code=_code(lower), arithmetic=arithmetic, operations=operations,
         logic=len(_LOGIC.findall(lower)), logic_ask=bool(_LOGIC_ASK.search(question.strip())),
-        passage=any(mark in head for mark in _PASSAGE_MARKS),
-        given=bool(_GIVEN.search(lower)) and len(material.strip()) >= 60,
+        passage=any(mark in lower[:400] for mark in _PASSAGE_MARKS), given=_given(lower, material),
         context_sentences=len(_SENTENCE.findall(material.strip())), wh_question=bool(_WH.search(question)),
         tools=bool(request.tools))
 
 
 def classify(request: ChatRequest) -> Difficulty:
-    """The kind of ``request`` and the effort and tier for it (see the module docstring)."""
-    f = features(request)
-    if f.tools:
+    """The kind of ``request`` and the effort and tier for it (see the module docstring). The
+    features are computed in the order of the checks, each only when the decision gets to it."""
+    if request.tools:
         return _pick("tools", "none", "medium", "tools offered: the tool-use tier answers without reasoning")
-    if f.passage:
+    _, lower, context = _message(request)
+    if any(mark in lower[:400] for mark in _PASSAGE_MARKS):
         return _pick("retrieval", "none", "small", "a passage is given: the answer is read, not derived")
-    if f.code >= 3:
-        return _pick("code", "low", "small", f"code to read ({f.code} code features): a short trace")
-    calculation = f.numbers >= 2 and f.arithmetic >= 2 or f.numbers >= 1 and f.arithmetic >= 3
-    if calculation and (f.operations or not f.given):  # figures in given material are read, unless worked on
-        effort = "medium" if f.numbers >= 4 else "low"
-        return _pick("arithmetic", effort, "small", f"{f.numbers} quantities and a calculation asked for")
-    if f.logic >= 2 and (f.logic_ask or f.context_sentences >= 2) and (f.logic >= 3 or not f.given):
-        return _pick("logic", "medium", "medium", f"{f.logic} logical relations between premises: a chain to follow")
-    if f.given or f.context_sentences >= 3 and f.wh_question:
+    code = _code(lower)
+    if code >= 3:
+        return _pick("code", "low", "small", f"code to read ({code} code features): a short trace")
+    material, question = _split(lower)
+    numbers, operations, arithmetic = _quantities(lower, question)
+    given: bool | None = None
+    if numbers >= 2 and arithmetic >= 2 or numbers >= 1 and arithmetic >= 3:
+        given = _given(lower, material)
+        if operations or not given:  # figures in given material are read, unless worked on
+            effort = "medium" if numbers >= 4 else "low"
+            return _pick("arithmetic", effort, "small", f"{numbers} quantities and a calculation asked for")
+    sentences = len(_SENTENCE.findall(material.strip()))
+    logic = len(_LOGIC.findall(lower))
+    if logic >= 2 and (sentences >= 2 or _LOGIC_ASK.search(question.strip())):
+        given = _given(lower, material) if given is None else given
+        if logic >= 3 or not given:
+            return _pick("logic", "medium", "medium", f"{logic} logical relations between premises: a chain to follow")
+    given = _given(lower, material) if given is None else given
+    wh_question = bool(_WH.search(question))
+    if given or sentences >= 3 and wh_question:
         return _pick("retrieval", "none", "small", "material is given: the answer is read, not derived")
-    if f.wh_question or f.chars < 200:
+    if wh_question or context < 200:
         return _pick("factoid", "none", "small", "a short question of fact: no reasoning needed")
     return _pick("chat", "none", "small", "conversation: no reasoning needed")
 
