@@ -189,10 +189,12 @@ def test_a_node_that_keeps_failing_fails_the_swarm_and_skips_its_dependants(tmp_
     assert result.answer  # merged from what there is
 
 
-def _delegating_model() -> FunctionModel:
-    """The parent spawns two children, waits for them, then answers with their results; the
-    children behave like the swarm double's sub-agents."""
+def _delegating_model(child_tools: list[str] | None = ["lookup"]) -> FunctionModel:  # noqa: B006 (never mutated)
+    """The parent spawns two children (with ``child_tools``; None: spawn_agent's default, all of
+    the parent's), waits for them, then answers with their results; the children behave like the
+    swarm double's sub-agents."""
     child = SwarmScriptModel()
+    given = "" if child_tools is None else f', "tools": {orjson.dumps(child_tools).decode()}'
 
     def answer(request: ChatRequest) -> ChatResponse:
         task = next(m.content for m in request.messages if m.role == "user")
@@ -201,8 +203,8 @@ def _delegating_model() -> FunctionModel:
         results = [m.content for m in request.messages if m.role == "tool"]
         if not results:
             return ChatResponse(model="d", message=Message(role="assistant", tool_calls=[
-                ToolCall(name="spawn_agent", arguments='{"task": "fetch a", "tools": ["lookup"]}'),
-                ToolCall(name="spawn_agent", arguments='{"task": "fetch b", "tools": ["lookup"]}')]),
+                ToolCall(name="spawn_agent", arguments='{"task": "fetch a"' + given + "}"),
+                ToolCall(name="spawn_agent", arguments='{"task": "fetch b"' + given + "}")]),
                 finish_reason="tool_calls")
         if len(results) == 2:
             return ChatResponse(model="d", message=Message(role="assistant", tool_calls=[
@@ -248,25 +250,58 @@ def test_empty_task_is_refused_before_anything_is_stored(tmp_path):
     assert runner.store.list() == []
 
 
-def test_a_sub_agent_of_a_swarm_delegates_one_level_deeper(tmp_path):
+def _lead_swarm(tmp_path, plan_tools: list[str], *, delegating_boss: bool, max_depth: int):
+    """A swarm whose one planned node ("lead") spawns two children with its default tools (all
+    of its own), waits for them and answers; the requests each run was offered are recorded."""
     planner = SwarmScriptModel(plan={"subtasks": [
-        {"id": "lead", "task": "delegate two lookups", "tools": ["lookup"], "depends_on": []}]})
-    delegating = _delegating_model()
+        {"id": "lead", "task": "delegate two lookups", "tools": plan_tools, "depends_on": []}]})
+    delegating = _delegating_model(child_tools=None)
+    offered: dict[str, list[str]] = {}
 
     def answer(request: ChatRequest) -> ChatResponse:
         if request.response_format.type == "json_schema":  # the orchestrator's plan
             return ChatResponse(model="p", message=Message(role="assistant", content=planner._plan(request)))
+        task = next(m.content for m in request.messages if m.role == "user")
+        offered[task.splitlines()[0]] = sorted(spec.name for spec in request.tools)
         return delegating.function(request)
 
     swarm, runner = _swarm(tmp_path, FunctionModel(answer))
-    result = asyncio.run(swarm.run(_agent(), "one lead that delegates", budget=SwarmBudget(max_depth=2)))
+    boss = _agent()
+    if delegating_boss:
+        boss.tools = [*boss.tools, *swarm.delegation.tools()]
+    result = asyncio.run(swarm.run(boss, "one lead that delegates", budget=SwarmBudget(max_depth=max_depth)))
+    return result, runner, offered
+
+
+@pytest.mark.parametrize("max_depth", [2, 3])
+def test_a_delegating_parent_passes_delegation_down_until_max_depth(tmp_path, max_depth):
+    result, runner, offered = _lead_swarm(tmp_path, ["lookup", "spawn_agent", "wait_agents"], delegating_boss=True,
+                                          max_depth=max_depth)
     assert result.ok, result.stop_reason
     tree = [(n["id"], n["parent"], n["depth"], n["status"]) for n in result.tree["nodes"]]
     assert tree == [("lead", None, 1, "completed"), ("lead.1", "lead", 2, "completed"),
                     ("lead.2", "lead", 2, "completed")]
     assert "fetch a => value-of-a" in result.answer and "fetch b => value-of-b" in result.answer
-    # the children, at the depth limit, were not offered the delegation tools
-    child = runner.store.get(result.tree["nodes"][1]["run_id"])
-    assert child.agent_config["tools"] == ["lookup"]
+    delegation = ["spawn_agent", "wait_agents"]
     lead = runner.store.get(result.tree["nodes"][0]["run_id"])
-    assert lead.agent_config["tools"] == ["lookup", "spawn_agent", "wait_agents"]
+    assert lead.agent_config["tools"] == ["lookup", *delegation]
+    assert offered["delegate two lookups"] == ["lookup", *delegation]
+    # the children got all of the lead's tools (spawn_agent's default); delegation only above max_depth
+    child = runner.store.get(result.tree["nodes"][1]["run_id"])
+    expected = ["lookup", *delegation] if max_depth > 2 else ["lookup"]
+    assert child.agent_config["tools"] == expected and result.tree["nodes"][1]["tools"] == expected
+    assert offered["fetch a"] == expected
+
+
+def test_a_sub_agent_of_a_non_delegating_parent_is_not_offered_spawn_agent(tmp_path):
+    result, runner, offered = _lead_swarm(tmp_path, ["lookup"], delegating_boss=False, max_depth=3)
+    lead = result.tree["nodes"][0]
+    assert lead["tools"] == ["lookup"]
+    assert runner.store.get(lead["run_id"]).agent_config["tools"] == ["lookup"]
+    assert offered["delegate two lookups"] == ["lookup"]
+    assert [n["id"] for n in result.tree["nodes"]] == ["lead"]  # its spawn_agent call found no such tool
+
+
+def test_a_delegating_parent_can_withhold_delegation_from_a_node(tmp_path):
+    result, runner, offered = _lead_swarm(tmp_path, ["lookup"], delegating_boss=True, max_depth=3)
+    assert result.tree["nodes"][0]["tools"] == ["lookup"] and offered["delegate two lookups"] == ["lookup"]

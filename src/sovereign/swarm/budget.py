@@ -9,14 +9,17 @@ estimation error of the calls in flight (prompt sizes are estimated before a cal
 tool calls, agents and money are hard). The orchestrator's own calls (plan, re-plan,
 synthesis) are checked against what is left the same way.
 
-A slice is ``per_agent`` where it sets a limit (as long as the tree has that much room left),
-else the tree's room divided among the sub-tasks still waiting (a fair share). When even a
-minimal slice does not fit, no sub-agent starts until a running one gives its slice back; with
-none running, the waiting sub-tasks are skipped.
+A slice is the tree's room divided among the sub-tasks still waiting (a fair share), capped by
+``per_agent`` where it sets a limit, and at least one tool call for a sub-task with tools while
+the tree has one. Handing early sub-agents the whole ``per_agent`` cap instead would let the
+first few hold the tree's room while the rest wait (500 tool calls at 16 each started only 31
+of 64 ready sub-agents). When even a minimal slice does not fit, no sub-agent starts until a
+running one gives its slice back; with none running, the waiting sub-tasks are skipped.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -192,10 +195,10 @@ class TreeBudget:
         tool call to be of use."""
         self.check_agent(depth)
         per = self.limits.per_agent
-        cap, room, share = _of_budget(per), self.room(), max(waiting, 1)
-        inf = float("inf")
-        piece = _Amounts(*(min(getattr(cap, n), getattr(room, n)) if getattr(cap, n) != inf else getattr(room, n) / share
+        cap, room, share, inf = _of_budget(per), self.room(), max(waiting, 1), float("inf")
+        piece = _Amounts(*(min(getattr(cap, n), getattr(room, n) / share)
                            for n in ("input_tokens", "output_tokens", "cost_usd", "tool_calls")))
+        piece.tool_calls = min(cap.tool_calls, room.tool_calls, max(math.floor(piece.tool_calls), int(uses_tools)))
         need_output = min(_MIN_OUTPUT, max_tokens)
         if piece.output_tokens < need_output:
             piece.output_tokens = min(room.output_tokens, need_output)

@@ -83,9 +83,7 @@ class Delegation:
             tools: names of your own tools it may use (default: all of them)."""
             try:
                 drive, node = self._drive_for(ctx)
-                if tools is None:
-                    tools = [t.name for t in drive.agent.tools if t.name not in DELEGATION_TOOLS]
-                child = drive.spawn(node, task, instructions, list(tools))
+                child = drive.spawn(node, task, instructions, None if tools is None else list(tools))
             except SovereignError as exc:
                 raise ToolError(exc.message) from exc
             return {"agent_id": child.node_id, "status": child.status}

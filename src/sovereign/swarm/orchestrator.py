@@ -270,8 +270,9 @@ class _Drive:
 
         found = await self.calls.structured(request, Plan, check, attempts=self.swarm.max_plan_attempts, what="plan")
         plan = found if isinstance(found, Plan) else single_node_plan(self.task, tools)
-        nodes = [NodeRecord(node_id=s.id, task=s.task, instructions=s.instructions, tools=list(s.tools),
-                            depends_on=list(s.depends_on), seq=i) for i, s in enumerate(plan.subtasks)]
+        nodes = [NodeRecord(node_id=s.id, task=s.task, instructions=s.instructions,
+                            tools=self.node_tools(s.tools, tools, 1), depends_on=list(s.depends_on), seq=i)
+                 for i, s in enumerate(plan.subtasks)]
         self.nodes = {n.node_id: n for n in nodes}
         self.store.save_plan(self.swarm_id, plan.model_dump(), nodes, self.calls.state())
         for node in nodes:
@@ -295,31 +296,40 @@ class _Drive:
                     raise task.exception()  # type: ignore[misc]
 
     def launch_ready(self) -> None:
+        """Start every ready node a free slot and the budget allow, at once: their slices are a
+        fair share among the nodes starting now, and they are marked running in one write."""
+        ready: list[NodeRecord] = []
         pending = [n for n in self.nodes.values() if n.status == "pending" and n.parent is None]
         for node in sorted(pending, key=lambda n: n.seq):
             deps = [self.nodes[d] for d in node.depends_on if d in self.nodes]
             blocked = next((d for d in deps if d.status in NODE_TERMINAL and d.status != "completed"), None)
             if blocked is not None:
                 self.end_node(node, "skipped", f"dependency '{blocked.node_id}' {blocked.status}")
-                continue
-            if any(d.status != "completed" for d in deps):
-                continue
-            if len(self.running) >= self.tree.limits.max_concurrency:
-                return
-            waiting = sum(1 for n in self.nodes.values() if n.status == "pending")
+            elif all(d.status == "completed" for d in deps):
+                ready.append(node)
+        starting: list[tuple[NodeRecord, Any]] = []
+        for i, node in enumerate(ready):
+            free = self.tree.limits.max_concurrency - len(self.running) - len(starting)
+            if free <= 0:
+                break
             try:
-                slice_ = self.tree.take_slice(waiting, depth=node.depth, max_tokens=self.agent.max_tokens,
-                                              uses_tools=bool(node.tools))
+                slice_ = self.tree.take_slice(min(len(ready) - i, free), depth=node.depth,
+                                              max_tokens=self.agent.max_tokens, uses_tools=bool(node.tools))
             except BudgetExceededError as exc:
-                if self.running and exc.limit not in ("max_agents", "max_depth", "max_wall_s"):
-                    return  # the running sub-agents' unspent slices come back when they end
+                if (self.running or starting) and exc.limit not in ("max_agents", "max_depth", "max_wall_s"):
+                    break  # the running sub-agents' unspent slices come back when they end
                 self.stop_reason = f"budget {exc.limit}: {exc.message}"
                 self.end_node(node, "skipped", self.stop_reason)
                 continue
-            self.running[node.node_id] = asyncio.ensure_future(self.run_node(node, slice_))
+            self.mark_started(node)
+            starting.append((node, slice_))
+        self.store.update_nodes(self.swarm_id, [node for node, _ in starting])
+        for node, slice_ in starting:
+            self.emit(node)
+            self.running[node.node_id] = asyncio.ensure_future(self.run_node(node, slice_, marked=True))
 
-    async def run_node(self, node: NodeRecord, slice_) -> NodeOutcome:
-        """Drive one node's sub-agent through the executor; a failed one is re-planned."""
+    def mark_started(self, node: NodeRecord) -> None:
+        """The node runs now: a new attempt (a new run), or its interrupted run continued."""
         if node.node_id in self.interrupted and node.run_id is not None:
             self.interrupted.discard(node.node_id)  # the same run, continued
             node.status = "running"
@@ -327,8 +337,15 @@ class _Drive:
             node.status, node.attempts = "running", node.attempts + 1
             node.run_id = f"{self.swarm_id}.{node.node_id}.{node.attempts}"
         node.started_at = node.started_at or time.time()
-        self.store.update_node(self.swarm_id, node)
-        self.emit(node)
+
+    async def run_node(self, node: NodeRecord, slice_, *, marked: bool = False) -> NodeOutcome:
+        """Drive one node's sub-agent through the executor; a failed one is re-planned.
+        ``marked``: already marked running (and stored) by ``launch_ready``."""
+        if not marked:
+            self.mark_started(node)
+            self.store.update_node(self.swarm_id, node)
+            self.emit(node)
+        assert node.run_id is not None
         job = NodeJob(run_id=node.run_id, task=self.node_task(node), principal=self.principal,
                       config={}, agent=self.node_agent(node, slice_))
         job.config = job.agent.to_config().model_dump(mode="json")
@@ -376,7 +393,9 @@ class _Drive:
         if not isinstance(found, SubTask):
             self.end_node(node, "failed", reason)
             return
-        node.task, node.instructions, node.tools = found.task, found.instructions, list(found.tools)
+        parent_tools = self.tools_of(self.nodes.get(node.parent or ""))
+        node.task, node.instructions = found.task, found.instructions
+        node.tools = self.node_tools(found.tools, parent_tools, node.depth)
         node.status, node.stop_reason = "pending", f"re-planned after: {reason}"
         self.store.update_node(self.swarm_id, node)
         self.emit(node)
@@ -399,8 +418,8 @@ class _Drive:
         return f"{node.task}\n\nResults of the sub-tasks this one builds on:\n{given}"
 
     def node_agent(self, node: NodeRecord, slice_) -> Agent:
-        """The sub-agent: the parent's settings, its own instructions, the subset of the parent's
-        tools its node names, the budget slice, the swarm's agent name."""
+        """The sub-agent: the parent's settings, its own instructions, the tools its node names
+        (a subset of its parent's: ``node_tools``), the budget slice, the swarm's agent name."""
         from sovereign.swarm.delegate import DELEGATION_TOOLS
 
         own = [t for t in self.agent.tools if t.name not in DELEGATION_TOOLS]
@@ -408,10 +427,22 @@ class _Drive:
         instructions = "You are one sub-agent of a swarm; do only your sub-task and answer with its result."
         if node.instructions:
             instructions += "\n" + node.instructions
-        if node.depth < self.tree.limits.max_depth and self.swarm.executor_name == "asyncio":
+        if any(name in DELEGATION_TOOLS for name in node.tools):
             tools += self.swarm.delegation.tools()  # it may delegate in turn (in this process)
         return replace(self.agent, name=self.sub_name, instructions=instructions, tools=tools, budget=slice_,
                        verify="off")
+
+    def node_tools(self, wanted: list[str], parent_tools: list[str], depth: int) -> list[str]:
+        """The tools a sub-agent at ``depth`` gets: those of ``wanted`` its parent has. The
+        delegation pair (``spawn_agent``/``wait_agents``) counts as one: a sub-agent gets both
+        when its parent had them, it is named, ``depth`` is below ``max_depth`` and children
+        can run in this process (asyncio); else neither."""
+        from sovereign.swarm.delegate import DELEGATION_TOOLS
+
+        kept = [t for t in dict.fromkeys(wanted) if t in parent_tools and t not in DELEGATION_TOOLS]
+        delegates = (any(t in DELEGATION_TOOLS for t in wanted) and all(t in parent_tools for t in DELEGATION_TOOLS)
+                     and depth < self.tree.limits.max_depth and self.swarm.executor_name == "asyncio")
+        return kept + list(DELEGATION_TOOLS) if delegates else kept
 
     def _sub_identity(self) -> str:
         """The agent name (and, inside the OS, the agent identity, owned by the swarm's human
@@ -429,17 +460,25 @@ class _Drive:
 
     # --- delegation (spawn_agent / wait_agents) ---------------------------------------------------
 
-    def spawn(self, parent: NodeRecord | None, task: str, instructions: str, tools: list[str]) -> NodeRecord:
-        """A child sub-agent of ``parent`` (None: of the run at the root), started at once."""
+    def tools_of(self, node: NodeRecord | None) -> list[str]:
+        """The tool names the agent of ``node`` has (None: the agent at the root)."""
+        return list(node.tools) if node is not None else [t.name for t in self.agent.tools]
+
+    def spawn(self, parent: NodeRecord | None, task: str, instructions: str, tools: list[str] | None) -> NodeRecord:
+        """A child sub-agent of ``parent`` (None: of the run at the root), started at once, with
+        ``tools`` of its parent's (None: all of them)."""
         if not task.strip():
             raise InvalidRequestError("spawn_agent needs a task", param="task")
         owner = parent.node_id if parent is not None else self.swarm_id
-        own = {t.name for t in self.agent.tools}
+        own = self.tools_of(parent)
+        if tools is None:
+            tools = list(own)
         unknown = [t for t in tools if t not in own]
         if unknown:
             raise InvalidRequestError(f"tools the parent does not have: {', '.join(unknown)} "
                                       f"(available: {', '.join(sorted(own)) or 'none'})", param="tools")
         depth = (parent.depth if parent is not None else 0) + 1
+        tools = self.node_tools(tools, own, depth)
         waiting = 1 + sum(1 for n in self.nodes.values() if n.status == "pending")
         slice_ = self.tree.take_slice(waiting, depth=depth, max_tokens=self.agent.max_tokens, uses_tools=bool(tools))
         count = 1 + sum(1 for n in self.nodes.values() if n.parent == owner)

@@ -162,12 +162,19 @@ class SwarmStore:
              orjson.dumps(node.tools).decode(), orjson.dumps(node.depends_on).decode(), node.status))
 
     def update_node(self, swarm_id: str, node: NodeRecord) -> None:
-        self.db.execute(
-            "UPDATE swarm_nodes SET task = ?, instructions = ?, tools = ?, status = ?, run_id = ?, attempts = ?, "
-            "answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ? WHERE swarm_id = ? AND node_id = ?",
-            (node.task, node.instructions, orjson.dumps(node.tools).decode(), node.status, node.run_id, node.attempts,
-             node.answer, node.stop_reason, _usage_json(node.spent), node.started_at, node.ended_at,
-             swarm_id, node.node_id))
+        self.update_nodes(swarm_id, [node])
+
+    def update_nodes(self, swarm_id: str, nodes: list[NodeRecord]) -> None:
+        """Store the nodes' state, all in one transaction (a fan-out starts in one write)."""
+        if not nodes:
+            return
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE swarm_nodes SET task = ?, instructions = ?, tools = ?, status = ?, run_id = ?, attempts = ?, "
+                "answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ? WHERE swarm_id = ? AND node_id = ?",
+                [(node.task, node.instructions, orjson.dumps(node.tools).decode(), node.status, node.run_id,
+                  node.attempts, node.answer, node.stop_reason, _usage_json(node.spent), node.started_at,
+                  node.ended_at, swarm_id, node.node_id) for node in nodes])
 
     def set_phase(self, swarm_id: str, phase: str, *, orchestrator: dict[str, Any] | None = None,
                   critical: dict[str, Any] | None = None, wall_s: float | None = None) -> None:
