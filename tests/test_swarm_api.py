@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from sovereign.agent import Runner
+from sovereign.agent import Runner, RunStore
 from sovereign.config import load_settings
 from sovereign.server.app import create_app
 from sovereign.services import Services
@@ -84,6 +84,25 @@ def test_swarm_over_http_with_tree_critical_path_and_node_events(services):
     assert audited == len(rows)
 
 
+@pytest.mark.parametrize("tools, offered", [(["calculator"], ["calculator"]),
+                                            (["calculator", "spawn_agent", "wait_agents"],
+                                             ["calculator", "spawn_agent", "wait_agents"])])
+def test_over_http_sub_agents_get_delegation_only_from_a_delegating_definition(services, tools, offered):
+    plan = {"subtasks": [{"id": "a", "task": "calc 2+3", "tools": ["calculator", "spawn_agent", "wait_agents"],
+                          "depends_on": []}]}
+    with TestClient(create_app(services, preload=False)) as client:
+        client.app.state.agent_runner = Runner(services, model=SwarmScriptModel(
+            plan=plan, tool="calculator", arg="expression"))
+        made = client.post("/v1/runs", json={"task": "calc 2+3", "wait": True, "swarm": {"max_depth": 2},
+                                             "definition": DEFINITION | {"tools": tools}})
+        assert made.status_code == 201, made.text
+        run = made.json()
+        assert run["status"] == "completed", run["stop_reason"]
+    node = run["swarm"]["nodes"][0]  # without delegation the plan names tools the agent lacks: one node
+    assert node["tools"] == offered
+    assert RunStore(services.db).get(node["run_id"]).agent_config["tools"] == offered
+
+
 @pytest.mark.parametrize("swarm, field", [({"max_agents": 0}, "max_agents"), ({"executor": "gpu"}, "executor"),
                                           ({"bogus": 1}, "bogus")])
 def test_bad_swarm_options_are_4xx_naming_the_field(services, swarm, field):
@@ -116,6 +135,7 @@ def test_cli_run_swarm_then_runs_show(services, monkeypatch):
     assert "CriticalSteps 4" in shown.output and "n3" in shown.output
     as_json = json.loads(cli.invoke(app, ["runs", "show", swarm_id, "--json"]).output)
     assert as_json["swarm"]["budget"]["max_agents"] == 5 and len(as_json["swarm"]["nodes"]) == 3
+    assert all(n["tools"] == ["calculator"] for n in as_json["swarm"]["nodes"])  # no delegation: not asked for
 
     bad = cli.invoke(app, ["run", "--swarm", "--swarm-budget", "agents=many", TASK])
     assert bad.exit_code == 1 and "must be a number" in bad.output
