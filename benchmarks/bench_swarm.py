@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import orjson
 
 from sovereign.agent import Agent, Budget, Runner, RunStore
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, ToolCall
@@ -46,7 +48,11 @@ class _Pages(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         time.sleep(self.delay)
-        body = f"<title>Page {self.path.strip('/')}</title> some text".encode()
+        page = self.path.strip("/")
+        if page.endswith("/more"):  # the page a link leads to
+            body = f"<title>More on {page[:-5]}</title> the figure is {len(page) * 7}".encode()
+        else:
+            body = f'<title>Page {page}</title> some text, <a href="/{page}/more">more</a>'.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -87,18 +93,26 @@ def fetch_tool(base: str) -> Tool:
     return fetch_page
 
 
-def single_agent_model(n: int, *, all_at_once: bool) -> FunctionModel:
-    """One agent doing the N sub-tasks itself: fetch page 0..N-1, then answer with them."""
+_LINK = re.compile(r'href="/?([^"]+)"')
 
-    issued: list[int] = []  # pages asked for so far (the transcript may be compacted)
+
+def single_agent_model(n: int, *, all_at_once: bool, hops: int = 1) -> FunctionModel:
+    """One agent doing the N sub-tasks itself: each is ``hops`` fetches (page i, then the link
+    found in what the previous fetch returned), then it answers with them all. A call per turn:
+    N × hops + 1 turns; all calls in one turn: every sub-task's next fetch at once, hops + 1 turns."""
+
+    issued: list[str] = []  # fetches asked for so far (the transcript may be compacted)
 
     def answer(request: ChatRequest) -> ChatResponse:
-        if len(issued) >= n:
-            done = [m.content or "" for m in request.messages if m.role == "tool"]
-            return text_response("\n".join(done))
-        wanted = list(range(n)) if all_at_once else [len(issued)]
+        results = [m.content or "" for m in request.messages if m.role == "tool"]
+        if len(issued) >= n * hops:
+            return text_response("\n".join(results[-n:] if all_at_once else results[hops - 1::hops]))
+        if all_at_once:
+            wanted = [str(i) for i in range(n)] if not issued else [_LINK.search(r).group(1) for r in results[-n:]]
+        else:
+            wanted = [str(len(issued) // hops)] if len(issued) % hops == 0 else [_LINK.search(results[-1]).group(1)]
         issued.extend(wanted)
-        calls = [ToolCall(name="fetch_page", arguments=f'{{"page": "{i}"}}') for i in wanted]
+        calls = [ToolCall(name="fetch_page", arguments=orjson.dumps({"page": p}).decode()) for p in wanted]
         return ChatResponse(model="single", message=Message(role="assistant", tool_calls=calls),
                             finish_reason="tool_calls")
 
@@ -109,36 +123,52 @@ def _runner(model, tmp: Path, name: str) -> Runner:
     return Runner(model=model, store=RunStore(Database(tmp / f"{name}.db")))
 
 
-def _task(n: int) -> str:
+WORKLOADS = {"one-fetch": 1, "follow-link": 2}
+"""Fetches per sub-task, one after another: ``one-fetch`` reads page i and reports it (2 model
+calls, 1 fetch); ``follow-link`` reads page i, follows the link found in it and reports what it
+says (3 model calls, 2 fetches: a sub-task with reasoning steps of its own)."""
+
+
+def _task(n: int, hops: int = 1) -> str:
+    if hops > 1:
+        return ("Follow the link on each page and report what it says:\n"
+                + "\n".join(f"- follow the link on page {i}" for i in range(n)))
     return "Report the title of each page:\n" + "\n".join(f"- fetch page {i}" for i in range(n))
 
 
-async def _one_agent(n: int, base: str, tmp: Path, *, all_at_once: bool) -> float:
-    runner = _runner(single_agent_model(n, all_at_once=all_at_once), tmp, f"one{n}{all_at_once}")
-    agent = Agent(name="one", tools=[fetch_tool(base)], budget=Budget(max_steps=n + 2, max_tool_calls=n),
-                  context_window=1_000_000)
+async def _one_agent(n: int, base: str, tmp: Path, *, all_at_once: bool, hops: int = 1) -> float:
+    runner = _runner(single_agent_model(n, all_at_once=all_at_once, hops=hops), tmp, f"one{n}{all_at_once}{hops}")
+    agent = Agent(name="one", tools=[fetch_tool(base)],
+                  budget=Budget(max_steps=n * hops + 2, max_tool_calls=n * hops), context_window=1_000_000)
     started = time.perf_counter()
-    result = await runner.run(agent, _task(n))
+    result = await runner.run(agent, _task(n, hops))
     assert result.ok, result.stop_reason
+    assert result.answer.count("the figure is" if hops > 1 else "<title>") == n, result.answer
     return time.perf_counter() - started
 
 
-async def _swarm(n: int, base: str, tmp: Path, model, executor=None) -> tuple[float, dict]:
+async def _swarm(n: int, base: str, tmp: Path, model, executor=None, hops: int = 1) -> tuple[float, dict]:
     runner = _runner(model, tmp, f"swarm{n}{id(model)}")
     swarm = Swarm(runner, executor=executor)
     agent = Agent(name="boss", tools=[fetch_tool(base)])
     started = time.perf_counter()
-    result = await swarm.run(agent, _task(n), budget=SwarmBudget(max_agents=n, max_concurrency=n))
+    result = await swarm.run(agent, _task(n, hops), budget=SwarmBudget(max_agents=n, max_concurrency=n))
     took = time.perf_counter() - started
     assert result.ok, result.stop_reason
     assert [x["status"] for x in result.tree["nodes"]] == ["completed"] * n
+    assert result.answer.count("the figure is" if hops > 1 else "<title>") == n
     return took, result.critical
 
 
-def wall_clock(sizes: list[int], repeat: int, page_s: float) -> None:
+def _swarm_model(hops: int) -> SwarmScriptModel:
+    return SwarmScriptModel(tool="fetch_page", arg="page", latency=MODEL_S, hops=hops)
+
+
+def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str) -> None:
+    hops = WORKLOADS[workload]
     server, base = page_server(page_s)
-    print(f"\n## swarm vs one agent: scripted model double, {MODEL_S * 1000:.0f} ms per call; "
-          f"loopback pages, {page_s * 1000:.0f} ms each")
+    print(f"\n## {workload}: swarm vs one agent; scripted model double, {MODEL_S * 1000:.0f} ms per call; "
+          f"loopback pages, {page_s * 1000:.0f} ms each; {hops + 1} model calls and {hops} fetch(es) per sub-task")
     print("| sub-tasks | swarm | one agent, a call per turn | ratio | one agent, all calls in one turn | ratio | "
           "CriticalSteps / total steps |")
     print("|---|---|---|---|---|---|---|")
@@ -146,11 +176,10 @@ def wall_clock(sizes: list[int], repeat: int, page_s: float) -> None:
         for n in sizes:
             swarm_s, seq_s, par_s, critical = [], [], [], {}
             for _ in range(repeat):
-                took, critical = asyncio.run(_swarm(n, base, Path(tmp), SwarmScriptModel(tool="fetch_page", arg="page",
-                                                                                         latency=MODEL_S)))
+                took, critical = asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops), hops=hops))
                 swarm_s.append(took)
-                seq_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=False)))
-                par_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=True)))
+                seq_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=False, hops=hops)))
+                par_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=True, hops=hops)))
             s, q, p = (statistics.median(x) for x in (swarm_s, seq_s, par_s))
             print(f"| {n} | {s:.2f} s | {q:.2f} s | **{q / s:.1f}×** | {p:.2f} s | {p / s:.2f}× | "
                   f"{critical['critical_steps']} / {critical['total_steps']} |", flush=True)
@@ -262,6 +291,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="8,16,64")
     parser.add_argument("--page-ms", type=float, default=500)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="one-fetch, follow-link, or both")
     parser.add_argument("--ray", action="store_true", help="also measure spawn overhead on Ray")
     parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
     parser.add_argument("--real-files", type=int, default=2)
@@ -269,7 +299,8 @@ def main() -> None:
     parser.add_argument("--skip-spawn", action="store_true", help="only the swarm vs one agent table")
     args = parser.parse_args()
     if not args.skip_wall:
-        wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000)
+        for workload in args.workloads.split(","):
+            wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000, workload)
     if not args.skip_spawn:
         spawn_overhead(100, args.repeat, args.ray)
         hundred(args.page_ms / 1000)

@@ -9,7 +9,9 @@ not a language model), and a tool to go with it. Both pickle, so Ray workers can
 - a synthesis (the orchestrator's merge): ``merged:`` and the sub-agents' results, one a line;
 - a sub-agent turn: a task containing ``FAIL`` raises ``ModelUnavailableError`` (the run fails);
   with no tool result yet, a call of ``tool`` with ``{arg: <last word of the task's first line>}``;
-  after it, the answer ``<first line> => <tool result>``.
+  with ``hops`` > 1, after each of the first ``hops - 1`` results another call, whose argument is
+  the link (``href="/<x>"``) in the latest result (a sub-task that reads a page, then follows a
+  link found in it); then the answer ``<first line> => <last tool result>``.
 ``latency`` seconds are awaited on every call (``latency=0.3``: "a scripted model with 300 ms
 per call").
 """
@@ -17,6 +19,7 @@ per call").
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +47,8 @@ class SwarmScriptModel:
     arg: str = "key"
     latency: float = 0.0
     bad_plans: int = 0
+    hops: int = 1
+    """Tool calls a sub-agent makes one after another before it answers (``hops + 1`` turns)."""
     calls: int = 0
     _plans_asked: int = field(default=0, repr=False)
 
@@ -98,14 +103,20 @@ class SwarmScriptModel:
         if "FAIL" in first:
             raise ModelUnavailableError(f"scripted failure for '{first}'")
         results = [m.content or "" for m in request.messages if m.role == "tool"]
-        if results or not any(spec.name == self.tool for spec in request.tools):
+        link = _LINK.search(results[-1]) if results else None
+        done = len(results) >= self.hops or (bool(results) and link is None)
+        if done or not any(spec.name == self.tool for spec in request.tools):
             text = f"{first} => {results[-1] if results else 'done'}"
             return ChatResponse(model=self.name, message=Message(role="assistant", content=text),
                                 usage=_usage(request, text))
-        arguments = orjson.dumps({self.arg: first.split()[-1] if first.split() else ""}).decode()
+        target = link.group(1) if link is not None else (first.split()[-1] if first.split() else "")
+        arguments = orjson.dumps({self.arg: target}).decode()
         call = ToolCall(name=self.tool, arguments=arguments, id=f"call_{self.calls}")
         return ChatResponse(model=self.name, message=Message(role="assistant", tool_calls=[call]),
                             finish_reason="tool_calls", usage=_usage(request, arguments))
+
+
+_LINK = re.compile(r'href="/?([^"]+)"')
 
 
 def _system(request: ChatRequest) -> str:
