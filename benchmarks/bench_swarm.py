@@ -147,8 +147,9 @@ async def _one_agent(n: int, base: str, tmp: Path, *, all_at_once: bool, hops: i
     return time.perf_counter() - started
 
 
-async def _swarm(n: int, base: str, tmp: Path, model, executor=None, hops: int = 1) -> tuple[float, dict]:
-    runner = _runner(model, tmp, f"swarm{n}{id(model)}")
+async def _swarm(n: int, base: str, tmp: Path, model, executor=None, hops: int = 1,
+                 db: str | None = None) -> tuple[float, dict]:
+    runner = _runner(model, tmp, db or f"swarm{n}{id(model)}")
     swarm = Swarm(runner, executor=executor)
     agent = Agent(name="boss", tools=[fetch_tool(base)])
     started = time.perf_counter()
@@ -164,25 +165,37 @@ def _swarm_model(hops: int) -> SwarmScriptModel:
     return SwarmScriptModel(tool="fetch_page", arg="page", latency=MODEL_S, hops=hops)
 
 
-def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str) -> None:
+def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str, with_ray: bool = False) -> None:
     hops = WORKLOADS[workload]
     server, base = page_server(page_s)
     print(f"\n## {workload}: swarm vs one agent; scripted model double, {MODEL_S * 1000:.0f} ms per call; "
           f"loopback pages, {page_s * 1000:.0f} ms each; {hops + 1} model calls and {hops} fetch(es) per sub-task")
-    print("| sub-tasks | swarm | one agent, a call per turn | ratio | one agent, all calls in one turn | ratio | "
-          "CriticalSteps / total steps |")
-    print("|---|---|---|---|---|---|---|")
+    ray_head = " swarm on Ray | ratio |" if with_ray else ""
+    print("| sub-tasks | swarm | one agent, a call per turn | ratio | one agent, all calls in one turn | ratio |"
+          f"{ray_head} CriticalSteps / total steps |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if with_ray else "") + "---|")
     with tempfile.TemporaryDirectory() as tmp:
+        ray_executor = None
+        if with_ray:  # started once (Ray's startup is not counted); workers share the runs' database
+            spec = WorkerSpec(db_path=str(Path(tmp) / "ray.db"), model=_swarm_model(hops), tools=[fetch_tool(base)])
+            ray_executor = RayExecutor(spec, workers=2)
+            asyncio.run(ray_executor.start())
         for n in sizes:
-            swarm_s, seq_s, par_s, critical = [], [], [], {}
+            swarm_s, seq_s, par_s, ray_s, critical = [], [], [], [], {}
             for _ in range(repeat):
                 took, critical = asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops), hops=hops))
                 swarm_s.append(took)
                 seq_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=False, hops=hops)))
                 par_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=True, hops=hops)))
+                if ray_executor is not None:
+                    ray_s.append(asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops), ray_executor, hops,
+                                                    db="ray"))[0])
             s, q, p = (statistics.median(x) for x in (swarm_s, seq_s, par_s))
-            print(f"| {n} | {s:.2f} s | {q:.2f} s | **{q / s:.1f}×** | {p:.2f} s | {p / s:.2f}× | "
+            on_ray = f" {statistics.median(ray_s):.2f} s | **{q / statistics.median(ray_s):.1f}×** |" if ray_s else ""
+            print(f"| {n} | {s:.2f} s | {q:.2f} s | **{q / s:.1f}×** | {p:.2f} s | {p / s:.2f}× |{on_ray} "
                   f"{critical['critical_steps']} / {critical['total_steps']} |", flush=True)
+        if ray_executor is not None:
+            asyncio.run(ray_executor.close())
     server.shutdown()
 
 
@@ -292,7 +305,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="8,16,64")
     parser.add_argument("--page-ms", type=float, default=500)
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="one-fetch, follow-link, or both")
-    parser.add_argument("--ray", action="store_true", help="also measure spawn overhead on Ray")
+    parser.add_argument("--ray", action="store_true", help="also run the swarms and the spawn overhead on Ray")
     parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
     parser.add_argument("--real-files", type=int, default=2)
     parser.add_argument("--skip-wall", action="store_true")
@@ -300,7 +313,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_wall:
         for workload in args.workloads.split(","):
-            wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000, workload)
+            wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000, workload,
+                       with_ray=args.ray)
     if not args.skip_spawn:
         spawn_overhead(100, args.repeat, args.ray)
         hundred(args.page_ms / 1000)

@@ -170,8 +170,9 @@ class SwarmStore:
             return
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE swarm_nodes SET task = ?, instructions = ?, tools = ?, status = ?, run_id = ?, attempts = ?, "
-                "answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ? WHERE swarm_id = ? AND node_id = ?",
+                "UPDATE swarm_nodes SET task = ?, instructions = ?, tools = ?, status = ?, run_id = ?, "
+                "attempts = ?, answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ? "
+                "WHERE swarm_id = ? AND node_id = ?",
                 [(node.task, node.instructions, orjson.dumps(node.tools).decode(), node.status, node.run_id,
                   node.attempts, node.answer, node.stop_reason, _usage_json(node.spent), node.started_at,
                   node.ended_at, swarm_id, node.node_id) for node in nodes])
