@@ -228,3 +228,58 @@ def test_api_run_with_model_auto(api):
                                             "definition": {"name": "quick", "tools": [], "verify": "off"}})
     assert created.status_code == 201, created.text
     assert created.json()["model"] == SMALL and created.json()["status"] == "completed"
+
+
+def test_a_real_http_backend_killed_mid_run_hands_the_next_call_over(tmp_path, monkeypatch, run_async):
+    """An OpenAI-compatible backend on loopback serves the run's first turn and is then shut down
+    (by the tool the run calls): the second turn's connection is refused and goes to the next
+    model of the plan; the run completes."""
+    import http.server
+    import threading
+
+    from sovereign.agent import AllowAll, Runner
+    from sovereign.agent.agent import Agent
+    from sovereign.kernel.openai_backend import OpenAICompatibleModel
+    from sovereign.tools.base import PURE, tool
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            call = {"id": "call_1", "type": "function", "function": {"name": "stop_peer", "arguments": "{}"}}
+            data = json.dumps({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": None, "tool_calls": [call]}}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 5}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    @tool(effects=PURE)
+    def stop_peer() -> str:
+        """Shut the peer backend down."""
+        server.shutdown()
+        server.server_close()
+        return "stopped"
+
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    services = open_api_services(tmp_path / "home", f'[router]\ncandidates = ["peer", "{SMALL}"]\nprobe_interval_s = 0\n')
+    small = answering("The peer is stopped.")
+    _serve(services, small, answering("unused"))
+    spec = ModelSpec("peer", "openai", tier="medium", jurisdiction="local",
+                     base_url=f"http://127.0.0.1:{server.server_port}/v1")
+    services.register(spec, OpenAICompatibleModel(spec, services.egress, timeout=5))
+    runner = Runner(services, approver=AllowAll())
+    result = run_async(runner.run(Agent(name="ops", model="auto", tools=[stop_peer], verify="off"),
+                                  "Stop the peer backend, then say so."))
+    assert result.ok and result.answer == "The peer is stopped.", result.stop_reason
+    assert runner.store.get(result.run_id).model == "peer" and len(small.requests) == 1
+    failover = services.audit.entries(kind="router.failover")[-1].data
+    assert failover["model"] == "peer" and failover["run_id"] == result.run_id
+    services.close()
