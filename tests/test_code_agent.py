@@ -438,3 +438,18 @@ def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(works
     _run(script, _agent(workspace), "How many functions are there?", workspace)
     seen = _observation(script.requests[1])
     assert "SyntaxError" in seen and "Do not paste file text: use the variables that already hold it" in seen
+
+
+def test_file_text_pasted_into_the_code_is_replaced_by_the_real_text(workspace):
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\nbook dentist\n")
+    script = ScriptedModel([
+        code('content = read_file("todo.txt")\nprint(content)'),
+        code('content = """\nbuy milk\ncall the plumber\nbook dentist\n"""\nlines = content.splitlines()\n'
+             'other = """\nnot a copy\nof anything\n"""\nprint(lines[0], len(lines), other.splitlines()[1])'),
+        code("final_answer(lines[0])"),
+    ])
+    result = _run(script, _agent(workspace), "What is the first line of todo.txt?", workspace)
+    seen = _observation(script.requests[2])
+    assert "the real text from content was used instead" in seen
+    assert "buy milk 3 not a copy" in seen  # no blank first line; text that is not a copy is kept
+    assert result.answer == "buy milk"

@@ -368,10 +368,70 @@ def _describe(exc, code):
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _lines(text):
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _held_texts(namespace):
+    """``(expression, text)`` for each text the earlier blocks left (``content``, ``contents[path]``)."""
+    held = []
+    for name, value in namespace.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, str) and "\n" in value.strip():
+            held.append((name, value))
+        elif isinstance(value, dict):
+            held += [(f"{name}[{key!r}]", text) for key, text in value.items()
+                     if isinstance(key, str) and isinstance(text, str) and text.strip()]
+    return held
+
+
+def _copy_of(literal, held):
+    """The expression of the held text that ``literal`` re-types (most of its lines, in it), or None."""
+    if not isinstance(literal, ast.Constant) or not isinstance(literal.value, str):
+        return None
+    typed = _lines(literal.value)
+    if len(typed) < 2:
+        return None
+    for expression, text in held:
+        real = _lines(text)
+        known = set(real)
+        if sum(line in known for line in typed) >= 0.8 * len(typed) and len(typed) >= 0.5 * len(real):
+            return expression
+    return None
+
+
+def _unpaste(tree, namespace):
+    """Small models paste the file text they were shown into their code, and the copy breaks (a
+    blank first line, a row miscopied). An assignment of such a copy gets the real text instead;
+    the names of what was replaced are returned for a note."""
+    held = _held_texts(namespace)
+    replaced = []
+    for node in tree.body if held else ():
+        if not isinstance(node, ast.Assign):
+            continue
+        if isinstance(node.value, ast.Dict):
+            sources = [_copy_of(value, held) for value in node.value.values]
+            if sources and all(sources):
+                node.value.values = [ast.parse(source, mode="eval").body for source in sources]
+                replaced += sources
+        else:
+            source = _copy_of(node.value, held)
+            if source is not None:
+                node.value = ast.parse(source, mode="eval").body
+                replaced.append(source)
+    ast.fix_missing_locations(tree)
+    return replaced
+
+
 def _execute(code, namespace):
     """Run ``code``; like a notebook cell, a last line that is a bare expression (not a print)
     has its value printed, so a block ending in ``search_files("x")`` still shows the result."""
     tree = ast.parse(code, "<code>")
+    replaced = _unpaste(tree, namespace)
+    if replaced:
+        print(f"(Your code re-typed file text; the real text from {', '.join(replaced)} was used instead. "
+              "Use that variable directly.)")
     last = tree.body[-1] if tree.body else None
     if isinstance(last, ast.Expr) and not _is_print(last.value):
         tree.body.pop()
