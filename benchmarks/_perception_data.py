@@ -1,6 +1,8 @@
 """Labelled sets for the perception benchmarks, built on the spot (nothing downloaded): sentences
 written for this benchmark spoken by espeak-ng and Piper at several voices and speeds, and text
-pages rendered with Pillow (clean, noisy, rotated, scanned-looking). Plus WER and CER."""
+pages rendered with Pillow (clean, noisy, rotated, scanned-looking). Plus the real, public-domain
+material shipped in ``data/perception/`` (a scanned book page, a speech recording; see its README),
+scored separately. Plus WER and CER."""
 
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ PARAGRAPHS = [
      "and will send our answer next week.", "Yours sincerely, J. Morgan"],
 ]
 STYLES = ["clean", "noisy", "rotated", "scanned"]
+REAL = Path(__file__).resolve().parent / "data" / "perception"
+REAL_PAGES = ["huckleberry-finn-1884-p29.jpg"]
+REAL_RECORDINGS = ["jfk-inaugural-1961.wav"]
 
 
 _CONTRACTIONS = {"i'm": "i am", "it's": "it is", "don't": "do not", "we're": "we are", "you're": "you are",
@@ -68,6 +73,27 @@ def cer(reference: str, hypothesis: str) -> tuple[int, int]:
     """(character errors, reference characters), whitespace runs counted as one space."""
     ref, hyp = " ".join(reference.split()), " ".join(hypothesis.split())
     return edit_distance(ref, hyp), len(ref)
+
+
+def real_items(names: list[str]) -> list[tuple[str, str, bytes]]:
+    """(name, hand-made label, file bytes) of the shipped public-domain files ``names``."""
+    return [(name, (REAL / name).with_suffix(".txt").read_text(encoding="utf-8"), (REAL / name).read_bytes())
+            for name in names]
+
+
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-"})
+
+
+def page_text(text: str) -> str:
+    """A real page's text with its typesetting made plain: curly quotes straight (and a doubled
+    single quote as a double one), every dash a hyphen, no space before ``; : ? ! , .``."""
+    plain = text.translate(_QUOTES).replace("''", '"').replace("``", '"')
+    return re.sub(r"\s+([;:?!,.])", r"\1", plain)
+
+
+def cer_page(reference: str, hypothesis: str) -> tuple[int, int]:
+    """``cer`` after ``page_text`` on both sides (for the scanned page, set in 1884 type)."""
+    return cer(page_text(reference), page_text(hypothesis))
 
 
 def espeak_wav(text: str, voice: str, speed: float, path: Path) -> Path:

@@ -4,6 +4,8 @@ directly (the peer for the governed path's overhead), in one run.
 
 The set: ``PARAGRAPHS`` (3 short documents: minutes, a delivery note with a table, a letter) x
 ``STYLES`` (4) = 12 pages, rendered with Pillow in DejaVu Sans. Times are medians of ``--runs``.
+Then, reported apart, the real scanned public-domain page shipped in ``data/perception/`` (a
+page of *Huckleberry Finn*, 1884, with an illustration), by both engines.
 
     python benchmarks/bench_ocr.py [--runs 3]
 """
@@ -22,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import make_home  # noqa: E402
-from _perception_data import PARAGRAPHS, STYLES, cer, render_page  # noqa: E402
+from _perception_data import PARAGRAPHS, REAL_PAGES, STYLES, cer, cer_page, real_items, render_page  # noqa: E402
 
 from sovereign.config import load_settings  # noqa: E402
 from sovereign.perception.ocr import load_image  # noqa: E402
@@ -33,9 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--show", action="store_true", help="print what each engine read on pages with errors")
+    parser.add_argument("--real-only", action="store_true", help="only the real scanned page")
     args = parser.parse_args()
     services = Services.open(load_settings(make_home()), progress=False)
     governed = services.governed_perception(services.keys.local_principal())
+    if args.real_only:
+        real_pages(governed, args.show)
+        services.close()
+        return
     _, rapid = services.perception.engine("rapidocr", "ocr")
     pages = [(style, n, "\n".join(lines), render_page(lines, style, seed=n))
              for n, lines in enumerate(PARAGRAPHS) for style in STYLES]
@@ -74,7 +81,24 @@ def main() -> None:
           " the peer)")
     ratio = statistics.median(times["sovereign rapidocr"]) / statistics.median(times["rapidocr direct"])
     print(f"  overhead: sovereign rapidocr / rapidocr direct = {ratio:.3f}")
+    real_pages(governed, args.show)
     services.close()
+
+
+def real_pages(governed, show: bool) -> None:
+    """CER on the real scanned page(s), each engine, one run (the page is read as it is)."""
+    print("real scanned public-domain page (data/perception/; quotes, dashes and spaces before punctuation"
+          " made plain):")
+    for name, reference, data in real_items(REAL_PAGES):
+        for engine in ("rapidocr", "tesseract"):
+            started = time.perf_counter()
+            text = governed.read_image_now(data, model=engine).text
+            seconds = time.perf_counter() - started
+            wrong, total = cer_page(reference, text)
+            print(f"  {name} {engine:10s} CER {100 * wrong / total:6.2f}%  ({wrong} of {total} characters)"
+                  f"  {seconds:6.2f} s")
+            if show:
+                print(text + "\n")
 
 
 if __name__ == "__main__":

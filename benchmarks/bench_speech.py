@@ -1,8 +1,16 @@
-"""Speech: time to first audio for a one-sentence reply, streamed (sovereign cuts the first
-sentence at a clause so the first piece is short) vs Piper called directly (one piece per
-sentence), and a spoken question -> spoken answer loop on the embedded model, timed end to end.
+"""Speech: time to first audio (TTFA) for a one-sentence reply, and a spoken question -> spoken
+answer loop on the embedded model, timed end to end.
 
-    python benchmarks/bench_speech.py [--runs 5] [--loop 3]
+TTFA is measured three ways in one run, each against Piper's own synthesis in the same run:
+- over HTTP: ``POST /v1/audio/speech`` (wav, streamed) on a ``sovereign serve`` process, the time
+  to the first audio bytes after the WAV header (the voice is preloaded at start-up);
+- in process: ``GovernedPerception.speak`` (authorise, reserve, the first piece);
+- Piper alone: ``synthesize`` of the same first piece (sovereign cuts the first sentence at a
+  phrase boundary, see ``perception.speech.pieces``), and of the whole sentence (one piece a
+  sentence, what Piper does by itself).
+The request path's own cost is TTFA minus Piper's time for the same first piece.
+
+    python benchmarks/bench_speech.py [--runs 5] [--loop 3] [--no-http]
 """
 
 from __future__ import annotations
@@ -15,13 +23,16 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import make_home  # noqa: E402
+from _common import API_KEY, Server, make_home  # noqa: E402
 
 from sovereign.config import load_settings  # noqa: E402
 from sovereign.kernel.messages import ChatRequest, Message  # noqa: E402
 from sovereign.perception.audio import encode_audio  # noqa: E402
+from sovereign.perception.speech import pieces  # noqa: E402
 from sovereign.services import Services  # noqa: E402
 
 REPLIES = [
@@ -80,49 +91,89 @@ async def voice_loop(services: Services, governed, question: str) -> dict[str, f
             "end_to_first_audio_ms": (answered - started) * 1000 + first_ms, "answer_audio_s": seconds}
 
 
-async def main() -> None:
+def http_first_audio(server: Server, text: str) -> tuple[float, float]:
+    """(ms to the first audio bytes after the 44-byte WAV header, ms in all) over HTTP."""
+    started, first, received = time.perf_counter(), None, 0
+    with httpx.stream("POST", f"{server.url}/v1/audio/speech", timeout=120,
+                      headers={"Authorization": f"Bearer {API_KEY}"},
+                      json={"model": "piper-joe", "input": text, "response_format": "wav"}) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if first is None and received > 44:
+                first = (time.perf_counter() - started) * 1000
+    return first or 0.0, (time.perf_counter() - started) * 1000
+
+
+def ttfa(services: Services, governed, piper, runs: int, server: Server | None) -> dict[str, list[float]]:
+    """TTFA rows (ms) over ``runs`` passes of ``REPLIES``, the paths interleaved."""
+    rows: dict[str, list[float]] = {"http /v1/audio/speech (wav)": [], "sovereign in process": [],
+                                    "piper: same first piece": [], "piper: whole sentence": [],
+                                    "sovereign espeak-ng": [], "_audio_s": [], "_reply_ms": []}
+    for _ in range(runs):
+        for text in REPLIES:
+            if server is not None:
+                rows["http /v1/audio/speech (wav)"].append(http_first_audio(server, text)[0])
+            first, total, seconds = asyncio.run(first_audio(governed, text, "piper-joe"))
+            rows["sovereign in process"].append(first)
+            rows["_audio_s"].append(seconds)
+            rows["_reply_ms"].append(total)
+            rows["piper: same first piece"].append(piper_direct(piper._voice, pieces(text)[0])[0])
+            rows["piper: whole sentence"].append(piper_direct(piper._voice, text)[0])
+            rows["sovereign espeak-ng"].append(asyncio.run(first_audio(governed, text, "espeak-ng"))[0])
+    return {name: values for name, values in rows.items() if values}
+
+
+def print_ttfa(rows: dict[str, list[float]], runs: int) -> None:
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"time to first audio, one-sentence replies ({len(REPLIES)} replies x {runs} runs, medians):")
+    for name, values in rows.items():
+        if not name.startswith("_"):
+            print(f"  {name:30s} {statistics.median(values):7.1f} ms")
+    piece = statistics.median(rows["piper: same first piece"])
+    for name in ("http /v1/audio/speech (wav)", "sovereign in process"):
+        if name in rows:
+            cost = statistics.median(a - b for a, b in zip(rows[name], rows["piper: same first piece"], strict=True))
+            print(f"  {name} / piper same first piece = {statistics.median(rows[name]) / piece:.3f}"
+                  f"  (request path's own cost, median of pairs: {cost:.1f} ms)")
+    ratio = statistics.median(rows["sovereign in process"]) / statistics.median(rows["piper: whole sentence"])
+    print(f"  sovereign in process / piper whole sentence = {ratio:.3f}")
+    mean_audio = statistics.mean(rows["_audio_s"])
+    print(f"  piper real-time factor (whole replies through sovereign): "
+          f"{statistics.median(rows['_reply_ms']) / 1000 / mean_audio:.3f} (replies of {mean_audio:.1f} s)")
+
+
+async def loops(services: Services, governed, count: int) -> None:
+    await voice_loop(services, governed, "Hello.")  # loads Whisper and the language model: not timed
+    timed = [await voice_loop(services, governed, question) for question in QUESTIONS[:count]]
+    print(f"spoken question -> spoken answer on {services.settings.model_for('instant')} "
+          f"(whisper-base, piper-joe; {len(timed)} questions, medians):")
+    for key in timed[0]:
+        print(f"  {key:24s} {statistics.median(loop[key] for loop in timed):8.1f}")
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--loop", type=int, default=3)
+    parser.add_argument("--loop", type=int, default=3, help="spoken questions to time (0: none)")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP server (it loads the language model)")
     args = parser.parse_args()
-    services = Services.open(load_settings(make_home()), progress=False)
+    home = make_home()
+    services = Services.open(load_settings(home), progress=False)
     governed = services.governed_perception(services.keys.local_principal())
     piper = services.perception.engine("piper-joe", "speech")[1]
-    await first_audio(governed, "Warm up.", "piper-joe")
+    asyncio.run(first_audio(governed, "Warm up.", "piper-joe"))
     piper_direct(piper._voice, "Warm up.")
-    rows: dict[str, list[float]] = {"sovereign piper (streamed)": [], "piper direct": [], "sovereign espeak-ng": []}
-    totals: dict[str, list[float]] = {name: [] for name in rows}
-    audio = 0.0
-    for _ in range(args.runs):
-        for text in REPLIES:
-            first, total, seconds = await first_audio(governed, text, "piper-joe")
-            rows["sovereign piper (streamed)"].append(first)
-            totals["sovereign piper (streamed)"].append(total)
-            audio += seconds
-            first, total = piper_direct(piper._voice, text)
-            rows["piper direct"].append(first)
-            totals["piper direct"].append(total)
-            first, total, _ = await first_audio(governed, text, "espeak-ng")
-            rows["sovereign espeak-ng"].append(first)
-            totals["sovereign espeak-ng"].append(total)
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"time to first audio, one-sentence replies ({len(REPLIES)} replies x {args.runs} runs, medians):")
-    for name in rows:
-        print(f"  {name:28s} first audio {statistics.median(rows[name]):7.1f} ms   whole reply "
-              f"{statistics.median(totals[name]):7.1f} ms")
-    mean_audio = audio / (len(REPLIES) * args.runs)
-    print(f"  piper real-time factor: {statistics.median(totals['piper direct']) / 1000 / mean_audio:.3f} "
-          f"(replies of {mean_audio:.1f} s)")
-    ratio = statistics.median(rows["sovereign piper (streamed)"]) / statistics.median(rows["piper direct"])
-    print(f"  first audio, sovereign streamed / piper direct = {ratio:.3f}")
-    await voice_loop(services, governed, "Hello.")  # loads Whisper and the language model: not timed
-    loops = [await voice_loop(services, governed, question) for question in QUESTIONS[:args.loop]]
-    print(f"spoken question -> spoken answer on {services.settings.model_for('instant')} "
-          f"(whisper-base, piper-joe; {len(loops)} questions, medians):")
-    for key in loops[0]:
-        print(f"  {key:24s} {statistics.median(loop[key] for loop in loops):8.1f}")
+    if args.no_http:
+        print_ttfa(ttfa(services, governed, piper, args.runs, None), args.runs)
+    else:
+        with Server(make_home()) as server:
+            http_first_audio(server, "Warm up.")
+            print_ttfa(ttfa(services, governed, piper, args.runs, server), args.runs)
+    if args.loop:
+        asyncio.run(loops(services, governed, args.loop))
     services.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,18 +1,24 @@
 """Transcription: WER and speed (× real time) on a labelled set built here, sovereign's governed
 path (``GovernedPerception.transcribe``: decode, caps, engine, ledger, audit) side by side with
-faster-whisper called directly on the same weights with the same options, in one run.
+faster-whisper called directly on the same weights with the same decoding options, in one run.
 
 The set: ``SENTENCES`` (written for this benchmark) spoken by espeak-ng (three voices, three
-speeds) and the Piper voice (two speeds): 8 sentences x 5 voices = 40 clips, about 3 minutes of
-audio. Each clip is transcribed by both paths, interleaved, ``--runs`` times; times are medians.
+speeds: formant synthesis) and the Piper voice (two speeds: a neural voice): 8 sentences x 5
+voices = 40 clips, about 3 minutes of audio. Then, reported apart, the real public-domain
+recording shipped in ``data/perception/`` (JFK, 1961). Each clip is transcribed by both paths,
+interleaved, ``--runs`` times; × real time is the mean over runs of compute seconds per second of
+audio, and the overhead is the median of the runs' ratios. The decoding options are the product's
+(``[perception] beam_size``, default 5, with temperature fallback); ``--beam-size 1`` measures greedy
+decoding.
 
-    python benchmarks/bench_transcribe.py [--model whisper-base] [--runs 3] [--sentences 8]
+    python benchmarks/bench_transcribe.py [--model whisper-base] [--runs 3] [--sentences 8] [--beam-size 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -22,11 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import make_home  # noqa: E402
-from _perception_data import SENTENCES, VOICES, espeak_wav, wer  # noqa: E402
+from _perception_data import REAL_RECORDINGS, SENTENCES, VOICES, espeak_wav, real_items, wer  # noqa: E402
 
 from sovereign.config import load_settings  # noqa: E402
 from sovereign.perception.audio import encode_audio  # noqa: E402
 from sovereign.services import Services  # noqa: E402
+
+PATHS = ("sovereign", "faster-whisper")
 
 
 def build_set(services: Services, folder: Path, count: int) -> list[tuple[str, str, bytes]]:
@@ -43,7 +51,76 @@ def build_set(services: Services, folder: Path, count: int) -> list[tuple[str, s
                 pcm = b"".join(piper.stream(text, speed=speed))
                 data = encode_audio(pcm, piper.rate, "wav")
             clips.append((label, text, data))
+    for name, text, data in real_items(REAL_RECORDINGS):
+        clips.append((f"real:{name}", text, data))
     return clips
+
+
+class Tally:
+    """Word errors and compute seconds per (path, group), audio seconds per group."""
+
+    def __init__(self) -> None:
+        self.errors: dict[tuple[str, str], list[int]] = {}
+        self.seconds: dict[tuple[str, str], float] = {}
+        self.audio: dict[str, float] = {}
+
+    def add(self, path: str, group: str, wrong_total: tuple[int, int] | None, seconds: float) -> None:
+        self.seconds[path, group] = self.seconds.get((path, group), 0.0) + seconds
+        if wrong_total is not None:
+            cell = self.errors.setdefault((path, group), [0, 0])
+            cell[0] += wrong_total[0]
+            cell[1] += wrong_total[1]
+
+    def wer(self, path: str, groups: list[str]) -> float:
+        wrong = sum(self.errors[path, g][0] for g in groups)
+        return 100 * wrong / max(1, sum(self.errors[path, g][1] for g in groups))
+
+    def xrt(self, path: str, groups: list[str]) -> float:
+        return sum(self.seconds[path, g] for g in groups) / sum(self.audio[g] for g in groups)
+
+
+def run_once(clips, direct, options: dict, governed, spec_name: str, tmp: Path, tally: Tally, first: bool,
+             show: bool) -> None:
+    from faster_whisper import decode_audio
+
+    for label, text, data in clips:
+        path = tmp / "clip.wav"
+        path.write_bytes(data)
+        started = time.perf_counter()
+        pieces, _ = direct.transcribe(decode_audio(str(path)), **options)
+        peer_text = "".join(s.text for s in pieces)
+        peer_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        ours = asyncio.run(governed.transcribe(data, model=spec_name)).text
+        our_seconds = time.perf_counter() - started
+        if first:
+            tally.audio[label] = tally.audio.get(label, 0.0) + governed.last.usage.prompt_tokens / 50
+        for name, hypothesis, seconds in (("sovereign", ours, our_seconds),
+                                          ("faster-whisper", peer_text, peer_seconds)):
+            scored = wer(text, hypothesis) if first else None
+            tally.add(name, label, scored, seconds)
+            if scored and scored[0] and show and name == "sovereign":
+                print(f"  [{label}] {text!r} -> {hypothesis!r}")
+
+
+def report(tally: Tally, runs: int, spec_name: str, options: dict, per_run: dict[str, list[float]]) -> None:
+    groups = list(tally.audio)
+    synthetic = [g for g in groups if not g.startswith("real:")]
+    kinds = {"espeak-ng (formant)": [g for g in synthetic if g.startswith("espeak-ng")],
+             "piper (neural)": [g for g in synthetic if g.startswith("piper")],
+             "all synthetic": synthetic, "real recordings": [g for g in groups if g.startswith("real:")]}
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"model {spec_name}; beam_size {options['beam_size']}, temperature fallback {options['temperature']}; "
+          f"{sum(tally.audio[g] for g in synthetic):.1f} s synthetic audio; {runs} runs (times: mean of the runs)")
+    for kind, members in kinds.items():
+        if members:
+            print(f"  {kind:20s} " + "   ".join(f"{p} WER {tally.wer(p, members):5.2f}% {tally.xrt(p, members):.3f}x RT"
+                                                for p in PATHS))
+    for group in groups:
+        print(f"    {group:34s} WER {tally.wer('sovereign', [group]):5.2f}%  ({tally.audio[group]:.1f} s audio)")
+    ratios = [a / b for a, b in zip(per_run["sovereign"], per_run["faster-whisper"], strict=True)]
+    print(f"  overhead: sovereign / faster-whisper = {statistics.median(ratios):.3f} (runs: "
+          + ", ".join(f"{r:.3f}" for r in ratios) + ")")
 
 
 def main() -> None:
@@ -51,62 +128,30 @@ def main() -> None:
     parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sentences", type=int, default=len(SENTENCES))
+    parser.add_argument("--beam-size", type=int, default=None, help="[perception] beam_size (default: the product's)")
     parser.add_argument("--show", action="store_true", help="print each clip whose transcript has errors")
     args = parser.parse_args()
-    services = Services.open(load_settings(make_home()), progress=False)
-    from faster_whisper import WhisperModel, decode_audio
+    extra = f"[perception]\nbeam_size = {args.beam_size}\n" if args.beam_size else ""
+    services = Services.open(load_settings(make_home(extra)), progress=False)
+    from faster_whisper import WhisperModel
 
     spec, engine = services.perception.engine(args.model, "transcription")
-    folder = services.perception.folder(spec)
-    direct = WhisperModel(str(folder), device="cpu", compute_type="int8", local_files_only=True)
+    direct = WhisperModel(str(services.perception.folder(spec)), device="cpu", compute_type="int8",
+                          local_files_only=True)
+    options = engine.options()  # the same decoding options as the governed path
     governed = services.governed_perception(services.keys.local_principal())
-    language = "en" if spec.name.endswith(".en") else None
+    tally = Tally()
+    per_run: dict[str, list[float]] = {p: [] for p in PATHS}
     with tempfile.TemporaryDirectory() as tmp:
         clips = build_set(services, Path(tmp), args.sentences)
-        audio_seconds = 0.0
-        times = {"sovereign": [], "faster-whisper": []}
-        errors = {"sovereign": [0, 0], "faster-whisper": [0, 0]}
-        by_voice: dict[str, list[int]] = {}
         for run in range(args.runs):
-            run_times = {"sovereign": 0.0, "faster-whisper": 0.0}
-            for label, text, data in clips:
-                path = Path(tmp) / "clip.wav"
-                path.write_bytes(data)
-                started = time.perf_counter()
-                pieces, _ = direct.transcribe(decode_audio(str(path)), language=language, beam_size=1,
-                                              condition_on_previous_text=False, vad_filter=False)
-                peer_text = "".join(s.text for s in pieces)
-                run_times["faster-whisper"] += time.perf_counter() - started
-                started = time.perf_counter()
-                ours = asyncio.run(governed.transcribe(data, model=spec.name)).text
-                run_times["sovereign"] += time.perf_counter() - started
-                if run == 0:
-                    audio_seconds += governed.last.usage.prompt_tokens / 50
-                    for name, hypothesis in (("sovereign", ours), ("faster-whisper", peer_text)):
-                        wrong, total = wer(text, hypothesis)
-                        errors[name][0] += wrong
-                        errors[name][1] += total
-                        if name == "sovereign" and args.show and wrong:
-                            print(f"  [{label}] {text!r} -> {hypothesis!r}")
-                        if name == "sovereign":
-                            by_voice.setdefault(label, [0, 0])
-                            by_voice[label][0] += wrong
-                            by_voice[label][1] += total
-            for name in times:
-                times[name].append(run_times[name])
-    import os
-
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"model {spec.name}; {len(clips)} clips, {audio_seconds:.1f} s of audio; {args.runs} runs (medians)")
-    for name in ("sovereign", "faster-whisper"):
-        seconds = statistics.median(times[name])
-        print(f"  {name:15s} WER {100 * errors[name][0] / errors[name][1]:5.2f}%  "
-              f"{seconds:7.2f} s  {seconds / audio_seconds:.3f}x real time")
-    ratio = statistics.median(times["sovereign"]) / statistics.median(times["faster-whisper"])
-    print(f"  overhead: sovereign / faster-whisper = {ratio:.3f} (runs: "
-          + ", ".join(f"{a / b:.3f}" for a, b in zip(times["sovereign"], times["faster-whisper"], strict=True)) + ")")
-    for label, (wrong, total) in by_voice.items():
-        print(f"  {label:22s} WER {100 * wrong / total:5.2f}%")
+            before = {p: sum(v for (q, _), v in tally.seconds.items() if q == p) for p in PATHS}
+            run_once(clips, direct, options, governed, spec.name, Path(tmp), tally, run == 0, args.show)
+            for p in PATHS:
+                per_run[p].append(sum(v for (q, _), v in tally.seconds.items() if q == p) - before[p])
+    for key in tally.seconds:  # seconds per run
+        tally.seconds[key] /= args.runs
+    report(tally, args.runs, spec.name, options, per_run)
     services.close()
 
 

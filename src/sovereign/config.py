@@ -169,6 +169,9 @@ class PerceptionSettings(_Section):
     max_speech_chars: int = Field(default=4096, ge=1, description="longer text to speak is refused (413)")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images are refused (413)")
     threads: int = Field(default=0, ge=0, description="CPU threads per engine (0: the engine's default)")
+    beam_size: int = Field(default=5, ge=1, le=10, description="Whisper beam search width (1: greedy, faster)")
+    preload: list[Literal["transcription", "speech", "ocr"]] = Field(
+        default_factory=lambda: ["speech"], description="engines the server loads at start-up")
 
 
 class PriceSheetConfig(_Section):

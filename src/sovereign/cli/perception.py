@@ -6,13 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import typer
 
 from sovereign.cli.common import console, friendly_errors, open_services, run
 from sovereign.errors import SovereignError
-from sovereign.perception.audio import AUDIO_FORMATS, encode_audio
+from sovereign.perception.audio import AUDIO_FORMATS, encode_audio, wav_header
 from sovereign.perception.errors import PerceptionInputError
 from sovereign.perception.formats import TRANSCRIPT_FORMATS, render_transcript
 from sovereign.services import Services
@@ -96,15 +97,37 @@ async def _speak(services: Services, text: str, *, model: str | None, voice: str
     return await stream.collect(), stream.rate, stream.spec.name
 
 
+async def _speak_to_stdout(services: Services, text: str, *, model: str | None, voice: str | None,
+                           speed: float) -> None:
+    """A streamed WAV (header with the 'unknown length' sizes) on stdout, each piece flushed as made."""
+    governed = services.governed_perception(services.keys.local_principal())
+    stream = await governed.speak(text, model=model, voice=voice, speed=speed)
+    out = sys.stdout.buffer
+    header = wav_header(stream.rate)
+    async for piece in stream.pcm():
+        out.write(header + piece)
+        out.flush()
+        header = b""
+
+
 @friendly_errors
 def speak_command(
     text: str = typer.Argument(..., help="what to say"),
-    output: Path = typer.Option(..., "-o", "--output", help="audio file to write; its suffix picks the format"),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="audio file to write; its suffix picks the format; - streams WAV to stdout"),
     model: str = typer.Option(None, help="piper-joe (default, optional extra) or espeak-ng"),
     voice: str = typer.Option(None, help="espeak-ng voice (alloy, nova, en-gb...)"),
     speed: float = typer.Option(1.0, help="0.25 to 4.0"),
 ) -> None:
-    """Speak ``text`` into an audio file (wav, mp3, opus, aac, flac, pcm) with a local voice."""
+    """Speak ``text`` into an audio file (wav, mp3, opus, aac, flac, pcm) with a local voice;
+    ``-o -`` streams WAV to standard output as it is spoken (``| aplay`` starts at the first clause)."""
+    if str(output) == "-":
+        services = open_services()
+        try:
+            run(_speak_to_stdout(services, text, model=model, voice=voice, speed=speed))
+        finally:
+            services.close()
+        return
     fmt = output.suffix.lower().lstrip(".") or "wav"
     fmt = {"ogg": "opus"}.get(fmt, fmt)
     if fmt not in AUDIO_FORMATS:

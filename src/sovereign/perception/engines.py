@@ -80,6 +80,26 @@ class Perception:
             self.engines[spec.name] = engine
             return spec, engine
 
+    def loaded(self, name: str | None, kind: Kind) -> tuple[ModelSpec, Any] | None:
+        """``engine(name, kind)`` when that engine is already built, else None (never loads, never
+        blocks: a request on the hot path skips the worker thread a load would need)."""
+        spec = self.spec(name, kind)
+        if (name is None or name in ALIASES) and kind in self.fallback:
+            spec = self.registry.get(_FALLBACK[kind])
+        engine = self.engines.get(spec.name)
+        return (spec, engine) if engine is not None else None
+
+    def warm(self, kinds: list[Kind]) -> dict[str, str]:
+        """Build the default engine of each kind in ``kinds`` now (the server does this at start-up,
+        so the first request does not wait for a load); kind -> the model loaded, or why not."""
+        done: dict[str, str] = {}
+        for kind in kinds:
+            try:
+                done[kind] = self.engine(None, kind)[0].name
+            except (EngineUnavailableError, WeightsError) as exc:
+                done[kind] = f"not loaded: {exc.message}"
+        return done
+
     def folder(self, spec: ModelSpec) -> Path:
         """The verified folder of ``spec``'s files in the shared cache (assembled if missing)."""
         path = self.registry.weights_path(spec)
@@ -94,7 +114,8 @@ class Perception:
             from sovereign.perception.transcribe import WhisperEngine
 
             self._importable("faster_whisper", "speech to text needs faster-whisper: pip install faster-whisper==1.2.1")
-            return WhisperEngine(self.folder(spec), threads=threads, english_only=spec.name.endswith(".en"))
+            return WhisperEngine(self.folder(spec), threads=threads, english_only=spec.name.endswith(".en"),
+                                 beam_size=self.settings.beam_size)
         if spec.backend == "piper":
             from sovereign.perception.speech import PiperEngine
 

@@ -22,6 +22,7 @@ from sovereign.governance.governor import CallRecord, CallScope, Governor
 from sovereign.governance.journal import DirectJournal, Journal
 from sovereign.kernel.messages import Timings, Usage
 from sovereign.kernel.registry import ModelSpec
+from sovereign.perception.ahead import run_ahead
 from sovereign.perception.audio import decode_audio
 from sovereign.perception.engines import Perception
 from sovereign.perception.errors import PerceptionInputError, TooLargeError
@@ -32,6 +33,7 @@ __all__ = ["GovernedPerception", "SpeechStream"]
 
 _TEXT_TOKENS_PER_WINDOW = 448  # Whisper's decoder limit per 30 s window: the worst case of its output
 _SLOWEST_CHARS_PER_SECOND = 5.0  # speech at its slowest, for the worst case of audio out
+_PIECES_AHEAD = 2  # pieces synthesised beyond what the client has taken
 
 
 @dataclass
@@ -118,7 +120,8 @@ class GovernedPerception:
         if not 0.25 <= speed <= 4.0:
             raise PerceptionInputError(f"speed must be between 0.25 and 4.0, not {speed}", param="speed")
         self._authorised(model, "speech")
-        spec, engine = await asyncio.to_thread(self.perception.engine, model, "speech")
+        loaded = self.perception.loaded(model, "speech")  # no thread hop before the first piece when loaded
+        spec, engine = loaded or await asyncio.to_thread(self.perception.engine, model, "speech")
         self.governor.authorize(self.scope, spec.name)  # the fallback engine, when the default is missing
         assert self.journal is not None
         worst = math.ceil(len(text) / _SLOWEST_CHARS_PER_SECOND / speed * AUDIO_TOKENS_PER_SECOND)
@@ -144,10 +147,10 @@ class SpeechStream:
 
     async def pcm(self) -> AsyncIterator[bytes]:
         owner, settled = self.owner, False
-        iterator = iter(self.pieces)
-        sentinel = object()
+        # The next piece synthesises in a worker thread while this one is sent.
+        ahead = run_ahead(iter(self.pieces), depth=_PIECES_AHEAD, name="speech")
         try:
-            while (piece := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
+            async for piece in ahead:
                 if self.first_ms is None:
                     self.first_ms = (time.perf_counter() - self._started) * 1000
                 self.samples += len(piece) // 2
@@ -160,6 +163,7 @@ class SpeechStream:
                                                owner.journal)
             settled = True
         finally:
+            await ahead.aclose()
             if not settled:
                 owner.governor.release(self.reservation)
 

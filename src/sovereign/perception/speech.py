@@ -20,7 +20,14 @@ from sovereign.perception.errors import EngineUnavailableError, PerceptionInputE
 __all__ = ["ESPEAK_VOICES", "EspeakEngine", "PiperEngine", "SpeechEngine", "pieces"]
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
-_FIRST_WORDS = 5
+_FIRST_WORDS = 4
+# A first piece is best cut before one of these words (a new phrase starts there)...
+_PHRASE_START = frozenset("and but or so because which who whom whose that where when while if with without to in "
+                          "on at for from of by as than about after before into onto over under through during "
+                          "is are was were has have had will would can could should".split())
+# ...and never just after one of these (it would leave a dangling article or preposition).
+_NO_END = frozenset("a an the my your his her its our their this that these those of to in on at for from with by "
+                    "and or but as into onto".split())
 # OpenAI voice names map onto espeak-ng variants, so clients that send "alloy" get a voice.
 ESPEAK_VOICES = {"alloy": "en-us", "echo": "en-us+m3", "fable": "en-gb", "onyx": "en-us+m7", "nova": "en-us+f3",
                  "shimmer": "en-us+f4", "ash": "en-us+m2", "coral": "en-us+f2", "sage": "en-gb+f3",
@@ -28,22 +35,35 @@ ESPEAK_VOICES = {"alloy": "en-us", "echo": "en-us+m3", "fable": "en-gb", "onyx":
 
 
 def pieces(text: str, *, first_words: int = _FIRST_WORDS) -> list[str]:
-    """Sentences of ``text``; a first sentence longer than ``first_words + 2`` words is split at
-    a comma within its first ``first_words + 1`` words, else after ``first_words`` words, so the
-    first piece synthesises fast."""
+    """Sentences of ``text``, the first one cut short so it synthesises fast (its time is the time
+    to first audio). A first sentence longer than ``first_words + 2`` words is cut at a comma within
+    its first ``first_words + 1`` words; else at a phrase boundary 3 to ``first_words + 1`` words in
+    (before "with", "which", "is"..., never after "the", "of"...); else after ``first_words`` words.
+    The rest of the sentence is the second piece, made while the first one plays."""
     sentences = [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
     if not sentences:
         return []
-    first = sentences[0]
-    words = first.split()
+    words = sentences[0].split()
     if len(words) > first_words + 2:
-        comma = first.find(", ")
-        if 0 < comma and len(first[:comma].split()) <= first_words + 1:
-            head, tail = first[:comma + 1], first[comma + 2:]
-        else:
-            head, tail = " ".join(words[:first_words]), " ".join(words[first_words:])
-        sentences[0:1] = [head, tail]
+        cut = _first_cut(words, first_words)
+        sentences[0:1] = [" ".join(words[:cut]), " ".join(words[cut:])]
     return sentences
+
+
+def _first_cut(words: list[str], first_words: int) -> int:
+    """How many words the first piece takes (see ``pieces``)."""
+    plain = [word.lower().strip(",;:\"'()") for word in words]
+    for n in range(1, first_words + 2):
+        if words[n - 1].endswith(","):
+            return n
+    span = range(min(first_words + 1, len(words) - 1), 2, -1)  # latest first
+    for n in span:
+        if plain[n] in _PHRASE_START and plain[n - 1] not in _NO_END:
+            return n
+    for n in span:
+        if plain[n - 1] not in _NO_END:
+            return n
+    return first_words
 
 
 class SpeechEngine(Protocol):

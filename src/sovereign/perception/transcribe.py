@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sovereign.perception.audio import Audio
 from sovereign.perception.errors import EngineUnavailableError, PerceptionInputError
@@ -20,6 +20,7 @@ __all__ = ["AUDIO_TOKENS_PER_SECOND", "Segment", "Transcript", "WhisperEngine"]
 
 AUDIO_TOKENS_PER_SECOND = 50  # Whisper's encoder: 1,500 frames per 30 s window
 Task = Literal["transcribe", "translate"]
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Transcript:
 class WhisperEngine:
     """One Whisper model (a CTranslate2 folder: model.bin, config.json, tokenizer, vocabulary)."""
 
-    def __init__(self, folder: Path, *, threads: int = 0, english_only: bool = False, beam_size: int = 1) -> None:
+    def __init__(self, folder: Path, *, threads: int = 0, english_only: bool = False, beam_size: int = 5) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -68,6 +69,16 @@ class WhisperEngine:
                                    local_files_only=True)
         self._lock = threading.Lock()
 
+    def options(self, *, language: str | None = None, task: Task = "transcribe", prompt: str | None = None,
+                temperature: float | None = None) -> dict[str, Any]:
+        """The keyword arguments given to faster-whisper's ``transcribe`` (the benchmark's direct
+        peer uses the same). faster-whisper's own defaults: beam search (``[perception] beam_size``,
+        5) with the temperature fallback that re-decodes a window whose output looks degenerate."""
+        return {"language": "en" if self.english_only else language, "task": task, "beam_size": self.beam_size,
+                "initial_prompt": prompt or None,
+                "temperature": [temperature] if temperature is not None else list(_FALLBACK_TEMPERATURES),
+                "condition_on_previous_text": False, "vad_filter": False}
+
     def transcribe(self, audio: Audio, *, language: str | None = None, task: Task = "transcribe",
                    prompt: str | None = None, temperature: float | None = None) -> Transcript:
         if language and self.english_only and language != "en":
@@ -76,13 +87,10 @@ class WhisperEngine:
         if task == "translate" and self.english_only:
             raise PerceptionInputError("translation needs a multilingual model (whisper-base); this one is "
                                        "English only", param="model")
-        temperatures = [temperature] if temperature is not None else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
         try:
             with self._lock:  # one decode at a time per model: the box's cores are few
                 pieces, info = self._model.transcribe(
-                    audio.samples, language="en" if self.english_only else language, task=task,
-                    beam_size=self.beam_size, initial_prompt=prompt or None, temperature=temperatures,
-                    condition_on_previous_text=False, vad_filter=False)
+                    audio.samples, **self.options(language=language, task=task, prompt=prompt, temperature=temperature))
                 segments = [Segment(id=s.id, start=round(s.start, 3), end=round(s.end, 3), text=s.text,
                                     tokens=list(s.tokens), avg_logprob=s.avg_logprob,
                                     compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob,

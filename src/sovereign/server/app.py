@@ -56,17 +56,20 @@ def create_app(services: Services, *, preload: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI):
         from sovereign.tools.mcp_client import mount_configured
 
-        task = None
+        task = warming = None
         if preload:
             task = asyncio.ensure_future(_preload(app))
+            if services.settings.perception.preload:
+                warming = asyncio.ensure_future(_preload_perception(services))
         anchoring = _anchor_timer(services)
         probing = _probe_timer(services)  # [router] probe_interval_s: health probes of cooled-down breakers
         from sovereign.channels.service import channels_running
 
         async with mount_configured(app.state.services), channels_running(app.state.services):  # [[channels.irc]]
             yield
-        if task is not None and not task.done():
-            task.cancel()
+        for pending in (task, warming):
+            if pending is not None and not pending.done():
+                pending.cancel()
         if anchoring is not None:
             anchoring.cancel()
         if probing is not None:
@@ -132,3 +135,12 @@ async def _preload(app: FastAPI) -> None:
     except Exception as exc:  # reported by /health; the server keeps answering
         app.state.load_error = exc
         log.error("default model failed to load: %s", exc)
+
+
+async def _preload_perception(services: Services) -> None:
+    """``[perception] preload``: the voice is loaded before the first request, not by it."""
+    try:
+        loaded = await asyncio.to_thread(services.perception.warm, services.settings.perception.preload)
+        log.info("perception engines loaded: %s", loaded)
+    except Exception as exc:  # a request loads (and reports) it instead
+        log.error("perception engines failed to load: %s", exc)

@@ -120,9 +120,8 @@ def _encoded(piece: bytes, rate: int, fmt: str) -> bytes:
 
 async def _audio(stream: SpeechStream, first: bytes, pieces: AsyncIterator[bytes], fmt: str) -> AsyncIterator[bytes]:
     try:
-        if fmt == "wav":
-            yield wav_header(stream.rate)
-        yield _encoded(first, stream.rate, fmt)
+        header = wav_header(stream.rate) if fmt == "wav" else b""
+        yield header + _encoded(first, stream.rate, fmt)  # one write: the header and the first audio
         async for piece in pieces:
             yield _encoded(piece, stream.rate, fmt)
     finally:
