@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml
 	@command -v espeak-ng >/dev/null 2>&1 && command -v tesseract >/dev/null 2>&1 || { (apt-get update -qq && \
 		apt-get install -y -qq espeak-ng tesseract-ocr tesseract-ocr-eng) >/dev/null 2>&1 \
 		|| echo "note: espeak-ng / tesseract not installed; speech and OCR fall back to piper and rapidocr only"; }
+	@# flite: three more voices for the transcription benchmark's speech set (benchmarks/ only).
+	@command -v flite >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq flite) >/dev/null 2>&1 \
+		|| echo "note: flite not installed; bench_transcribe.py leaves its voices out"; }
 	@# ngircd is the real IRC server the channel tests start on loopback (never as a service).
 	@command -v ngircd >/dev/null 2>&1 || test -x /usr/sbin/ngircd || { (apt-get update -qq && apt-get install -y -qq ngircd) >/dev/null 2>&1 \
 		|| echo "note: ngircd not installed; the IRC channel tests are skipped"; }

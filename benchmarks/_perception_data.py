@@ -25,9 +25,11 @@ SENTENCES = [
     "Our new kitchen has a large window that faces the garden.",
     "Turn left at the second traffic light and park behind the bakery.",
 ]
-# (engine, voice, speed): espeak-ng voices at three speeds, the Piper voice at two.
+# (engine, voice, speed): espeak-ng voices at three speeds (formant synthesis), the Piper voice at
+# two (neural), and three CMU Flite voices (statistical parametric: US female, US male, Scottish male).
 VOICES = [("espeak-ng", "en-us", 1.0), ("espeak-ng", "en-gb+f3", 0.85), ("espeak-ng", "en-us+m3", 1.2),
-          ("piper-joe", None, 1.0), ("piper-joe", None, 1.25)]
+          ("piper-joe", None, 1.0), ("piper-joe", None, 1.25),
+          ("flite", "slt", 1.0), ("flite", "rms", 1.0), ("flite", "awb", 1.0)]
 
 PARAGRAPHS = [
     ["Minutes of the planning meeting", "The committee agreed to extend the opening hours",
@@ -94,6 +96,13 @@ def page_text(text: str) -> str:
 def cer_page(reference: str, hypothesis: str) -> tuple[int, int]:
     """``cer`` after ``page_text`` on both sides (for the scanned page, set in 1884 type)."""
     return cer(page_text(reference), page_text(hypothesis))
+
+
+def flite_wav(text: str, voice: str, speed: float, path: Path) -> Path:
+    """``text`` spoken by CMU Flite (Debian ``flite``, a benchmark-only voice set)."""
+    subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={1 / speed:.3f}", "-t", text, "-o",
+                    str(path)], check=True)
+    return path
 
 
 def espeak_wav(text: str, voice: str, speed: float, path: Path) -> Path:

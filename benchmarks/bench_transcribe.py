@@ -3,8 +3,9 @@ path (``GovernedPerception.transcribe``: decode, caps, engine, ledger, audit) si
 faster-whisper called directly on the same weights with the same decoding options, in one run.
 
 The set: ``SENTENCES`` (written for this benchmark) spoken by espeak-ng (three voices, three
-speeds: formant synthesis) and the Piper voice (two speeds: a neural voice): 8 sentences x 5
-voices = 40 clips, about 3 minutes of audio. Then, reported apart, the real public-domain
+speeds: formant synthesis), the Piper voice (two speeds: a neural voice) and three CMU Flite voices
+(statistical parametric; Debian ``flite``, left out with a note when absent): 8 sentences x 8
+voices = 64 clips, about 4.5 minutes of audio. Then, reported apart, the real public-domain
 recording shipped in ``data/perception/`` (JFK, 1961). Each clip is transcribed by both paths,
 interleaved, ``--runs`` times; × real time is the mean over runs of compute seconds per second of
 audio, and the overhead is the median of the runs' ratios. The decoding options are the product's
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import make_home  # noqa: E402
-from _perception_data import REAL_RECORDINGS, SENTENCES, VOICES, espeak_wav, real_items, wer  # noqa: E402
+from _perception_data import REAL_RECORDINGS, SENTENCES, VOICES, espeak_wav, flite_wav, real_items, wer  # noqa: E402
 
 from sovereign.config import load_settings  # noqa: E402
 from sovereign.perception.audio import encode_audio  # noqa: E402
@@ -42,10 +44,15 @@ def build_set(services: Services, folder: Path, count: int) -> list[tuple[str, s
     clips = []
     piper = None
     for engine, voice, speed in VOICES:
+        if engine == "flite" and shutil.which("flite") is None:
+            print(f"note: flite is not installed (apt-get install flite): voice {voice} left out")
+            continue
         for n, text in enumerate(SENTENCES[:count]):
             label = f"{engine}:{voice or 'joe'}@{speed}"
             if engine == "espeak-ng":
                 data = espeak_wav(text, voice, speed, folder / f"{n}-{voice}-{speed}.wav").read_bytes()
+            elif engine == "flite":
+                data = flite_wav(text, voice, speed, folder / f"{n}-{voice}-{speed}.wav").read_bytes()
             else:
                 piper = piper or services.perception.engine("piper-joe", "speech")[1]
                 pcm = b"".join(piper.stream(text, speed=speed))
@@ -108,6 +115,7 @@ def report(tally: Tally, runs: int, spec_name: str, options: dict, per_run: dict
     synthetic = [g for g in groups if not g.startswith("real:")]
     kinds = {"espeak-ng (formant)": [g for g in synthetic if g.startswith("espeak-ng")],
              "piper (neural)": [g for g in synthetic if g.startswith("piper")],
+             "flite (parametric)": [g for g in synthetic if g.startswith("flite")],
              "all synthetic": synthetic, "real recordings": [g for g in groups if g.startswith("real:")]}
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"model {spec_name}; beam_size {options['beam_size']}, temperature fallback {options['temperature']}; "

@@ -52,3 +52,15 @@ def test_chat_voice_answers_in_text_and_speech(light_home, tmp_path):
     assert "model>" in result.stdout and "paris" in result.stdout.lower()
     with wave.open(str(answer)) as reader:
         assert reader.getnframes() / reader.getframerate() > 0.5
+
+
+def test_speak_streams_wav_to_stdout(light_home):
+    env = {**os.environ, "SOVEREIGN_HOME": str(light_home)}
+    result = subprocess.run([sys.executable, "-m", "sovereign.cli.main", "speak", "One moment please. Here it is.",
+                             "-o", "-"], env=env, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = result.stdout
+    assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt " and data[36:40] == b"data"
+    assert int.from_bytes(data[24:28], "little") == 22050  # espeak-ng's rate, written before the audio
+    assert len(data) - 44 > 22050 * 2  # over a second of 16-bit audio, header written once
+    assert data.count(b"RIFF") == 1
