@@ -45,7 +45,8 @@ def test_transcription_through_the_sdk_is_recorded_in_ledger_and_audit(served):
     http, sdk, services, wav = served
     before = len(ledger_rows(services, "whisper-tiny.en"))
     result = sdk.audio.transcriptions.create(model="whisper-1", file=("q.wav", wav))
-    assert {"invoice", "third", "march"} <= set(words(result.text))
+    heard = set(words(result.text))  # tiny.en with beam search hears espeak-ng's "invoice is" as "invoices"
+    assert {"third", "march"} <= heard and any(word.startswith("invoice") for word in heard)
     assert result.usage.seconds == pytest.approx(len(wav) / 2 / 22050, abs=0.1)
     rows = ledger_rows(services, "whisper-tiny.en")
     assert len(rows) == before + 1
