@@ -4,17 +4,20 @@
    loopback HTTP server that answers after ``--page-ms``), with **a scripted model double with
    300 ms per call** (``sovereign.testing.swarm.SwarmScriptModel``: deterministic, not a language
    model). Peers in the same run, on the same model double and tool:
-   - one agent, one tool call per turn (N + 1 turns, N fetches one after another);
-   - one agent, every call in its first turn (parallel tool calls: 2 turns; the best case for a
-     single agent that knows all its sub-tasks up front).
-   The swarm: plan (1 call) → N sub-agents (2 calls + 1 fetch each, all at once) → merge (1 call).
+   - one agent, one tool call per turn (N × fetches + 1 turns, the fetches one after another);
+   - one agent, every sub-task's next call in one turn (parallel tool calls: fetches + 1 turns;
+     the best case for a single agent that knows all its sub-tasks up front).
+   The swarm: plan (1 call) → N sub-agents (all at once) → merge (1 call). Two workloads
+   (``--workloads``): ``one-fetch``, 2 calls + 1 fetch per sub-task; ``follow-link``, 3 calls +
+   2 fetches (read page i, follow the link found in it, answer: a sub-task with reasoning steps of
+   its own). The one-agent peers do the same fetches. ``--ray``: the swarm on Ray too.
 2. Spawn overhead per sub-agent: a zero-latency double, N sub-agents that answer in one turn;
    (swarm wall − the same N runs driven directly with ``asyncio.gather``) / N, on asyncio and on
    Ray (2 workers, ``num_cpus=2``; Ray startup not counted).
 3. 100 concurrent sub-agents on this machine: N = 100, concurrency 100, the 300 ms double.
 4. ``--real``: a small real-model swarm (the embedded model; four sub-tasks) vs one agent.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_swarm.py --repeat 3 [--ray] [--real]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_swarm.py --repeat 3 --sizes 8,16,64 [--ray] [--real]
 """
 
 from __future__ import annotations
