@@ -86,7 +86,7 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
         r"task|orders?)\s*[:\-]", _I)),
     ("role_hijack", "high", re.compile(
         r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\bact\s+as\s+(?:an?\s+)?(?:unrestricted|jailbroken|DAN)|"
-        r"\bdeveloper\s+mode\b|\bDAN\b", _I)),
+        r"\bdeveloper\s+mode\b|(?-i:\bDAN\b)", _I)),  # "DAN" the jailbreak, not "Dan" in a list of names
     ("fake_role_marker", "high", re.compile(
         r"<\|im_start\|>|<\|(?:system|assistant|user)\|>|\[/?INST\]|<<SYS>>|^\s*#{1,4}\s*(?:system|assistant)\s*:?\s*$|"
         r"^\s*(?:system|assistant)\s*:\s", re.IGNORECASE | re.MULTILINE)),
