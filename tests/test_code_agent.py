@@ -453,3 +453,19 @@ def test_file_text_pasted_into_the_code_is_replaced_by_the_real_text(workspace):
     assert "the real text from content was used instead" in seen
     assert "buy milk 3 not a copy" in seen  # no blank first line; text that is not a copy is kept
     assert result.answer == "buy milk"
+
+
+def test_rewriting_a_test_instead_of_the_file_the_task_names_is_sent_back(workspace):
+    (workspace / "app").mkdir()
+    (workspace / "app" / "money.py").write_text("def to_cents(a):\n    return round(a * 10)\n")
+    (workspace / "test_money.py").write_text("from app.money import to_cents\nassert to_cents(1.25) == 125\n")
+    script = ScriptedModel([
+        code('write_file("test_money.py", "assert True\\n")\nfinal_answer("fixed the test")'),
+        code('write_file("test_money.py", read_file("test_money.py"))\n'
+             'write_file("app/money.py", "def to_cents(a):\\n    return round(a * 100)\\n")\nfinal_answer("fixed")'),
+    ])
+    result = _run(script, _agent(workspace), "test_money.py fails because of a bug. Fix app/money.py so the test passes.",
+                  workspace, approver=AllowAll())
+    script.assert_complete()
+    assert "The task asks you to change app/money.py, but your code wrote test_money.py instead" in _observation(script.requests[1])
+    assert result.answer == "fixed" and "* 100" in (workspace / "app" / "money.py").read_text()

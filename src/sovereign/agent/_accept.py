@@ -24,6 +24,8 @@ from sovereign.agent.answer_check import (
     unread_paths,
     usage_of,
     void_answer,
+    write_target,
+    written_paths,
 )
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
@@ -96,6 +98,13 @@ class Accepting:
             text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=named[0] if named else "the file")
             self.stage(NoticeStep(text=text, reason="grounding"))
             return MODEL
+        missed = self.missed_target()
+        if missed is not None and self.grounding_nudges < _GROUNDING_NUDGES:
+            self.grounding_nudges += 1
+            target, written = missed
+            self.stage(NoticeStep(text=prompt(f"correct_wrong_file_{self.agent.mode}").format(
+                target=target, written=", ".join(written)), reason="grounding"))
+            return MODEL
         broken = broken_writes(self.steps)
         if broken and self.grounding_nudges < _GROUNDING_NUDGES:
             self.grounding_nudges += 1
@@ -151,6 +160,15 @@ class Accepting:
         if not asks_for_a_write(self.task_step().task) or self.agent.tool("write_file") is None:
             return False
         return not any(isinstance(s, ToolResultStep) and s.name == "write_file" for s in self.steps)
+
+    def missed_target(self) -> tuple[str, list[str]] | None:
+        """``(target, written)`` when the task says which file to change and the run wrote only
+        other files (small models "fix" a failing test by rewriting the test)."""
+        target = write_target(self.task_step().task)
+        written = written_paths(self.steps)
+        if target is None or not written or any(Path(w) == Path(target) for w in written):
+            return None
+        return target, list(dict.fromkeys(written))
 
     def workspace_root(self) -> Path | None:
         if self.runner.workspace is not None:

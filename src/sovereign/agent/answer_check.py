@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["broken_writes", "call_markup", "denied_but_seen", "mentioned_paths", "non_answer", "unread_paths",
+__all__ = ["broken_writes", "call_markup", "denied_but_seen", "write_target", "written_paths", "mentioned_paths", "non_answer", "unread_paths",
            "usage_of", "void_answer"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -118,6 +118,16 @@ def asks_for_a_write(task: str) -> bool:
         bool(mentioned_paths(task)) or re.search(r"\b(file|files|line|lines)\b", task, re.IGNORECASE) is not None)
 
 
+_TARGET = re.compile(r"\b(?:fix|change|edit|update|modify|correct|repair)\s+(?:the\s+)?(?:file\s+|(?:code|bugs?|errors?|typos?|problems?)\s+in\s+)?"
+                     + _PATH.pattern, re.IGNORECASE)
+
+
+def write_target(task: str) -> str | None:
+    """The file a task says to change ("Fix app/money.py so the test passes"), or None."""
+    match = _TARGET.search(task)
+    return match.group(1).rstrip(".").removeprefix("./") if match else None
+
+
 def mentioned_paths(task: str) -> list[str]:
     """File-like names in ``task``, in order, without duplicates (trailing dots dropped)."""
     found: dict[str, None] = {}
@@ -152,6 +162,15 @@ def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> l
 
 _WRITE_RESULT = re.compile(r"^(?:wrote|appended) \d+ bytes to (.+?)(?:; " + re.escape(SYNTAX_WARNING) + r": (.*))?$",
                            re.DOTALL)
+
+
+def written_paths(steps: Sequence[Step]) -> list[str]:
+    """The files the run's successful writes went to, in order."""
+    from sovereign.agent.steps import ToolResultStep
+
+    return [match.group(1) for step in steps
+            if isinstance(step, ToolResultStep) and step.name == "write_file" and step.ok
+            and (match := _WRITE_RESULT.match(step.content or "")) is not None]
 
 
 def broken_writes(steps: Sequence[Step]) -> list[tuple[str, str]]:
