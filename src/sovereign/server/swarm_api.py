@@ -50,7 +50,7 @@ def swarm_of(request: Request, runner: Runner, executor: str | None = None) -> S
 
 
 def resolver(request: Request, runner: Runner) -> ToolResolver:
-    """Built-in tools plus ``spawn_agent`` / ``wait_agents`` (any agent may delegate)."""
+    """Built-in tools plus ``spawn_agent`` / ``wait_agents`` (an agent whose definition lists them may delegate)."""
     return swarm_of(request, runner).delegation.resolver(builtin_resolver(request.app.state.services))
 
 
