@@ -469,3 +469,15 @@ def test_rewriting_a_test_instead_of_the_file_the_task_names_is_sent_back(worksp
     script.assert_complete()
     assert "The task asks you to change app/money.py, but your code wrote test_money.py instead" in _observation(script.requests[1])
     assert result.answer == "fixed" and "* 100" in (workspace / "app" / "money.py").read_text()
+
+
+def test_an_answer_without_the_asked_write_names_the_new_file_to_write(workspace):
+    script = ScriptedModel([
+        code('final_answer(sum(float(r["amount"]) for r in csv.DictReader(open("sales.csv"))))'),
+        code('write_file("total.txt", "302")\nfinal_answer("wrote 302 to total.txt")'),
+    ])
+    result = _run(script, _agent(workspace), "Compute the total of the amount column in sales.csv and write just "
+                  "that number to total.txt.", workspace, approver=AllowAll())
+    script.assert_complete()
+    assert "the task asks you to create or change total.txt" in _observation(script.requests[1])
+    assert (workspace / "total.txt").read_text() == "302" and result.status == "completed"

@@ -17,6 +17,7 @@ from sovereign.agent.answer_check import (
     broken_writes,
     call_markup,
     denied_but_seen,
+    in_workspace,
     material_read,
     mentioned_paths,
     non_answer,
@@ -94,8 +95,7 @@ class Accepting:
             return MODEL
         if self.grounding_nudges < _GROUNDING_NUDGES and self.left_unwritten():
             self.grounding_nudges += 1
-            named = mentioned_paths(self.task_step().task)
-            text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=named[0] if named else "the file")
+            text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=self.file_to_write())
             self.stage(NoticeStep(text=text, reason="grounding"))
             return MODEL
         missed = self.missed_target()
@@ -160,6 +160,15 @@ class Accepting:
         if not asks_for_a_write(self.task_step().task) or self.agent.tool("write_file") is None:
             return False
         return not any(isinstance(s, ToolResultStep) and s.name == "write_file" for s in self.steps)
+
+    def file_to_write(self) -> str:
+        """The file a task asks to be written: the one it says to change, else one it names that
+        does not exist yet ("write the total to total.txt"), else the first it names."""
+        task = self.task_step().task
+        named = mentioned_paths(task)
+        root = self.workspace_root()
+        new = [n for n in named if root is not None and not in_workspace(root, n)]
+        return write_target(task) or (new or named or ["the file"])[0]
 
     def missed_target(self) -> tuple[str, list[str]] | None:
         """``(target, written)`` when the task says which file to change and the run wrote only
