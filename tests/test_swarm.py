@@ -151,6 +151,34 @@ def test_agent_count_and_concurrency_caps(tmp_path):
     assert len(plans) == 3
 
 
+def test_every_ready_node_starts_at_once_with_a_fair_share_of_the_tree(tmp_path):
+    # 40 ready nodes, 500 tool calls for the tree and 16 per agent: handing each the whole
+    # per-agent cap let the first 31 hold the tree's room while the rest waited
+    arrived: list[str] = []
+    waited_in_vain: list[str] = []
+    everyone = asyncio.Event()
+
+    async def barrier(key: str) -> str:  # returns once all 40 sub-agents are in their tool call
+        arrived.append(key)
+        if len(arrived) == 40:
+            everyone.set()
+        try:
+            await asyncio.wait_for(everyone.wait(), timeout=5)
+        except TimeoutError:
+            waited_in_vain.append(key)
+        return f"value-of-{key}"
+
+    tool = lookup_tool()
+    tool.function = barrier
+    swarm, runner = _swarm(tmp_path, SwarmScriptModel())
+    result = asyncio.run(swarm.run(Agent(name="boss", tools=[tool]), _task(40),
+                                   budget=SwarmBudget(max_agents=40, max_concurrency=40, max_tool_calls=500)))
+    assert result.ok, result.stop_reason
+    assert everyone.is_set() and not waited_in_vain  # all 40 were running at the same moment
+    slices = [runner.store.get(n["run_id"]).agent_config["budget"]["max_tool_calls"] for n in result.tree["nodes"]]
+    assert all(12 <= x <= 16 for x in slices) and sum(slices) <= 500  # shares of 500 / 40, under 16 each
+
+
 def test_no_agent_starts_past_the_agent_cap(tmp_path):
     # two planned nodes and a cap of two agents: the failed node's retry is not started
     swarm, _ = _swarm(tmp_path, SwarmScriptModel())
