@@ -3,7 +3,8 @@ answer loop on the embedded model, timed end to end.
 
 TTFA is measured three ways in one run, each against Piper's own synthesis in the same run:
 - over HTTP: ``POST /v1/audio/speech`` (wav, streamed) on a ``sovereign serve`` process, the time
-  to the first audio bytes after the WAV header (the voice is preloaded at start-up);
+  to the first audio bytes after the WAV header (the voice is preloaded at start-up), beside an
+  authorised ``GET /v1/models`` (the HTTP stack's own cost);
 - in process: ``GovernedPerception.speak`` (authorise, reserve, the first piece);
 - Piper alone: ``synthesize`` of the same first piece (sovereign cuts the first sentence at a
   phrase boundary, see ``perception.speech.pieces``), and of the whole sentence (one piece a
@@ -105,15 +106,24 @@ def http_first_audio(server: Server, text: str) -> tuple[float, float]:
     return first or 0.0, (time.perf_counter() - started) * 1000
 
 
+def http_round_trip(server: Server) -> float:
+    """ms of an authorised ``GET /v1/models``: the HTTP stack's own cost, the baseline for TTFA."""
+    started = time.perf_counter()
+    httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
 def ttfa(services: Services, governed, piper, runs: int, server: Server | None) -> dict[str, list[float]]:
     """TTFA rows (ms) over ``runs`` passes of ``REPLIES``, the paths interleaved."""
-    rows: dict[str, list[float]] = {"http /v1/audio/speech (wav)": [], "sovereign in process": [],
+    rows: dict[str, list[float]] = {"http /v1/audio/speech (wav)": [], "http GET /v1/models": [],
+                                    "sovereign in process": [],
                                     "piper: same first piece": [], "piper: whole sentence": [],
                                     "sovereign espeak-ng": [], "_audio_s": [], "_reply_ms": []}
     for _ in range(runs):
         for text in REPLIES:
             if server is not None:
                 rows["http /v1/audio/speech (wav)"].append(http_first_audio(server, text)[0])
+                rows["http GET /v1/models"].append(http_round_trip(server))
             first, total, seconds = asyncio.run(first_audio(governed, text, "piper-joe"))
             rows["sovereign in process"].append(first)
             rows["_audio_s"].append(seconds)
