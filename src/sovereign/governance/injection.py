@@ -83,7 +83,8 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
         r"your|the|system)\b.{0,20}?\b(?:instructions?|prompts?|rules?|directions?|guidelines?|messages?)", _I)),
     ("new_instructions", "high", re.compile(
         r"\b(?:new|updated|real|actual|important|additional)\s+(?:system\s+)?(?:instructions?|directives?|"
-        r"task|orders?)\s*[:\-]", _I)),
+        r"task|orders?)\s*[:\-]|\b(?:system|admin|security)\s+override\b|"
+        r"\bthe\s+user\s+(?:also\s+|really\s+)?(?:wants|needs|asks|asked|requests|requested)\s+you\s+to\b", _I)),
     ("role_hijack", "high", re.compile(
         r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\bact\s+as\s+(?:an?\s+)?(?:unrestricted|jailbroken|DAN)|"
         r"\bdeveloper\s+mode\b|(?-i:\bDAN\b)", _I)),  # "DAN" the jailbreak, not "Dan" in a list of names
