@@ -56,6 +56,7 @@ def eval_command(
         raise InvalidRequestError(f"no task of suite '{loaded.name}' matches --filter '{filter_}'", param="filter")
     console = Console(stderr=as_json)
     options = EvalOptions(agent=agent, model=model, budget=budget, repeat=repeat, approve=approve)  # type: ignore[arg-type]
+    commit = _commit()  # the code that runs the tasks, taken before they start (the tree may move on)
     services = open_services()
     try:
         evaluator = Evaluator(services, options, on_attempt=lambda a: console.print(_line(a), highlight=False))
@@ -64,7 +65,7 @@ def eval_command(
         attempts = run(evaluator.run(loaded, tasks))
     finally:
         services.close()
-    meta = {"approve": approve, "commit": _commit(), "filter": filter_, "limit": limit}
+    meta = {"approve": approve, "commit": commit, "filter": filter_, "limit": limit}
     result = EvalReport(suite=loaded.name, model=model_name, agent=agent or "default", attempts=attempts,
                         meta={k: v for k, v in meta.items() if v is not None})
     if report is not None:
