@@ -74,6 +74,8 @@ class KernelSettings(_Section):
     prefix_cache_min_tokens: int = Field(default=128, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
     max_tool_calls: int = Field(default=4, ge=1, le=64, description="most tool calls per reply (parallel calls)")
+    parallel: int = Field(default=4, ge=1, le=64,
+                          description="requests each embedded model decodes at once (continuous batching); 1 = one at a time")
 
     @model_validator(mode="after")
     def _resolve_tiers(self) -> KernelSettings:

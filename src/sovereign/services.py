@@ -187,7 +187,7 @@ class Services:
                 self.registry.weights_path(spec),
                 LlamaOptions(n_ctx=min(kernel.n_ctx, spec.context_size), n_threads=kernel.n_threads,
                              n_batch=kernel.n_batch, default_max_tokens=kernel.default_max_tokens,
-                             max_tool_calls=kernel.max_tool_calls),
+                             max_tool_calls=kernel.max_tool_calls, parallel=kernel.parallel),
                 prefix_cache_dir=self.settings.prefix_cache_dir if kernel.prefix_cache else None,
                 prefix_cache_max_bytes=kernel.prefix_cache_max_mb * 1024 * 1024,
                 prefix_cache_min_tokens=kernel.prefix_cache_min_tokens,

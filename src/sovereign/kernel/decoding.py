@@ -8,7 +8,7 @@ markup guard, the call collector) sees the text before the caller and may end th
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -25,6 +25,14 @@ class Sampling:
     min_p: float = 0.0
     repeat_penalty: float = 1.05
     seed: int | None = None
+
+
+class TokenSource(Protocol):
+    """Token ids, one at a time; ``close()`` stops producing them."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def close(self) -> None: ...
 
 
 class TextFilter(Protocol):
@@ -59,17 +67,20 @@ def decode_pass(
     cancelled: Callable[[], bool],
     clock: Callable[[], float],
     text_filter: TextFilter | None = None,
+    source: TokenSource | None = None,
 ) -> PassResult:
     """Generate up to ``max_tokens`` after ``tokens``.
 
     Text that survives the stop strings goes through ``text_filter`` (when given) before
     ``on_text``; once the filter says ``stopped`` the pass ends with ``finish="diverted"`` and the
-    caller takes another path.
+    caller takes another path. ``source`` (the batch engine's stream for ``tokens``, already
+    sampled with ``sampling`` and ``grammar``) replaces ``llm``'s own decoding; ``llm`` then only
+    detokenizes.
     """
+    if source is not None:
+        return _consume(llm, source, max_tokens, stop, on_text, cancelled, clock, text_filter)
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
-    vocab = llm._model.vocab
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     generator = llm.generate(
         tokens,
         temp=sampling.temperature,
@@ -79,6 +90,22 @@ def decode_pass(
         repeat_penalty=sampling.repeat_penalty,
         grammar=grammar,
     )
+    return _consume(llm, generator, max_tokens, stop, on_text, cancelled, clock, text_filter)
+
+
+def _consume(
+    llm: llama_cpp.Llama,
+    generator: TokenSource,
+    max_tokens: int,
+    stop: list[str],
+    on_text: Callable[[str], None],
+    cancelled: Callable[[], bool],
+    clock: Callable[[], float],
+    text_filter: TextFilter | None,
+) -> PassResult:
+    """Read tokens until a stop, the limit, cancellation or the filter ends the pass; closes ``generator``."""
+    vocab = llm._model.vocab
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text, held = [], ""
     count, finish, first_at = 0, "length", None
 

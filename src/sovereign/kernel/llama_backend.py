@@ -1,10 +1,19 @@
 """The embedded backend: a verified GGUF run in-process by llama.cpp.
 
-One context serves requests one at a time on a dedicated worker thread (llama.cpp contexts are
-not thread-safe); waiting requests queue on an asyncio semaphore. Each request is planned
-(template, tokens, context check), then decoded in one or two passes: an optional reasoning
-pass (thinking scaffold), then the answer — free text, JSON constrained by a grammar, or tool
-calls constrained by a grammar built from the tools' schemas.
+With ``parallel`` > 1 (the default, 4) up to that many requests run at once, each on its own
+worker thread, and every decoding pass goes through one ``BatchEngine`` (``kernel/batching.py``):
+continuous batching, the requests' sequences decoded together in one llama.cpp context, each
+sampled with its own chain (temperature, top-p, seed, repetition penalty and grammar: free
+text, JSON schema and tool calls are all served batched). Its slots keep their KV cache, so a
+prompt sharing a prefix with an earlier one reads only the rest. The on-disk prefix cache
+(state saved across restarts) works on one context and serves only ``parallel`` = 1.
+
+With ``parallel`` = 1, one context serves requests one at a time on a dedicated worker thread
+(llama.cpp contexts are not thread-safe). Either way, requests beyond the limit wait on an
+asyncio semaphore. Each request is planned (template, tokens, context check), then decoded in
+one or two passes: an optional reasoning pass (thinking scaffold), then the answer — free text,
+JSON constrained by a grammar, or tool calls constrained by a grammar built from the tools'
+schemas.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sovereign.errors import ContextOverflowError, ModelUnavailableError
 from sovereign.kernel.chat_template import CHATML_TEMPLATE, ChatTemplate
@@ -36,6 +46,9 @@ from sovereign.kernel.tool_calls import json_grammar, validate_tools
 from sovereign.kernel.tool_pass import ToolPlan
 from sovereign.kernel.weights import verify_weights
 
+if TYPE_CHECKING:
+    from sovereign.kernel.batching import BatchEngine
+
 _DONE = object()
 
 
@@ -47,6 +60,8 @@ class LlamaOptions:
     default_max_tokens: int = 512
     # Most tool calls in one turn when the request allows parallel calls and sets no max.
     max_tool_calls: int = 4
+    # Requests decoded at once by continuous batching (sequence slots); 1 = one at a time.
+    parallel: int = 4
 
 
 class LlamaCppModel:
@@ -77,7 +92,9 @@ class LlamaCppModel:
         self._llm = None
         self._template: ChatTemplate | None = None
         self.prefix_cache: PrefixCache | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._executor = ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
+                                            thread_name_prefix=f"llama-{spec.name}")
+        self.engine: BatchEngine | None = None
         self._turn: asyncio.Semaphore | None = None
         self._turn_loop: asyncio.AbstractEventLoop | None = None
         self.load_error: Exception | None = None
@@ -97,16 +114,24 @@ class LlamaCppModel:
         import llama_cpp
 
         verify_weights(self.spec, self.weights_path)
+        batched = self.options.parallel > 1
+        threads = self.options.n_threads or os.cpu_count() or 1
         llm = llama_cpp.Llama(
             model_path=str(self.weights_path),
-            n_ctx=self.options.n_ctx,
-            n_threads=self.options.n_threads or os.cpu_count() or 1,
+            # Batched, the engine's context decodes; this one only holds the model and tokenizer.
+            n_ctx=min(self.options.n_ctx, 512) if batched else self.options.n_ctx,
+            n_threads=threads,
             n_batch=self.options.n_batch,
             verbose=False,
         )
         source = llm.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
         self._template = ChatTemplate(source, eos_token="<|im_end|>")
-        if self._cache_dir is not None:
+        if batched:
+            from sovereign.kernel.batching import BatchEngine
+
+            self.engine = BatchEngine(llm, slots=self.options.parallel, n_ctx_per_slot=self.options.n_ctx,
+                                      n_batch=self.options.n_batch, n_threads=threads)
+        elif self._cache_dir is not None:
             directory = self._cache_dir / (self.spec.sha256 or "unverified")[:16]
             self.prefix_cache = PrefixCache(directory, max_bytes=self._cache_max, min_tokens=self._cache_min)
         self._llm = llm
@@ -120,6 +145,9 @@ class LlamaCppModel:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None
@@ -149,7 +177,7 @@ class LlamaCppModel:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         if self._turn_loop is not loop:  # one semaphore per event loop (tests run several)
-            self._turn, self._turn_loop = asyncio.Semaphore(1), loop
+            self._turn, self._turn_loop = asyncio.Semaphore(max(1, self.options.parallel)), loop
         turn = self._turn
         self._waiting += 1
         try:
@@ -196,6 +224,7 @@ class _Run:
         self.llm = model._llm
         self.first_token_at: float | None = None
         self.usage = Usage(requests=1)
+        self.passes = 0
 
     def _clock(self) -> float:
         now = time.perf_counter()
@@ -225,7 +254,7 @@ class _Run:
         budget = (req.thinking.budget_tokens or 0) if req.thinking.enabled else 0
         max_tokens = self._check_context(len(tokens), budget)
         self.usage.prompt_tokens = len(tokens)
-        self.usage.cached_tokens = self._reuse_prefix(tokens)
+        self.usage.cached_tokens = self._reuse_prefix(tokens) if self.model.engine is None else 0
         sampling = Sampling(seed=req.seed)
         if req.temperature is not None:
             sampling.temperature = req.temperature
@@ -259,6 +288,7 @@ class _Run:
         return wanted if wanted is not None else min(self.model.options.default_max_tokens, room)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Serial path: the prompt's prefix already in the context (or restored from disk)."""
         import numpy as np
 
         llm = self.llm
@@ -270,11 +300,19 @@ class _Run:
 
     def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, text_filter=None):
         from sovereign.kernel.decoding import decode_pass
+        from sovereign.kernel.sampler_chain import build_sampler
 
+        source = None
+        if (engine := self.model.engine) is not None:
+            source = engine.submit(tokens, sampler=build_sampler(self.llm, sampling, grammar), max_tokens=max_tokens)
         result = decode_pass(
             self.llm, tokens, max_tokens=max_tokens, sampling=sampling, stop=stop, grammar=grammar,
             on_text=on_text, cancelled=self.cancelled, clock=time.perf_counter, text_filter=text_filter,
+            source=source,
         )
+        if source is not None and not self.passes:
+            self.usage.cached_tokens = source.reused  # the first pass reads the request's prompt
+        self.passes += 1
         self.usage.completion_tokens += result.completion_tokens
         if self.first_token_at is None:
             self.first_token_at = result.first_token_at
