@@ -56,3 +56,20 @@ def test_user_models_extend_the_registry(tmp_path):
     spec = registry.get("my-vllm")
     assert spec.prices.cost(cached_tokens=1_000_000, uncached_tokens=1_000_000, output_tokens=1_000_000) == pytest.approx(3.1)
     assert registry.get("deepseek-v4-flash").prices.cached_input == 0.0028
+
+
+def test_kernel_parallel_reaches_the_embedded_backend(tmp_path):
+    from sovereign.config import DEFAULT_MODEL
+    from sovereign.services import Services
+
+    assert load_settings(tmp_path).kernel.parallel == 4
+    (tmp_path / "config.toml").write_text("[kernel]\nparallel = 2\n")
+    services = Services.open(load_settings(tmp_path), progress=False)
+    try:
+        model = services.build_model(services.registry.get(DEFAULT_MODEL))
+        assert model.options.parallel == 2 and model.engine is None  # the engine starts when the model loads
+    finally:
+        services.db.close()
+    (tmp_path / "config.toml").write_text("[kernel]\nparallel = 0\n")
+    with pytest.raises(ConfigError, match="parallel"):
+        load_settings(tmp_path)

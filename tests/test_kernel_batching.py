@@ -50,11 +50,15 @@ def _drain(stream) -> list[int]:
     return list(stream)
 
 
-def _wait_idle(engine, timeout: float = 60.0) -> None:
+def _wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while engine.busy_slots and time.monotonic() < deadline:
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert engine.busy_slots == 0
+    assert condition()
+
+
+def _wait_idle(engine, timeout: float = 60.0) -> None:
+    _wait_for(lambda: engine.busy_slots == 0, timeout)
 
 
 def test_first_token_logits_batched_match_the_plain_path(embedded_model):
@@ -115,8 +119,8 @@ def test_a_closed_stream_frees_its_slot_for_a_waiting_one(embedded_model):
     long = [engine.submit(_tokens(llm, f"Write a long story about {t}."), sampler=_greedy(llm), max_tokens=400)
             for t in ("a cat", "a ship", "a tree", "a city")]
     waiting = engine.submit(_tokens(llm, COUNTING), sampler=_greedy(llm), max_tokens=4)
+    _wait_for(lambda: engine.busy_slots == 4)
     next(long[0])
-    assert engine.busy_slots == 4
     long[0].close()
     assert len(_drain(waiting)) == 4  # admitted into the freed slot while the others still run
     assert engine.busy_slots == 3
@@ -134,7 +138,11 @@ def test_cancelling_a_request_mid_stream_frees_its_slot(embedded_model, run_asyn
         request = ChatRequest(model="x", messages=[Message(role="user", content="Write a long poem about rain.")],
                               max_tokens=300, temperature=0)
         stream = embedded_model.stream(request)
-        pieces = [event async for event, _ in zip(stream, range(2))]
+        pieces = []
+        async for event in stream:
+            pieces.append(event)
+            if len(pieces) == 2:
+                break
         await stream.aclose()
         return pieces
 
