@@ -6,8 +6,10 @@ Each side gets the same k chat requests at once (temperature 0, ``max_tokens`` e
 prompts asking for long answers): the kernel in-process through ``LlamaCppModel`` with
 ``parallel = k`` (k = 1 is the serial path), llama-server over loopback HTTP with ``-np k``, a
 unified KV cache and the same thread count. Aggregate rate = completion tokens of all k replies ÷
-wall time from sending the first request to the last reply (prompt reading included; the prompts
-are ~40 tokens). Medians of ``--runs`` rounds.
+wall time from sending the first request to the last reply. The prompts (~40 tokens) repeat
+across rounds and both sides keep them cached (the kernel's slots, llama-server's
+``cache_prompt``), so after the warm-up round the figure is nearly all decoding. Medians of
+``--runs`` rounds.
 
     nice -n 19 env PYTHONPATH=src .venv/bin/python benchmarks/bench_batching.py --tokens 64 --runs 3
     (add --large for the 1.5B too; --no-peer skips llama-server)
@@ -53,7 +55,7 @@ async def _server_round(base_url: str, k: int, tokens: int) -> tuple[int, float]
         replies = await asyncio.gather(*[
             client.post(f"{base_url}/v1/chat/completions", json={
                 "messages": [{"role": "user", "content": _prompt(i)}], "max_tokens": tokens, "temperature": 0,
-                "cache_prompt": False}) for i in range(k)])
+                "cache_prompt": True}) for i in range(k)])
         wall = time.perf_counter() - started
     return sum(r.raise_for_status().json()["usage"]["completion_tokens"] for r in replies), wall
 
