@@ -104,7 +104,9 @@ def test_repeated_identical_call_is_refused_once_then_stops_the_run():
     result = _run(_runner(script), agent)
     script.assert_complete()
     assert executed == ["cats"]
-    assert "Not run: same call" in _tool_messages(script.requests[2])[-1]
+    forced = script.requests[2]  # asked afresh, from the evidence, with no tools to call
+    assert not forced.tools and forced.tool_choice.mode == "none"
+    assert "about cats" in forced.messages[-1].content and not _tool_messages(forced)
     assert result.status == "stopped" and "loop detected" in result.stop_reason
     assert "about cats" in result.answer  # partial result keeps what was found
 

@@ -29,6 +29,7 @@ from sovereign.agent.answer_check import call_markup, usage_of
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.code_mode import CODE, CodeActing
 from sovereign.agent.errors import BudgetExceededError, LoopDetectedError, NoValidActionError
+from sovereign.agent.forced_answer import forced_answer_request
 from sovereign.agent.loop_detect import LoopDetector
 from sovereign.agent.opening import opening_turn
 from sovereign.agent.prompts import prompt
@@ -158,7 +159,8 @@ class Session(CodeActing, Accepting):
     async def model_state(self) -> str:
         """Ask the model for the next move: tool calls (→ TOOLS) or an answer (→ VERIFY)."""
         max_tokens = self.output_cap(self.agent.max_tokens)
-        size = await self.compact_if_needed(max_tokens)
+        forced = self.force_answer and self.agent.mode != "code"
+        size = None if forced else await self.compact_if_needed(max_tokens)
         request = self.agent_request(max_tokens)
         step = ModelCallStep(model=self.model_name)
         response = await self.call_model(self.model, request, step, is_step=True, estimate=size)
@@ -266,8 +268,11 @@ class Session(CodeActing, Accepting):
         if self.agent.mode == "code":
             self.force_answer = False
             return self.code_request(max_tokens, thinking)
-        choice = ToolChoice(mode="none" if self.force_answer else "auto")
-        self.force_answer = False
+        if self.force_answer:
+            self.force_answer = False
+            return forced_answer_request(self.model_name, self.task_step().task, self.steps, window=self.window,
+                                         max_tokens=max_tokens, temperature=self.agent.temperature, thinking=thinking)
+        choice = ToolChoice(mode="auto")
         return ChatRequest(
             model=self.model_name, messages=list(self.view.messages), max_tokens=max_tokens,
             temperature=self.agent.temperature, tools=list(self._tool_specs), tool_choice=choice, thinking=thinking,

@@ -25,6 +25,8 @@ class Sampling:
     min_p: float = 0.0
     repeat_penalty: float = 1.05
     seed: int | None = None
+    # Token id -> bias added to its logit before sampling; ``-inf`` bans the token.
+    logit_bias: dict[int, float] | None = None
 
 
 class TokenSource(Protocol):
@@ -81,16 +83,26 @@ def decode_pass(
         return _consume(llm, source, max_tokens, stop, on_text, cancelled, clock, text_filter)
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
-    generator = llm.generate(
-        tokens,
-        temp=sampling.temperature,
-        top_p=sampling.top_p,
-        top_k=sampling.top_k,
-        min_p=sampling.min_p,
-        repeat_penalty=sampling.repeat_penalty,
-        grammar=grammar,
-    )
-    return _consume(llm, generator, max_tokens, stop, on_text, cancelled, clock, text_filter)
+    return _consume(llm, _generate(llm, tokens, sampling, grammar), max_tokens, stop, on_text, cancelled, clock,
+                    text_filter)
+
+
+def _generate(llm: llama_cpp.Llama, tokens: list[int], sampling: Sampling,
+              grammar: llama_cpp.LlamaGrammar | None) -> Iterator[int]:
+    """``llm.generate`` (prefix reuse, evaluation) sampling with our own chain (``sampler_chain``).
+
+    llama-cpp-python's ``generate`` builds its chain through ``Llama._init_sampler``, which takes
+    no logit bias; the instance attribute set here shadows that method for this pass only, so both
+    paths (serial and batched) sample with the same chain.
+    """
+    from sovereign.kernel.sampler_chain import build_sampler
+
+    llm._init_sampler = lambda **_ignored: build_sampler(llm, sampling, grammar)
+    try:
+        yield from llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                                min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, grammar=grammar)
+    finally:
+        del llm._init_sampler
 
 
 def _consume(

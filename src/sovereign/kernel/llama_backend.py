@@ -34,7 +34,7 @@ from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Ti
 from sovereign.kernel.prefix_cache import PrefixCache, common_prefix
 from sovereign.kernel.protocol import collect_stream
 from sovereign.kernel.registry import ModelSpec
-from sovereign.kernel.tool_markup import MarkupGuard
+from sovereign.kernel.tool_markup import TOOL_CALL_OPEN, MarkupGuard
 from sovereign.kernel.thinking import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -98,6 +98,7 @@ class LlamaCppModel:
         self._turn: asyncio.Semaphore | None = None
         self._turn_loop: asyncio.AbstractEventLoop | None = None
         self.load_error: Exception | None = None
+        self._opener_ban: dict[int, float] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -210,6 +211,13 @@ class LlamaCppModel:
     def _tokenize(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
+    def call_opener_ban(self) -> dict[int, float]:
+        """A logit bias that bans the token opening a tool call, when the vocabulary has one."""
+        if self._opener_ban is None:
+            opener = self._llm.tokenize(TOOL_CALL_OPEN.encode(), add_bos=False, special=True)
+            self._opener_ban = {opener[0]: float("-inf")} if len(opener) == 1 else {}
+        return self._opener_ban
+
     def _count_plain(self, text: str) -> int:
         """Tokens of generated ``text`` (no BOS)."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
@@ -240,11 +248,14 @@ class _Run:
         from sovereign.kernel.decoding import Sampling
 
         req = self.request
-        tools = req.tools if req.tool_choice.mode != "none" else []
+        # tool_choice "none": the tools stay in the prompt (as OpenAI's API keeps them, and so the
+        # prompt shares its prefix with the turns before) but the call opener cannot be sampled.
+        withheld = bool(req.tools) and req.tool_choice.mode == "none"
+        tools = [] if withheld else req.tools
         native = self.model.spec.native_thinking
         scaffold = req.thinking.enabled and not native
         messages = with_scaffold_instruction(req) if scaffold else req.messages
-        prompt = self.model._template.render(messages, tools or None)
+        prompt = self.model._template.render(messages, req.tools or None)
         opened = prompt.rstrip().endswith(THINK_OPEN)  # some templates open the block themselves
         if req.thinking.enabled and not opened:
             prompt += THINK_OPEN + "\n"  # native or scaffolded: the reasoning pass is budgeted the same way
@@ -260,6 +271,8 @@ class _Run:
             sampling.temperature = req.temperature
         if req.top_p is not None:
             sampling.top_p = req.top_p
+        if withheld:
+            sampling.logit_bias = self.model.call_opener_ban()
 
         answer_prompt = prompt
         if req.thinking.enabled and budget > 0:

@@ -2,7 +2,7 @@
 
 The batched path (``kernel/batching.py``) samples each sequence with its own chain, so that a
 request decoded next to others is sampled exactly as the serial path would sample it: repetition
-penalty over the last 64 tokens, the grammar when given, then greedy at temperature 0, else
+penalty over the last 64 tokens (after any logit bias), the grammar when given, then greedy at temperature 0, else
 top-k, typical (off), top-p, min-p, temperature and a seeded draw.
 """
 
@@ -21,6 +21,8 @@ __all__ = ["build_sampler"]
 def build_sampler(llm: Any, sampling: Sampling, grammar: llama_cpp.LlamaGrammar | None = None) -> LlamaSampler:
     """A fresh chain for one sequence on ``llm``'s model (a loaded ``llama_cpp.Llama``)."""
     chain = LlamaSampler()
+    if sampling.logit_bias:
+        chain.add_logit_bias(llm.n_vocab(), sampling.logit_bias)
     chain.add_penalties(n_vocab=llm.n_vocab(), penalty_last_n=llm.last_n_tokens_size,
                         penalty_repeat=sampling.repeat_penalty, penalty_freq=0.0, penalty_present=0.0)
     if grammar is not None:
