@@ -102,6 +102,17 @@ def test_tool_choice_none_answers_in_text(client):
     assert reply.choices[0].message.content
 
 
+def test_tool_choice_none_never_opens_a_call_even_when_the_task_wants_one(client):
+    # The tools leave the prompt and the call opener is banned, so the reply is prose.
+    reply = client.chat.completions.create(
+        model="qwen2.5-coder-0.5b-instruct", messages=ask("What is the weather in Berlin, in celsius?"),
+        tools=[WEATHER_TOOL], tool_choice="none", temperature=0, max_tokens=40,
+    )
+    message = reply.choices[0].message
+    assert message.tool_calls in (None, [])
+    assert message.content and "<tool_call>" not in message.content and '"name"' not in message.content
+
+
 def test_streamed_tool_call(client):
     stream = client.chat.completions.create(
         model="qwen2.5-coder-0.5b-instruct", messages=ask("Weather in Berlin, fahrenheit?"),

@@ -248,14 +248,14 @@ class _Run:
         from sovereign.kernel.decoding import Sampling
 
         req = self.request
-        # tool_choice "none": the tools stay in the prompt (as OpenAI's API keeps them, and so the
-        # prompt shares its prefix with the turns before) but the call opener cannot be sampled.
+        # tool_choice "none": the tools leave the prompt (shown them, a small model writes a call
+        # as JSON text) and the call opener cannot be sampled (the history may hold calls).
         withheld = bool(req.tools) and req.tool_choice.mode == "none"
         tools = [] if withheld else req.tools
         native = self.model.spec.native_thinking
         scaffold = req.thinking.enabled and not native
         messages = with_scaffold_instruction(req) if scaffold else req.messages
-        prompt = self.model._template.render(messages, req.tools or None)
+        prompt = self.model._template.render(messages, tools or None)
         opened = prompt.rstrip().endswith(THINK_OPEN)  # some templates open the block themselves
         if req.thinking.enabled and not opened:
             prompt += THINK_OPEN + "\n"  # native or scaffolded: the reasoning pass is budgeted the same way
