@@ -19,11 +19,14 @@ MODEL_FILE = MODELS / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 API_KEY = "sk-bench-key-000000000000"
 
 
-def ensure_weights() -> Path:
-    if not MODEL_FILE.exists():
-        subprocess.run([sys.executable, "-m", "sovereign.cli.main", "weights", "assemble"], check=True,
+def ensure_weights(model: str | None = None) -> Path:
+    """The GGUF of ``model`` (default: the 0.5B) in the shared folder, assembled when missing."""
+    path = MODEL_FILE if model is None else MODELS / f"{model}-q4_k_m.gguf"
+    if not path.exists():
+        names = [] if model is None else [model]
+        subprocess.run([sys.executable, "-m", "sovereign.cli.main", "weights", "assemble", *names], check=True,
                        env={**os.environ, "SOVEREIGN_HOME": str(make_home())})
-    return MODEL_FILE
+    return path
 
 
 def make_home(extra: str = "") -> Path:

@@ -50,6 +50,7 @@ from sovereign.config import DEFAULT_MODEL, load_settings  # noqa: E402
 from sovereign.kernel.messages import ChatRequest, Message, Thinking  # noqa: E402
 from sovereign.kernel.registry import ModelRegistry  # noqa: E402
 from sovereign.router.classifier import classify  # noqa: E402
+from sovereign.router.reasoning_profile import reasoning_for  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 SET = DATA / "router_questions.jsonl"
@@ -81,8 +82,8 @@ def correct(answer: str, reply: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(answer.lower())}(?![\w]|\.\d)", reply.lower()) is not None
 
 
-def request_for(question: str) -> ChatRequest:
-    return ChatRequest(model=DEFAULT_MODEL, messages=[Message(role="user", content=question)], temperature=0,
+def request_for(question: str, model: str = DEFAULT_MODEL) -> ChatRequest:
+    return ChatRequest(model=model, messages=[Message(role="user", content=question)], temperature=0,
                        max_tokens=48, seed=1)
 
 
@@ -105,49 +106,68 @@ def decisions(rows: list[dict], repeats: int) -> dict:
             "in_sample": accuracy(load_set()), **{name: accuracy(load_set(path)) for name, path in HELD_OUT.items()}}
 
 
-def thinking_for(mode: str, question: str, always_budget: int) -> Thinking:
+def thinking_for(mode: str, question: str, always_budget: int, model: str = DEFAULT_MODEL) -> Thinking:
     if mode == "never":
         return Thinking(False)
     if mode == "always":
         return Thinking(True, always_budget)
-    decided = classify(request_for(question))
-    return Thinking(decided.budget_tokens > 0, decided.budget_tokens or None)
+    # The router's own choice for this model: the classifier's effort, unless the shipped
+    # reasoning profile measured that reasoning does not pay on this model for this kind.
+    effort = reasoning_for(request_for(question, model), model)
+    return Thinking(effort.budget_tokens > 0, effort.budget_tokens or None)
 
 
-def mode_order(index: int) -> tuple[str, ...]:
+def write_profile(path: Path, model: str, results: dict[str, list[dict]], args) -> None:
+    """Merge per-kind never/always accuracy on ``model`` into the profile file at ``path``."""
+    measures: dict[str, dict] = {}
+    for mode, key in (("never", "plain"), ("always", "thinking")):
+        for row in results[mode]:
+            cell = measures.setdefault(row["kind"], {"questions": 0, "plain": 0, "thinking": 0})
+            cell[key] += row["ok"]
+            cell["questions"] += mode == "never"
+    profiles = json.loads(path.read_text()) if path.exists() else {}
+    profiles[model] = {"measured": time.strftime("%Y-%m-%d"), "set": SET.name,
+                       "questions": f"{args.offset}..{args.offset + args.per_kind - 1} of each kind",
+                       "reasoning_budget": args.always_budget, "kinds": measures}
+    path.write_text(json.dumps(profiles, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(profiles[model], indent=1))
+
+
+def mode_order(index: int, modes: tuple[str, ...] = MODES) -> tuple[str, ...]:
     """The modes for question ``index``, rotated so each mode runs first, second and third equally often."""
-    shift = index % len(MODES)
-    return MODES[shift:] + MODES[:shift]
+    shift = index % len(modes)
+    return modes[shift:] + modes[:shift]
 
 
-def resume_from(partial: Path | None, rows: list[dict]) -> dict[str, list[dict]]:
+def resume_from(partial: Path | None, rows: list[dict], modes: tuple[str, ...] = MODES) -> dict[str, list[dict]]:
     """The per-question results already in ``partial`` for questions answered in every mode (a
     question cut mid-way is dropped, to be asked again); empty lists when there is none."""
-    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    results: dict[str, list[dict]] = {mode: [] for mode in modes}
     if partial is None or not partial.exists():
         return results
     stored = json.loads(partial.read_text())
-    done = set.intersection(*({r["id"] for r in stored.get(mode, [])} for mode in MODES))
+    done = set.intersection(*({r["id"] for r in stored.get(mode, [])} for mode in modes))
     wanted = {row["id"] for row in rows}
-    for mode in MODES:
+    for mode in modes:
         results[mode] = [r for r in stored.get(mode, []) if r["id"] in done and r["id"] in wanted]
     return results
 
 
 async def answer_all(model, rows: list[dict], always_budget: int, partial: Path | None = None,
-                     cold: bool = False) -> dict[str, list[dict]]:
+                     cold: bool = False, modes: tuple[str, ...] = MODES) -> dict[str, list[dict]]:
     """Each question in each mode, question by question (load drift hits all modes), in a rotating
     mode order; resumes from ``partial`` and writes it after every question."""
-    results = resume_from(partial, rows)
-    done = {r["id"] for r in results["router"]}
+    results = resume_from(partial, rows, modes)
+    done = {r["id"] for r in results[modes[-1]]}
     if done:
         print(f"  resuming: {len(done)} questions already answered in {partial}", flush=True)
     for index, row in enumerate(rows):
         if row["id"] in done:
             continue
-        for mode in mode_order(index):
-            request = request_for(row["question"])
-            request.thinking = thinking_for(mode, row["question"], always_budget)
+        order = mode_order(index, modes)
+        for mode in order:
+            request = request_for(row["question"], model.name)
+            request.thinking = thinking_for(mode, row["question"], always_budget, model.name)
             if cold:
                 model._llm.reset()  # no KV prefix from the previous request
             started = time.perf_counter()
@@ -155,9 +175,9 @@ async def answer_all(model, rows: list[dict], always_budget: int, partial: Path 
             wall = time.perf_counter() - started
             results[mode].append({"id": row["id"], "kind": row["kind"], "ok": correct(row["answer"], reply.message.content or ""),
                                   "tokens": reply.usage.completion_tokens, "reasoning": reply.usage.reasoning_tokens,
-                                  "wall_s": wall, "think": request.thinking.enabled, "position": mode_order(index).index(mode)})
+                                  "wall_s": wall, "think": request.thinking.enabled, "position": order.index(mode)})
         print(f"  {row['id']}: " + " ".join(f"{m}={'ok' if results[m][-1]['ok'] else 'x'}/{results[m][-1]['tokens']}t/"
-                                           f"{results[m][-1]['wall_s']:.1f}s" for m in MODES), flush=True)
+                                           f"{results[m][-1]['wall_s']:.1f}s" for m in modes), flush=True)
         if partial is not None:  # a run cut short still leaves every answered question
             partial.write_text(json.dumps(results))
     return results
@@ -220,6 +240,11 @@ def main() -> None:
     parser.add_argument("--summarise", type=Path, help="only summarise a (partial) per-question results file")
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions of the subset (a smoke run)")
     parser.add_argument("--cold", action="store_true", help="drop the KV cache before every request")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the embedded model to run (a catalogue name)")
+    parser.add_argument("--offset", type=int, default=0, help="skip this many questions of each kind")
+    parser.add_argument("--calibrate", type=Path,
+                        help="measure never vs always only, per kind, and merge the result into this profile file "
+                             "(the router's shipped one: src/sovereign/router/data/reasoning_profiles.json)")
     args = parser.parse_args()
     if args.summarise:
         results = resume_from(args.summarise, load_set())
@@ -236,17 +261,22 @@ def main() -> None:
 
         kinds = ("factoid", "retrieval", "arithmetic", "logic", "code")
         by_kind = {kind: [q for q in rows if q["kind"] == kind] for kind in kinds}
-        subset = [by_kind[kind][i] for i in range(args.per_kind) for kind in kinds]  # round-robin: a cut run stays balanced
+        # round-robin: a cut run stays balanced
+        subset = [by_kind[kind][i] for i in range(args.offset, args.offset + args.per_kind) for kind in kinds]
         subset = subset[:args.limit] if args.limit else subset
-        spec = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(DEFAULT_MODEL)
-        model = LlamaCppModel(spec, ensure_weights(), LlamaOptions(n_ctx=2048, n_threads=args.threads))
+        spec = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(args.model)
+        model = LlamaCppModel(spec, ensure_weights(args.model), LlamaOptions(n_ctx=2048, n_threads=args.threads))
         model.load()
         asyncio.run(model.complete(request_for("Say OK.")))  # warm-up, untimed: the first call pays one-off setup
+        modes = ("never", "always") if args.calibrate else MODES
         try:
             partial = args.json.with_suffix(".partial.json") if args.json else None
-            results = asyncio.run(answer_all(model, subset, args.always_budget, partial, args.cold))
+            results = asyncio.run(answer_all(model, subset, args.always_budget, partial, args.cold, modes))
         finally:
             model.close()
+        if args.calibrate:
+            write_profile(args.calibrate, spec.name, results, args)
+            return
         report["subset"] = len(subset)
         report["modes"] = summarise(results, args.watts)
         report["per_question"] = results

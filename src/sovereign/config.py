@@ -153,6 +153,10 @@ class RouterSettings(_Section):
     offline: bool | None = Field(default=None, description="only local models; default: egress mode is offline")
     escalate: bool = Field(default=True, description="retry on a bigger model when an answer check fails")
     verifier: str = Field(default="", description="model asked yes/no whether an answer is right ('' : no verifier)")
+    use_reasoning_profiles: bool = Field(
+        default=True, description="skip reasoning where a model's measured profile says it does not pay")
+    reasoning_profile: str = Field(
+        default="", description="a profiles file (bench_router.py --calibrate) replacing the shipped entries")
     probe: bool = Field(default=True, description="a cheap health probe is a cooled-down breaker's trial")
     probe_interval_s: float = Field(default=15.0, ge=0, description="the server probes due breakers this often (0: off)")
     probe_timeout_s: float = Field(default=10.0, gt=0, description="a probe slower than this counts as a failure")

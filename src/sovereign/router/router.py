@@ -2,8 +2,10 @@
 fallbacks — on the governed path.
 
 ``plan`` is pure and fast (no I/O): the policy's allowed models (``policy.py``), the
-classifier's kind, effort and tier (``classifier.py``), and the allowed models ordered cheapest
-first among those of the tier or above (the ones below it last, as fallbacks). ``complete`` and
+classifier's kind, effort and tier (``classifier.py``) — reasoning dropped where the chosen
+model's measured profile says it does not pay for that kind (``reasoning_profile.py``) — and
+the allowed models ordered cheapest first among those of the tier or above (the ones below it
+last, as fallbacks). ``complete`` and
 ``stream`` then try the plan in order through ``Services.governed_model`` (authorise, reserve
 every cap, ledger, audit): an error, a timeout or an overload (503) marks the model's breaker
 (``breaker.py``) and the next model is tried; a spend cap, a permission or a bad request is the
@@ -40,6 +42,7 @@ from sovereign.router.classifier import EFFORT_BUDGET, classify
 from sovereign.router.escalation import Escalation, answer_problem, verifier_request, verifier_says_wrong
 from sovereign.router.policy import Policy, allowed_models
 from sovereign.router.probe import Prober
+from sovereign.router.reasoning_profile import Profiles, load_profiles, reasoning_for
 
 if TYPE_CHECKING:
     from sovereign.config import RouterSettings
@@ -117,6 +120,8 @@ class Router:
         self.settings = settings or services.settings.router
         self.breakers = breakers or Breakers(self.settings.failures_to_open, self.settings.cooldown_s)
         self.prober = Prober(self)
+        self.profiles: Profiles = (load_profiles(self.settings.reasoning_profile or None)
+                                   if self.settings.use_reasoning_profiles else {})
 
     # --- planning (pure) ------------------------------------------------------------------------
 
@@ -146,6 +151,8 @@ class Router:
             return (below, -rank if below else 0, _price_key(spec), rank)
 
         ordered = sorted(allowed, key=order)
+        if not explicit_thinking:
+            difficulty = reasoning_for(request, ordered[0].name, difficulty, self.profiles)
         effort, budget, reason = difficulty.effort, difficulty.budget_tokens, difficulty.reason
         if explicit_thinking:
             effort, budget = effort_of(request.thinking), request.thinking.budget_tokens or 0

@@ -1,0 +1,97 @@
+"""Measured reasoning profiles: the router skips reasoning for a (model, kind) whose profile says
+it did not pay, keeps it where it paid or was never measured, and obeys the caller and the
+config — through the API, with deterministic doubles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sovereign.errors import ConfigError
+from sovereign.router.reasoning_profile import load_profiles
+from sovereign.server.app import create_app
+from tests.conftest import ADMIN_KEY, open_api_services
+from tests.test_router import FACT, MEDIUM, ROUTER, SMALL, SUM, _serve, chat
+
+LOGIC = ("All cats are animals. Some animals are black. If Tom is a cat, then must Tom be black? "
+         "Answer true or false, and explain whether it follows.")
+
+
+def _profile(path, model, **kinds):
+    path.write_text(json.dumps({model: {"kinds": {
+        kind: {"questions": 8, "plain": plain, "thinking": thinking} for kind, (plain, thinking) in kinds.items()}}}))
+    return path
+
+
+def _client(tmp_path, monkeypatch, extra=""):
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    services = open_api_services(tmp_path / "home", ROUTER + extra)
+    doubles = _serve(services)
+    return services, doubles, TestClient(create_app(services, preload=False),
+                                          headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+@pytest.fixture
+def profiled(tmp_path, monkeypatch):
+    # SMALL: reasoning lost on arithmetic (6 right plainly, 3 with it); MEDIUM: it paid on logic.
+    small = _profile(tmp_path / "small.json", SMALL, arithmetic=(6, 3))
+    medium = json.loads(_profile(tmp_path / "medium.json", MEDIUM, logic=(2, 7)).read_text())
+    both = json.loads(small.read_text()) | medium
+    (tmp_path / "profiles.json").write_text(json.dumps(both))
+    services, doubles, client = _client(tmp_path, monkeypatch,
+                                        f'reasoning_profile = "{tmp_path / "profiles.json"}"\n')
+    with client:
+        yield client, doubles
+    services.close()
+
+
+def test_reasoning_is_skipped_where_the_profile_says_it_does_not_pay(profiled):
+    client, doubles = profiled
+    routing = chat(client, SUM).json()["routing"]
+    assert routing["model"] == SMALL and routing["kind"] == "arithmetic"
+    assert routing["effort"] == "none" and routing["budget_tokens"] == 0
+    assert "reasoning skipped" in routing["reason"] and "3/8 right with it, 6/8 without" in routing["reason"]
+    assert doubles[SMALL].requests[-1].thinking.enabled is False
+
+
+def test_reasoning_is_kept_where_it_paid_or_was_never_measured(profiled):
+    client, doubles = profiled
+    logic = chat(client, LOGIC).json()["routing"]
+    assert logic["model"] == MEDIUM and logic["effort"] != "none" and logic["budget_tokens"] > 0
+    assert doubles[MEDIUM].requests[-1].thinking.enabled
+    fact = chat(client, FACT).json()["routing"]  # the classifier's own "no reasoning" is untouched
+    assert fact["effort"] == "none" and "skipped" not in fact["reason"]
+
+
+def test_the_callers_own_reasoning_setting_wins_over_the_profile(profiled):
+    client, doubles = profiled
+    routing = chat(client, SUM, reasoning_effort="high").json()["routing"]
+    assert routing["effort"] == "high" and "skipped" not in routing["reason"]
+    assert doubles[SMALL].requests[-1].thinking.enabled
+
+
+def test_profiles_off_in_config_keep_the_classifiers_effort(tmp_path, monkeypatch):
+    profile = _profile(tmp_path / "p.json", SMALL, arithmetic=(6, 3))
+    services, doubles, client = _client(
+        tmp_path, monkeypatch, f'reasoning_profile = "{profile}"\nuse_reasoning_profiles = false\n')
+    with client:
+        routing = chat(client, SUM).json()["routing"]
+    services.close()
+    assert routing["effort"] in ("low", "medium") and doubles[SMALL].requests[-1].thinking.enabled
+
+
+def test_a_bad_profiles_file_is_a_config_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="missing.json"):
+        load_profiles(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"m": {"kinds": {"logic": {"plain": 1}}}}))
+    with pytest.raises(ConfigError, match="bad.json.*questions, plain, thinking"):
+        load_profiles(bad)
+
+
+def test_the_shipped_profile_is_a_measurement_of_the_embedded_instant_model():
+    shipped = load_profiles()["qwen2.5-coder-0.5b-instruct"]
+    assert set(shipped) >= {"factoid", "arithmetic", "logic", "code", "retrieval"}
+    assert all(0 <= m.plain <= m.questions and 0 <= m.thinking <= m.questions for m in shipped.values())
