@@ -95,3 +95,37 @@ def test_the_shipped_profile_is_a_measurement_of_the_embedded_instant_model():
     shipped = load_profiles()["qwen2.5-coder-0.5b-instruct"]
     assert set(shipped) >= {"factoid", "arithmetic", "logic", "code", "retrieval"}
     assert all(0 <= m.plain <= m.questions and 0 <= m.thinking <= m.questions for m in shipped.values())
+
+
+def test_route_explains_a_decision_without_calling_a_model(profiled):
+    client, doubles = profiled
+    explained = client.post("/v1/route", json={"messages": [{"role": "user", "content": SUM}]})
+    assert explained.status_code == 200, explained.text
+    body = explained.json()
+    assert body["object"] == "route.decision" and body["model"] == SMALL and body["effort"] == "none"
+    assert body["reasoning_profile"] == {"questions": 8, "plain": 6, "thinking": 3}
+    assert body["plan"][0] == SMALL and body["cooling_down"] == []
+    assert all(not double.requests for double in doubles.values())  # nothing was asked, nothing spent
+    refused = client.post("/v1/route", json={"messages": [{"role": "user", "content": FACT}], "data_class": "secret"})
+    assert refused.status_code == 400 and "data_class" in refused.text
+
+
+def test_route_cli_prints_the_decision_and_a_refusal_names_the_constraint(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sovereign.cli.main import app
+
+    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SOVEREIGN_HOME", str(home))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["route", SUM, "--json"])
+    assert shown.exit_code == 0, shown.output
+    decision = json.loads(shown.output)
+    assert decision["kind"] == "arithmetic" and decision["plan"] and "reason" in decision
+    fact = runner.invoke(app, ["route", FACT])
+    assert fact.exit_code == 0 and "effort none" in fact.output and "plan (tried in this order)" in fact.output
+    (home / "config.toml").write_text('[router]\ncandidates = ["deepseek-v4-flash"]\noffline = false\n')
+    refused = runner.invoke(app, ["route", FACT])
+    assert refused.exit_code != 0 and "private" in refused.output

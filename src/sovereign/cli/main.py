@@ -116,6 +116,7 @@ def _mount_layer_commands() -> None:
         ("sovereign.cli.governance", "identities_app", "identities", "group"),
         ("sovereign.cli.governance", "caps_app", "caps", "group"),
         ("sovereign.cli.costs", "app", "costs", "group"),
+        ("sovereign.cli.route", "route_command", "route", "command"),
         ("sovereign.cli.perception", "transcribe_command", "transcribe", "command"),
         ("sovereign.cli.perception", "speak_command", "speak", "command"),
         ("sovereign.cli.channels", "app", "channels", "group"),

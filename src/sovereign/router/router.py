@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sovereign.errors import (
@@ -170,6 +170,19 @@ class Router:
             return [spec.name for spec in allowed_models(self.candidates(), self.policy(), "public", principal)]
         except RoutingRefusedError:
             return []
+
+    def explain(self, request: ChatRequest, principal: Principal | None, *, data_class: str | None = None,
+                explicit_thinking: bool = False) -> dict[str, Any]:
+        """What ``auto`` would do with ``request`` now, without calling a model: the decision, the
+        breakers of the plan's models (those cooling down would be skipped), and the reasoning
+        profile measured for the chosen model and kind. A refusal raises, naming the constraint,
+        as a real request would."""
+        decision = self.plan(request, principal, data_class=data_class, explicit_thinking=explicit_thinking)
+        breakers = {name: state for name, state in self.breakers.status().items() if name in decision.plan}
+        measure = self.profiles.get(decision.model, {}).get(decision.kind)
+        return {"object": "route.decision", **decision.to_dict(),
+                "cooling_down": [name for name, state in breakers.items() if state["open"]],
+                "breakers": breakers, "reasoning_profile": asdict(measure) if measure is not None else None}
 
     def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str) -> ChatRequest:
         thinking = Thinking(enabled=decision.budget_tokens > 0, budget_tokens=decision.budget_tokens or None)

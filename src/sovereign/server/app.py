@@ -34,6 +34,7 @@ _ROUTERS = [
     ("sovereign.server.routes_approvals", "router"),
     ("sovereign.server.routes_governance", "router"),
     ("sovereign.server.routes_costs", "router"),
+    ("sovereign.server.routes_route", "router"),
     ("sovereign.server.routes_kb", "router"),
 ]
 
