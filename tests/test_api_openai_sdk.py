@@ -49,6 +49,23 @@ def test_plain_completion(client):
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_logprobs_through_the_sdk(client):
+    reply = client.chat.completions.create(
+        model="qwen2.5-coder-0.5b-instruct", messages=ask("What is the capital of France? One word."),
+        temperature=0, max_tokens=8, logprobs=True, top_logprobs=2,
+    )
+    tokens = reply.choices[0].logprobs.content
+    assert tokens and "".join(t.token for t in tokens).strip().lower().startswith("paris")
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
+    stream = client.chat.completions.create(
+        model="qwen2.5-coder-0.5b-instruct", messages=ask("What is the capital of France? One word."),
+        temperature=0, max_tokens=8, logprobs=True, stream=True,
+    )
+    streamed = [t.token for chunk in stream for choice in chunk.choices if choice.logprobs
+                for t in choice.logprobs.content or []]
+    assert streamed == [t.token for t in tokens]
+
+
 def test_streaming_completion(client):
     stream = client.chat.completions.create(
         model="qwen2.5-coder-0.5b-instruct", messages=ask("Count from 1 to 5, separated by commas."),

@@ -153,6 +153,8 @@ class RouterSettings(_Section):
     offline: bool | None = Field(default=None, description="only local models; default: egress mode is offline")
     escalate: bool = Field(default=True, description="retry on a bigger model when an answer check fails")
     verifier: str = Field(default="", description="model asked yes/no whether an answer is right ('' : no verifier)")
+    min_confidence: float = Field(
+        default=0.0, ge=0, le=1, description="escalate an answer whose mean token probability is below this (0: off)")
     use_reasoning_profiles: bool = Field(
         default=True, description="skip reasoning where a model's measured profile says it does not pay")
     reasoning_profile: str = Field(

@@ -25,10 +25,13 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 import numpy as np
+
+if TYPE_CHECKING:
+    from sovereign.kernel.logprobs import LogprobRecorder
 
 __all__ = ["BatchEngine", "BatchStats", "SeqStream"]
 
@@ -59,8 +62,9 @@ class SeqStream:
     """Token ids of one sequence as the engine samples them; ``close()`` leaves early."""
 
     def __init__(self, engine: BatchEngine, prompt: list[int], sampler: Any, max_tokens: int,
-                 logits_hook: LogitsHook | None) -> None:
+                 logits_hook: LogitsHook | None, recorder: LogprobRecorder | None = None) -> None:
         self.prompt, self.sampler, self.max_tokens, self.logits_hook = prompt, sampler, max_tokens, logits_hook
+        self.recorder = recorder
         self.reused = 0
         """Prompt tokens found in the slot's cache (not read again); set when admitted."""
         self._engine = engine
@@ -130,14 +134,15 @@ class BatchEngine:
         return sum(slot.busy for slot in self._slots)
 
     def submit(self, prompt: list[int], *, sampler: Any, max_tokens: int,
-               logits_hook: LogitsHook | None = None) -> SeqStream:
+               logits_hook: LogitsHook | None = None, recorder: LogprobRecorder | None = None) -> SeqStream:
         """Queue ``prompt`` (at most ``n_ctx_per_slot - 1`` tokens); ``sampler`` is the sequence's own chain.
 
-        ``logits_hook`` (for inspection) sees a copy of each row of logits before it is sampled.
+        ``logits_hook`` (for inspection) sees a copy of each row of logits before it is sampled;
+        ``recorder`` is given each row with the token sampled from it (``kernel/logprobs.py``).
         """
         if not prompt or len(prompt) >= self.n_ctx_per_slot:
             raise ValueError(f"a prompt needs 1 to {self.n_ctx_per_slot - 1} tokens, got {len(prompt)}")
-        stream = SeqStream(self, list(prompt), sampler, max(1, max_tokens), logits_hook)
+        stream = SeqStream(self, list(prompt), sampler, max(1, max_tokens), logits_hook, recorder)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batch engine is closed")
@@ -283,6 +288,9 @@ class BatchEngine:
             row = ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, index), ctypes.POINTER(ctypes.c_float))
             stream.logits_hook(np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy())
         token = llama_cpp.llama_sampler_sample(stream.sampler.sampler, self.ctx, index)
+        if stream.recorder is not None:  # before the token is handed over and the row overwritten
+            row = ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, index), ctypes.POINTER(ctypes.c_float))
+            stream.recorder.record(np.ctypeslib.as_array(row, shape=(self._n_vocab,)), token)
         stream.generated += 1
         self.stats.tokens_generated += 1
         stream._out.put(token)

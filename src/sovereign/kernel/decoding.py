@@ -10,11 +10,14 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import llama_cpp
 
 from sovereign.kernel.text import partial_suffix
+
+if TYPE_CHECKING:
+    from sovereign.kernel.logprobs import LogprobRecorder
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ def decode_pass(
     clock: Callable[[], float],
     text_filter: TextFilter | None = None,
     source: TokenSource | None = None,
+    recorder: LogprobRecorder | None = None,
 ) -> PassResult:
     """Generate up to ``max_tokens`` after ``tokens``.
 
@@ -77,18 +81,20 @@ def decode_pass(
     ``on_text``; once the filter says ``stopped`` the pass ends with ``finish="diverted"`` and the
     caller takes another path. ``source`` (the batch engine's stream for ``tokens``, already
     sampled with ``sampling`` and ``grammar``) replaces ``llm``'s own decoding; ``llm`` then only
-    detokenizes.
+    detokenizes. With ``recorder``, each kept token's log probability is moved to its
+    ``consumed`` before the text the token completes is reported (``source`` must then have been
+    given the same recorder).
     """
     if source is not None:
-        return _consume(llm, source, max_tokens, stop, on_text, cancelled, clock, text_filter)
+        return _consume(llm, source, max_tokens, stop, on_text, cancelled, clock, text_filter, recorder)
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
-    return _consume(llm, _generate(llm, tokens, sampling, grammar), max_tokens, stop, on_text, cancelled, clock,
-                    text_filter)
+    return _consume(llm, _generate(llm, tokens, sampling, grammar, recorder), max_tokens, stop, on_text, cancelled,
+                    clock, text_filter, recorder)
 
 
 def _generate(llm: llama_cpp.Llama, tokens: list[int], sampling: Sampling,
-              grammar: llama_cpp.LlamaGrammar | None) -> Iterator[int]:
+              grammar: llama_cpp.LlamaGrammar | None, recorder: LogprobRecorder | None = None) -> Iterator[int]:
     """``llm.generate`` (prefix reuse, evaluation) sampling with our own chain (``sampler_chain``).
 
     llama-cpp-python's ``generate`` builds its chain through ``Llama._init_sampler``, which takes
@@ -99,10 +105,22 @@ def _generate(llm: llama_cpp.Llama, tokens: list[int], sampling: Sampling,
 
     llm._init_sampler = lambda **_ignored: build_sampler(llm, sampling, grammar)
     try:
-        yield from llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-                                min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, grammar=grammar)
+        for token in llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                                  min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, grammar=grammar):
+            if recorder is not None:  # the row the token was sampled from: the next decode overwrites it
+                recorder.record(_last_logits(llm), token)
+            yield token
     finally:
         del llm._init_sampler
+
+
+def _last_logits(llm: llama_cpp.Llama):
+    import ctypes
+
+    import numpy as np
+
+    row = ctypes.cast(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), ctypes.POINTER(ctypes.c_float))
+    return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
 
 
 def _consume(
@@ -114,6 +132,7 @@ def _consume(
     cancelled: Callable[[], bool],
     clock: Callable[[], float],
     text_filter: TextFilter | None,
+    recorder: LogprobRecorder | None = None,
 ) -> PassResult:
     """Read tokens until a stop, the limit, cancellation or the filter ends the pass; closes ``generator``."""
     vocab = llm._model.vocab
@@ -138,6 +157,8 @@ def _consume(
                 finish = "stop"
                 break
             count += 1
+            if recorder is not None:
+                recorder.consume()
             held += decoder.decode(llm.detokenize([token]))
             hit = _find_stop(held, stop)
             if hit is not None:

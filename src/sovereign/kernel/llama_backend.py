@@ -48,6 +48,7 @@ from sovereign.kernel.weights import verify_weights
 
 if TYPE_CHECKING:
     from sovereign.kernel.batching import BatchEngine
+    from sovereign.kernel.logprobs import LogprobRecorder
 
 _DONE = object()
 
@@ -233,6 +234,8 @@ class _Run:
         self.first_token_at: float | None = None
         self.usage = Usage(requests=1)
         self.passes = 0
+        self.recorder: LogprobRecorder | None = None  # the answer pass's, when logprobs are asked for
+        self.logprobs_sent = 0
 
     def _clock(self) -> float:
         now = time.perf_counter()
@@ -242,7 +245,16 @@ class _Run:
 
     def _text_event(self, *, content: str | None = None, reasoning: str | None = None) -> None:
         self._clock()
-        self.emit(StreamEvent(content=content or None, reasoning_content=reasoning or None))
+        self.emit(StreamEvent(content=content or None, reasoning_content=reasoning or None,
+                              logprobs=self._new_logprobs() if content else []))
+
+    def _new_logprobs(self) -> list:
+        """The answer's token log probabilities not yet sent (with the text they complete)."""
+        if self.recorder is None:
+            return []
+        fresh = self.recorder.consumed[self.logprobs_sent:]
+        self.logprobs_sent += len(fresh)
+        return fresh
 
     def execute(self) -> None:
         from sovereign.kernel.decoding import Sampling
@@ -311,17 +323,18 @@ class _Run:
             restored = self.model.prefix_cache.restore(llm, tokens, in_memory)
         return min(max(in_memory, restored), len(tokens) - 1)
 
-    def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, text_filter=None):
+    def _pass(self, tokens, max_tokens, sampling, stop, grammar, on_text, text_filter=None, recorder=None):
         from sovereign.kernel.decoding import decode_pass
         from sovereign.kernel.sampler_chain import build_sampler
 
         source = None
         if (engine := self.model.engine) is not None:
-            source = engine.submit(tokens, sampler=build_sampler(self.llm, sampling, grammar), max_tokens=max_tokens)
+            source = engine.submit(tokens, sampler=build_sampler(self.llm, sampling, grammar), max_tokens=max_tokens,
+                                   recorder=recorder)
         result = decode_pass(
             self.llm, tokens, max_tokens=max_tokens, sampling=sampling, stop=stop, grammar=grammar,
             on_text=on_text, cancelled=self.cancelled, clock=time.perf_counter, text_filter=text_filter,
-            source=source,
+            source=source, recorder=recorder,
         )
         if source is not None and not self.passes:
             self.usage.cached_tokens = source.reused  # the first pass reads the request's prompt
@@ -355,13 +368,20 @@ class _Run:
 
         # Free text with tools offered: a call may start anywhere; the guard keeps it out of content.
         guard = MarkupGuard(tools) if tools and grammar is None else None
-        result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, guard)
+        if req.logprobs:
+            from sovereign.kernel.logprobs import LogprobRecorder
+
+            self.recorder = LogprobRecorder(lambda token: self.llm.detokenize([token]), req.top_logprobs)
+        result = self._pass(self.model._tokenize(prompt), max_tokens, sampling, list(req.stop), grammar, on_text, guard,
+                            self.recorder)
         if splitter is not None:
             reasoning, content = splitter.flush()
             if reasoning or content:
                 self._text_event(content=content, reasoning=reasoning)
         if stripper is not None and (rest := stripper.flush()):
             self._text_event(content=rest)
+        if rest_logprobs := self._new_logprobs():  # tokens whose text was held back or was not content
+            self.emit(StreamEvent(logprobs=rest_logprobs))
         if result.finish == "diverted":
             # The prose before the call stays; the call's first tokens are redone under the grammar.
             prose_tokens = self.model._count_plain(result.text)

@@ -69,6 +69,17 @@ class Thinking:
     budget_tokens: int | None = None
 
 
+@dataclass(slots=True)
+class TokenLogprob:
+    """One generated token with its log probability under the model (before sampling settings),
+    and the most likely alternatives at that position (``top``: token text and log probability)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
 REASONING_EFFORT_BUDGET = {"minimal": 0, "low": 256, "medium": 1024, "high": 4096}
 
 
@@ -88,6 +99,9 @@ class ChatRequest:
     max_tool_calls: int | None = None
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     thinking: Thinking = field(default_factory=Thinking)
+    # Log probabilities of the answer's tokens, with this many alternatives each (0..20).
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass(slots=True)
@@ -137,6 +151,8 @@ class ChatResponse:
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
     timings: Timings = field(default_factory=Timings)
+    logprobs: list[TokenLogprob] | None = None
+    """The content tokens' log probabilities when the request asked for them (None otherwise)."""
 
 
 @dataclass(slots=True)
@@ -149,3 +165,4 @@ class StreamEvent:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timings: Timings | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)

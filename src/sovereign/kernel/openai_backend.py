@@ -19,7 +19,7 @@ import httpx
 
 from sovereign.errors import BackendError
 from sovereign.governance.egress import EgressGate
-from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, ToolCall, Usage
+from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, TokenLogprob, ToolCall, Usage
 from sovereign.kernel.registry import ModelSpec
 from sovereign.kernel.thinking import ScaffoldSplitter, with_scaffold_instruction
 from sovereign.kernel.token_estimate import estimate_usage, heuristic_count
@@ -74,6 +74,10 @@ def request_body(spec: ModelSpec, request: ChatRequest, *, stream: bool) -> dict
             body[key] = value
     if request.stop:
         body["stop"] = request.stop
+    if request.logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs:
+            body["top_logprobs"] = request.top_logprobs
     if request.tools:
         body["tools"] = [
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
@@ -95,6 +99,16 @@ def request_body(spec: ModelSpec, request: ChatRequest, *, stream: bool) -> dict
         else:
             body["thinking"] = {"type": "disabled"}
     return body
+
+
+def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
+    """A choice's (or chunk's) ``logprobs.content`` as kernel entries; [] when the server sent none."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return [TokenLogprob(token=item.get("token", ""), logprob=float(item.get("logprob", 0.0)),
+                         bytes=list(item.get("bytes") or []),
+                         top=[(alt.get("token", ""), float(alt.get("logprob", 0.0)))
+                              for alt in item.get("top_logprobs") or []])
+            for item in content if isinstance(item, dict)]
 
 
 def _usage(data: dict[str, Any] | None) -> Usage | None:
@@ -183,7 +197,8 @@ class OpenAICompatibleModel:
         usage = _usage(data.get("usage")) or self._estimate(request, [replied], sent_calls, reasoning)
         return ChatResponse(model=self.name, message=message,
                             finish_reason=finish if finish in ("stop", "length", "tool_calls") else "stop",
-                            usage=usage, timings=Timings(ttft_ms=elapsed, latency_ms=elapsed))
+                            usage=usage, timings=Timings(ttft_ms=elapsed, latency_ms=elapsed),
+                            logprobs=_logprobs(choice) if request.logprobs else None)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         if request.tools:
@@ -218,8 +233,10 @@ class OpenAICompatibleModel:
                                 content = guard.feed(content) if guard is not None else content
                             if reasoning:
                                 reasoning_seen.append(reasoning)
-                            if reasoning or content:
-                                yield StreamEvent(content=content or None, reasoning_content=reasoning or None)
+                            logprobs = _logprobs(choice) if request.logprobs else []
+                            if reasoning or content or logprobs:
+                                yield StreamEvent(content=content or None, reasoning_content=reasoning or None,
+                                                  logprobs=logprobs)
                             for call in delta.get("tool_calls") or []:
                                 slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
                                 slot["id"] = call.get("id") or slot["id"]

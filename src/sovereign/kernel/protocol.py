@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, Usage
+from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, StreamEvent, Timings, TokenLogprob, Usage
 
 
 @runtime_checkable
@@ -26,7 +26,11 @@ async def collect_stream(model_name: str, events: AsyncIterator[StreamEvent]) ->
     message = Message(role="assistant")
     finish = "stop"
     usage, timings = Usage(), Timings()
+    logprobs: list[TokenLogprob] | None = None
     async for event in events:
+        if event.logprobs:
+            logprobs = logprobs if logprobs is not None else []
+            logprobs.extend(event.logprobs)
         if event.content:
             content.append(event.content)
         if event.reasoning_content:
@@ -40,4 +44,5 @@ async def collect_stream(model_name: str, events: AsyncIterator[StreamEvent]) ->
             timings = event.timings
     message.content = "".join(content) if content or not message.tool_calls else None
     message.reasoning_content = "".join(reasoning) or None
-    return ChatResponse(model=model_name, message=message, finish_reason=finish, usage=usage, timings=timings)
+    return ChatResponse(model=model_name, message=message, finish_reason=finish, usage=usage, timings=timings,
+                        logprobs=logprobs)

@@ -7,7 +7,10 @@ The checks, cheapest first (``answer_problem``; no model call):
 - empty, or cut off by ``max_tokens`` before anything was said;
 - malformed output: not JSON when ``response_format`` asked for JSON, not matching the JSON
   schema when one was given, a tool call whose arguments are not a JSON object;
-- low confidence in words: the answer hedges or declines ("I'm not sure", "I don't know").
+- low confidence in words: the answer hedges or declines ("I'm not sure", "I don't know");
+- low confidence in numbers, with ``[router] min_confidence`` set: the answer's mean token
+  probability (the geometric mean, from the log probabilities the router asks the backend for)
+  is below it.
 
 Then, only with ``[router] verifier`` set, a verifier model is asked whether the answer is right
 (one short yes/no call through the governed path; its cost is counted as the check's).
@@ -19,6 +22,7 @@ What happened is returned to the caller in the decision (``Escalation``), audite
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,7 +31,7 @@ import jsonschema
 
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Message, Thinking
 
-__all__ = ["Escalation", "answer_problem", "verifier_request", "verifier_says_wrong"]
+__all__ = ["Escalation", "answer_problem", "mean_token_probability", "verifier_request", "verifier_says_wrong"]
 
 _HEDGES = re.compile(
     r"\b(?:i(?:'m| am) not (?:sure|certain)|i do(?:n't| not) know|i(?: cannot|can't|can not) (?:determine|tell|answer"
@@ -52,7 +56,14 @@ class Escalation:
                 "check_cost_usd": self.check_cost_usd, "extra_cost_usd": self.extra_cost_usd}
 
 
-def answer_problem(request: ChatRequest, response: ChatResponse) -> str | None:
+def mean_token_probability(response: ChatResponse) -> float | None:
+    """The geometric mean of the answer's token probabilities; None without log probabilities."""
+    if not response.logprobs:
+        return None
+    return math.exp(sum(entry.logprob for entry in response.logprobs) / len(response.logprobs))
+
+
+def answer_problem(request: ChatRequest, response: ChatResponse, min_confidence: float = 0.0) -> str | None:
     """Why an answer fails the cheap checks (see the module docstring), or None."""
     message = response.message
     if message.tool_calls:
@@ -73,6 +84,9 @@ def answer_problem(request: ChatRequest, response: ChatResponse) -> str | None:
     hedge = _HEDGES.search(text.lower())
     if hedge is not None:
         return f"low confidence: the answer says '{hedge.group(0)}'"
+    confidence = mean_token_probability(response) if min_confidence > 0 else None
+    if confidence is not None and confidence < min_confidence:
+        return f"low confidence: mean token probability {confidence:.2f} is below {min_confidence:g}"
     return None
 
 

@@ -184,9 +184,13 @@ class Router:
                 "cooling_down": [name for name, state in breakers.items() if state["open"]],
                 "breakers": breakers, "reasoning_profile": asdict(measure) if measure is not None else None}
 
-    def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str) -> ChatRequest:
+    def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str,
+                        checked: bool = False) -> ChatRequest:
+        """``request`` for ``name`` with the decided effort; a ``checked`` (non-streamed, escalating)
+        answer also brings its log probabilities when ``min_confidence`` is set."""
         thinking = Thinking(enabled=decision.budget_tokens > 0, budget_tokens=decision.budget_tokens or None)
-        return replace(request, model=name, thinking=thinking)
+        logprobs = request.logprobs or (checked and self.settings.escalate and self.settings.min_confidence > 0)
+        return replace(request, model=name, thinking=thinking, logprobs=logprobs)
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -231,8 +235,8 @@ class Router:
             if model is None:
                 continue
             try:
-                response = await asyncio.wait_for(model.complete(self._routed_request(request, decision, name)),
-                                                  self.settings.timeout_s)
+                response = await asyncio.wait_for(
+                    model.complete(self._routed_request(request, decision, name, checked=True)), self.settings.timeout_s)
             except _FAILOVER as exc:
                 self._failed(decision, name, exc)
                 continue
@@ -243,6 +247,8 @@ class Router:
                 response, cost = await self._escalate(request, principal, decision, response, cost,
                                                       request_id, agent_id, run_id)
                 cost += decision.check_cost_usd
+            if not request.logprobs:
+                response.logprobs = None  # asked for the check, not by the caller
             self._record(principal, decision, request_id, cost)
             return response, decision, cost
         raise self._exhausted(principal, decision, request_id)
@@ -291,7 +297,7 @@ class Router:
                         response: ChatResponse, cost: float, request_id: str | None, agent_id: str | None,
                         run_id: str | None) -> tuple[ChatResponse, float]:
         """Check the answer (``escalation.py``); when a check fails ask the next bigger allowed model."""
-        problem = answer_problem(request, response)
+        problem = answer_problem(request, response, self.settings.min_confidence)
         if problem is None and self.settings.verifier:
             problem = await self._verify(request, principal, decision, response, request_id, agent_id, run_id)
         if problem is None:

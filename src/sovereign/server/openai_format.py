@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sovereign.kernel.messages import ChatResponse, StreamEvent, Timings, ToolCall, Usage
+from sovereign.kernel.messages import ChatResponse, StreamEvent, Timings, TokenLogprob, ToolCall, Usage
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -34,6 +34,16 @@ def _calls_json(calls: list[ToolCall], *, with_index: bool = False) -> list[dict
     return out
 
 
+def logprobs_json(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """OpenAI's ``choices[].logprobs``: the content tokens, each with its alternatives."""
+    if entries is None:
+        return None
+    return {"content": [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes,
+                         "top_logprobs": [{"token": token, "logprob": logprob,
+                                           "bytes": list(token.encode("utf-8"))} for token, logprob in e.top]}
+                        for e in entries], "refusal": None}
+
+
 def completion_json(completion_id: str, created: int, response: ChatResponse, cost: float) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": response.message.content}
     if response.message.reasoning_content:
@@ -45,7 +55,8 @@ def completion_json(completion_id: str, created: int, response: ChatResponse, co
         "object": "chat.completion",
         "created": created,
         "model": response.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason,
+                     "logprobs": logprobs_json(response.logprobs)}],
         "usage": usage_json(response.usage),
         "timings": timings_json(response.timings),
         "cost_usd": cost,
@@ -59,11 +70,13 @@ class ChunkWriter:
         self._base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
         self._role_sent = False
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None,
+               logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
         if not self._role_sent:
             delta = {"role": "assistant", **delta}
             self._role_sent = True
-        return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        return {**self._base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                           "logprobs": logprobs_json(logprobs or None)}]}
 
     def event(self, event: StreamEvent) -> list[dict[str, Any]]:
         chunks = []
@@ -74,8 +87,8 @@ class ChunkWriter:
             delta["content"] = event.content
         if event.tool_calls:
             delta["tool_calls"] = _calls_json(event.tool_calls, with_index=True)
-        if delta:
-            chunks.append(self._chunk(delta))
+        if delta or event.logprobs:
+            chunks.append(self._chunk(delta, logprobs=event.logprobs))
         if event.finish_reason:
             chunks.append(self._chunk({}, event.finish_reason))
         return chunks

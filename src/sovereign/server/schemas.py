@@ -167,6 +167,8 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
     thinking: ThinkingIn | None = None
     user: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="alternatives per token (needs logprobs)")
     data_class: Literal["public", "internal", "private"] | None = Field(
         default=None, description='model "auto": how sensitive the messages are (private never leaves the machine)')
 
@@ -212,7 +214,14 @@ class ChatCompletionRequest(BaseModel):
             max_tool_calls=self.max_tool_calls,
             response_format=_response_format(self.response_format),
             thinking=thinking_from_request(self.reasoning_effort, thinking),
+            logprobs=bool(self.logprobs),
+            top_logprobs=self._top_logprobs(),
         )
+
+    def _top_logprobs(self) -> int:
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+        return self.top_logprobs or 0
 
 
 def _tool_choice(value: str | NamedToolChoice | None, tools: list[ToolSpec]) -> ToolChoice:

@@ -40,8 +40,8 @@ def tool_response(*calls: tuple[str, str], model: str = "scripted") -> ChatRespo
 async def _as_stream(response: ChatResponse) -> AsyncIterator[StreamEvent]:
     if response.message.reasoning_content:
         yield StreamEvent(reasoning_content=response.message.reasoning_content)
-    if response.message.content:
-        yield StreamEvent(content=response.message.content)
+    if response.message.content or response.logprobs:
+        yield StreamEvent(content=response.message.content, logprobs=list(response.logprobs or []))
     yield StreamEvent(
         tool_calls=list(response.message.tool_calls),
         finish_reason=response.finish_reason,
