@@ -119,3 +119,20 @@ def test_offline_gate_refuses_remote_before_connecting(monkeypatch):
 
 def test_default_model_is_embedded():
     assert DEFAULT_MODEL == "qwen2.5-coder-0.5b-instruct"
+
+
+def test_logprobs_pass_through_a_remote_backend(live_server):
+    """A sovereign server is itself an OpenAI-compatible peer that reports log probabilities."""
+    spec = ModelSpec(name="peer", backend="openai", base_url=live_server.base_url,
+                     remote_name="qwen2.5-coder-0.5b-instruct")
+    model = OpenAICompatibleModel(spec, EgressGate(mode="offline"), api_key=live_server.api_key)
+    request = ask("What is the capital of France? One word.", max_tokens=8, logprobs=True, top_logprobs=2)
+    reply = asyncio.run(model.complete(request))
+    assert reply.logprobs and all(e.logprob <= 0 and len(e.top) == 2 for e in reply.logprobs)
+
+    async def collect():
+        return [event async for event in model.stream(request)]
+
+    streamed = [entry.token for event in asyncio.run(collect()) for entry in event.logprobs]
+    assert streamed == [entry.token for entry in reply.logprobs]
+    assert asyncio.run(model.complete(ask("Hi", max_tokens=4))).logprobs is None
