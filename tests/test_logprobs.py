@@ -15,7 +15,7 @@ from sovereign.kernel.messages import ChatResponse, Message, TokenLogprob
 from sovereign.server.app import create_app
 from sovereign.testing import FunctionModel, text_response
 from tests.conftest import ADMIN_KEY, open_api_services
-from tests.test_router_escalation import FACT, MEDIUM, ROUTER, SMALL, _serve, answering, chat
+from tests.test_router_escalation import FACT, MEDIUM, ROUTER, SMALL, _serve, answering, api, chat  # noqa: F401
 
 
 def unsure(text: str, probability: float) -> ChatResponse:
@@ -61,21 +61,10 @@ def test_a_confident_answer_stands_and_a_caller_asking_gets_the_logprobs(confide
     assert not medium.requests
 
 
-def test_without_min_confidence_no_logprobs_are_asked_for(api_with_router):
-    client, small = api_with_router
+def test_without_min_confidence_no_logprobs_are_asked_for(api):
+    client, services, small, medium = api
     chat(client, FACT)
     assert small.requests and not small.requests[-1].logprobs
-
-
-@pytest.fixture
-def api_with_router(tmp_path, monkeypatch):
-    monkeypatch.delenv("SOVEREIGN_API_KEY", raising=False)
-    services = open_api_services(tmp_path / "home", ROUTER)
-    small, medium = answering("Paris"), answering("Paris")
-    _serve(services, small, medium)
-    with TestClient(create_app(services, preload=False), headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
-        yield client, small
-    services.close()
 
 
 @pytest.fixture
