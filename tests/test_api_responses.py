@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ADMIN_KEY, open_api_services
 from servers.thread_server import ThreadServer
-from sovereign.kernel.messages import ChatResponse, Message
+from sovereign.kernel.messages import ChatResponse, Message, TokenLogprob
 from sovereign.server.app import create_app
 from sovereign.testing import ScriptedModel, text_response, tool_response
 
@@ -123,6 +123,22 @@ def test_streaming_events(client, script):
     assert [item.type for item in final.output] == ["reasoning", "message"]
     stored = client.responses.retrieve(final.id)
     assert stored.output_text == text
+
+
+def test_output_text_logprobs_when_included(client, script):
+    entries = [TokenLogprob("Hel", -0.1, list(b"Hel"), [("Hel", -0.1)]), TokenLogprob("lo", -0.5, list(b"lo"), [("lo", -0.5)])]
+    answer = ChatResponse(model="x", message=Message(role="assistant", content="Hello"), logprobs=entries)
+    model = script(answer, answer, text_response("plain"))
+    reply = client.responses.create(input="hi", include=["message.output_text.logprobs"], top_logprobs=1)
+    assert model.requests[-1].logprobs and model.requests[-1].top_logprobs == 1
+    logprobs = reply.output[0].content[0].logprobs
+    assert [(t.token, t.logprob) for t in logprobs] == [("Hel", -0.1), ("lo", -0.5)]
+    assert logprobs[1].top_logprobs[0].token == "lo"
+    events = list(client.responses.create(input="hi", include=["message.output_text.logprobs"], stream=True))
+    streamed = [t.token for e in events if e.type == "response.output_text.delta" for t in e.logprobs]
+    assert streamed == ["Hel", "lo"]
+    assert not client.responses.create(input="hi").output[0].content[0].logprobs
+    assert not model.requests[-1].logprobs
 
 
 def test_streaming_a_function_call_with_the_sdk_helper(client, script):

@@ -34,14 +34,18 @@ def _calls_json(calls: list[ToolCall], *, with_index: bool = False) -> list[dict
     return out
 
 
+def token_logprobs_json(entries: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """Tokens with their log probabilities and alternatives, as both OpenAI APIs list them."""
+    return [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes,
+             "top_logprobs": [{"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+                              for token, logprob in e.top]} for e in entries]
+
+
 def logprobs_json(entries: list[TokenLogprob] | None) -> dict[str, Any] | None:
-    """OpenAI's ``choices[].logprobs``: the content tokens, each with its alternatives."""
+    """Chat completions' ``choices[].logprobs`` (None when they were not asked for)."""
     if entries is None:
         return None
-    return {"content": [{"token": e.token, "logprob": e.logprob, "bytes": e.bytes,
-                         "top_logprobs": [{"token": token, "logprob": logprob,
-                                           "bytes": list(token.encode("utf-8"))} for token, logprob in e.top]}
-                        for e in entries], "refusal": None}
+    return {"content": token_logprobs_json(entries), "refusal": None}
 
 
 def completion_json(completion_id: str, created: int, response: ChatResponse, cost: float) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sovereign.kernel.messages import Message, StreamEvent, ToolCall, Usage
+from sovereign.kernel.messages import Message, StreamEvent, TokenLogprob, ToolCall, Usage
+from sovereign.server.openai_format import token_logprobs_json
 from sovereign.server.responses_schema import ResponsesRequest
 
 __all__ = ["OutputBuilder", "ResponseMeta", "error_event", "usage_json"]
@@ -78,6 +79,7 @@ class _Open:
     id: str
     index: int
     text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class OutputBuilder:
@@ -111,7 +113,9 @@ class OutputBuilder:
         if event.reasoning_content:
             out += self._text("reasoning", event.reasoning_content)
         if event.content:
-            out += self._text("message", event.content)
+            out += self._text("message", event.content, event.logprobs)
+        elif event.logprobs and self._open is not None and self._open.kind == "message":
+            self._open.logprobs.extend(event.logprobs)  # tokens whose text came earlier or was held back
         for call in event.tool_calls:
             out += self._close()
             out += self._call(call)
@@ -142,7 +146,7 @@ class OutputBuilder:
 
     # --- items -------------------------------------------------------------------------------
 
-    def _text(self, kind: str, piece: str) -> list[dict[str, Any]]:
+    def _text(self, kind: str, piece: str, logprobs: list[TokenLogprob] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self._open is None or self._open.kind != kind:
             out += self._close()
@@ -150,8 +154,9 @@ class OutputBuilder:
         current = self._open
         assert current is not None
         current.text.append(piece)
+        current.logprobs.extend(logprobs or [])
         delta = "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
-        extra = {"logprobs": []} if kind == "message" else {}
+        extra = {"logprobs": token_logprobs_json(logprobs or [])} if kind == "message" else {}
         out.append(self._event(delta, item_id=current.id, output_index=current.index, content_index=0,
                                delta=piece, **extra))
         return out
@@ -174,13 +179,13 @@ class OutputBuilder:
         self.items[current.index] = item
         if current.kind == "message":
             done = self._event("response.output_text.done", item_id=current.id, output_index=current.index,
-                               content_index=0, text=text, logprobs=[])
+                               content_index=0, text=text, logprobs=token_logprobs_json(current.logprobs))
         else:
             done = self._event("response.reasoning_text.done", item_id=current.id, output_index=current.index,
                                content_index=0, text=text)
         return [done,
                 self._event("response.content_part.done", item_id=current.id, output_index=current.index,
-                            content_index=0, part=self._part(current.kind, text)),
+                            content_index=0, part=self._part(current.kind, text, current.logprobs)),
                 self._event("response.output_item.done", output_index=current.index, item=item)]
 
     def _call(self, call: ToolCall) -> list[dict[str, Any]]:
@@ -198,15 +203,15 @@ class OutputBuilder:
                 self._event("response.output_item.done", output_index=index, item=item)]
 
     @staticmethod
-    def _part(kind: str, text: str) -> dict[str, Any]:
+    def _part(kind: str, text: str, logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
         if kind == "message":
-            return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            return {"type": "output_text", "text": text, "annotations": [], "logprobs": token_logprobs_json(logprobs or [])}
         return {"type": "reasoning_text", "text": text}
 
     def _item(self, current: _Open, status: str) -> dict[str, Any]:
         text = "".join(current.text)
         if current.kind == "message":
-            content = [self._part("message", text)] if status == "completed" else []
+            content = [self._part("message", text, current.logprobs)] if status == "completed" else []
             return {"type": "message", "id": current.id, "status": status, "role": "assistant", "content": content}
         return {"type": "reasoning", "id": current.id, "summary": [], "status": status,
                 "content": [self._part("reasoning", text)] if status == "completed" else []}

@@ -56,6 +56,10 @@ class ReasoningIn(_Wire):
     effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
 
 
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+"""The ``include`` value that asks for the output text's token log probabilities."""
+
+
 class ResponsesRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
@@ -76,6 +80,8 @@ class ResponsesRequest(BaseModel):
     reasoning: ReasoningIn | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    include: list[str] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="alternatives per output token")
 
     @field_validator("input")
     @classmethod
@@ -108,6 +114,7 @@ class ResponsesRequest(BaseModel):
             tools=tools, tool_choice=_tool_choice(self.tool_choice, tools),
             parallel_tool_calls=self.parallel_tool_calls is not False, max_tool_calls=self.max_tool_calls,
             response_format=_text_format(self.text), thinking=thinking_from_request(effort, None),
+            logprobs=LOGPROBS_INCLUDE in (self.include or []), top_logprobs=self.top_logprobs or 0,
         )
         return request, new
 
