@@ -521,6 +521,10 @@ class Session(CodeActing, Accepting):
 
     async def finish(self, status: str, reason: str, answer: str | None, *, partial: bool = False,
                      verified: bool | None = None) -> None:
+        if answer and self.guard is not None and self.guard.taint.untrusted:
+            # An answer built from untrusted data (code passing a file through) does not carry
+            # the lines of it that try to instruct — the model never saw them either.
+            answer = withhold_injections(answer)
         self.final = FinalAnswerStep(answer=answer, status=status, stop_reason=reason, partial=partial,
                                      verified=verified)
         self.stage(self.final)
