@@ -96,7 +96,24 @@ def env(tmp_path, ircd):
         bot.stop()
     for client in people:
         client.close()
+    _wait_until_gone(ircd.port, "sovbot")  # the next test's bot must get the nick, not "sovbot_"
     services.close()
+
+
+def _wait_until_gone(port: int, nick: str, timeout: float = 15) -> None:
+    """Until the server no longer knows ``nick`` (a stopped bot's QUIT can lag its socket closing)."""
+    watcher = IrcClient(port, "teardown")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            watcher.send(f"ISON {nick}")
+            online = watcher.expect(lambda line: b" 303 " in line).rsplit(b":", 1)[-1].split()
+            if nick.encode() not in online:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{nick} is still on the server {timeout}s after its bot stopped")
+    finally:
+        watcher.close()
 
 
 def _from_bot(target: str):

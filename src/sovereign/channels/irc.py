@@ -169,10 +169,15 @@ class IrcChannel:
             sender.cancel()
             self._writer = None
             writer.close()
+            closed = False
             try:
                 await asyncio.wait_for(writer.wait_closed(), timeout=2)
+                closed = True
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
+            finally:
+                if not closed:  # a TLS goodbye that did not finish (or a cancelled wait) must not leave
+                    writer.transport.abort()  # the socket open: the server would keep our nick for minutes
 
     def _register(self) -> None:
         if self._sasl_secret is not None:
