@@ -42,3 +42,12 @@ def test_reasoning_is_skipped_for_reading_and_kept_for_working():
     assert effort("Our quote says 14 chairs at 35 each. What is the total?") != "none"  # ...unless worked on
     assert effort("If the gate is locked, the van cannot enter. The van entered. Was the gate locked?") == "medium"
     assert effort("What does `print(sorted([3, 1, 2])[0])` print?") == "low"
+
+
+def test_a_one_sentence_syllogism_with_its_question_after_a_comma_is_logic():
+    def kind(text: str) -> str:
+        return classify(ChatRequest(model="auto", messages=[Message(role="user", content=text)])).kind
+
+    assert kind("If all bloops are razzies and all razzies are lazzies, are all bloops lazzies?") == "logic"
+    assert kind("No cats are dogs and some pets are cats, so are some pets not dogs?") == "logic"
+    assert kind("What is the capital of France?") == "factoid"

@@ -70,6 +70,7 @@ _LOGIC = re.compile(
     r"\b(?:mother|father|brother|sister|sibling|son|daughter|uncle|aunt|niece|nephew|cousin|grand\w+)'?s?\b")
 _LOGIC_ASK = re.compile(r"\b(?:who|which|what)\b.{0,40}\b(?:\w+est|most|least|first|last|middle|second|third)\b|"
                         r"^\s*(?:is|are|was|were|did|does|do|can|could|must|may)\b|\byes or no\b|"
+                        r",\s*(?:then\s+|so\s+)?(?:is|are|was|were|does|do|can|must)\b|"
                         r"\bwhat (?:is|are) \w+ to \w+\b|\bwhat are those\b|\bwhich day\b|\bwhere is the\b|"
                         r"\bwhat (?:does|do) \w+ like\b|\bwhat colou?r\b|\bwho told\b|\bwhat is in\b")
 # Retrieval: material given to read.
