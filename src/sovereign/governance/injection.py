@@ -90,7 +90,7 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
         r"\bdeveloper\s+mode\b|(?-i:\bDAN\b)", _I)),  # "DAN" the jailbreak, not "Dan" in a list of names
     ("fake_role_marker", "high", re.compile(
         r"<\|im_start\|>|<\|(?:system|assistant|user)\|>|\[/?INST\]|<<SYS>>|^\s*#{1,4}\s*(?:system|assistant)\s*:?\s*$|"
-        r"^\s*(?:system|assistant)\s*:\s", re.IGNORECASE | re.MULTILINE)),
+        r"^\s*[(\[{]?\s*(?:system|assistant)\s*:\s", re.IGNORECASE | re.MULTILINE)),
     ("address_the_ai", "medium", re.compile(
         r"\b(?:attention|note|message|instructions?)\s+(?:to|for)\s+(?:the\s+)?(?:ai|assistant|llm|agent|model|"
         r"language\s+model)\b|\b(?:dear|hey|hi)\s+(?:ai|assistant|agent|llm)\b|\bif\s+you\s+are\s+an?\s+(?:ai|"
