@@ -20,7 +20,6 @@ differ by a few tenths between batch layouts and a greedy near-tie can go either
 from __future__ import annotations
 
 import collections
-import ctypes
 import queue
 import threading
 from collections.abc import Callable
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 import numpy as np
+
+from sovereign.kernel.logprobs import logits_row
 
 if TYPE_CHECKING:
     from sovereign.kernel.logprobs import LogprobRecorder
@@ -285,12 +286,10 @@ class BatchEngine:
         if stream.closed:
             return
         if stream.logits_hook is not None:
-            row = ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, index), ctypes.POINTER(ctypes.c_float))
-            stream.logits_hook(np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy())
+            stream.logits_hook(logits_row(self.ctx, index, self._n_vocab).copy())
         token = llama_cpp.llama_sampler_sample(stream.sampler.sampler, self.ctx, index)
         if stream.recorder is not None:  # before the token is handed over and the row overwritten
-            row = ctypes.cast(llama_cpp.llama_get_logits_ith(self.ctx, index), ctypes.POINTER(ctypes.c_float))
-            stream.recorder.record(np.ctypeslib.as_array(row, shape=(self._n_vocab,)), token)
+            stream.recorder.record(logits_row(self.ctx, index, self._n_vocab), token)
         stream.generated += 1
         self.stats.tokens_generated += 1
         stream._out.put(token)

@@ -101,6 +101,7 @@ def _generate(llm: llama_cpp.Llama, tokens: list[int], sampling: Sampling,
     no logit bias; the instance attribute set here shadows that method for this pass only, so both
     paths (serial and batched) sample with the same chain.
     """
+    from sovereign.kernel.logprobs import logits_row
     from sovereign.kernel.sampler_chain import build_sampler
 
     llm._init_sampler = lambda **_ignored: build_sampler(llm, sampling, grammar)
@@ -108,19 +109,10 @@ def _generate(llm: llama_cpp.Llama, tokens: list[int], sampling: Sampling,
         for token in llm.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
                                   min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty, grammar=grammar):
             if recorder is not None:  # the row the token was sampled from: the next decode overwrites it
-                recorder.record(_last_logits(llm), token)
+                recorder.record(logits_row(llm._ctx.ctx, -1, llm.n_vocab()), token)
             yield token
     finally:
         del llm._init_sampler
-
-
-def _last_logits(llm: llama_cpp.Llama):
-    import ctypes
-
-    import numpy as np
-
-    row = ctypes.cast(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), ctypes.POINTER(ctypes.c_float))
-    return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
 
 
 def _consume(

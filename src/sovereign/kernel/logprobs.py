@@ -12,17 +12,25 @@ tokens read so far.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 from collections import deque
 from collections.abc import Callable
 
+import llama_cpp
 import numpy as np
 
 from sovereign.kernel.messages import TokenLogprob
 
-__all__ = ["MAX_TOP_LOGPROBS", "LogprobRecorder"]
+__all__ = ["MAX_TOP_LOGPROBS", "LogprobRecorder", "logits_row"]
 
 MAX_TOP_LOGPROBS = 20
+
+
+def logits_row(ctx, index: int, n_vocab: int) -> np.ndarray:
+    """A view (no copy) of the logits llama.cpp holds for batch position ``index`` (-1: the last)."""
+    row = ctypes.cast(llama_cpp.llama_get_logits_ith(ctx, index), ctypes.POINTER(ctypes.c_float))
+    return np.ctypeslib.as_array(row, shape=(n_vocab,))
 
 
 class LogprobRecorder:
