@@ -115,7 +115,7 @@ class Perception:
 
             self._importable("faster_whisper", "speech to text needs faster-whisper: pip install faster-whisper==1.2.1")
             return WhisperEngine(self.folder(spec), threads=threads, english_only=spec.name.endswith(".en"),
-                                 beam_size=self.settings.beam_size)
+                                 beam_size=self.settings.beam_size, size_windows=self.settings.size_windows)
         if spec.backend == "piper":
             from sovereign.perception.speech import PiperEngine
 

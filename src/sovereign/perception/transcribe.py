@@ -57,16 +57,17 @@ class Transcript:
 class WhisperEngine:
     """One Whisper model (a CTranslate2 folder: model.bin, config.json, tokenizer, vocabulary)."""
 
-    def __init__(self, folder: Path, *, threads: int = 0, english_only: bool = False, beam_size: int = 5) -> None:
+    def __init__(self, folder: Path, *, threads: int = 0, english_only: bool = False, beam_size: int = 5,
+                 size_windows: bool = True) -> None:
         try:
-            from faster_whisper import WhisperModel
+            from sovereign.perception.whisper_window import SizedWhisperModel
         except ImportError as exc:
             raise EngineUnavailableError("speech to text needs faster-whisper: pip install faster-whisper==1.2.1") from exc
         self.folder = folder
         self.english_only = english_only
         self.beam_size = beam_size
-        self._model = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads,
-                                   local_files_only=True)
+        self._model = SizedWhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads,
+                                        local_files_only=True, size_windows=size_windows)
         self._lock = threading.Lock()
 
     def options(self, *, language: str | None = None, task: Task = "transcribe", prompt: str | None = None,
@@ -89,12 +90,16 @@ class WhisperEngine:
                                        "English only", param="model")
         try:
             with self._lock:  # one decode at a time per model: the box's cores are few
-                pieces, info = self._model.transcribe(
-                    audio.samples, **self.options(language=language, task=task, prompt=prompt, temperature=temperature))
-                segments = [Segment(id=s.id, start=round(s.start, 3), end=round(s.end, 3), text=s.text,
-                                    tokens=list(s.tokens), avg_logprob=s.avg_logprob,
-                                    compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob,
-                                    temperature=s.temperature or 0.0) for s in pieces]
+                try:
+                    pieces, info = self._model.transcribe(
+                        audio.samples, **self.options(language=language, task=task, prompt=prompt,
+                                                      temperature=temperature))
+                    segments = [Segment(id=s.id, start=round(s.start, 3), end=round(s.end, 3), text=s.text,
+                                        tokens=list(s.tokens), avg_logprob=s.avg_logprob,
+                                        compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob,
+                                        temperature=s.temperature or 0.0) for s in pieces]
+                finally:
+                    self._model.forget()
         except ValueError as exc:  # e.g. an unknown language code
             raise PerceptionInputError(f"cannot transcribe: {exc}", param="language") from exc
         text = "".join(s.text for s in segments).strip()
