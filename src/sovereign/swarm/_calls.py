@@ -108,10 +108,14 @@ class OrchestratorCalls:
         outcome = await ask_structured(ask, request, kind, check, attempts=attempts)
         return outcome.value
 
-    async def synthesis(self, task: str, results: str, max_tokens: int) -> str:
+    async def synthesis(self, task: str, results: str, max_tokens: int, *, left_out: list[str] = ()) -> str:
+        """The merged answer; ``left_out`` names results an earlier merge dropped, to be kept this time."""
         system = ("You are the orchestrator of a swarm of agents. Sub-agents worked on parts of the user's "
                   "task; merge their results into one complete answer to the task. Use only their results.")
         user = f"Task: {task}\n\nResults of the sub-agents:\n\n{results}"
+        if left_out:
+            user += (f"\n\nYour answer must include the result of every sub-agent. A first merge left out "
+                     f"{', '.join(left_out)}: include them.")
         request = ChatRequest(model=self.model_name, messages=[Message(role="system", content=system),
                                                                Message(role="user", content=user)],
                               max_tokens=max_tokens, temperature=0.0)

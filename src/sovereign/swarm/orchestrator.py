@@ -30,6 +30,7 @@ from sovereign.agent.steps import FinalAnswerStep, TaskStep
 from sovereign.errors import InvalidRequestError, NotFoundError
 from sovereign.swarm._calls import OrchestratorCalls
 from sovereign.swarm.budget import SwarmBudget, TreeBudget
+from sovereign.swarm.coverage import uncovered
 from sovereign.swarm.critical import critical_path
 from sovereign.swarm.executors import AsyncioExecutor, Executor, NodeJob, NodeOutcome
 from sovereign.swarm.plan import (Plan, SubTask, plan_problems, plan_request, repair_plan, replan_request,
@@ -529,8 +530,16 @@ class _Drive:
             return done[0].answer, False
         results = "\n\n".join(f"[{n.node_id}] ({n.status}) {n.task}\n{(n.answer or '(no result)')[:_RESULT_CHARS]}"
                               for n in planned)
+        carried = [(n.node_id, n.answer or "") for n in done]
         try:
-            return await self.calls.synthesis(self.task, results, self.swarm.synthesis_tokens), len(done) < len(planned)
+            answer = await self.calls.synthesis(self.task, results, self.swarm.synthesis_tokens)
+            if left_out := uncovered(answer, carried):
+                answer = await self.calls.synthesis(self.task, results, self.swarm.synthesis_tokens,
+                                                    left_out=[f"[{i}]" for i in left_out])
+            if left_out := uncovered(answer, carried):
+                answer += "\n\nResults the merge left out:\n" + "\n".join(
+                    f"- {self.nodes[i].task}: {self.nodes[i].answer}" for i in left_out)
+            return answer, len(done) < len(planned)
         except BudgetExceededError as exc:
             self.stop_reason = self.stop_reason or f"budget {exc.limit}: {exc.message}"
             return "The swarm's budget ran out before its results were merged. Results:\n\n" + results, True
