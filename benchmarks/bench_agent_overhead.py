@@ -15,7 +15,7 @@ Peers are installed only for this benchmark, in a separate virtualenv (not proje
     .venv/bin/python -m venv .cache/bench-venv
     .cache/bench-venv/bin/pip install "pydantic==2.14.3" "pydantic-settings==2.16.3" "httpx==0.28.1" \
         "jsonschema==4.26.0" "jinja2==3.1.6" "orjson==3.11.4" "google-re2==1.1.20251105" "smolagents==1.26.0" \
-        "pydantic-ai-slim==2.68.0"
+        "pydantic-ai-slim==2.68.0" "cryptography==50.0.2"
     .cache/bench-venv/bin/pip install --no-deps -e .
     .cache/bench-venv/bin/python benchmarks/bench_agent_overhead.py [--steps 20] [--repeats 21] [--thread-tools]
 
