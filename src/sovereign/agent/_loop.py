@@ -299,8 +299,10 @@ class Session(CodeActing, Accepting):
         time_left = self.agent.budget.time_left(self.spent)
         settled_before = getattr(model, "last", None)
         try:
-            job = model.complete(request)
-            response = await (job if time_left is None else asyncio.wait_for(job, time_left))
+            # asyncio.timeout, not wait_for, which on Python 3.11 loses a cancellation (a run
+            # cancelled as its model call returned would go on)
+            async with asyncio.timeout(time_left):
+                response = await model.complete(request)
         except TimeoutError:
             raise BudgetExceededError("time limit reached during a model call", limit="max_wall_s") from None
         except SovereignError as exc:
@@ -425,8 +427,8 @@ class Session(CodeActing, Accepting):
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)
         try:
-            job = tool.invoke(arguments, context)
-            value = await (job if time_left is None else asyncio.wait_for(job, time_left))
+            async with asyncio.timeout(time_left):
+                value = await tool.invoke(arguments, context)
             text = self.render(value, cut=not in_code)
             seen = self.guard.observe(tool, text)
             step.content = text if in_code else seen

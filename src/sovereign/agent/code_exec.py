@@ -79,7 +79,8 @@ async def run_code(sandbox: Sandbox, code: str, specs: Sequence[ToolSpec], callb
         ended = False
         while not ended:
             try:
-                line = await asyncio.wait_for(process.stdout.readline(), max(deadline - time.monotonic(), 0.01))
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                    line = await process.stdout.readline()
             except TimeoutError:
                 outcome.error = f"killed: the code ran past its time limit ({wall_seconds:g} s)"
                 break

@@ -130,7 +130,8 @@ class IrcChannel:
         started = time.monotonic()
         self._send("PING", token)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):
+                await waiter
         finally:
             self._pongs.pop(token, None)
         return time.monotonic() - started
@@ -155,9 +156,12 @@ class IrcChannel:
     async def _session(self, handler: Handler) -> None:
         config = self.config
         context = self._ssl()
-        reader, writer = await asyncio.wait_for(self.egress.open_connection(
-            config.host, config.port, purpose=f"irc channel '{self.name}'", ssl=context,
-            server_hostname=config.host if context else None), timeout=15)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives
+        # as its awaitable finishes, and a stopped channel then ran on, holding its nick
+        async with asyncio.timeout(15):
+            reader, writer = await self.egress.open_connection(
+                config.host, config.port, purpose=f"irc channel '{self.name}'", ssl=context,
+                server_hostname=config.host if context else None)
         self.stats.connects += 1
         self._writer = writer
         self.nick = config.nick
@@ -171,7 +175,8 @@ class IrcChannel:
             writer.close()
             closed = False
             try:
-                await asyncio.wait_for(writer.wait_closed(), timeout=2)
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
                 closed = True
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
@@ -191,7 +196,8 @@ class IrcChannel:
         pinged = False
         while True:
             try:
-                raw = await asyncio.wait_for(reader.readline(), timeout=self.config.ping_interval_s)
+                async with asyncio.timeout(self.config.ping_interval_s):
+                    raw = await reader.readline()
             except TimeoutError:
                 if pinged:
                     raise TimeoutError(f"no answer from the server in {2 * self.config.ping_interval_s:g}s") from None

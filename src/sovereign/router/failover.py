@@ -106,8 +106,8 @@ class FailoverModel:
             if model is None:
                 continue
             try:
-                response = await asyncio.wait_for(model.complete(replace(request, model=name)),
-                                                  self.router.settings.timeout_s)
+                async with asyncio.timeout(self.router.settings.timeout_s):
+                    response = await model.complete(replace(request, model=name))
             except self._errors() as exc:
                 self._failed(name, exc, errors)
                 continue
@@ -126,7 +126,8 @@ class FailoverModel:
                 continue
             events = model.stream(replace(request, model=name))
             try:
-                first = await asyncio.wait_for(anext(events), self.router.settings.timeout_s)
+                async with asyncio.timeout(self.router.settings.timeout_s):
+                    first = await anext(events)
             except StopAsyncIteration:
                 return
             except self._errors() as exc:

@@ -52,7 +52,8 @@ class Prober:
         error: str | None = None
         try:
             model = await services.governed_model(principal, name, request_id="probe")
-            await asyncio.wait_for(model.complete(probe_request(name)), self.router.settings.probe_timeout_s)
+            async with asyncio.timeout(self.router.settings.probe_timeout_s):
+                await model.complete(probe_request(name))
         except FAILOVER_ERRORS as exc:
             error = getattr(exc, "message", None) or type(exc).__name__
             breakers.failed(name, error)

@@ -235,8 +235,8 @@ class Router:
             if model is None:
                 continue
             try:
-                response = await asyncio.wait_for(
-                    model.complete(self._routed_request(request, decision, name, checked=True)), self.settings.timeout_s)
+                async with asyncio.timeout(self.settings.timeout_s):
+                    response = await model.complete(self._routed_request(request, decision, name, checked=True))
             except _FAILOVER as exc:
                 self._failed(decision, name, exc)
                 continue
@@ -265,7 +265,8 @@ class Router:
                 continue
             events = model.stream(self._routed_request(request, decision, name))
             try:
-                first = await asyncio.wait_for(anext(events), self.settings.timeout_s)
+                async with asyncio.timeout(self.settings.timeout_s):
+                    first = await anext(events)
             except StopAsyncIteration:
                 first = StreamEvent(finish_reason="stop", usage=Usage(), timings=Timings())
             except _FAILOVER as exc:
@@ -313,8 +314,8 @@ class Router:
             return response, cost
         name = bigger[0]
         try:
-            better = await asyncio.wait_for(model.complete(self._routed_request(request, decision, name)),
-                                            self.settings.timeout_s)
+            async with asyncio.timeout(self.settings.timeout_s):
+                better = await model.complete(self._routed_request(request, decision, name))
         except _FAILOVER as exc:
             self._failed(decision, name, exc)
             decision.reason += f"; check failed ({problem}), escalation to {name} failed"
@@ -337,8 +338,8 @@ class Router:
         if model is None:
             return None
         try:
-            reply = await asyncio.wait_for(model.complete(verifier_request(request, response, verifier)),
-                                           self.settings.timeout_s)
+            async with asyncio.timeout(self.settings.timeout_s):
+                reply = await model.complete(verifier_request(request, response, verifier))
         except _FAILOVER as exc:
             self._failed(decision, verifier, exc)
             return None

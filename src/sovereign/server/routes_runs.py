@@ -175,7 +175,8 @@ async def cancel_run(request: Request, run_id: str) -> dict:
     if handle is not None:
         handle.cancel()
         try:
-            await asyncio.wait_for(asyncio.shield(handle.task), 10)
+            async with asyncio.timeout(10):
+                await asyncio.shield(handle.task)
         except (asyncio.CancelledError, TimeoutError):
             pass
     elif record.status not in TERMINAL:
@@ -222,7 +223,8 @@ async def _events(runner: Runner, store: RunStore, run_id: str, request: Request
                 return
             wake.clear()
             try:
-                await asyncio.wait_for(wake.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await wake.wait()
             except TimeoutError:
                 yield ": keep-alive\n\n"
     finally:

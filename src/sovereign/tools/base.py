@@ -182,7 +182,8 @@ class Tool:
         if self.timeout is None:
             return await job
         try:
-            return await asyncio.wait_for(job, self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: it can lose a cancellation on 3.11
+                return await job
         except TimeoutError as exc:
             raise ToolError(f"tool '{self.name}' timed out after {self.timeout:g}s") from exc
 

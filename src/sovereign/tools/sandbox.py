@@ -376,7 +376,8 @@ class Sandbox:
             finally:
                 _kill(process, cgroup)
                 with contextlib.suppress(ProcessLookupError, TimeoutError):
-                    await asyncio.wait_for(process.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await process.wait()
 
     async def _execute(self, command: Sequence[str], stdin: bytes | None, cgroup: Path | None,
                        preexec: Callable[[], None], argv: list[str], env: dict[str, str]) -> SandboxResult:
@@ -404,13 +405,15 @@ class Sandbox:
                 process.wait(),
             )
             try:
-                await asyncio.wait_for(readers, self.limits.wall_seconds)
+                async with asyncio.timeout(self.limits.wall_seconds):
+                    await readers
             except TimeoutError:
                 timed_out = True
         finally:
             _kill(process, cgroup)
             with contextlib.suppress(ProcessLookupError):
-                await asyncio.wait_for(process.wait(), 5)
+                async with asyncio.timeout(5):
+                    await process.wait()
         return SandboxResult(
             exit_code=process.returncode,
             stdout=collector.text("stdout"),
