@@ -43,7 +43,7 @@ def test_speak_then_transcribe_round_trip(light_home, tmp_path):
 
 
 def test_chat_voice_answers_in_text_and_speech(light_home, tmp_path):
-    question = spoken("What is the capital of France?", tmp_path / "question.wav")
+    question = spoken("What is the capital city of France?", tmp_path / "question.wav")
     answer = tmp_path / "answer.wav"
     result = sovereign("chat", "--voice", str(question), "--answer", str(answer), "--max-tokens", "24",
                        home=light_home)
