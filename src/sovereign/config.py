@@ -178,8 +178,8 @@ class PerceptionSettings(_Section):
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images are refused (413)")
     threads: int = Field(default=0, ge=0, description="CPU threads per engine (0: the engine's default)")
     beam_size: int = Field(default=5, ge=1, le=10, description="Whisper beam search width (1: greedy, faster)")
-    size_windows: bool = Field(default=True, description="encode only the audio a Whisper window holds (plus 2 s), "
-                                                         "not 30 s of padding: short clips several times faster")
+    size_windows: bool = Field(default=True, description="encode only the audio a Whisper window holds (plus 5 s, at "
+                                                         "least 10 s), not 30 s of padding: short clips several times faster")
     preload: list[Literal["transcription", "speech", "ocr"]] = Field(
         default_factory=lambda: ["speech"], description="engines the server loads at start-up")
 

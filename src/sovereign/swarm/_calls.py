@@ -5,7 +5,7 @@ stored as a step of the swarm's run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +108,7 @@ class OrchestratorCalls:
         outcome = await ask_structured(ask, request, kind, check, attempts=attempts)
         return outcome.value
 
-    async def synthesis(self, task: str, results: str, max_tokens: int, *, left_out: list[str] = ()) -> str:
+    async def synthesis(self, task: str, results: str, max_tokens: int, *, left_out: Sequence[str] = ()) -> str:
         """The merged answer; ``left_out`` names results an earlier merge dropped, to be kept this time."""
         system = ("You are the orchestrator of a swarm of agents. Sub-agents worked on parts of the user's "
                   "task; merge their results into one complete answer to the task. Use only their results.")

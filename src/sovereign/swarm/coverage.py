@@ -6,26 +6,25 @@ results it was given and asks again, naming what was left out; what is still mis
 is appended to the answer as it was found, so a completed sub-agent's work is never lost.
 
 Only short results are judged (a value, a name, a sentence): every number in them must appear in
-the merge, and at least half of their content words that the other results do not share. A long result is a summary the merge
-may fairly rephrase, so it counts as carried.
+the merge, and at least half of their content words that the other results do not share. A long
+result is a summary the merge may fairly rephrase, so it counts as carried.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 __all__ = ["uncovered"]
 
 _SHORT_WORDS = 12
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 _NUMBER = re.compile(r"^\d")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _STOPWORDS = frozenset(
     "a an the is are was were be been of in on at to for from by with and or not no it its this that these those "
     "there here as so than then which who whom whose what when where why how i you he she we they them his her "
     "their our your my me us do does did has have had will would can could should may might must file files".split())
-
-
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def _words(text: str) -> list[str]:
@@ -36,15 +35,15 @@ def uncovered(answer: str, results: list[tuple[str, str]]) -> list[str]:
     """The ids of the ``(id, result)`` pairs whose short result ``answer`` leaves out."""
     said = set(_words(answer))
     words = {node_id: _words(result) for node_id, result in results}
+    # words two or more results share ("value", "city") prove nothing about any one of them
+    shared = {w for w, n in Counter(w for own in words.values() for w in set(own)).items() if n > 1}
     missing = []
     for node_id, own in words.items():
         if not own or len(own) > _SHORT_WORDS:
             continue
         numbers = [w for w in own if _NUMBER.match(w)]
         content = {w for w in own if not _NUMBER.match(w) and w not in _STOPWORDS}
-        # words the other results share ("value", "city") prove nothing about this one
-        others = set().union(*(set(w) for i, w in words.items() if i != node_id))
-        content = (content - others) or content
+        content = (content - shared) or content
         if any(n not in said for n in numbers):
             missing.append(node_id)
         elif content and len(content & said) * 2 < len(content):
