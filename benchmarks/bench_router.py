@@ -5,9 +5,11 @@ kinds) is answered three ways by the same model, question by question:
 
 - ``never``: instant mode, no reasoning;
 - ``always``: thinking on every question, with the reasoning budget ``--always-budget``;
-- ``router``: the router's classifier decides per question (effort none / low / medium and its
-  budget, ``router/classifier.py``) — tier routing is off here (one model), so the figures show
-  what skipping unneeded reasoning saves.
+- ``router``: the router decides per question as ``model: "auto"`` does (``choose_route``: the
+  classifier's effort and budget, ``router/classifier.py``, and the measured reasoning profiles,
+  ``router/reasoning_profile.py``). With ``--model`` alone tier routing is off (one model), so the
+  figures show what skipping unneeded reasoning saves; with ``--router-models a,b`` the router
+  also picks the model (never and always stay on ``--model``, the default chat model).
 
 Reported per mode: generated tokens (answer + reasoning), wall time, an energy estimate (compute
 time x ``--watts``; no RAPL counters on the benchmark box), accuracy; then router vs always:
@@ -29,6 +31,9 @@ the same command started again resumes from it (a question cut mid-way is asked 
     PYTHONPATH=src python benchmarks/bench_router.py --per-kind 8 --json OUT.json   # 40 questions
     PYTHONPATH=src python benchmarks/bench_router.py --decisions-only      # p99 and held-out accuracy
     PYTHONPATH=src python benchmarks/bench_router.py --summarise OUT.partial.json  # a run cut short
+    PYTHONPATH=src python benchmarks/bench_router.py --calibrate src/sovereign/data/reasoning_profiles.json \
+        --model MODEL --offset 8 --per-kind 24      # a model's profile, on questions the run above skips
+    PYTHONPATH=src python benchmarks/bench_router.py --per-kind 8 --router-models SMALL,BIG --json OUT.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,7 +56,8 @@ from sovereign.config import DEFAULT_MODEL, load_settings  # noqa: E402
 from sovereign.kernel.messages import ChatRequest, Message, Thinking  # noqa: E402
 from sovereign.kernel.registry import ModelRegistry  # noqa: E402
 from sovereign.router.classifier import classify  # noqa: E402
-from sovereign.router.reasoning_profile import reasoning_for  # noqa: E402
+from sovereign.router.reasoning_profile import load_profiles  # noqa: E402
+from sovereign.router.router import choose_route  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 SET = DATA / "router_questions.jsonl"
@@ -106,15 +113,27 @@ def decisions(rows: list[dict], repeats: int) -> dict:
             "in_sample": accuracy(load_set()), **{name: accuracy(load_set(path)) for name, path in HELD_OUT.items()}}
 
 
-def thinking_for(mode: str, question: str, always_budget: int, model: str = DEFAULT_MODEL) -> Thinking:
+def thinking_for(mode: str, question: str, always_budget: int, model: str = DEFAULT_MODEL,
+                 route: Route | None = None) -> tuple[str, Thinking]:
+    """The model and reasoning setting for ``question`` in ``mode``: never and always on ``model``;
+    the router's own choice (``choose_route``, as ``model: "auto"`` decides) over ``route``'s models."""
     if mode == "never":
-        return Thinking(False)
+        return model, Thinking(False)
     if mode == "always":
-        return Thinking(True, always_budget)
-    # The router's own choice for this model: the classifier's effort, unless the shipped
-    # reasoning profile measured that reasoning does not pay on this model for this kind.
-    effort = reasoning_for(request_for(question, model), model)
-    return Thinking(effort.budget_tokens > 0, effort.budget_tokens or None)
+        return model, Thinking(True, always_budget)
+    route = route or Route([ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(model)])
+    ordered, difficulty, _ = choose_route(request_for(question, model), route.specs, route.profiles, route.tolerance_pts)
+    return ordered[0].name, Thinking(difficulty.budget_tokens > 0, difficulty.budget_tokens or None)
+
+
+@dataclass
+class Route:
+    """What the router mode routes over: the models (specs, in the registry's terms), the
+    measured profiles and ``[router] profile_tolerance_pts``."""
+
+    specs: list
+    profiles: dict = field(default_factory=load_profiles)
+    tolerance_pts: float = 0.0
 
 
 def write_profile(path: Path, model: str, results: dict[str, list[dict]], args) -> None:
@@ -125,6 +144,10 @@ def write_profile(path: Path, model: str, results: dict[str, list[dict]], args) 
             cell = measures.setdefault(row["kind"], {"questions": 0, "plain": 0, "thinking": 0})
             cell[key] += row["ok"]
             cell["questions"] += mode == "never"
+        for kind, cell in measures.items():  # what an answer costs: mean seconds and generated tokens
+            rows = [row for row in results[mode] if row["kind"] == kind]
+            cell[f"{key}_s"] = round(statistics.mean(row["wall_s"] for row in rows), 3)
+            cell[f"{key}_tokens"] = round(statistics.mean(row["tokens"] for row in rows), 1)
     profiles = json.loads(path.read_text()) if path.exists() else {}
     profiles[model] = {"measured": time.strftime("%Y-%m-%d"), "set": SET.name,
                        "questions": f"{args.offset}..{args.offset + args.per_kind - 1} of each kind",
@@ -154,7 +177,8 @@ def resume_from(partial: Path | None, rows: list[dict], modes: tuple[str, ...] =
 
 
 async def answer_all(model, rows: list[dict], always_budget: int, partial: Path | None = None,
-                     cold: bool = False, modes: tuple[str, ...] = MODES) -> dict[str, list[dict]]:
+                     cold: bool = False, modes: tuple[str, ...] = MODES, others: dict | None = None,
+                     route: Route | None = None) -> dict[str, list[dict]]:
     """Each question in each mode, question by question (load drift hits all modes), in a rotating
     mode order; resumes from ``partial`` and writes it after every question."""
     results = resume_from(partial, rows, modes)
@@ -166,16 +190,19 @@ async def answer_all(model, rows: list[dict], always_budget: int, partial: Path 
             continue
         order = mode_order(index, modes)
         for mode in order:
-            request = request_for(row["question"], model.name)
-            request.thinking = thinking_for(mode, row["question"], always_budget, model.name)
+            name, thinking = thinking_for(mode, row["question"], always_budget, model.name, route)
+            serving = model if name == model.name else (others or {})[name]
+            request = request_for(row["question"], name)
+            request.thinking = thinking
             if cold:
-                model._llm.reset()  # no KV prefix from the previous request
+                serving._llm.reset()  # no KV prefix from the previous request
             started = time.perf_counter()
-            reply = await model.complete(request)
+            reply = await serving.complete(request)
             wall = time.perf_counter() - started
             results[mode].append({"id": row["id"], "kind": row["kind"], "ok": correct(row["answer"], reply.message.content or ""),
                                   "tokens": reply.usage.completion_tokens, "reasoning": reply.usage.reasoning_tokens,
-                                  "wall_s": wall, "think": request.thinking.enabled, "position": order.index(mode)})
+                                  "wall_s": wall, "think": request.thinking.enabled, "position": order.index(mode),
+                                  "model": name})
         print(f"  {row['id']}: " + " ".join(f"{m}={'ok' if results[m][-1]['ok'] else 'x'}/{results[m][-1]['tokens']}t/"
                                            f"{results[m][-1]['wall_s']:.1f}s" for m in modes), flush=True)
         if partial is not None:  # a run cut short still leaves every answered question
@@ -242,9 +269,15 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="drop the KV cache before every request")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the embedded model to run (a catalogue name)")
     parser.add_argument("--offset", type=int, default=0, help="skip this many questions of each kind")
+    parser.add_argument("--router-models", default="",
+                        help="comma-separated models the router mode routes over (default: --model alone; never and "
+                             "always run on --model)")
+    parser.add_argument("--profiles", default=None, help="a profiles file over the shipped ones (as [router] "
+                                                         "reasoning_profile)")
+    parser.add_argument("--tolerance", type=float, default=0.0, help="[router] profile_tolerance_pts")
     parser.add_argument("--calibrate", type=Path,
                         help="measure never vs always only, per kind, and merge the result into this profile file "
-                             "(the router's shipped one: src/sovereign/router/data/reasoning_profiles.json)")
+                             "(the router's shipped one: src/sovereign/data/reasoning_profiles.json)")
     args = parser.parse_args()
     if args.summarise:
         results = resume_from(args.summarise, load_set())
@@ -264,16 +297,26 @@ def main() -> None:
         # round-robin: a cut run stays balanced
         subset = [by_kind[kind][i] for i in range(args.offset, args.offset + args.per_kind) for kind in kinds]
         subset = subset[:args.limit] if args.limit else subset
-        spec = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(args.model)
-        model = LlamaCppModel(spec, ensure_weights(args.model), LlamaOptions(n_ctx=2048, n_threads=args.threads))
-        model.load()
-        asyncio.run(model.complete(request_for("Say OK.")))  # warm-up, untimed: the first call pays one-off setup
+        registry = ModelRegistry.load(load_settings(Path("/nonexistent-bench-home")))
+
+        def loaded(name: str) -> LlamaCppModel:
+            model = LlamaCppModel(registry.get(name), ensure_weights(name), LlamaOptions(n_ctx=2048, n_threads=args.threads))
+            model.load()
+            asyncio.run(model.complete(request_for("Say OK.", name)))  # warm-up, untimed: one-off setup
+            return model
+
+        spec = registry.get(args.model)
+        model = loaded(args.model)
+        routed = [name for name in (args.router_models.split(",") if args.router_models else [args.model]) if name]
+        others = {name: loaded(name) for name in routed if name != args.model}
+        route = Route([registry.get(name) for name in routed], load_profiles(args.profiles), args.tolerance)
         modes = ("never", "always") if args.calibrate else MODES
         try:
             partial = args.json.with_suffix(".partial.json") if args.json else None
-            results = asyncio.run(answer_all(model, subset, args.always_budget, partial, args.cold, modes))
+            results = asyncio.run(answer_all(model, subset, args.always_budget, partial, args.cold, modes, others, route))
         finally:
-            model.close()
+            for each in (model, *others.values()):
+                each.close()
         if args.calibrate:
             write_profile(args.calibrate, spec.name, results, args)
             return

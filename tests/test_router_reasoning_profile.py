@@ -129,3 +129,43 @@ def test_route_cli_prints_the_decision_and_a_refusal_names_the_constraint(tmp_pa
     (home / "config.toml").write_text('[router]\ncandidates = ["deepseek-v4-flash"]\noffline = false\n')
     refused = runner.invoke(app, ["route", FACT])
     assert refused.exit_code != 0 and "private" in refused.output
+
+
+def _timed(path, model, **kinds):
+    """A profiles file: kind=(plain, thinking, plain_s, thinking_s) right of 24, with mean seconds."""
+    path.write_text(json.dumps({model: {"kinds": {
+        kind: {"questions": 24, "plain": p, "thinking": t, "plain_s": ps, "thinking_s": ts}
+        for kind, (p, t, ps, ts) in kinds.items()}}}))
+    return json.loads(path.read_text())
+
+
+def test_measured_choice_takes_the_quickest_cell_near_the_best_across_models():
+    from sovereign.router.reasoning_profile import KindMeasure, measured_choice
+
+    profiles = {"small": {"arithmetic": KindMeasure(24, 0, 6, 1.0, 5.0)},
+                "big": {"arithmetic": KindMeasure(24, 8, 12, 2.0, 12.0)}}
+    best = measured_choice("arithmetic", ["small", "big"], profiles)
+    assert (best.model, best.thinking) == ("big", True) and "12/24" in best.reason
+    near = measured_choice("arithmetic", ["small", "big"], profiles, tolerance_pts=20)
+    assert (near.model, near.thinking) == ("big", False)  # 33% is within 20 points of 50%, and quickest
+    assert measured_choice("arithmetic", ["small", "big"], profiles, may_reason=False).thinking is False
+    assert measured_choice("arithmetic", ["small"], profiles) is None  # one model: reasoning_for's case
+    assert measured_choice("logic", ["small", "big"], profiles) is None  # never measured
+    untimed = {**profiles, "big": {"arithmetic": KindMeasure(24, 8, 12)}}
+    assert measured_choice("arithmetic", ["small", "big"], untimed) is None
+
+
+def test_auto_picks_the_model_and_effort_the_profiles_measured_quickest(tmp_path, monkeypatch):
+    both = (_timed(tmp_path / "s.json", SMALL, arithmetic=(0, 6, 1.0, 5.0))
+            | _timed(tmp_path / "m.json", MEDIUM, arithmetic=(8, 12, 2.0, 12.0)))
+    (tmp_path / "profiles.json").write_text(json.dumps(both))
+    services, doubles, client = _client(tmp_path, monkeypatch, f'reasoning_profile = "{tmp_path / "profiles.json"}"\n'
+                                                               "profile_tolerance_pts = 20\n")
+    with client:
+        routing = chat(client, SUM).json()["routing"]
+        explained = client.post("/v1/route", json={"messages": [{"role": "user", "content": SUM}]}).json()
+    services.close()
+    assert routing["model"] == MEDIUM and routing["effort"] == "none" and routing["budget_tokens"] == 0
+    assert "measured on arithmetic" in routing["reason"] and routing["plan"][0] == MEDIUM and SMALL in routing["plan"]
+    assert doubles[MEDIUM].requests[-1].thinking.enabled is False and not doubles[SMALL].requests
+    assert explained["reasoning_profile"]["plain_s"] == 2.0

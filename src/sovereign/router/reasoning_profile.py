@@ -11,6 +11,13 @@ shipped with the package (``[router] reasoning_profile`` names a file of the sam
 entries replace the shipped ones; ``[router] use_reasoning_profiles = false`` turns the profiles
 off). The router skips reasoning for a (model, kind) whose accuracy with reasoning was not above
 its accuracy without; a model or kind never measured keeps the classifier's effort.
+
+Where a kind was measured on more than one allowed model, with the time each answer took, the
+profiles also choose the model (``measured_choice``): of every (model, with or without
+reasoning) cell, the quickest whose accuracy is within ``[router] profile_tolerance_pts`` of the
+best cell's. That is "cost last" on measured figures: a bigger model answering plainly can be
+both more accurate and cheaper than a small one reasoning at length, and the classifier's guess
+of the tier gives way to what was measured.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from sovereign.errors import ConfigError
 from sovereign.kernel.messages import ChatRequest
 from sovereign.router.classifier import Difficulty, classify
 
-__all__ = ["KindMeasure", "load_profiles", "reasoning_for"]
+__all__ = ["KindMeasure", "MeasuredChoice", "load_profiles", "measured_choice", "reasoning_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +42,42 @@ class KindMeasure:
     questions: int
     plain: int
     thinking: int
+    plain_s: float | None = None
+    """Mean seconds an answer took without reasoning (None: not measured)."""
+    thinking_s: float | None = None
+    plain_tokens: float | None = None
+    """Mean generated tokens per answer without reasoning."""
+    thinking_tokens: float | None = None
 
     @property
     def pays(self) -> bool:
         return self.thinking > self.plain
 
+    @property
+    def timed(self) -> bool:
+        return self.plain_s is not None and self.thinking_s is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredChoice:
+    """The cell ``measured_choice`` picked: a model, whether it reasons, and why."""
+
+    model: str
+    thinking: bool
+    reason: str
+
 
 Profiles = dict[str, dict[str, KindMeasure]]
 
 
+def _optional(value) -> float | None:
+    return None if value is None else float(value)
+
+
 def _parse(data: dict) -> Profiles:
-    return {model: {kind: KindMeasure(int(m["questions"]), int(m["plain"]), int(m["thinking"]))
+    return {model: {kind: KindMeasure(int(m["questions"]), int(m["plain"]), int(m["thinking"]),
+                                      *(_optional(m.get(key)) for key in ("plain_s", "thinking_s", "plain_tokens",
+                                                                          "thinking_tokens")))
                     for kind, m in entry.get("kinds", {}).items()}
             for model, entry in data.items()}
 
@@ -82,3 +114,26 @@ def reasoning_for(request: ChatRequest, model: str, difficulty: Difficulty | Non
     return replace(difficulty, effort="none", budget_tokens=0, reason=(
         f"{difficulty.reason}; reasoning skipped: on {model} it did not pay for {difficulty.kind} "
         f"({measure.thinking}/{measure.questions} right with it, {measure.plain}/{measure.questions} without)"))
+
+
+def measured_choice(kind: str, models: list[str], profiles: Profiles, tolerance_pts: float = 0.0,
+                    may_reason: bool = True) -> MeasuredChoice | None:
+    """The quickest measured (model, reasoning) cell for ``kind`` among ``models`` whose accuracy
+    is within ``tolerance_pts`` percentage points of the best cell's; None unless at least two of
+    ``models`` were measured, with times, on ``kind`` (one model is ``reasoning_for``'s case).
+    ``may_reason=False`` (the classifier gives this kind no reasoning) leaves out reasoning cells."""
+    measured = [(name, m) for name in models if (m := profiles.get(name, {}).get(kind)) is not None and m.timed]
+    if len(measured) < 2:
+        return None
+    cells = [(name, think, 100 * (m.thinking if think else m.plain) / m.questions,
+              m.thinking_s if think else m.plain_s, m)
+             for name, m in measured for think in ((False, True) if may_reason else (False,))]
+    best = max(cells, key=lambda cell: cell[2])
+    name, think, accuracy, seconds, measure = min(
+        (cell for cell in cells if cell[2] >= best[2] - tolerance_pts), key=lambda cell: (cell[3], cell[2]))
+    right = measure.thinking if think else measure.plain
+    how = "with reasoning" if think else "without reasoning"
+    reason = (f"measured on {kind}: {name} {how} was right {right}/{measure.questions} in {seconds:.1f} s an answer, "
+              f"the quickest within {tolerance_pts:g} points of the best ({best[0]} "
+              f"{'with' if best[1] else 'without'} reasoning, {best[2]:.0f}%)")
+    return MeasuredChoice(name, think, reason)

@@ -5,7 +5,9 @@ fallbacks — on the governed path.
 classifier's kind, effort and tier (``classifier.py``) — reasoning dropped where the chosen
 model's measured profile says it does not pay for that kind (``reasoning_profile.py``) — and
 the allowed models ordered cheapest first among those of the tier or above (the ones below it
-last, as fallbacks). ``complete`` and
+last, as fallbacks). Where the kind was measured on several allowed models, the measured
+profiles pick the model and whether it reasons instead (the quickest cell within
+``[router] profile_tolerance_pts`` of the most accurate; the rest stay as fallbacks). ``complete`` and
 ``stream`` then try the plan in order through ``Services.governed_model`` (authorise, reserve
 every cap, ledger, audit): an error, a timeout or an overload (503) marks the model's breaker
 (``breaker.py``) and the next model is tried; a spend cap, a permission or a bad request is the
@@ -38,17 +40,17 @@ from sovereign.governance.keys import Principal
 from sovereign.kernel.messages import ChatRequest, ChatResponse, StreamEvent, Thinking, Timings, Usage
 from sovereign.kernel.registry import ModelSpec
 from sovereign.router.breaker import Breakers
-from sovereign.router.classifier import EFFORT_BUDGET, classify
+from sovereign.router.classifier import EFFORT_BUDGET, Difficulty, classify
 from sovereign.router.escalation import Escalation, answer_problem, verifier_request, verifier_says_wrong
 from sovereign.router.policy import Policy, allowed_models
 from sovereign.router.probe import Prober
-from sovereign.router.reasoning_profile import Profiles, load_profiles, reasoning_for
+from sovereign.router.reasoning_profile import Profiles, load_profiles, measured_choice, reasoning_for
 
 if TYPE_CHECKING:
     from sovereign.config import RouterSettings
     from sovereign.services import Services
 
-__all__ = ["AUTO", "FAILOVER_ERRORS", "RouteDecision", "Router", "RoutedStream", "answer_problem"]
+__all__ = ["AUTO", "FAILOVER_ERRORS", "RouteDecision", "Router", "RoutedStream", "answer_problem", "choose_route"]
 
 AUTO = "auto"
 TIER_RANK = {"small": 0, "medium": 1, "large": 2, "frontier": 3}
@@ -111,6 +113,36 @@ def _price_key(spec: ModelSpec) -> float:
     return 0.0 if spec.is_local else spec.prices.input + spec.prices.output
 
 
+def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profiles, tolerance_pts: float = 0.0,
+                 explicit_thinking: bool = False) -> tuple[list[ModelSpec], Difficulty, str]:
+    """Difficulty, then cost, over the policy's ``allowed`` models: the order to try them in, the
+    difficulty (its effort and budget as decided) and the reason. Pure: the benchmark calls it too."""
+    difficulty = classify(request)
+    need = TIER_RANK.get(difficulty.tier, 0)
+
+    def order(spec: ModelSpec) -> tuple:
+        rank = TIER_RANK.get(spec.tier, 1)
+        below = rank < need
+        return (below, -rank if below else 0, _price_key(spec), rank)
+
+    ordered = sorted(allowed, key=order)
+    choice = None if explicit_thinking else measured_choice(
+        difficulty.kind, [spec.name for spec in ordered], profiles, tolerance_pts, may_reason=difficulty.budget_tokens > 0)
+    if choice is not None:  # measured on several allowed models: the quickest good-enough cell
+        ordered = sorted(ordered, key=lambda spec: spec.name != choice.model)
+        difficulty = replace(difficulty, effort=difficulty.effort if choice.thinking else "none",
+                             budget_tokens=difficulty.budget_tokens if choice.thinking else 0,
+                             reason=f"{difficulty.reason}; {choice.reason}")
+    elif not explicit_thinking:
+        difficulty = reasoning_for(request, ordered[0].name, difficulty, profiles)
+    reason = difficulty.reason
+    if explicit_thinking:
+        reason += "; reasoning effort as the request set it"
+    if choice is None and TIER_RANK.get(ordered[0].tier, 0) < need:
+        reason += f"; no {difficulty.tier}-tier model is allowed, so the biggest allowed one"
+    return ordered, difficulty, reason
+
+
 class Router:
     """Routes ``auto`` requests for ``services`` (see the module docstring)."""
 
@@ -142,23 +174,11 @@ class Router:
         started = time.perf_counter()
         data_class = data_class or self.settings.default_data_class
         allowed = allowed_models(self.candidates(), self.policy(), data_class, principal)
-        difficulty = classify(request)
-        need = TIER_RANK.get(difficulty.tier, 0)
-
-        def order(spec: ModelSpec) -> tuple:
-            rank = TIER_RANK.get(spec.tier, 1)
-            below = rank < need
-            return (below, -rank if below else 0, _price_key(spec), rank)
-
-        ordered = sorted(allowed, key=order)
-        if not explicit_thinking:
-            difficulty = reasoning_for(request, ordered[0].name, difficulty, self.profiles)
-        effort, budget, reason = difficulty.effort, difficulty.budget_tokens, difficulty.reason
+        ordered, difficulty, reason = choose_route(request, allowed, self.profiles, self.settings.profile_tolerance_pts,
+                                                   explicit_thinking)
+        effort, budget = difficulty.effort, difficulty.budget_tokens
         if explicit_thinking:
             effort, budget = effort_of(request.thinking), request.thinking.budget_tokens or 0
-            reason += "; reasoning effort as the request set it"
-        if TIER_RANK.get(ordered[0].tier, 0) < need:
-            reason += f"; no {difficulty.tier}-tier model is allowed, so the biggest allowed one"
         return RouteDecision(model=ordered[0].name, effort=effort, budget_tokens=budget, kind=difficulty.kind,
                              tier=difficulty.tier, reason=reason, data_class=data_class,
                              plan=[s.name for s in ordered], decision_us=(time.perf_counter() - started) * 1e6)
@@ -182,7 +202,8 @@ class Router:
         measure = self.profiles.get(decision.model, {}).get(decision.kind)
         return {"object": "route.decision", **decision.to_dict(),
                 "cooling_down": [name for name, state in breakers.items() if state["open"]],
-                "breakers": breakers, "reasoning_profile": asdict(measure) if measure is not None else None}
+                "breakers": breakers, "reasoning_profile": None if measure is None else {
+                    key: value for key, value in asdict(measure).items() if value is not None}}
 
     def _routed_request(self, request: ChatRequest, decision: RouteDecision, name: str,
                         checked: bool = False) -> ChatRequest:
