@@ -38,12 +38,23 @@ agent = "ircchat"
         alice = IrcClient(ircd.port, "alice")
         alice.send("JOIN #room")
         server.start()
-        alice.expect(lambda line: line.startswith(b":sovbot!") and b" JOIN " in line, timeout=60)
-        alice.send("PRIVMSG #room :sovbot: What is the capital of France? Answer with one word.")
-        answer = alice.expect(lambda line: line.startswith(b":sovbot!") and b"PRIVMSG #room :" in line, timeout=300)
+        try:
+            alice.expect(lambda line: line.startswith(b":sovbot!") and b" JOIN " in line, timeout=120)
+            alice.send("PRIVMSG #room :sovbot: What is the capital of France? Answer with one word.")
+            answer = alice.expect(lambda line: line.startswith(b":sovbot!") and b"PRIVMSG #room :" in line, timeout=300)
+        except AssertionError as exc:  # what the server and the IRC server said, to tell why
+            seen = _tail(b"\n".join(alice.raw))
+            served = _tail((server.home / "server.log").read_bytes())
+            relayed = _tail((ircd.folder / "ngircd.log").read_bytes())
+            raise AssertionError(f"{exc}\n--- alice saw:\n{seen}\n--- sovereign serve:\n{served}\n"
+                                 f"--- ngircd:\n{relayed}") from None
         assert b"paris" in answer.lower()
     finally:
         if alice is not None:
             alice.close()
         server.stop()
         ircd.close()
+
+
+def _tail(data: bytes, size: int = 3000) -> str:
+    return data[-size:].decode("utf-8", "replace")

@@ -163,6 +163,7 @@ class IrcChannel:
                 config.host, config.port, purpose=f"irc channel '{self.name}'", ssl=context,
                 server_hostname=config.host if context else None)
         self.stats.connects += 1
+        log.info("irc %s: connected to %s:%s%s", self.name, config.host, config.port, " (TLS)" if context else "")
         self._writer = writer
         self.nick = config.nick
         sender = asyncio.ensure_future(self._send_outbox(writer))
@@ -255,12 +256,15 @@ class IrcChannel:
         elif command == "001":
             self._welcome(line)
         elif command in ("432", "433", "436") and not self.registered.is_set():
+            log.warning("irc %s: the nick %s was refused (%s: %s); trying %s_", self.name, self.nick, command,
+                        line.last, self.nick)
             self.nick = (self.nick + "_")[:30]
             self._send("NICK", self.nick)
         elif command == "JOIN" and self._is_me(line.nick):
             self.prefix = line.prefix  # as the server relays us: the exact byte budget of a reply
             self.joined.add(irc_lower(line.params[0]))
             self.stats.last_joined = time.monotonic()
+            log.info("irc %s: joined %s as %s", self.name, line.params[0], line.prefix)
         elif command == "NICK" and self._is_me(line.nick):
             self.nick = line.last
             self.prefix = f"{self.nick}!{line.prefix.split('!', 1)[1]}" if line.prefix and "!" in line.prefix else None
@@ -305,6 +309,7 @@ class IrcChannel:
             self.prefix = words[-1]
         self.stats.registrations += 1
         self.stats.last_registered = time.monotonic()
+        log.info("irc %s: registered as %s", self.name, self.nick)
         self.registered.set()
         self._wake.set()
         if self.config.channels:
