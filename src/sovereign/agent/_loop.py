@@ -32,6 +32,7 @@ from sovereign.agent.errors import BudgetExceededError, LoopDetectedError, NoVal
 from sovereign.agent.forced_answer import forced_answer_request
 from sovereign.agent.loop_detect import LoopDetector
 from sovereign.agent.opening import opening_turn
+from sovereign.agent.planned import planned_outcome, planned_turn_of
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import (
     FinalAnswerStep,
@@ -158,6 +159,9 @@ class Session(CodeActing, Accepting):
 
     async def model_state(self) -> str:
         """Ask the model for the next move: tool calls (→ TOOLS) or an answer (→ VERIFY)."""
+        if planned_turn_of(self.steps) is not None:  # its call has run: its result is the answer
+            await self.finish(*planned_outcome(self.steps))
+            return DONE
         max_tokens = self.output_cap(self.agent.max_tokens)
         forced = self.force_answer and self.agent.mode != "code"
         size = None if forced else await self.compact_if_needed(max_tokens)

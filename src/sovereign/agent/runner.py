@@ -26,6 +26,7 @@ from sovereign.agent.compaction import BeforeCompaction
 from sovereign.agent.errors import RunNotResumableError
 from sovereign.agent.hooks import Approver, EventListener, RunEvent
 from sovereign.agent.loop_detect import LoopDetector
+from sovereign.agent.planned import PLANNED_MODEL, NoModel, planned_turn, planned_turn_of, taint_from_arguments
 from sovereign.agent.steps import (
     FinalAnswerStep,
     ModelCallStep,
@@ -166,6 +167,15 @@ class Runner:
         agent = self._resumable(run_id, agent, budget, resolve)
         return await self._drive(run_id, agent, self._caller(principal, agent), self._claim(run_id))
 
+    async def run_call(self, agent: Agent, tool: str, arguments: dict[str, Any] | str, *, task: str,
+                   run_id: str | None = None, principal: Principal | None = None) -> RunResult:
+        """Run one planned tool call of ``agent``'s as a run of its own (``agent/planned.py``): no
+        model call; the call takes the governed path and its result is the answer. ``task`` says
+        what the call is for (shown with the run)."""
+        agent, principal = self._owned(agent, principal)
+        record = self._create(agent, task, run_id, model=PLANNED_MODEL, then=[planned_turn(tool, arguments)])
+        return await self._drive(record.id, agent, principal, record)
+
     def start(self, agent: Agent, task: str, *, run_id: str | None = None,
               principal: Principal | None = None) -> RunHandle:
         """Create the run now (its id is known at once) and drive it in the background."""
@@ -262,21 +272,28 @@ class Runner:
             raise
 
     def _create(self, agent: Agent, task: str, run_id: str | None, *, claim: bool = True,
-                model: str | None = None) -> RunRecord:
+                model: str | None = None, then: list[Step] | None = None) -> RunRecord:
+        """Store a new run: its task step, then the steps ``then`` (a planned call's turn, which
+        no model reads: no system prompt or recall for it)."""
         if not task.strip():
             raise InvalidRequestError("the task is empty", param="task")
         run_id = run_id or "run_" + uuid.uuid4().hex[:20]
-        instructions = system_prompt(agent) + (f"\n{agent.instructions.strip()}" if agent.instructions.strip() else "")
-        recalled = self._recall(agent, task)
-        if recalled:
-            instructions += f"\n\n{recalled}"
+        instructions = ""
+        if then is None:
+            own = agent.instructions.strip()
+            instructions = system_prompt(agent) + (f"\n{own}" if own else "")
+            recalled = self._recall(agent, task)
+            if recalled:
+                instructions += f"\n\n{recalled}"
         step = TaskStep(index=0, task=task, instructions=instructions)
         config = agent.to_config().model_dump(mode="json")
         assert self.store is not None
         record = self.store.create(run_id=run_id, agent_config=config, task=task, owner=agent.owner,
-                                   model=model or self.model_name_for(agent), first_step=step, claim=claim)
+                                   model=model or self.model_name_for(agent), first_step=step, claim=claim,
+                                   then=then or ())
         self.emit(run_id, "status", data={"status": "running", "stop_reason": None})
-        self.emit(run_id, "step", step=step)
+        for stored in record.steps:
+            self.emit(run_id, "step", step=stored)
         return record
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
@@ -404,6 +421,9 @@ class Runner:
         assert self.store is not None
         spent = record.spent
         spent.started_at = time.monotonic()
+        if planned_turn_of(record.steps) is not None:  # a planned call: no model to resolve or route
+            return await self._drive_session(record, replace(agent, mode="tools"), principal, NoModel(),
+                                             PLANNED_MODEL, None)
         name = record.model or self.model_name_for(agent)
         try:
             if name == "auto":  # stored without a decision (``create``, a swarm's child): route it now
@@ -413,6 +433,13 @@ class Runner:
         except SovereignError as exc:
             self.store.set_status(run_id, "failed", stop_reason=f"model unavailable: {exc.message}")
             raise
+        return await self._drive_session(record, agent, principal, model, name, plan)
+
+    async def _drive_session(self, record: RunRecord, agent: Agent, principal: Principal | None, model: Model,
+                             name: str, plan: list[str] | None) -> RunResult:
+        """The loop on ``model`` (named ``name``, put behind the governed path), from the stored steps."""
+        assert self.store is not None
+        run_id, spent = record.id, record.spent
         steps = [s for s in record.steps]
         journal = SessionJournal(self.store.db if self.governor is None else self.governor.spend.db)
         scope = self._scope(principal, agent, run_id)
@@ -428,6 +455,8 @@ class Runner:
         guard = RunGuard.build(agent, run_id, record.task, approver=self.approver, services=self.services,
                                principal=principal, memory=self._memory())
         guard.replay(steps)
+        if (turn := planned_turn_of(steps)) is not None:
+            taint_from_arguments(guard.taint, turn)
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
                           detector=_replay(agent, steps), guard=guard, journal=journal,

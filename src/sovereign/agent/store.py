@@ -125,22 +125,26 @@ class RunStore:
         db.migrate("runs", MIGRATIONS)
 
     def create(self, *, run_id: str, agent_config: dict[str, Any], task: str, owner: str | None,
-               model: str | None, first_step: Step, claim: bool = False) -> RunRecord:
-        """Store a new run with its first step (and, with ``claim``, this process's lease on it);
-        returns it as ``get`` would."""
+               model: str | None, first_step: Step, claim: bool = False, then: Sequence[Step] = ()) -> RunRecord:
+        """Store a new run with its first step and the steps ``then`` (and, with ``claim``, this
+        process's lease on it); returns it as ``get`` would."""
+        steps = [first_step, *then]
+        for index, step in enumerate(steps):
+            step.index = index
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO runs (id, agent, owner, task, model, status, agent_json) VALUES (?, ?, ?, ?, ?, 'running', ?)",
                 (run_id, agent_config["name"], owner, task, model, json.dumps(agent_config)),
             )
-            conn.execute(_INSERT_STEP, (run_id, first_step.index, first_step.kind, step_to_json(first_step), None))
+            for step in steps:
+                conn.execute(_INSERT_STEP, (run_id, step.index, step.kind, step_to_json(step), None))
             if claim:
                 leases.claim_in(conn, run_id)
         if claim:
             leases.driving.add(run_id)
         return RunRecord(id=run_id, agent=agent_config["name"], owner=owner, task=task, model=model, status="running",
                          stop_reason=None, answer=None, agent_config=agent_config, spent=RunUsage(),
-                         created_at=first_step.started_at, updated_at=first_step.started_at, steps=[first_step])
+                         created_at=first_step.started_at, updated_at=first_step.started_at, steps=steps)
 
     def append(self, run_id: str, steps: Sequence[Step], spent: RunUsage | None = None,
                also: Sequence[Callable[[Connection], None]] = ()) -> None:
