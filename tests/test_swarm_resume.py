@@ -5,21 +5,15 @@ completes. Uses the scripted swarm double (``sovereign.testing.swarm``)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections import Counter
-from pathlib import Path
+
+from swarm_kill import kill_when, node_ids
 
 from sovereign.agent import Agent, Runner, RunStore
 from sovereign.store import Database
-from sovereign.swarm import Swarm, SwarmBudget, SwarmStore
+from sovereign.swarm import Swarm, SwarmStore
 from sovereign.testing.swarm import SwarmScriptModel, lookup_tool
-
-REPO = Path(__file__).resolve().parent.parent
 
 _CHILD = textwrap.dedent("""
     import asyncio, sys
@@ -36,33 +30,10 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _completed(db_path: Path) -> list[str]:
-    db = Database(db_path)
-    try:
-        rows = db.query("SELECT node_id FROM swarm_nodes WHERE swarm_id = 'swarm_killed' AND status = 'completed'")
-        return [r["node_id"] for r in rows]
-    except Exception:  # the tables may not exist yet
-        return []
-    finally:
-        db.close()
-
-
 def test_kill_9_mid_swarm_then_resume_repeats_no_finished_sub_agent(tmp_path):
     db_path, log = tmp_path / "swarm.db", tmp_path / "calls.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(db_path), str(log)], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while len(_completed(db_path)) < 2:
-            assert child.poll() is None, "the swarm ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-    done_before = set(_completed(db_path))
+    kill_when(_CHILD, [str(db_path), str(log)], lambda: len(node_ids(db_path, "completed")) >= 2)
+    done_before = set(node_ids(db_path, "completed"))
     calls_before = Counter(line.split()[0] for line in log.read_text().splitlines())
     assert len(done_before) < 6
 

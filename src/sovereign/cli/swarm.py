@@ -1,11 +1,13 @@
 """``sovereign run --swarm "task"`` and the swarm tree in ``sovereign runs show``: the plan's
-nodes with their status, tokens, cost and time, live node events, the critical path."""
+nodes with their status, tokens, cost and time (a tool node's task names its tool), live node
+events, the critical path."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sovereign.agent.hooks import RunEvent
@@ -26,6 +28,11 @@ def node_progress(console: Console):
     return listener
 
 
+def _task(node: dict[str, Any]) -> str:
+    call = node.get("call")
+    return f"[{call['tool']}] {node['task']}" if call else node["task"]
+
+
 def print_tree(console: Console, tree: dict[str, Any]) -> None:
     table = Table("node", "status", "depends on", "steps", "tools", "tokens", "cost", "time", "task",
                   title=f"swarm {tree['id']} ({tree['executor']}, {tree['phase']})")
@@ -34,7 +41,7 @@ def print_tree(console: Console, tree: dict[str, Any]) -> None:
         table.add_row(name, n["status"] + (f" x{n['attempts']}" if n["attempts"] > 1 else ""),
                       ", ".join(n["depends_on"]), str(n["steps"]), str(n["tool_calls"]),
                       f"{n['prompt_tokens']}/{n['completion_tokens']}", f"${n['cost_usd']:.5f}", f"{n['time_s']:.2f}s",
-                      n["task"][:50])
+                      escape(_task(n)[:50]))
     console.print(table)
     c = tree.get("critical_path") or {}
     if c:

@@ -15,6 +15,9 @@ the tree has one. Handing early sub-agents the whole ``per_agent`` cap instead w
 first few hold the tree's room while the rest wait (500 tool calls at 16 each started only 31
 of 64 ready sub-agents). When even a minimal slice does not fit, no sub-agent starts until a
 running one gives its slice back; with none running, the waiting sub-tasks are skipped.
+
+A tool node (one direct call, no model: ``swarm/tool_nodes.py``) holds one tool call and no
+tokens or money, and is not an agent (``take_call``); it waits and is skipped the same way.
 """
 
 from __future__ import annotations
@@ -219,6 +222,22 @@ class TreeBudget:
                          max_tool_calls=None if piece.tool_calls == inf else int(piece.tool_calls))
         self.held.add(_of_budget_finite(budget))
         self.agents += 1
+        return budget
+
+    def take_call(self, counted: int = 0) -> Budget:
+        """The budget of a tool node's run: one tool call, held until ``give_back``, within the
+        tree's time; ``BudgetExceededError`` when the tree has no tool call or time left.
+        ``counted``: calls the node's interrupted run already counted, held too (its resumed
+        run counts them again)."""
+        left = self.time_left()
+        if left is not None and left <= 0:
+            raise BudgetExceededError("the swarm's time limit is reached", limit="max_wall_s")
+        if self.room().tool_calls < 1 + counted:
+            raise BudgetExceededError("the swarm's tool calls are spent", limit="max_tool_calls")
+        per = self.limits.per_agent.max_wall_s
+        budget = Budget(max_steps=0, max_tool_calls=1 + counted, max_input_tokens=0, max_output_tokens=0,
+                        max_cost_usd=0.0, max_wall_s=per if left is None else min(per or left, left))
+        self.held.add(_of_budget_finite(budget))
         return budget
 
     def give_back(self, slice_: Budget, spent: RunUsage) -> None:

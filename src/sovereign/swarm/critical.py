@@ -1,8 +1,9 @@
-"""A swarm's critical path: the chain of dependent sub-agents that bounds its wall time.
+"""A swarm's critical path: the chain of dependent nodes that bounds its wall time.
 
 ``CriticalSteps`` (Kimi's measure) counts steps along that chain instead of the total work: the
-orchestrator's own steps plus, over the dependency graph, the longest chain of sub-agent steps
-(for a plan in stages, the slowest sub-agent of each stage, summed). The critical-path time is
+orchestrator's own steps plus, over the dependency graph, the longest chain of node steps
+(for a plan in stages, the slowest node of each stage, summed). A sub-agent's steps are its model
+turns; a tool node (one direct call, no model turn) is one step. The critical-path time is
 the same chain weighted by each node's time; the speed-up compares the sum of the parts (every
 sub-agent's time and the orchestrator's) with the swarm's wall time.
 """
@@ -37,13 +38,17 @@ def _longest(nodes: Sequence[NodeRecord], weight: Callable[[NodeRecord], float])
     return found
 
 
+def _steps(node: NodeRecord) -> int:
+    return node.spent.steps if node.call is None else max(node.spent.steps, 1)
+
+
 def critical_path(nodes: Sequence[NodeRecord], *, orchestrator_steps: int, orchestrator_s: float,
                   wall_s: float) -> dict[str, Any]:
     """CriticalSteps, critical-path time, the chain itself and the speed-up over the sum of parts."""
     ran = [n for n in nodes if n.started_at is not None]
-    steps, step_chain = _longest(ran, lambda n: float(n.spent.steps))
+    steps, step_chain = _longest(ran, lambda n: float(_steps(n)))
     seconds, time_chain = _longest(ran, lambda n: n.duration_s)
-    total_steps = orchestrator_steps + sum(n.spent.steps for n in ran)
+    total_steps = orchestrator_steps + sum(_steps(n) for n in ran)
     sum_of_parts = orchestrator_s + sum(n.duration_s for n in ran)
     return {
         "critical_steps": orchestrator_steps + int(steps),

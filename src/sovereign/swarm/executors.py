@@ -1,7 +1,7 @@
 """Where sub-agents run: in this process on asyncio (the default) or on Ray workers.
 
 Both take a ``NodeJob`` (the sub-agent's run id, task, agent definition with its budget slice,
-and the principal it runs as) and return a ``NodeOutcome``; both drive it with the same
+the principal it runs as, and for a tool node its call) and return a ``NodeOutcome``; both drive it with the same
 ``drive_node`` on an ordinary ``Runner`` — so every sub-agent is a stored, resumable run on the
 governed path wherever it runs, and the same task gives the same tree on both.
 
@@ -37,13 +37,15 @@ __all__ = ["AsyncioExecutor", "Executor", "NodeJob", "NodeOutcome", "RayExecutor
 @dataclass(slots=True)
 class NodeJob:
     """One sub-agent to drive. ``agent`` is the in-process shortcut (tool objects included);
-    remote workers rebuild it from ``config`` (tools by name)."""
+    remote workers rebuild it from ``config`` (tools by name). ``call``: a tool node's call
+    (``{"tool", "arguments"}``, its references filled), run with no model (``Runner.run_call``)."""
 
     run_id: str
     task: str
     config: dict[str, Any]
     principal: Principal | None = None
     agent: Agent | None = None
+    call: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -84,7 +86,10 @@ async def drive_node(runner: Runner, job: NodeJob, resolve: ToolResolver | None 
             record = runner.store.get(job.run_id, with_steps=False)
         except RunNotFoundError:
             record = None
-        if record is None:
+        if record is None and job.call is not None:
+            result = await runner.run_call(agent, job.call["tool"], job.call["arguments"], task=job.task,
+                                           run_id=job.run_id, principal=job.principal)
+        elif record is None:
             result = await runner.run(agent, job.task, run_id=job.run_id, principal=job.principal)
         elif record.status == "completed":
             return NodeOutcome(job.run_id, record.status, record.stop_reason or "", record.answer,
@@ -223,7 +228,7 @@ class RayExecutor:
         await self.start()
         index = min(range(len(self._actors)), key=self._load.__getitem__)
         self._load[index] += 1
-        remote = NodeJob(run_id=job.run_id, task=job.task, config=job.config, principal=job.principal)
+        remote = NodeJob(run_id=job.run_id, task=job.task, config=job.config, principal=job.principal, call=job.call)
         try:
             return await self._actors[index].run.remote(remote)
         finally:

@@ -9,8 +9,13 @@ agent's tools, a slice of the tree's budget, and — inside the OS — an agent 
 the same human as the swarm, so its spend counts against both. The orchestrator's calls take
 the governed path as the swarm's principal.
 
-``Swarm.resume`` continues a swarm from the stored tree: finished sub-agents are not run again,
-a sub-agent that was running is resumed as a run (its finished tool calls are not repeated).
+A plan node may instead be a tool node (``swarm/tool_nodes.py``): one direct call of a parent's
+tool, its arguments filled from its dependencies' results, run as a planned-call run
+(``agent/planned.py``) through the same executor — no model call, the same governed tool path,
+one tool call of the tree's budget and no agent of it.
+
+``Swarm.resume`` continues a swarm from the stored tree: finished nodes are not run again, a
+node that was running is resumed as a run (its finished tool calls are not repeated).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sovereign.agent import leases
 from sovereign.agent.agent import Agent, AgentConfig, ToolResolver
 from sovereign.agent.budget import RunUsage
-from sovereign.agent.errors import BudgetExceededError
+from sovereign.agent.errors import BudgetExceededError, RunNotFoundError
 from sovereign.agent.runner import RunHandle
 from sovereign.agent.steps import FinalAnswerStep, TaskStep
 from sovereign.errors import InvalidRequestError, NotFoundError
@@ -33,9 +38,10 @@ from sovereign.swarm.budget import SwarmBudget, TreeBudget
 from sovereign.swarm.coverage import uncovered
 from sovereign.swarm.critical import critical_path
 from sovereign.swarm.executors import AsyncioExecutor, Executor, NodeJob, NodeOutcome
-from sovereign.swarm.plan import (Plan, SubTask, plan_problems, plan_request, repair_plan, replan_request,
-                                  single_node_plan)
+from sovereign.swarm.plan import (Plan, PlannedCall, SubTask, plan_problems, plan_request, repair_plan,
+                                  replan_request, single_node_plan, subtask_problems)
 from sovereign.swarm.store import NODE_TERMINAL, NodeRecord, SwarmStore
+from sovereign.swarm.tool_nodes import substitute
 
 if TYPE_CHECKING:
     from sovereign.agent.runner import Runner
@@ -175,7 +181,7 @@ class Swarm:
         for node in record.nodes:
             if node.status in NODE_TERMINAL:
                 tree.spend(node.spent)
-            if node.attempts:
+            if node.attempts and node.call is None:
                 tree.agents += node.attempts
         orchestrator = record.orchestrator
         tree.spend(RunUsage.from_dict(orchestrator["usage"]) if "usage" in orchestrator else RunUsage())
@@ -264,15 +270,16 @@ class _Drive:
     async def plan(self) -> None:
         tools = [t.name for t in self.agent.tools]
         limit = self.tree.limits.max_agents
-        request = plan_request(self.calls.model_name, self.task, tools, limit, self.swarm.plan_tokens)
+        request = plan_request(self.calls.model_name, self.task, self.agent.tools, limit, self.swarm.plan_tokens)
         def check(plan: Plan) -> list[str]:
             repair_plan(plan)
-            return plan_problems(plan, tools, limit)
+            return plan_problems(plan, self.agent.tools, limit)
 
         found = await self.calls.structured(request, Plan, check, attempts=self.swarm.max_plan_attempts, what="plan")
         plan = found if isinstance(found, Plan) else single_node_plan(self.task, tools)
-        nodes = [NodeRecord(node_id=s.id, task=s.task, instructions=s.instructions,
-                            tools=self.node_tools(s.tools, tools, 1), depends_on=list(s.depends_on), seq=i)
+        nodes = [NodeRecord(node_id=s.id, task=s.task, instructions=s.instructions, depends_on=list(s.depends_on),
+                            seq=i, tools=[s.call.tool] if s.call else self.node_tools(s.tools, tools, 1),
+                            call=s.call.model_dump() if s.call else None)
                  for i, s in enumerate(plan.subtasks)]
         self.nodes = {n.node_id: n for n in nodes}
         self.store.save_plan(self.swarm_id, plan.model_dump(), nodes, self.calls.state())
@@ -314,8 +321,9 @@ class _Drive:
             if free <= 0:
                 break
             try:
-                slice_ = self.tree.take_slice(min(len(ready) - i, free), depth=node.depth,
-                                              max_tokens=self.agent.max_tokens, uses_tools=bool(node.tools))
+                slice_ = self.tree.take_call(self.calls_counted(node)) if node.call else self.tree.take_slice(
+                    min(sum(1 for n in ready[i:] if n.call is None), free), depth=node.depth,
+                    max_tokens=self.agent.max_tokens, uses_tools=bool(node.tools))
             except BudgetExceededError as exc:
                 if (self.running or starting) and exc.limit not in ("max_agents", "max_depth", "max_wall_s"):
                     break  # the running sub-agents' unspent slices come back when they end
@@ -329,6 +337,15 @@ class _Drive:
             self.emit(node)
             self.running[node.node_id] = asyncio.ensure_future(self.run_node(node, slice_, marked=True))
 
+    def calls_counted(self, node: NodeRecord) -> int:
+        """Tool calls the run of an interrupted node already counted (0 for a fresh attempt)."""
+        if node.node_id not in self.interrupted or node.run_id is None:
+            return 0
+        try:
+            return self.swarm.runner.store.get(node.run_id, with_steps=False).spent.tool_calls
+        except RunNotFoundError:
+            return 0
+
     def mark_started(self, node: NodeRecord) -> None:
         """The node runs now: a new attempt (a new run), or its interrupted run continued."""
         if node.node_id in self.interrupted and node.run_id is not None:
@@ -340,15 +357,17 @@ class _Drive:
         node.started_at = node.started_at or time.time()
 
     async def run_node(self, node: NodeRecord, slice_, *, marked: bool = False) -> NodeOutcome:
-        """Drive one node's sub-agent through the executor; a failed one is re-planned.
-        ``marked``: already marked running (and stored) by ``launch_ready``."""
+        """Drive one node's sub-agent (or a tool node's call) through the executor; a failed one is
+        re-planned. ``marked``: already marked running (and stored) by ``launch_ready``."""
         if not marked:
             self.mark_started(node)
             self.store.update_node(self.swarm_id, node)
             self.emit(node)
         assert node.run_id is not None
+        results = {d: self.nodes[d].answer or "" for d in node.depends_on if d in self.nodes}
+        call = {**node.call, "arguments": substitute(node.call["arguments"], results)} if node.call else None
         job = NodeJob(run_id=node.run_id, task=self.node_task(node), principal=self.principal,
-                      config={}, agent=self.node_agent(node, slice_))
+                      config={}, agent=self.node_agent(node, slice_), call=call)
         job.config = job.agent.to_config().model_dump(mode="json")
         self.swarm.delegation.register(node.run_id, self, node)
         assert self.swarm.executor is not None
@@ -377,14 +396,15 @@ class _Drive:
     async def replan(self, node: NodeRecord, reason: str) -> None:
         """Ask the orchestrator for a replacement of a failed node; it goes back to pending
         (the next attempt is a new run). Without budget for it, the node stays failed."""
-        tools = [t.name for t in self.agent.tools]
+        parent_tools = self.tools_of(self.nodes.get(node.parent or ""))
+        tools = [t for t in self.agent.tools if t.name in parent_tools]
         failed = SubTask(id=node.node_id, task=node.task, instructions=node.instructions, tools=node.tools,
-                         depends_on=node.depends_on)
+                         depends_on=node.depends_on, call=PlannedCall(**node.call) if node.call else None)
         request = replan_request(self.calls.model_name, self.task, failed, reason, tools, self.swarm.plan_tokens)
 
         def check(sub: SubTask) -> list[str]:
-            extra = [t for t in sub.tools if t not in tools]
-            return [f"unknown tools: {', '.join(extra)}"] if extra else []
+            sub.depends_on = list(node.depends_on)  # the edges stay as planned (results already flowed)
+            return subtask_problems(sub, tools)
 
         try:
             found = await self.calls.structured(request, SubTask, check, attempts=2, what=f"re-plan {node.node_id}")
@@ -394,9 +414,9 @@ class _Drive:
         if not isinstance(found, SubTask):
             self.end_node(node, "failed", reason)
             return
-        parent_tools = self.tools_of(self.nodes.get(node.parent or ""))
         node.task, node.instructions = found.task, found.instructions
-        node.tools = self.node_tools(found.tools, parent_tools, node.depth)
+        node.call = found.call.model_dump() if found.call else None
+        node.tools = [found.call.tool] if found.call else self.node_tools(found.tools, parent_tools, node.depth)
         node.status, node.stop_reason = "pending", f"re-planned after: {reason}"
         self.store.update_node(self.swarm_id, node)
         self.emit(node)
@@ -547,7 +567,7 @@ class _Drive:
     def outcome(self) -> tuple[str, str]:
         statuses = [n.status for n in self.nodes.values()]
         if all(s == "completed" for s in statuses) and self.stop_reason is None:
-            return "completed", f"final answer ({len(statuses)} sub-agents)"
+            return "completed", f"final answer ({len(statuses)} nodes)"
         if self.stop_reason is not None or "stopped" in statuses:
             return "stopped", self.stop_reason or "a sub-agent stopped on its budget"
         failed = [n.node_id for n in self.nodes.values() if n.status == "failed"]

@@ -3,7 +3,8 @@
 the swarm acts on it, so a swarm killed at any point resumes from what was stored.
 
 The swarm itself is a run (``runs`` row, id = swarm id; its steps are the orchestrator's own
-model calls); each node's sub-agent is an ordinary run whose id the node names.
+model calls); each node's sub-agent is an ordinary run whose id the node names. A tool node
+(``call`` set: ``swarm/tool_nodes.py``) names a planned-call run the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ MIGRATIONS = [
         PRIMARY KEY (swarm_id, node_id)
     );
     """,
+    "ALTER TABLE swarm_nodes ADD COLUMN call TEXT;",
 ]
 
 NODE_TERMINAL = ("completed", "failed", "stopped", "skipped", "cancelled")
@@ -79,6 +81,12 @@ class NodeRecord:
     spent: RunUsage = field(default_factory=RunUsage)
     started_at: float | None = None
     ended_at: float | None = None
+    call: dict[str, Any] | None = None
+    """A tool node's direct call (``{"tool", "arguments"}``, as planned); None: a sub-agent."""
+
+    @property
+    def kind(self) -> str:
+        return "agent" if self.call is None else "tool"
 
     @property
     def duration_s(self) -> float:
@@ -88,7 +96,8 @@ class NodeRecord:
 
     def to_dict(self) -> dict[str, Any]:
         u = self.spent
-        return {"id": self.node_id, "parent": self.parent, "depth": self.depth, "task": self.task,
+        return {"id": self.node_id, "kind": self.kind, "call": self.call, "parent": self.parent, "depth": self.depth,
+                "task": self.task,
                 "instructions": self.instructions, "tools": self.tools, "depends_on": self.depends_on,
                 "status": self.status, "run_id": self.run_id, "attempts": self.attempts, "answer": self.answer,
                 "stop_reason": self.stop_reason, "steps": u.steps, "tool_calls": u.tool_calls,
@@ -128,6 +137,10 @@ def _usage_json(spent: RunUsage) -> str:
     return orjson.dumps(spent.to_dict()).decode()
 
 
+def _call_json(node: NodeRecord) -> str | None:
+    return orjson.dumps(node.call).decode() if node.call is not None else None
+
+
 class SwarmStore:
     """Swarms and their nodes in the shared database (component ``swarm``)."""
 
@@ -157,9 +170,9 @@ class SwarmStore:
     def _insert(conn: Any, swarm_id: str, node: NodeRecord) -> None:
         conn.execute(
             "INSERT INTO swarm_nodes (swarm_id, node_id, parent, depth, seq, task, instructions, tools, depends_on, "
-            "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, call) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (swarm_id, node.node_id, node.parent, node.depth, node.seq, node.task, node.instructions,
-             orjson.dumps(node.tools).decode(), orjson.dumps(node.depends_on).decode(), node.status))
+             orjson.dumps(node.tools).decode(), orjson.dumps(node.depends_on).decode(), node.status, _call_json(node)))
 
     def update_node(self, swarm_id: str, node: NodeRecord) -> None:
         self.update_nodes(swarm_id, [node])
@@ -171,11 +184,11 @@ class SwarmStore:
         with self.db.transaction() as conn:
             conn.executemany(
                 "UPDATE swarm_nodes SET task = ?, instructions = ?, tools = ?, status = ?, run_id = ?, "
-                "attempts = ?, answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ? "
+                "attempts = ?, answer = ?, stop_reason = ?, usage = ?, started_at = ?, ended_at = ?, call = ? "
                 "WHERE swarm_id = ? AND node_id = ?",
                 [(node.task, node.instructions, orjson.dumps(node.tools).decode(), node.status, node.run_id,
                   node.attempts, node.answer, node.stop_reason, _usage_json(node.spent), node.started_at,
-                  node.ended_at, swarm_id, node.node_id) for node in nodes])
+                  node.ended_at, _call_json(node), swarm_id, node.node_id) for node in nodes])
 
     def set_phase(self, swarm_id: str, phase: str, *, orchestrator: dict[str, Any] | None = None,
                   critical: dict[str, Any] | None = None, wall_s: float | None = None) -> None:
@@ -213,4 +226,5 @@ def _node(row: Any) -> NodeRecord:
         seq=row["seq"], instructions=row["instructions"], run_id=row["run_id"], attempts=row["attempts"],
         answer=row["answer"], stop_reason=row["stop_reason"],
         spent=RunUsage.from_dict(orjson.loads(row["usage"])) if row["usage"] else RunUsage(),
-        started_at=row["started_at"], ended_at=row["ended_at"])
+        started_at=row["started_at"], ended_at=row["ended_at"],
+        call=orjson.loads(row["call"]) if row["call"] else None)

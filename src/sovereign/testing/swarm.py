@@ -3,8 +3,10 @@ not a language model), and a tool to go with it. Both pickle, so Ray workers can
 
 ``SwarmScriptModel`` answers by the kind of request:
 - a plan (``response_format`` named ``swarm_plan``): ``plan`` if given, else one independent
-  sub-task per line of the task that starts with ``- `` (each with the tool ``tool``, if any); the first
-  ``bad_plans`` answers are not JSON (to exercise the re-ask);
+  sub-task per line of the task that starts with ``- `` (each with the tool ``tool``, if any); with
+  ``tool_nodes``, each such line is a tool node instead: a direct call of ``tool`` with
+  ``{arg: <last word of the line>}`` (no sub-agent); the first ``bad_plans`` answers are not JSON
+  (to exercise the re-ask);
 - a re-plan (``swarm_replan``): the failed sub-task with ``FAIL`` taken out of its task;
 - a synthesis (the orchestrator's merge): ``merged:`` and the sub-agents' results, one a line;
 - a sub-agent turn: a task containing ``FAIL`` raises ``ModelUnavailableError`` (the run fails);
@@ -49,6 +51,8 @@ class SwarmScriptModel:
     bad_plans: int = 0
     hops: int = 1
     """Tool calls a sub-agent makes one after another before it answers (``hops + 1`` turns)."""
+    tool_nodes: bool = False
+    """Plan each line as a tool node (a direct call of ``tool``) rather than a sub-agent."""
     calls: int = 0
     _plans_asked: int = field(default=0, repr=False)
 
@@ -84,6 +88,10 @@ class SwarmScriptModel:
         tools = [self.tool] if self.tool else []
         subtasks = [{"id": f"n{i + 1}", "task": line, "instructions": "", "tools": tools, "depends_on": []}
                     for i, line in enumerate(lines)] or [{"id": "n1", "task": task, "tools": [], "depends_on": []}]
+        if self.tool_nodes and self.tool:
+            for sub in subtasks:
+                words = sub["task"].split()
+                sub["call"] = {"tool": self.tool, "arguments": {self.arg: words[-1] if words else ""}}
         return orjson.dumps({"subtasks": subtasks}).decode()
 
     def _replan(self, request: ChatRequest) -> str:
