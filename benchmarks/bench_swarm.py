@@ -11,13 +11,16 @@
    (``--workloads``): ``one-fetch``, 2 calls + 1 fetch per sub-task; ``follow-link``, 3 calls +
    2 fetches (read page i, follow the link found in it, answer: a sub-task with reasoning steps of
    its own). The one-agent peers do the same fetches. ``--ray``: the swarm on Ray too.
+   ``--tool-nodes``: the planner plans each ``one-fetch`` sub-task as a tool node (one direct
+   ``fetch_page`` call, no sub-agent: plan → N fetches → merge); ``follow-link`` sub-tasks read
+   what they fetched, so they stay sub-agents. The one-agent peers are unchanged.
 2. Spawn overhead per sub-agent: a zero-latency double, N sub-agents that answer in one turn;
    (swarm wall − the same N runs driven directly with ``asyncio.gather``) / N, on asyncio and on
    Ray (2 workers, ``num_cpus=2``; Ray startup not counted).
 3. 100 concurrent sub-agents on this machine: N = 100, concurrency 100, the 300 ms double.
 4. ``--real``: a small real-model swarm (the embedded model; four sub-tasks) vs one agent.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_swarm.py --repeat 3 --sizes 8,16,64 [--ray] [--real]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_swarm.py --repeat 3 --sizes 8,16,64 [--ray] [--real] [--tool-nodes]
 """
 
 from __future__ import annotations
@@ -173,15 +176,19 @@ async def _swarm(n: int, base: str, tmp: Path, model, executor=None, hops: int =
     return took, result.critical
 
 
-def _swarm_model(hops: int) -> SwarmScriptModel:
-    return SwarmScriptModel(tool="fetch_page", arg="page", latency=MODEL_S, hops=hops)
+def _swarm_model(hops: int, tool_nodes: bool = False) -> SwarmScriptModel:
+    return SwarmScriptModel(tool="fetch_page", arg="page", latency=MODEL_S, hops=hops, tool_nodes=tool_nodes)
 
 
-def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str, with_ray: bool = False) -> None:
+def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str, with_ray: bool = False,
+               tool_nodes: bool = False) -> None:
     hops = WORKLOADS[workload]
+    tool_nodes = tool_nodes and hops == 1  # a sub-task that reads what it fetched needs a sub-agent
     server, base = page_server(page_s)
-    print(f"\n## {workload}: swarm vs one agent; scripted model double, {MODEL_S * 1000:.0f} ms per call; "
-          f"loopback pages, {page_s * 1000:.0f} ms each; {hops + 1} model calls and {hops} fetch(es) per sub-task")
+    shape = ("the swarm plans each sub-task as a tool node (1 fetch, no sub-agent)" if tool_nodes
+             else f"{hops + 1} model calls and {hops} fetch(es) per sub-task")
+    print(f"\n## {workload}{', tool nodes' if tool_nodes else ''}: swarm vs one agent; scripted model double, "
+          f"{MODEL_S * 1000:.0f} ms per call; loopback pages, {page_s * 1000:.0f} ms each; {shape}")
     ray_head = " swarm on Ray | ratio |" if with_ray else ""
     print("| sub-tasks | swarm | one agent, a call per turn | ratio | one agent, all calls in one turn | ratio |"
           f"{ray_head} CriticalSteps / total steps |")
@@ -189,19 +196,20 @@ def wall_clock(sizes: list[int], repeat: int, page_s: float, workload: str, with
     with tempfile.TemporaryDirectory() as tmp:
         ray_executor = None
         if with_ray:  # started once (Ray's startup is not counted); workers share the runs' database
-            spec = WorkerSpec(db_path=str(Path(tmp) / "ray.db"), model=_swarm_model(hops), tools=[fetch_tool(base)])
+            spec = WorkerSpec(db_path=str(Path(tmp) / "ray.db"), model=_swarm_model(hops, tool_nodes),
+                              tools=[fetch_tool(base)])
             ray_executor = RayExecutor(spec, workers=2)
             asyncio.run(ray_executor.start())
         for n in sizes:
             swarm_s, seq_s, par_s, ray_s, critical = [], [], [], [], {}
             for _ in range(repeat):
-                took, critical = asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops), hops=hops))
+                took, critical = asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops, tool_nodes), hops=hops))
                 swarm_s.append(took)
                 seq_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=False, hops=hops)))
                 par_s.append(asyncio.run(_one_agent(n, base, Path(tmp), all_at_once=True, hops=hops)))
                 if ray_executor is not None:
-                    ray_s.append(asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops), ray_executor, hops,
-                                                    db="ray"))[0])
+                    ray_s.append(asyncio.run(_swarm(n, base, Path(tmp), _swarm_model(hops, tool_nodes), ray_executor,
+                                                    hops, db="ray"))[0])
             s, q, p = (statistics.median(x) for x in (swarm_s, seq_s, par_s))
             on_ray = f" {statistics.median(ray_s):.2f} s | **{q / statistics.median(ray_s):.1f}×** |" if ray_s else ""
             print(f"| {n} | {s:.2f} s | {q:.2f} s | **{q / s:.1f}×** | {p:.2f} s | {p / s:.2f}× |{on_ray} "
@@ -319,6 +327,8 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="one-fetch, follow-link, or both")
     parser.add_argument("--ray", action="store_true", help="also run the swarms and the spawn overhead on Ray")
     parser.add_argument("--real", action="store_true", help="also run the small real-model swarm")
+    parser.add_argument("--tool-nodes", action="store_true",
+                        help="the swarm plans one-fetch sub-tasks as tool nodes (direct calls, no sub-agent)")
     parser.add_argument("--real-files", type=int, default=2)
     parser.add_argument("--skip-wall", action="store_true")
     parser.add_argument("--skip-spawn", action="store_true", help="only the swarm vs one agent table")
@@ -326,7 +336,7 @@ def main() -> None:
     if not args.skip_wall:
         for workload in args.workloads.split(","):
             wall_clock([int(x) for x in args.sizes.split(",")], args.repeat, args.page_ms / 1000, workload,
-                       with_ray=args.ray)
+                       with_ray=args.ray, tool_nodes=args.tool_nodes)
     if not args.skip_spawn:
         spawn_overhead(100, args.repeat, args.ray)
         hundred(args.page_ms / 1000)
