@@ -122,18 +122,18 @@ def thinking_for(mode: str, question: str, always_budget: int, model: str = DEFA
     if mode == "always":
         return model, Thinking(True, always_budget)
     route = route or Route([ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(model)])
-    ordered, difficulty, _ = choose_route(request_for(question, model), route.specs, route.profiles, route.tolerance_pts)
+    ordered, difficulty, _ = choose_route(request_for(question, model), route.specs, route.profiles, route.z)
     return ordered[0].name, Thinking(difficulty.budget_tokens > 0, difficulty.budget_tokens or None)
 
 
 @dataclass
 class Route:
     """What the router mode routes over: the models (specs, in the registry's terms), the
-    measured profiles and ``[router] profile_tolerance_pts``."""
+    measured profiles and ``[router] profile_z``."""
 
     specs: list
     profiles: dict = field(default_factory=load_profiles)
-    tolerance_pts: float = 0.0
+    z: float = 1.96
 
 
 def write_profile(path: Path, model: str, results: dict[str, list[dict]], args) -> None:
@@ -274,7 +274,7 @@ def main() -> None:
                              "always run on --model)")
     parser.add_argument("--profiles", default=None, help="a profiles file over the shipped ones (as [router] "
                                                          "reasoning_profile)")
-    parser.add_argument("--tolerance", type=float, default=0.0, help="[router] profile_tolerance_pts")
+    parser.add_argument("--z", type=float, default=1.96, help="[router] profile_z")
     parser.add_argument("--calibrate", type=Path,
                         help="measure never vs always only, per kind, and merge the result into this profile file "
                              "(the router's shipped one: src/sovereign/data/reasoning_profiles.json)")
@@ -309,7 +309,7 @@ def main() -> None:
         model = loaded(args.model)
         routed = [name for name in (args.router_models.split(",") if args.router_models else [args.model]) if name]
         others = {name: loaded(name) for name in routed if name != args.model}
-        route = Route([registry.get(name) for name in routed], load_profiles(args.profiles), args.tolerance)
+        route = Route([registry.get(name) for name in routed], load_profiles(args.profiles), args.z)
         modes = ("never", "always") if args.calibrate else MODES
         try:
             partial = args.json.with_suffix(".partial.json") if args.json else None

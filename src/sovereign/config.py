@@ -159,9 +159,10 @@ class RouterSettings(_Section):
         default=True, description="skip reasoning where a model's measured profile says it does not pay")
     reasoning_profile: str = Field(
         default="", description="a profiles file (bench_router.py --calibrate) replacing the shipped entries")
-    profile_tolerance_pts: float = Field(
-        default=0.0, ge=0, le=100, description="where several models were measured on a kind, the quickest "
-        "(model, reasoning) whose measured accuracy is within this many points of the best one's")
+    profile_z: float = Field(
+        default=1.96, ge=0, le=10, description="where several models were measured on a kind: the quickest "
+        "(model, reasoning) whose accuracy is below the best one's by at most this many standard errors "
+        "(1.96: not significantly worse at 95%; 0: only the most accurate)")
     probe: bool = Field(default=True, description="a cheap health probe is a cooled-down breaker's trial")
     probe_interval_s: float = Field(default=15.0, ge=0, description="the server probes due breakers this often (0: off)")
     probe_timeout_s: float = Field(default=10.0, gt=0, description="a probe slower than this counts as a failure")

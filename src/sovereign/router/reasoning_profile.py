@@ -14,15 +14,19 @@ its accuracy without; a model or kind never measured keeps the classifier's effo
 
 Where a kind was measured on more than one allowed model, with the time each answer took, the
 profiles also choose the model (``measured_choice``): of every (model, with or without
-reasoning) cell, the quickest whose accuracy is within ``[router] profile_tolerance_pts`` of the
-best cell's. That is "cost last" on measured figures: a bigger model answering plainly can be
-both more accurate and cheaper than a small one reasoning at length, and the classifier's guess
-of the tier gives way to what was measured.
+reasoning) cell, the quickest whose measured accuracy is not significantly below the best
+cell's — below it by at most ``[router] profile_z`` standard errors of the difference of the two
+proportions (1.96: not significantly worse at 95%; 0: only the most accurate). That is "cost
+last" on measured figures, with the measurement's own noise as the tolerance: on 24 questions a
+kind, 83% against 88% is noise, 0% against 25% is not. A bigger model answering plainly can be
+both as accurate and quicker than a small one reasoning at length, and the classifier's guess of
+the tier gives way to what was measured.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
@@ -116,24 +120,34 @@ def reasoning_for(request: ChatRequest, model: str, difficulty: Difficulty | Non
         f"({measure.thinking}/{measure.questions} right with it, {measure.plain}/{measure.questions} without)"))
 
 
-def measured_choice(kind: str, models: list[str], profiles: Profiles, tolerance_pts: float = 0.0,
+def _standard_error(right_a: int, n_a: int, right_b: int, n_b: int) -> float:
+    """Standard error, in percentage points, of the difference of two measured accuracies."""
+    p_a, p_b = right_a / n_a, right_b / n_b
+    return 100 * math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
+
+
+def measured_choice(kind: str, models: list[str], profiles: Profiles, z: float = 1.96,
                     may_reason: bool = True) -> MeasuredChoice | None:
     """The quickest measured (model, reasoning) cell for ``kind`` among ``models`` whose accuracy
-    is within ``tolerance_pts`` percentage points of the best cell's; None unless at least two of
+    is below the best cell's by at most ``z`` standard errors; None unless at least two of
     ``models`` were measured, with times, on ``kind`` (one model is ``reasoning_for``'s case).
     ``may_reason=False`` (the classifier gives this kind no reasoning) leaves out reasoning cells."""
-    measured = [(name, m) for name in models if (m := profiles.get(name, {}).get(kind)) is not None and m.timed]
+    measured = [(name, m) for name in models if (m := profiles.get(name, {}).get(kind)) is not None
+                and m.timed and m.questions > 0]
     if len(measured) < 2:
         return None
-    cells = [(name, think, 100 * (m.thinking if think else m.plain) / m.questions,
-              m.thinking_s if think else m.plain_s, m)
+    cells = [(name, think, m.thinking if think else m.plain, m.thinking_s if think else m.plain_s, m)
              for name, m in measured for think in ((False, True) if may_reason else (False,))]
-    best = max(cells, key=lambda cell: cell[2])
-    name, think, accuracy, seconds, measure = min(
-        (cell for cell in cells if cell[2] >= best[2] - tolerance_pts), key=lambda cell: (cell[3], cell[2]))
-    right = measure.thinking if think else measure.plain
+    best = max(cells, key=lambda cell: (cell[2] / cell[4].questions, -cell[3]))
+    best_right, best_n = best[2], best[4].questions
+
+    def close_enough(cell) -> bool:
+        gap = 100 * (best_right / best_n - cell[2] / cell[4].questions)
+        return gap <= z * _standard_error(best_right, best_n, cell[2], cell[4].questions) + 1e-9
+
+    name, think, right, seconds, measure = min(filter(close_enough, cells), key=lambda cell: cell[3])
     how = "with reasoning" if think else "without reasoning"
     reason = (f"measured on {kind}: {name} {how} was right {right}/{measure.questions} in {seconds:.1f} s an answer, "
-              f"the quickest within {tolerance_pts:g} points of the best ({best[0]} "
-              f"{'with' if best[1] else 'without'} reasoning, {best[2]:.0f}%)")
+              f"the quickest not significantly below the best ({best[0]} "
+              f"{'with' if best[1] else 'without'} reasoning, {best_right}/{best_n})")
     return MeasuredChoice(name, think, reason)

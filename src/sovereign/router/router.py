@@ -6,8 +6,8 @@ classifier's kind, effort and tier (``classifier.py``) — reasoning dropped whe
 model's measured profile says it does not pay for that kind (``reasoning_profile.py``) — and
 the allowed models ordered cheapest first among those of the tier or above (the ones below it
 last, as fallbacks). Where the kind was measured on several allowed models, the measured
-profiles pick the model and whether it reasons instead (the quickest cell within
-``[router] profile_tolerance_pts`` of the most accurate; the rest stay as fallbacks). ``complete`` and
+profiles pick the model and whether it reasons instead (the quickest cell not significantly
+less accurate than the best, ``[router] profile_z``; the rest stay as fallbacks). ``complete`` and
 ``stream`` then try the plan in order through ``Services.governed_model`` (authorise, reserve
 every cap, ledger, audit): an error, a timeout or an overload (503) marks the model's breaker
 (``breaker.py``) and the next model is tried; a spend cap, a permission or a bad request is the
@@ -113,7 +113,7 @@ def _price_key(spec: ModelSpec) -> float:
     return 0.0 if spec.is_local else spec.prices.input + spec.prices.output
 
 
-def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profiles, tolerance_pts: float = 0.0,
+def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profiles, z: float = 1.96,
                  explicit_thinking: bool = False) -> tuple[list[ModelSpec], Difficulty, str]:
     """Difficulty, then cost, over the policy's ``allowed`` models: the order to try them in, the
     difficulty (its effort and budget as decided) and the reason. Pure: the benchmark calls it too."""
@@ -127,7 +127,7 @@ def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profi
 
     ordered = sorted(allowed, key=order)
     choice = None if explicit_thinking else measured_choice(
-        difficulty.kind, [spec.name for spec in ordered], profiles, tolerance_pts, may_reason=difficulty.budget_tokens > 0)
+        difficulty.kind, [spec.name for spec in ordered], profiles, z, may_reason=difficulty.budget_tokens > 0)
     if choice is not None:  # measured on several allowed models: the quickest good-enough cell
         ordered = sorted(ordered, key=lambda spec: spec.name != choice.model)
         difficulty = replace(difficulty, effort=difficulty.effort if choice.thinking else "none",
@@ -174,7 +174,7 @@ class Router:
         started = time.perf_counter()
         data_class = data_class or self.settings.default_data_class
         allowed = allowed_models(self.candidates(), self.policy(), data_class, principal)
-        ordered, difficulty, reason = choose_route(request, allowed, self.profiles, self.settings.profile_tolerance_pts,
+        ordered, difficulty, reason = choose_route(request, allowed, self.profiles, self.settings.profile_z,
                                                    explicit_thinking)
         effort, budget = difficulty.effort, difficulty.budget_tokens
         if explicit_thinking:
