@@ -1,6 +1,7 @@
-"""``model: "auto"`` on the real embedded model: the router sends a factoid to the small local
-tier without reasoning, the answer is right, and its ledger row carries an energy cost; a local
-native thinker's reasoning is held to its budget."""
+"""``model: "auto"`` on the real embedded models: the router sends a factoid where the shipped
+profiles measured it quickest at full accuracy (the 1.5B, without reasoning: 24/24 against the
+0.5B's 18/24), the answer is right, and its ledger row carries an energy cost; a local native
+thinker's reasoning is held to its budget."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import replace
 import pytest
 from fastapi.testclient import TestClient
 
-from sovereign.config import DEFAULT_MODEL, load_settings
+from sovereign.config import DEFAULT_MODEL, TOOLS_MODEL, load_settings
 from sovereign.kernel.messages import ChatRequest, Message, Thinking
 from sovereign.server.app import create_app
 from sovereign.server.bootstrap import bootstrap_admin_key
@@ -31,10 +32,11 @@ def test_model_auto_on_the_embedded_model(home, monkeypatch):
                                                                             "What is the capital of France? One word."}]})
             assert reply.status_code == 200, reply.text
             body = reply.json()
-            assert body["routing"]["model"] == DEFAULT_MODEL and body["routing"]["effort"] == "none"
+            assert body["routing"]["model"] == TOOLS_MODEL and body["routing"]["effort"] == "none"
+            assert "measured on factoid" in body["routing"]["reason"] and DEFAULT_MODEL in body["routing"]["plan"]
             assert "paris" in body["choices"][0]["message"]["content"].lower()
             row = services.ledger.recent(1)[0]
-            assert row["model"] == DEFAULT_MODEL and row["cost_kind"] == "energy"
+            assert row["model"] == TOOLS_MODEL and row["cost_kind"] == "energy"
             assert row["cost_usd"] > 0 and row["energy_j"] > 0 and body["cost_usd"] == pytest.approx(row["cost_usd"])
     finally:
         services.close()
@@ -68,8 +70,9 @@ def test_escalation_from_the_small_to_the_medium_local_model(home, embedded_mode
     services = Services.open(load_settings(home), progress=False)  # candidates: the two local tiers
     services.models[DEFAULT_MODEL], services.models[TOOLS_MODEL] = embedded_model, embedded_model_large
     try:
+        # a passage to read: the shipped profiles measured the 0.5B quickest at full accuracy there
         request = ChatRequest(model="auto", max_tokens=8, temperature=0, messages=[Message(
-            role="user", content='Repeat this sentence exactly and write nothing else: "I am not sure."')])
+            role="user", content='Passage: "I am not sure."\nRepeat the passage exactly and write nothing else.')])
         response, decision, cost = asyncio.run(services.router.complete(request, services.keys.local_principal()))
         escalation = decision.escalation
         assert escalation is not None and escalation.source == DEFAULT_MODEL, decision.reason
