@@ -4,14 +4,12 @@ started on loopback, and its refusal to leave the machine when offline."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 from conftest import free_port
+from servers.llama_server import LlamaServer
 from sovereign.config import DEFAULT_MODEL
 from sovereign.errors import EgressDeniedError
 from sovereign.governance.egress import EgressGate
@@ -24,27 +22,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def llama_server(models_dir, tmp_path_factory):
-    port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "log.txt"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(models_dir / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "peer-model"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError(log.read_text()[-2000:])
-    yield f"http://127.0.0.1:{port}/v1"
-    process.terminate()
-    process.wait(timeout=20)
+    server = LlamaServer(models_dir / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", free_port(), log).start()
+    yield server.base_url
+    server.stop()
 
 
 def remote_spec(base_url: str, **extra) -> ModelSpec:

@@ -87,3 +87,57 @@ def test_escalation_from_the_small_to_the_medium_local_model(home, embedded_mode
         for name in (DEFAULT_MODEL, TOOLS_MODEL):
             services.models.pop(name, None)  # session-wide models: not closed with these services
         services.close()
+
+
+def test_a_llama_server_killed_mid_answer_fails_over_cools_down_and_recovers(home, embedded_model, tmp_path):
+    """A second, real backend (llama.cpp's own server on loopback) is SIGKILLed while it writes an
+    answer: the same request is answered by the embedded model, the breaker keeps the dead server
+    out, and once it is back and the cooldown is over a health probe lets it serve again."""
+    from sovereign.kernel.openai_backend import OpenAICompatibleModel
+    from sovereign.kernel.registry import ModelSpec
+    from sovereign.router.breaker import Breakers
+    from tests.conftest import SHARED_MODELS, free_port
+    from tests.servers.llama_server import LlamaServer
+
+    config = home / "config.toml"
+    config.write_text(config.read_text() + f'\n[router]\ncandidates = ["peer", "{DEFAULT_MODEL}"]\n')
+    server = LlamaServer(SHARED_MODELS / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", free_port(),
+                         tmp_path / "llama-server.log").start()
+    services = Services.open(load_settings(home), progress=False)
+    services.models[DEFAULT_MODEL] = embedded_model
+    try:
+        spec = ModelSpec("peer", "openai", tier="small", jurisdiction="local", base_url=server.base_url,
+                         remote_name="peer-model")
+        services.register(spec, OpenAICompatibleModel(spec, services.egress, timeout=60))
+        now = [0.0]
+        services.router.breakers = Breakers(1, 30.0, clock=lambda: now[0])
+        principal = services.keys.local_principal()
+
+        def ask(text: str, max_tokens: int = 8) -> ChatRequest:
+            return ChatRequest(model="auto", max_tokens=max_tokens, temperature=0,
+                               messages=[Message(role="user", content=text)])
+
+        async def killed_while_answering():
+            answering = asyncio.ensure_future(services.router.complete(
+                ask("Count from 1 to 300, one number per line.", max_tokens=400), principal))
+            await asyncio.sleep(3)  # the server is writing the answer by now
+            assert not answering.done()
+            await asyncio.to_thread(server.kill)
+            return await answering
+
+        first = asyncio.run(services.router.complete(ask("What is the capital of France? One word."), principal))
+        assert first[1].model == "peer" and "paris" in (first[0].message.content or "").lower()
+        response, decision, _ = asyncio.run(killed_while_answering())
+        assert decision.model == DEFAULT_MODEL and decision.tried[0]["model"] == "peer", decision.tried
+        assert response.message.content  # answered by the embedded model, in the same request
+        assert services.router.breakers.status()["peer"]["open"]
+        cooling = asyncio.run(services.router.complete(ask("Say OK."), principal))[1]
+        assert cooling.model == DEFAULT_MODEL and cooling.tried == []  # the dead server is not tried
+        server.start()
+        now[0] += 31
+        back = asyncio.run(services.router.complete(ask("What is the capital of France? One word."), principal))[1]
+        assert back.model == "peer" and back.tried == []
+    finally:
+        services.models.pop(DEFAULT_MODEL, None)  # session-wide model: not closed with these services
+        services.close()
+        server.stop()
