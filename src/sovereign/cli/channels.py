@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sovereign.cli.common import console, friendly_errors, open_services
 
-app = typer.Typer(help="Chat channels ([[channels.irc]] in config.toml).", no_args_is_help=True)
+app = typer.Typer(help="Chat channels (\\[\\[channels.irc]] in config.toml).", no_args_is_help=True)
 
 
 @app.command("list")

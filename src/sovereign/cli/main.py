@@ -82,7 +82,7 @@ def chat(
     model: str = typer.Option(None, help="model name (default: the default model); 'auto': routed per turn"),
     think: bool = typer.Option(False, help="thinking mode: reason first, shown dimmed"),
     max_tokens: int = typer.Option(512, help="answer length limit"),
-    data_class: str = typer.Option(None, help="with --model auto: public, internal or private (default from [router])"),
+    data_class: str = typer.Option(None, help="with --model auto: public, internal or private (default from \\[router])"),
     voice: Path = typer.Option(None, help="a spoken question (audio file): answered in text and in speech"),
     answer: Path = typer.Option(None, help="with --voice: where to write the spoken answer (default QUESTION.answer.wav)"),
 ) -> None:

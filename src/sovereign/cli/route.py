@@ -19,7 +19,7 @@ __all__ = ["route_command"]
 @friendly_errors
 def route_command(
     question: str = typer.Argument(..., help="the request to route (a user message)"),
-    data_class: str = typer.Option(None, help="public, internal or private (default from [router])"),
+    data_class: str = typer.Option(None, help="public, internal or private (default from \\[router])"),
     think: bool = typer.Option(None, "--think/--instant", help="set the reasoning yourself, as a caller can"),
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
 ) -> None:

