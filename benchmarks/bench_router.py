@@ -113,16 +113,14 @@ def decisions(rows: list[dict], repeats: int) -> dict:
             "in_sample": accuracy(load_set()), **{name: accuracy(load_set(path)) for name, path in HELD_OUT.items()}}
 
 
-def thinking_for(mode: str, question: str, always_budget: int, model: str = DEFAULT_MODEL,
-                 route: Route | None = None) -> tuple[str, Thinking]:
+def thinking_for(mode: str, question: str, always_budget: int, model: str, route: Route) -> tuple[str, Thinking]:
     """The model and reasoning setting for ``question`` in ``mode``: never and always on ``model``;
     the router's own choice (``choose_route``, as ``model: "auto"`` decides) over ``route``'s models."""
     if mode == "never":
         return model, Thinking(False)
     if mode == "always":
         return model, Thinking(True, always_budget)
-    route = route or Route([ModelRegistry.load(load_settings(Path("/nonexistent-bench-home"))).get(model)])
-    ordered, difficulty, _ = choose_route(request_for(question, model), route.specs, route.profiles, route.z)
+    ordered, difficulty = choose_route(request_for(question, model), route.specs, route.profiles, route.z)
     return ordered[0].name, Thinking(difficulty.budget_tokens > 0, difficulty.budget_tokens or None)
 
 
@@ -176,11 +174,13 @@ def resume_from(partial: Path | None, rows: list[dict], modes: tuple[str, ...] =
     return results
 
 
-async def answer_all(model, rows: list[dict], always_budget: int, partial: Path | None = None,
-                     cold: bool = False, modes: tuple[str, ...] = MODES, others: dict | None = None,
-                     route: Route | None = None) -> dict[str, list[dict]]:
+async def answer_all(model, others: dict, route: Route, rows: list[dict], always_budget: int,
+                     partial: Path | None = None, cold: bool = False,
+                     modes: tuple[str, ...] = MODES) -> dict[str, list[dict]]:
     """Each question in each mode, question by question (load drift hits all modes), in a rotating
-    mode order; resumes from ``partial`` and writes it after every question."""
+    mode order; resumes from ``partial`` and writes it after every question. ``model`` answers
+    never and always; the router mode's choice among ``route``'s models is ``model`` or one of
+    ``others`` (by name)."""
     results = resume_from(partial, rows, modes)
     done = {r["id"] for r in results[modes[-1]]}
     if done:
@@ -191,7 +191,7 @@ async def answer_all(model, rows: list[dict], always_budget: int, partial: Path 
         order = mode_order(index, modes)
         for mode in order:
             name, thinking = thinking_for(mode, row["question"], always_budget, model.name, route)
-            serving = model if name == model.name else (others or {})[name]
+            serving = model if name == model.name else others[name]
             request = request_for(row["question"], name)
             request.thinking = thinking
             if cold:
@@ -313,7 +313,7 @@ def main() -> None:
         modes = ("never", "always") if args.calibrate else MODES
         try:
             partial = args.json.with_suffix(".partial.json") if args.json else None
-            results = asyncio.run(answer_all(model, subset, args.always_budget, partial, args.cold, modes, others, route))
+            results = asyncio.run(answer_all(model, others, route, subset, args.always_budget, partial, args.cold, modes))
         finally:
             for each in (model, *others.values()):
                 each.close()

@@ -114,9 +114,10 @@ def _price_key(spec: ModelSpec) -> float:
 
 
 def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profiles, z: float = 1.96,
-                 explicit_thinking: bool = False) -> tuple[list[ModelSpec], Difficulty, str]:
-    """Difficulty, then cost, over the policy's ``allowed`` models: the order to try them in, the
-    difficulty (its effort and budget as decided) and the reason. Pure: the benchmark calls it too."""
+                 explicit_thinking: bool = False) -> tuple[list[ModelSpec], Difficulty]:
+    """Difficulty, then cost, over the policy's ``allowed`` models: the order to try them in and
+    the difficulty as decided (its effort, budget and reason; with ``explicit_thinking``, the
+    request's own reasoning setting). Pure: the benchmark calls it too."""
     difficulty = classify(request)
     need = TIER_RANK.get(difficulty.tier, 0)
 
@@ -133,14 +134,16 @@ def choose_route(request: ChatRequest, allowed: list[ModelSpec], profiles: Profi
         difficulty = replace(difficulty, effort=difficulty.effort if choice.thinking else "none",
                              budget_tokens=difficulty.budget_tokens if choice.thinking else 0,
                              reason=f"{difficulty.reason}; {choice.reason}")
-    elif not explicit_thinking:
+    elif explicit_thinking:
+        difficulty = replace(difficulty, effort=effort_of(request.thinking),
+                             budget_tokens=request.thinking.budget_tokens or 0,
+                             reason=f"{difficulty.reason}; reasoning effort as the request set it")
+    else:
         difficulty = reasoning_for(request, ordered[0].name, difficulty, profiles)
-    reason = difficulty.reason
-    if explicit_thinking:
-        reason += "; reasoning effort as the request set it"
     if choice is None and TIER_RANK.get(ordered[0].tier, 0) < need:
-        reason += f"; no {difficulty.tier}-tier model is allowed, so the biggest allowed one"
-    return ordered, difficulty, reason
+        difficulty = replace(difficulty, reason=f"{difficulty.reason}; no {difficulty.tier}-tier model is allowed, "
+                                                "so the biggest allowed one")
+    return ordered, difficulty
 
 
 class Router:
@@ -174,13 +177,9 @@ class Router:
         started = time.perf_counter()
         data_class = data_class or self.settings.default_data_class
         allowed = allowed_models(self.candidates(), self.policy(), data_class, principal)
-        ordered, difficulty, reason = choose_route(request, allowed, self.profiles, self.settings.profile_z,
-                                                   explicit_thinking)
-        effort, budget = difficulty.effort, difficulty.budget_tokens
-        if explicit_thinking:
-            effort, budget = effort_of(request.thinking), request.thinking.budget_tokens or 0
-        return RouteDecision(model=ordered[0].name, effort=effort, budget_tokens=budget, kind=difficulty.kind,
-                             tier=difficulty.tier, reason=reason, data_class=data_class,
+        ordered, difficulty = choose_route(request, allowed, self.profiles, self.settings.profile_z, explicit_thinking)
+        return RouteDecision(model=ordered[0].name, effort=difficulty.effort, budget_tokens=difficulty.budget_tokens,
+                             kind=difficulty.kind, tier=difficulty.tier, reason=difficulty.reason, data_class=data_class,
                              plan=[s.name for s in ordered], decision_us=(time.perf_counter() - started) * 1e6)
 
     def routable(self, principal: Principal | None) -> list[str]:
