@@ -230,6 +230,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="A registry model for every framework (default: the tools tier).")
     parser.add_argument("--max-steps", type=int, default=10, help="Step limit of the smolagents agents.")
     parser.add_argument("--json", type=Path, default=None, help="Write every attempt of every framework here.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Keep the peers' attempts already in --json and run only their missing tasks.")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -255,13 +257,15 @@ def main() -> None:
             model = _llama_model(llm)
             for kind in peers:
                 label = {"code": "smolagents CodeAgent", "toolcalling": "smolagents ToolCallingAgent"}[kind]
-                attempts = []
-                for task in tasks:
+                attempts = _earlier(args.json, label, tasks) if args.resume else []
+                done = {a.task_id for a in attempts}
+                for task in (t for t in tasks if t.id not in done):
                     attempts.append(_peer_attempt(kind, model, suite, task, args.max_steps))
                     a = attempts[-1]
                     print(f"  {label}: {'✓' if a.passed else '✗'} {a.task_id} {a.seconds:.1f}s "
                           f"{'; '.join(a.problems)[:100]}", flush=True)
-                reports[label] = EvalReport(suite.name, spec.name, kind, attempts)
+                    reports[label] = EvalReport(suite.name, spec.name, kind, attempts)
+                    _save(args.json, reports)  # a long peer run keeps what it has if it is stopped
     finally:
         services.close()
 
@@ -273,9 +277,23 @@ def main() -> None:
         ours = reports["sovereign (default)"].overall.success_rate
         best = max(r.overall.success_rate for n, r in reports.items() if n != "sovereign (default)")
         print(f"sovereign - best peer: {100 * (ours - best):+.0f} points (goal: >= +10)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1))
+    _save(args.json, reports)
+
+
+def _earlier(path: Path | None, label: str, tasks: list[Task]) -> list[Attempt]:
+    """The attempts of ``label`` that an earlier, stopped run saved in ``path`` (for --resume)."""
+    if path is None or not path.exists():
+        return []
+    wanted = {t.id for t in tasks}
+    saved = json.loads(path.read_text()).get(label, {}).get("attempts", [])
+    return [Attempt(task_id=a["task"], **{k: v for k, v in a.items() if k != "task"})
+            for a in saved if a["task"] in wanted]
+
+
+def _save(path: Path | None, reports: dict[str, EvalReport]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1))
 
 
 def _free(services: Services) -> None:

@@ -67,6 +67,23 @@ def test_the_opening_turn_reads_named_files_lists_named_folders_and_skips_the_re
 
 
 @needs_bubblewrap
+def test_images_and_recordings_are_opened_with_the_perception_tools_the_agent_has(workspace):
+    (workspace / "invoice.png").write_bytes(b"\x89PNG")
+    (workspace / "memo.wav").write_bytes(b"RIFF")
+    seeing = {"read_image", "transcribe"}
+    turn = opening_turn("What is the total due in invoice.png?", workspace, "code", seeing)
+    assert turn is not None and "content = read_image('invoice.png')" in turn.content
+    both = opening_turn("Does memo.wav agree with invoice.png and sales.csv?", workspace, "tools", seeing | READERS)
+    assert [(c.name, c.arguments) for c in both.tool_calls] == [
+        ("transcribe", '{"path":"memo.wav"}'), ("read_image", '{"path":"invoice.png"}'),
+        ("read_file", '{"path":"sales.csv"}')]
+    mixed = opening_turn("Does memo.wav agree with sales.csv?", workspace, "code", seeing | READERS)
+    assert "'memo.wav': transcribe('memo.wav'), 'sales.csv': read_file('sales.csv')" in mixed.content
+    # without the perception tool an image is never read as text, and nothing else is opened for it
+    assert opening_turn("What is the total due in invoice.png?", workspace, "code", READERS) is None
+    assert opening_turn("What is in invoice.png?", workspace, "code", {"read_image"}) is not None
+
+
 def test_code_mode_starts_from_the_content_of_the_named_file(workspace):
     script = ScriptedModel([code('final_answer(12 + 30)')])
     result = _run(script, _agent(workspace), "What is the total of the units column in sales.csv?", workspace)

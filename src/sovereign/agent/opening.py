@@ -2,8 +2,9 @@
 
 Small models often answer a question about a file from memory, or spend their first turns
 finding it. So when a fresh run's task names workspace files ("sales.csv", "app/money.py"), the
-runtime makes the first move itself: it reads them; when the task names a folder ("the archive
-folder"), it lists it; when it asks about the workspace's files without naming one, it lists the
+runtime makes the first move itself: it reads them (an image with ``read_image`` and a recording
+with ``transcribe`` when the agent has them, any other file with ``read_file``); when the task
+names a folder ("the archive folder"), it lists it; when it asks about the workspace's files without naming one, it lists the
 workspace. The move is an ordinary turn of the run, written as the agent's mode writes it (a
 Python block that prints, or JSON ``read_file`` calls), run on the same governed path as any
 other (visibility, injection guard, audit, budget), and marked as the runtime's in the trace.
@@ -33,41 +34,65 @@ rather than listed."""
 _SKIP = frozenset({"__pycache__", "node_modules"})
 _WORD = re.compile(r"[A-Za-z0-9_][\w.-]*")
 _ABOUT_FILES = re.compile(r"\b(files?|folders?|director(?:y|ies)|workspace|documents?|docs)\b", re.IGNORECASE)
+_READERS = (
+    ("read_image", frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})),
+    ("transcribe", frozenset({".wav", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".webm", ".aac"})),
+)
+"""Files read by a perception tool rather than as text (when the agent is offered that tool)."""
+
+
+def reader_of(name: str, tool_names: set[str]) -> str | None:
+    """The tool that reads the file ``name`` for the model: ``read_image`` for an image and
+    ``transcribe`` for a recording when offered, else ``read_file`` (None when not offered:
+    an image or recording is never read as text)."""
+    suffix = Path(name).suffix.lower()
+    for tool_name, suffixes in _READERS:
+        if suffix in suffixes:
+            return tool_name if tool_name in tool_names else None
+    return "read_file" if "read_file" in tool_names else None
 
 
 def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[str]) -> ModelCallStep | None:
     """The runtime's first turn for ``task``, or None when the task points at nothing to read
     (or the agent cannot read files)."""
-    if workspace is None or not workspace.is_dir() or "read_file" not in tool_names:
+    if workspace is None or not workspace.is_dir():
         return None
     root = Path(os.path.realpath(workspace))
-    files = [name for name in mentioned_paths(task) if in_workspace(root, name)][:MAX_FILES]
+    named = [name for name in mentioned_paths(task) if in_workspace(root, name)]
+    files = [name for name in named if reader_of(name, tool_names) is not None][:MAX_FILES]
     listing = None
-    if not files and "list_files" in tool_names:
+    if not named and "list_files" in tool_names and "read_file" in tool_names:
         listing = _named_folder(task, root)
         if listing is None and _ABOUT_FILES.search(task) and any(root.iterdir()):
             listing = "."
     if listing is not None:
         small = _small_folder(root, listing)
         if small is not None:  # a few short files: their content answers more than their names
-            files, listing = small, None
+            files, listing = [name for name in small if reader_of(name, tool_names) is not None], None
     if not files and listing is None:
         return None
+    readers = {name: reader_of(name, tool_names) or "read_file" for name in files}
     if mode == "code":
-        return ModelCallStep(model=OPENING_MODEL, content=_code(files, listing))
-    calls = [ToolCall(name="read_file", arguments=_json({"path": name})) for name in files]
+        return ModelCallStep(model=OPENING_MODEL, content=_code(readers, listing))
+    calls = [ToolCall(name=readers[name], arguments=_json({"path": name})) for name in files]
     if listing is not None:
         calls.append(ToolCall(name="list_files", arguments=_json({"path": listing, "recursive": True})))
     return ModelCallStep(model=OPENING_MODEL, tool_calls=calls, finish_reason="tool_calls")
 
 
-def _code(files: list[str], listing: str | None) -> str:
-    """The opening block. It leaves what it read in a variable (``OPENING_VARIABLES``): blocks
-    carry their variables over, and small models often go on as if the text were in one."""
+def _code(readers: dict[str, str], listing: str | None) -> str:
+    """The opening block (``readers``: each file and the tool that reads it). It leaves what it
+    read in a variable (``OPENING_VARIABLES``): blocks carry their variables over, and small
+    models often go on as if the text were in one."""
+    files = list(readers)
     if len(files) == 1:
-        body = f"content = read_file({files[0]!r})\nprint(content)"
-    elif files:
+        body = f"content = {readers[files[0]]}({files[0]!r})\nprint(content)"
+    elif files and set(readers.values()) == {"read_file"}:
         body = (f"contents = {{path: read_file(path) for path in {files!r}}}\n"
+                "for path, text in contents.items():\n    print(f'=== {path} ===')\n    print(text)")
+    elif files:
+        pairs = ", ".join(f"{name!r}: {reader}({name!r})" for name, reader in readers.items())
+        body = (f"contents = {{{pairs}}}\n"
                 "for path, text in contents.items():\n    print(f'=== {path} ===')\n    print(text)")
     else:
         body = f"names = list_files({listing!r}, recursive=True)\nprint('\\n'.join(names))"
