@@ -7,6 +7,7 @@ repeating a finished call."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -481,3 +482,23 @@ def test_an_answer_without_the_asked_write_names_the_new_file_to_write(workspace
     script.assert_complete()
     assert "the task asks you to create or change total.txt" in _observation(script.requests[1])
     assert (workspace / "total.txt").read_text() == "302" and result.status == "completed"
+
+
+EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",
+                 "shapes.py": "def area(w, h):\n    return w + h\n"}
+EXAMPLE_ANSWERS = ["2", "3", "fixed shapes.py: area(2, 3) is now 6", "12"]
+
+
+def test_every_example_in_the_code_mode_prompt_runs_and_gives_its_answer(workspace):
+    """The system prompt's examples are what a small model copies: each must be correct code."""
+    from sovereign.agent.prompts import prompt
+
+    text = prompt("code_system").format(functions="")
+    examples = re.findall(r"^- Task: (.+?)\n```python\n(.*?)```", text, re.DOTALL | re.MULTILINE)
+    assert len(examples) == len(EXAMPLE_ANSWERS)
+    for name, content in EXAMPLE_FILES.items():
+        (workspace / name).write_text(content)
+    for (task, block), expected in zip(examples, EXAMPLE_ANSWERS, strict=True):
+        result = _run(ScriptedModel([code(block)]), _agent(workspace), task.split(" (")[0], workspace, approver=AllowAll())
+        assert result.ok and result.answer == expected, (task, result.stop_reason, result.answer)
+    assert "w * h" in (workspace / "shapes.py").read_text()
