@@ -367,3 +367,30 @@ def test_real_server_run_anchored_at_exit_then_rewrite_detected(tmp_path, models
     bad = verify()
     assert bad.returncode == 2 and "rewritten" in bad.stderr, bad.stdout + bad.stderr
     db.close()
+
+
+def test_entries_this_log_chained_itself_are_anchored_without_reading_them_back(paths, monkeypatch):
+    log = open_log(paths, every=5)
+    other = AuditLog(log.db)  # another writer of the same database (a second process, say)
+    reread: list[int] = []
+    real = AuditAnchor._disagreement
+    monkeypatch.setattr(AuditAnchor, "_disagreement",
+                        lambda self, audit, last, seq: reread.append(seq) or real(self, audit, last, seq))
+    for i in range(12):
+        log.append("model.call", "u", {"i": i})
+    assert [line["seq"] for line in anchor_lines(paths)] == [0, 5, 10]
+    assert reread == [5]  # once, to start vouching; entries 6..10 were this log's own
+    other.append("tool.call", "v", {"i": 99})  # entry 13, chained by someone else
+    for i in range(3):
+        log.append("model.call", "u", {"i": i})  # entry 14 reads the head back: no longer vouched
+    assert reread == [5, 15] and [line["seq"] for line in anchor_lines(paths)] == [0, 5, 10, 15]
+    # a row edited behind the log's back (head untouched) is anchored over, and still found
+    conn = raw(log.db)
+    conn.execute("UPDATE audit_log SET data = ? WHERE seq = 16", (canonical_json({"i": 1000}),))
+    conn.close()
+    for i in range(5):
+        log.append("model.call", "u", {"i": i})
+    assert [line["seq"] for line in anchor_lines(paths)][-1] == 20 and reread == [5, 15]
+    verdict = log.verify()
+    assert not verdict.ok and verdict.first_bad_seq == 16
+    log.db.close()

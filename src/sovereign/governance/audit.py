@@ -233,6 +233,10 @@ class AuditLog:
         self.anchor = anchor
         self._head: tuple[int, str] | None = None
         """The head (seq, hash) this log last wrote: tried first by the next append."""
+        self._vouched: tuple[int, str, int, str] | None = None
+        """``(anchor seq, anchor head, seq, head)``: the entries after that anchor up to ``seq``
+        were all chained by this log in memory (none read back), so the anchor may sign ``head``
+        without re-reading them (see ``vouches``)."""
         db.migrate("audit", MIGRATIONS)
 
     # --- writing -------------------------------------------------------------------------
@@ -274,7 +278,11 @@ class AuditLog:
             if conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ?",
                             (prev_seq + 1, digest, prev_seq, prev_hash)).rowcount == 1:
                 self._head = (prev_seq + 1, digest)
+                vouched = self._vouched
+                extends = vouched is not None and vouched[2:] == (prev_seq, prev_hash)
+                self._vouched = (*vouched[:2], prev_seq + 1, digest) if extends else None
                 return prev_seq + 1, prev_hash, digest
+        self._vouched = None  # the head was read back: someone else may have written before it
         head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         prev_seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
         digest = _chained_hash(prev_hash, prev_seq + 1, ts, kind, actor, data_json)
@@ -285,6 +293,20 @@ class AuditLog:
         )
         self._head = (prev_seq + 1, digest)
         return prev_seq + 1, prev_hash, digest
+
+    def vouch(self, seq: int, head: str) -> None:
+        """The chain up to ``seq`` (hash ``head``) was just anchored: this log vouches for what it
+        chains on top of it from now on."""
+        self._vouched = (seq, head, seq, head)
+
+    def vouches(self, anchor_seq: int, anchor_head: str, seq: int, head: str) -> bool:
+        """Whether every entry after the anchor ``(anchor_seq, anchor_head)`` up to the committed
+        head ``(seq, head)`` was chained by this log itself, each on the head it wrote before.
+        Then the head extends the anchor by construction and the entries need no re-reading: a
+        rewrite by anyone else either moved the head (this log's next append read it back and
+        stopped vouching) or left rows that no longer hash to it (``verify`` finds them). A
+        write of this log that rolled back leaves the committed head behind the vouched one."""
+        return self._vouched == (anchor_seq, anchor_head, seq, head)
 
     def checkpoint(self) -> None:
         """Anchor the committed head now (no-op without an anchor or once the database is closed)."""
