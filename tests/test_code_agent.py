@@ -431,6 +431,34 @@ def test_a_true_absence_is_taken(workspace):
     assert result.answer == "No ERROR found in app.log."
 
 
+PEOPLE = "name,city,salary\nAna,Paris,52000\nBo,Berlin,48000\nCy,Berlin,57000\nDee,Lisbon,66000\n"
+MEAN_OF_ALL = ('import csv, io\ncontent = """\n' + PEOPLE + '"""\n# Task: the mean salary of people in Berlin\n'
+               'rows = list(csv.DictReader(io.StringIO(content)))\n'
+               'final_answer(sum(float(r["salary"]) for r in rows) / len(rows))')  # file text pasted in, as small models do
+
+
+def test_an_answer_that_ignores_a_value_the_task_names_is_asked_about_once(workspace):
+    (workspace / "people.csv").write_text(PEOPLE)
+    berlin = MEAN_OF_ALL.replace("for r in rows)", "for r in rows if r['city'] == 'Berlin')").replace(
+        "len(rows)", "sum(1 for r in rows if r['city'] == 'Berlin')")
+    look = code('print(read_file("people.csv"))')
+    script = ScriptedModel([look, code(MEAN_OF_ALL), code(berlin)])
+    task = "What is the average salary of the people in people.csv who live in Berlin?"
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert 'does not use "Berlin" from the task' in notice and "Bo,Berlin,48000" in notice
+    assert 'rows = [row for row in rows if row["city"] == "Berlin"]' in notice
+    assert result.answer == "52500"
+    # asked once: the same answer again is taken; a task without such a value is never asked
+    again = ScriptedModel([look, code(MEAN_OF_ALL), code("final_answer(55750)")])
+    assert _run(again, _agent(workspace), task, workspace).answer == "55750"
+    again.assert_complete()
+    plain = ScriptedModel([look, code(MEAN_OF_ALL)])
+    assert _run(plain, _agent(workspace), "What is the average salary in people.csv?", workspace).answer == "55750"
+    plain.assert_complete()
+
+
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):
     script = ScriptedModel([
         code('text = """\n""Docstring."""\nimport os\n\ndef f():\n    pass\n"""\nprint(text)'),

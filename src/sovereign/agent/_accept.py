@@ -2,9 +2,10 @@
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
 syntax, the files the task names were read, a task that asks for a file to be written saw a
 write, no file it wrote is left unparseable, it is not a void value (``None``) or a request
-for context from an agent that can look for itself, and it does not deny what the agent read; otherwise the model gets a correction. Calls a
-model wrote as text are recovered and run; invalid actions in a row past the agent's
-``max_corrections`` end the run as ``failed``.
+for context from an agent that can look for itself, it does not deny what the agent read, and (code
+mode) it does not ignore a value the task names that the data holds; otherwise the model gets a
+correction. Calls a model wrote as text are recovered and run; invalid actions in a row past the
+agent's ``max_corrections`` end the run as ``failed``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sovereign.agent.answer_check import (
     broken_writes,
     call_markup,
     denied_but_seen,
+    IgnoredValue,
+    ignored_value,
     in_workspace,
     material_read,
     mentioned_paths,
@@ -43,6 +46,8 @@ MODEL, VERIFY = "model", "verify"
 _GROUNDING_NUDGES = 2
 """Answers sent back for not reading a file the task names; after that an answer is taken."""
 _READERS = frozenset({"read_file", "search_files"})
+_IGNORED_MARK = "from the task, yet the data has it"
+"""A phrase of the ``correct_ignored_code`` notice: that question is asked once per run."""
 
 
 INVALID_CALL = "invalid call"
@@ -125,10 +130,27 @@ class Accepting:
             self.stage(NoticeStep(text=prompt(f"correct_absent_{self.agent.mode}").format(
                 answer=text[:80], term=seen[0], line=seen[1]), reason="grounding"))
             return MODEL
+        ignored = self.ignored_term(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if ignored is not None:
+            self.grounding_nudges += 1
+            keep = (f'rows = [row for row in rows if row["{ignored.column}"] == "{ignored.term}"]'
+                    if ignored.column else f'keep only the items with "{ignored.term}"')
+            self.stage(NoticeStep(text=prompt("correct_ignored_code").format(
+                answer=text[:80], term=ignored.term, line=ignored.line, keep=keep), reason="grounding"))
+            return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
         self.detector.record_text(text)
         return VERIFY
+
+    def ignored_term(self, answer: str) -> IgnoredValue | None:
+        """Code mode: a value the task names that the data read holds as a cell but no block the
+        agent ran (nor its answer) uses — asked about once per run."""
+        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _IGNORED_MARK in s.text
+                                            for s in self.steps):
+            return None
+        code = "\n".join(s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening)
+        return ignored_value(self.task_step().task, material_read(self.steps), code, answer)
 
     def correct(self, problem: str, text: str | None) -> str:
         """Count an invalid action and send ``text`` back (when given: refused calls carry their

@@ -10,12 +10,16 @@
   that asks for context or says it cannot see the files, from an agent that has the tools to look.
 - ``denied_but_seen``: the answer says something is not there ("No ERROR found") while what the
   agent read shows it (a wrong regex or filter in the agent's own code, reported as absence).
+- ``ignored_value``: the task names a value that is a whole cell of the data the agent read
+  ("... who live in Berlin", and a CSV row has the cell ``Berlin``) but neither its code nor its
+  answer uses it (a small model drops the filter and answers for every row).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["broken_writes", "call_markup", "denied_but_seen", "write_target", "written_paths", "mentioned_paths", "non_answer", "unread_paths",
+__all__ = ["broken_writes", "call_markup", "denied_but_seen", "IgnoredValue", "ignored_value", "write_target", "written_paths", "mentioned_paths", "non_answer", "unread_paths",
            "usage_of", "void_answer"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -66,6 +70,82 @@ def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[st
             for term, pattern in patterns:
                 if pattern.search(line):
                     return term, line.strip()[:160]
+    return None
+
+
+_CELL_SPLIT = re.compile(r"[,;\t|]")
+_VALUE_WORD = re.compile(r"(?<![\w.-])[A-Za-z][A-Za-z-]{2,}(?![\w-])")
+_QUOTED = re.compile(r'"([^"\n]{1,60})"')
+
+
+def _cells(text: str) -> tuple[set[str], set[str]]:
+    """``(cells, headers)`` of ``text`` in lower case: every field of a delimited line and every
+    quoted JSON string, and the fields of its first line (a CSV header names columns, not values)."""
+    cells: set[str] = set()
+    lines = text.splitlines()
+    for line in lines:
+        cells.update(field.strip().strip('"\'').lower() for field in _CELL_SPLIT.split(line))
+        cells.update(value.lower() for value in _QUOTED.findall(line))
+    headers = {field.strip().strip('"\'').lower() for field in _CELL_SPLIT.split(lines[0])} if lines else set()
+    return cells, headers
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredValue:
+    """A value the task names that the data holds but the agent's code never used."""
+
+    term: str
+    line: str
+    """A line of the data that holds it (for the correction)."""
+    column: str | None
+    """The column it is a cell of, when the line is a row under a delimited header."""
+
+
+def _find(term: str, material: Iterable[str]) -> tuple[str, str | None]:
+    """The first line of ``material`` holding ``term`` as a whole cell, and its column's name
+    when that text has a delimited header line with a field at the same position."""
+    low = term.lower()
+    for text in material:
+        lines = text.splitlines()
+        for line in lines:
+            fields = [f.strip().strip('"\'').lower() for f in _CELL_SPLIT.split(line)]
+            if low in fields:
+                header = next((h for h in lines if _CELL_SPLIT.search(h)), "")
+                names = [f.strip().strip('"\'') for f in _CELL_SPLIT.split(header)]
+                column = names[fields.index(low)] if len(names) == len(fields) and header != line else None
+                return line.strip()[:160], column
+    word = re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)  # a quoted JSON value
+    return next((line.strip()[:160] for text in material for line in text.splitlines() if word.search(line)), term), None
+
+
+def ignored_value(task: str, material: Iterable[str], code: str, answer: str) -> IgnoredValue | None:
+    """A word of ``task`` that is a whole cell of ``material`` (what the agent's tools read and
+    its code printed) but that neither ``code`` (every block the agent ran, less comment lines
+    and lines that are file text pasted in) nor ``answer`` uses, case-insensitively; else None.
+    Column names and file names do not count."""
+    material = list(material)
+    files = {part.lower() for name in mentioned_paths(task) for part in re.split(r"[/.]", name)}
+    words = [w for w in dict.fromkeys(_VALUE_WORD.findall(task))
+             if w.lower() not in _PLAIN_WORDS and w.lower() not in files]
+    if not words:
+        return None
+    cells: set[str] = set()
+    headers: set[str] = set()
+    data_lines: set[str] = set()
+    for text in material:
+        found, header = _cells(text)
+        cells |= found
+        headers |= header
+        data_lines.update(line.strip() for line in text.splitlines())
+    # file text pasted into the code (a small model's habit) is data and a comment restating the
+    # task is prose: neither is a use of the value
+    own_code = "\n".join(line for line in code.splitlines()
+                         if line.strip() not in data_lines and not line.lstrip().startswith("#"))
+    used = f"{own_code}\n{answer}".lower()
+    for word in words:
+        low = word.lower()
+        if low in cells and low not in headers and re.search(rf"(?<![\w-]){re.escape(low)}(?![\w-])", used) is None:
+            return IgnoredValue(word, *_find(word, material))
     return None
 
 
