@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["broken_writes", "call_markup", "denied_but_seen", "IgnoredValue", "ignored_value", "write_target", "written_paths", "mentioned_paths", "non_answer", "unread_paths",
-           "usage_of", "void_answer"]
+__all__ = ["IgnoredValue", "broken_writes", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+           "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
 _NON_ANSWER = re.compile(

@@ -4,12 +4,13 @@ Small models often answer a question about a file from memory, or spend their fi
 finding it. So when a fresh run's task names workspace files ("sales.csv", "app/money.py"), the
 runtime makes the first move itself: it reads them (an image with ``read_image`` and a recording
 with ``transcribe`` when the agent has them, any other file with ``read_file``); when the task
-names a folder ("the archive folder"), it lists it; when it asks about the workspace's files without naming one, it lists the
-workspace. The move is an ordinary turn of the run, written as the agent's mode writes it (a
-Python block that prints, or JSON ``read_file`` calls), run on the same governed path as any
-other (visibility, injection guard, audit, budget), and marked as the runtime's in the trace.
-In code mode the model sees only what the block printed, as material given with the task (a
-small model shown "its own" print block tends to write it again instead of moving on).
+names a folder ("the archive folder"), it lists it; when it asks about the workspace's files
+without naming one, it lists the workspace. The move is an ordinary turn of the run, written as
+the agent's mode writes it (a Python block that prints, or JSON ``read_file`` calls), run on the
+same governed path as any other (visibility, injection guard, audit, budget), and marked as the
+runtime's in the trace. In code mode the model sees only what the block printed, as material
+given with the task (a small model shown "its own" print block tends to write it again instead
+of moving on).
 """
 
 from __future__ import annotations
