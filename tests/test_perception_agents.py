@@ -73,7 +73,10 @@ def test_agent_reads_an_image_and_audio_as_untrusted_and_speak_is_then_gated(ser
 
 def test_agent_answers_by_voice_into_the_workspace(services):
     services, workspace = services
-    script = ScriptedModel([tool_response(("speak", '{"text": "Your train leaves at nine."}')), text_response("Done.")])
+    # a whole sentence: Whisper tiny.en hears espeak-ng's "Your train leaves at nine." (1.7 s) as
+    # "your friendly net iron" on some CPUs; with more context the words come through
+    said = '{"text": "The train to London leaves at nine in the morning."}'
+    script = ScriptedModel([tool_response(("speak", said)), text_response("Done.")])
     agent = Agent(name="voice", model="scripted", tools=[builtin_resolver(services, workspace)("speak")])
     result = asyncio.run(Runner(services, model=script, workspace=workspace).run(agent, "Say when my train leaves."))
     assert result.ok
@@ -82,7 +85,7 @@ def test_agent_answers_by_voice_into_the_workspace(services):
         assert reader.getnframes() / reader.getframerate() > 1.0
     heard = asyncio.run(services.governed_perception(services.keys.local_principal()).transcribe(audio.read_bytes()))
     heard_words = set(words(heard.text))  # espeak-ng heard by tiny.en: most words come through
-    assert "train" in heard_words and len(heard_words & {"your", "train", "leaves", "at", "nine"}) >= 3
+    assert "train" in heard_words and len(heard_words & {"train", "london", "leaves", "nine", "morning"}) >= 3
 
 
 def test_knowledge_ingestion_reads_images_and_scanned_pdfs(services, tmp_path):
