@@ -52,13 +52,19 @@ _PLAIN_WORDS = frozenset(
     "entry entries result results data text does not have contain contains with from for into none zero".split())
 
 
+def _file_name_parts(task: str) -> set[str]:
+    """The parts of the file names ``task`` mentions ("sales", "csv"), in lower case: words of
+    a name, not of the question."""
+    return {part.lower() for name in mentioned_paths(task) for part in re.split(r"[/.]", name)}
+
+
 def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[str, str] | None:
     """``(term, line)`` when ``answer`` says something is absent ("No ERROR found in the log") and
     a term both the task and the answer name occurs in ``material`` (what the agent's tools read
     and its code printed), with the first line that shows it; else None."""
     if _ABSENCE.search(answer) is None:
         return None
-    files = {part.lower() for name in mentioned_paths(task) for part in re.split(r"[/.]", name)}
+    files = _file_name_parts(task)
     task_words = {w.lower() for w in _WORD.findall(task)}
     terms = [w for w in dict.fromkeys(_WORD.findall(answer))
              if w.lower() in task_words and w.lower() not in _PLAIN_WORDS and w.lower() not in files]
@@ -78,15 +84,20 @@ _VALUE_WORD = re.compile(r"(?<![\w.-])[A-Za-z][A-Za-z-]{2,}(?![\w-])")
 _QUOTED = re.compile(r'"([^"\n]{1,60})"')
 
 
+def _fields(line: str) -> list[str]:
+    """The fields of a delimited line, unquoted (one field for a line without a delimiter)."""
+    return [field.strip().strip('"\'') for field in _CELL_SPLIT.split(line)]
+
+
 def _cells(text: str) -> tuple[set[str], set[str]]:
     """``(cells, headers)`` of ``text`` in lower case: every field of a delimited line and every
     quoted JSON string, and the fields of its first line (a CSV header names columns, not values)."""
     cells: set[str] = set()
     lines = text.splitlines()
     for line in lines:
-        cells.update(field.strip().strip('"\'').lower() for field in _CELL_SPLIT.split(line))
+        cells.update(field.lower() for field in _fields(line))
         cells.update(value.lower() for value in _QUOTED.findall(line))
-    headers = {field.strip().strip('"\'').lower() for field in _CELL_SPLIT.split(lines[0])} if lines else set()
+    headers = {field.lower() for field in _fields(lines[0])} if lines else set()
     return cells, headers
 
 
@@ -108,10 +119,10 @@ def _find(term: str, material: Iterable[str]) -> tuple[str, str | None]:
     for text in material:
         lines = text.splitlines()
         for line in lines:
-            fields = [f.strip().strip('"\'').lower() for f in _CELL_SPLIT.split(line)]
+            fields = [field.lower() for field in _fields(line)]
             if low in fields:
                 header = next((h for h in lines if _CELL_SPLIT.search(h)), "")
-                names = [f.strip().strip('"\'') for f in _CELL_SPLIT.split(header)]
+                names = _fields(header)
                 column = names[fields.index(low)] if len(names) == len(fields) and header != line else None
                 return line.strip()[:160], column
     word = re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)  # a quoted JSON value
@@ -124,7 +135,7 @@ def ignored_value(task: str, material: Iterable[str], code: str, answer: str) ->
     and lines that are file text pasted in) nor ``answer`` uses, case-insensitively; else None.
     Column names and file names do not count."""
     material = list(material)
-    files = {part.lower() for name in mentioned_paths(task) for part in re.split(r"[/.]", name)}
+    files = _file_name_parts(task)
     words = [w for w in dict.fromkeys(_VALUE_WORD.findall(task))
              if w.lower() not in _PLAIN_WORDS and w.lower() not in files]
     if not words:

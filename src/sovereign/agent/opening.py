@@ -60,7 +60,7 @@ def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[s
         return None
     root = Path(os.path.realpath(workspace))
     named = [name for name in mentioned_paths(task) if in_workspace(root, name)]
-    files = [name for name in named if reader_of(name, tool_names) is not None][:MAX_FILES]
+    readers = _readers(named, tool_names, MAX_FILES)
     listing = None
     if not named and "list_files" in tool_names and "read_file" in tool_names:
         listing = _named_folder(task, root)
@@ -69,16 +69,21 @@ def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[s
     if listing is not None:
         small = _small_folder(root, listing)
         if small is not None:  # a few short files: their content answers more than their names
-            files, listing = [name for name in small if reader_of(name, tool_names) is not None], None
-    if not files and listing is None:
+            readers, listing = _readers(small, tool_names), None
+    if not readers and listing is None:
         return None
-    readers = {name: reader_of(name, tool_names) or "read_file" for name in files}
     if mode == "code":
         return ModelCallStep(model=OPENING_MODEL, content=_code(readers, listing))
-    calls = [ToolCall(name=readers[name], arguments=_json({"path": name})) for name in files]
+    calls = [ToolCall(name=reader, arguments=_json({"path": name})) for name, reader in readers.items()]
     if listing is not None:
         calls.append(ToolCall(name="list_files", arguments=_json({"path": listing, "recursive": True})))
     return ModelCallStep(model=OPENING_MODEL, tool_calls=calls, finish_reason="tool_calls")
+
+
+def _readers(names: list[str], tool_names: set[str], limit: int | None = None) -> dict[str, str]:
+    """Each of ``names`` that an offered tool can read, with that tool (the first ``limit``)."""
+    found = {name: reader for name in names if (reader := reader_of(name, tool_names)) is not None}
+    return dict(list(found.items())[:limit])
 
 
 def _code(readers: dict[str, str], listing: str | None) -> str:
