@@ -7,6 +7,7 @@ repeating a finished call."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -307,8 +308,21 @@ def test_the_opening_leaves_the_file_text_in_a_variable(workspace):
     script = ScriptedModel([code("final_answer(len(content.splitlines()))")])
     result = _run(script, _agent(workspace, read_named_files=True), "How many lines does sales.csv have?",
                   workspace)
-    assert "the variable `content` already holds this text: use it" in _observation(script.requests[0])
+    assert "the variable `content` already holds the file's text: use it" in _observation(script.requests[0])
     assert result.answer == "5"
+
+
+def test_the_opening_fences_the_file_text_off_from_what_follows(workspace):
+    """A small model shown file text that runs into the next sentence copies that sentence as the
+    file's last line: the text stands between fence lines, the instructions around them."""
+    (workspace / "guide.md").write_text("# Guide\n```sh\nmake run\n```\nlast line\n")
+    script = ScriptedModel([code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace, read_named_files=True), "How many lines does sales.csv have?", workspace)
+    _run(script, _agent(workspace, read_named_files=True), "How many lines does guide.md have?", workspace)
+    csv_seen, guide_seen = (_observation(request) for request in script.requests)
+    assert "```\n" + CSV.rstrip("\n") + "\n```\nNow write the block" in csv_seen
+    assert csv_seen.index("already holds the file's text") < csv_seen.index("north,120")
+    assert "~~~~\n# Guide\n```sh\nmake run\n```\nlast line\n~~~~\n" in guide_seen  # a fence in the file: another fence
 
 
 def test_a_reply_that_claims_no_access_is_sent_back_to_look(workspace):
@@ -510,6 +524,47 @@ def test_an_answer_without_the_asked_write_names_the_new_file_to_write(workspace
     script.assert_complete()
     assert "the task asks you to create or change total.txt" in _observation(script.requests[1])
     assert (workspace / "total.txt").read_text() == "302" and result.status == "completed"
+
+
+def test_an_answered_value_never_written_gets_the_block_that_writes_it(workspace):
+    """The notice shows the line that saves the value the block answered with; a model that runs
+    it (the variables carried over) writes the file."""
+    first = code('total = sum(float(r["amount"]) for r in csv.DictReader(open("sales.csv")))\nfinal_answer(total)')
+    script = ScriptedModel([first, code("final_answer(1)"), code("final_answer(2)")])
+    task = "Compute the total of the amount column in sales.csv and write just that number to total.txt."
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "Your block answered with total" in notice
+    shown = extract_code(notice)
+    assert shown == 'write_file(\'total.txt\', total)\nfinal_answer("wrote total.txt")'
+    copier = ScriptedModel([first, code(shown)])
+    result = _run(copier, _agent(workspace), task, workspace, approver=AllowAll())
+    copier.assert_complete()
+    assert result.answer == "wrote total.txt" and (workspace / "total.txt").read_text() == "302"
+
+
+def test_an_answer_in_words_never_written_gets_the_notice_in_words(workspace):
+    script = ScriptedModel([code('final_answer("The total is {}".format(302))'),
+                            code('write_file("total.txt", "302")\nfinal_answer("done")')])
+    _run(script, _agent(workspace), "Compute 300 + 2 and write just that number to total.txt.", workspace,
+         approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "create or change total.txt" in notice and "```python" not in notice
+
+
+def test_text_arguments_take_lists_dicts_and_numbers_as_a_model_means_them(workspace):
+    script = ScriptedModel([code(
+        'write_file("lines.txt", ["b", "a", 3])\n'
+        'write_file("data.json", {"total": 302, "city": "Zürich"})\n'
+        'write_file("n.txt", 7.0)\n'
+        'from pathlib import Path\n'
+        'write_file(Path("p.txt"), "x")\n'
+        'final_answer(read_file(Path("n.txt")))')])
+    result = _run(script, _agent(workspace), "Write the files.", workspace, approver=AllowAll())
+    assert result.ok and result.answer == "7"
+    assert (workspace / "lines.txt").read_text() == "b\na\n3\n"
+    assert json.loads((workspace / "data.json").read_text()) == {"total": 302, "city": "Zürich"}
+    assert (workspace / "p.txt").read_text() == "x"
 
 
 EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",

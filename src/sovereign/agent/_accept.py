@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sovereign.agent.answer_check import (
+    answer_expression,
     asks_for_a_write,
     broken_writes,
     call_markup,
@@ -100,8 +101,7 @@ class Accepting:
             return MODEL
         if self.grounding_nudges < _GROUNDING_NUDGES and self.left_unwritten():
             self.grounding_nudges += 1
-            text = prompt(f"correct_unwritten_{self.agent.mode}").format(file=self.file_to_write())
-            self.stage(NoticeStep(text=text, reason="grounding"))
+            self.stage(NoticeStep(text=self.unwritten_notice(), reason="grounding"))
             return MODEL
         missed = self.missed_target()
         if missed is not None and self.grounding_nudges < _GROUNDING_NUDGES:
@@ -182,6 +182,18 @@ class Accepting:
         if not asks_for_a_write(self.task_step().task) or self.agent.tool("write_file") is None:
             return False
         return not any(isinstance(s, ToolResultStep) and s.name == "write_file" for s in self.steps)
+
+    def unwritten_notice(self) -> str:
+        """What to say when the task's file was never written. In code mode, when the last block
+        answered with a computed value, the notice shows the block that saves that value (small
+        models told in prose to write a file answer again instead; a line to copy they run)."""
+        file = self.file_to_write()
+        if self.agent.mode == "code":
+            block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and s.final is not None), None)
+            value = answer_expression(block.code) if block is not None and not block.opening else None
+            if value is not None:
+                return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
+        return prompt(f"correct_unwritten_{self.agent.mode}").format(file=file)
 
     def file_to_write(self) -> str:
         """The file a task asks to be written: the one it says to change, else one it names that

@@ -13,10 +13,13 @@
 - ``ignored_value``: the task names a value that is a whole cell of the data the agent read
   ("... who live in Berlin", and a CSV row has the cell ``Berlin``) but neither its code nor its
   answer uses it (a small model drops the filter and answers for every row).
+- ``answer_expression``: the value a code block gave ``final_answer`` (``total_units``), as code, so
+  a correction can show the one line that saves it to the file the task asks for.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["IgnoredValue", "broken_writes", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
            "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -158,6 +161,40 @@ def ignored_value(task: str, material: Iterable[str], code: str, answer: str) ->
         if low in cells and low not in headers and re.search(rf"(?<![\w-]){re.escape(low)}(?![\w-])", used) is None:
             return IgnoredValue(word, *_find(word, material))
     return None
+
+
+def answer_expression(code: str) -> str | None:
+    """The source of what the last ``final_answer(...)`` of ``code`` answers with, when that is a
+    computed value (``total_units``, ``len(lines)``, ``"\\n".join(rows)``) rather than a sentence
+    (a string, an f-string, ``"...".format(...)``, text joined with ``+``); None otherwise."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id == "final_answer" and len(node.args) == 1 and not node.keywords]
+    if not calls:
+        return None
+    value = max(calls, key=lambda node: (node.lineno, node.col_offset)).args[0]
+    if _is_sentence(value):
+        return None
+    return ast.get_source_segment(code, value)
+
+
+def _is_sentence(node: ast.expr) -> bool:
+    """Whether ``node`` builds one line of prose: a string or f-string, a string's ``format``, or
+    text joined to one with ``+`` / ``%`` — but not text of several lines (that is the content
+    itself, as a file would hold it)."""
+    if any(isinstance(part, ast.Constant) and isinstance(part.value, str) and "\n" in part.value
+           for part in ast.walk(node)):
+        return False
+    if isinstance(node, ast.JoinedStr) or isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return True
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+        return _is_sentence(node.left) or _is_sentence(node.right)
+    return False
 
 
 def void_answer(text: str) -> bool:

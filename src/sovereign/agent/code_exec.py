@@ -52,9 +52,10 @@ def function_name(tool_name: str) -> str:
 def _tool_table(specs: Sequence[ToolSpec]) -> list[dict]:
     table = []
     for spec in specs:
-        params = list(spec.parameters.get("properties", {})) if isinstance(spec.parameters, dict) else []
-        table.append({"name": spec.name, "function": function_name(spec.name), "params": params,
-                      "lines": spec.name in _LINE_RESULTS})
+        properties = spec.parameters.get("properties", {}) if isinstance(spec.parameters, dict) else {}
+        text = [name for name, schema in properties.items() if isinstance(schema, dict) and schema.get("type") == "string"]
+        table.append({"name": spec.name, "function": function_name(spec.name), "params": list(properties),
+                      "text": text, "lines": spec.name in _LINE_RESULTS})
     return table
 
 

@@ -2,7 +2,8 @@
 its tools as Python functions that call back to the runtime.
 
 Started as ``python -I -c <this text> <marker>``; standard library only. The first line on stdin
-is JSON ``{"code": ..., "tools": [{"name", "function", "params", "lines"}], "max_read": n}``.
+is JSON ``{"code": ..., "tools": [{"name", "function", "params", "text", "lines"}], "max_read": n}``
+(``text``: the parameters that take a string).
 Each tool call is written to stdout as ``<marker>{"call": name, "args": {...}}`` on a line of its
 own and answered by one JSON line on stdin, ``{"ok": true, "value": text}`` or ``{"ok": false,
 "error": text}``. Everything else on stdout is the code's printed output. The run ends with one
@@ -257,8 +258,19 @@ def _as_text(value):
     return str(value)
 
 
+def _as_argument_text(value):
+    """A value passed where a tool takes text, as a model means it: a list or tuple as one item
+    per line, a dict as JSON, a number or other value as it prints."""
+    if isinstance(value, (list, tuple)):
+        return "".join(_as_text(item) + "\n" for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n"
+    return _as_text(value)
+
+
 def _make_tool(channel, spec):
     name, params, lines = spec["name"], spec["params"], spec.get("lines", False)
+    text = set(spec.get("text", ()))
 
     def call(*args, **kwargs):
         if len(args) > len(params):
@@ -268,6 +280,11 @@ def _make_tool(channel, spec):
             if key not in params:
                 raise TypeError(f"{spec['function']}() has no argument '{key}' (its arguments: {', '.join(params)})")
             values[key] = value
+        for key in text & values.keys():
+            if isinstance(values[key], os.PathLike):
+                values[key] = os.fspath(values[key])
+            elif not isinstance(values[key], (str, bytes)) and values[key] is not None:
+                values[key] = _as_argument_text(values[key])
         reply = channel.call(name, values)
         if not reply.get("ok"):
             raise ToolFailed(reply.get("error") or "failed")

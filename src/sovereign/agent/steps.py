@@ -114,13 +114,13 @@ class TaskStep(Step):
 
 
 OPENING_MODEL = "sovereign:opening"
-OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds it (a dict: path -> text): "
-                                 "use it, never copy the text into your code. ",
-                     "content": "In your code, the variable `content` already holds this text: use it, never copy "
-                                "the text into your code. ",
-                     "names": "In your code, the variable `names` already holds this list. "}
-"""What the opening block leaves for the model's code (``agent/opening.py``), as it is told."""
 """The ``model`` of the runtime's opening turn (``agent/opening.py``): no model wrote it."""
+OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds the files' text (a dict: "
+                                 "path -> text): use it, never copy the text into your code. ",
+                     "content": "In your code, the variable `content` already holds the file's text: use it, never "
+                                "copy the text into your code. ",
+                     "names": "In your code, the variable `names` already holds this list of names. "}
+"""What the opening block leaves for the model's code (``agent/opening.py``), as it is told."""
 
 
 @dataclass(kw_only=True)
@@ -200,7 +200,11 @@ class CodeStep(Step):
         shown = self.output or "(nothing printed)"
         if self.opening:
             held = next((text for name, text in OPENING_VARIABLES.items() if f"{name} = " in self.code), "")
-            return [Message(role="user", content=prompt("code_opening").format(output=shown, variables=held))]
+            # Fenced: a small model shown file text that runs straight into the next sentence
+            # takes that sentence for the file's last line.
+            fence = "~~~~" if "```" in shown else "```"
+            return [Message(role="user", content=prompt("code_opening").format(output=shown, variables=held,
+                                                                                 fence=fence))]
         return [Message(role="user", content=prompt("code_observation").format(output=shown))]
 
     def summary_line(self) -> str:
