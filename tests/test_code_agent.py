@@ -424,10 +424,11 @@ def test_a_fix_written_in_a_block_imports_in_that_block(workspace):
 
 def test_an_answer_denying_what_the_output_shows_is_sent_back(workspace):
     (workspace / "app.log").write_text("10:00:01 INFO started\n10:01:17 ERROR timeout\n10:03:44 ERROR disk\n")
+    look = code('print(read_file("app.log"))')
+    wrong_pattern = code('import re\nm = re.search(r"ERROR (\\d\\d:\\d\\d:\\d\\d)", read_file("app.log"))\n'
+                         'final_answer(m.group(1) if m else "No ERROR found in the log.")')
     script = ScriptedModel([
-        code('print(read_file("app.log"))'),
-        code('import re\nm = re.search(r"ERROR (\\d\\d:\\d\\d:\\d\\d)", read_file("app.log"))\n'
-             'final_answer(m.group(1) if m else "No ERROR found in the log.")'),
+        look, wrong_pattern,
         code('final_answer(next(l for l in read_file("app.log").splitlines() if "ERROR" in l).split()[0])'),
     ])
     result = _run(script, _agent(workspace), "At what time did the first ERROR happen in app.log?", workspace)
@@ -435,6 +436,12 @@ def test_an_answer_denying_what_the_output_shows_is_sent_back(workspace):
     notice = _observation(script.requests[2])
     assert 'Your answer was "No ERROR found in the log."' in notice and "10:01:17 ERROR timeout" in notice
     assert result.answer == "10:01:17"
+    # the notice's block prints every line with the term, from the file that showed it
+    shown = extract_code(notice)
+    assert shown == "lines = [line for line in read_file('app.log').splitlines() if 'ERROR' in line]\nprint(lines)"
+    runs_it = ScriptedModel([look, wrong_pattern, code(shown), code("final_answer('10:01:17')")])
+    _run(runs_it, _agent(workspace), "At what time did the first ERROR happen in app.log?", workspace)
+    assert "['10:01:17 ERROR timeout', '10:03:44 ERROR disk']" in _observation(runs_it.requests[3])
 
 
 def test_a_true_absence_is_taken(workspace):
@@ -462,7 +469,7 @@ def test_an_answer_that_ignores_a_value_the_task_names_is_asked_about_once(works
     script.assert_complete()
     notice = _observation(script.requests[2])
     assert 'does not use "Berlin" from the task' in notice and "Bo,Berlin,48000" in notice
-    assert 'rows = [row for row in rows if row["city"] == "Berlin"]' in notice
+    assert "rows = [item for item in rows if item['city'] == 'Berlin']  # only the items with Berlin" in notice
     assert result.answer == "52500"
     # asked once: the same answer again is taken; a task without such a value is never asked
     again = ScriptedModel([look, code(MEAN_OF_ALL), code("final_answer(55750)")])
@@ -471,6 +478,52 @@ def test_an_answer_that_ignores_a_value_the_task_names_is_asked_about_once(works
     plain = ScriptedModel([look, code(MEAN_OF_ALL)])
     assert _run(plain, _agent(workspace), "What is the average salary in people.csv?", workspace).answer == "55750"
     plain.assert_complete()
+
+
+def test_the_ignored_value_question_shows_the_block_with_the_filter_and_running_it_answers(workspace):
+    """The model's own block comes back with the line that keeps only the rows holding the value,
+    placed before the rows are first used (so the mean divides by the kept rows too), without the
+    file text it pasted; a model that runs it answers right. The same for a JSON key."""
+    (workspace / "people.csv").write_text(PEOPLE)
+    look = code('print(read_file("people.csv"))')
+    task = "What is the average salary of the people in people.csv who live in Berlin?"
+    script = ScriptedModel([look, code(MEAN_OF_ALL), code("final_answer(0)")])
+    _run(script, _agent(workspace), task, workspace)
+    shown = extract_code(_observation(script.requests[2]))
+    assert shown is not None and PEOPLE.splitlines()[1] not in shown
+    assert shown.index("rows = list(csv.DictReader") < shown.index("rows = [item for item in rows if item['city'] == 'Berlin']")
+    runs_it = ScriptedModel([look, code(MEAN_OF_ALL), code(shown)])
+    assert _run(runs_it, _agent(workspace), task, workspace).answer == "52500"
+
+    (workspace / "orders.json").write_text('{"orders": [{"id": "A1", "items": [{"qty": 3, "price": 1.5}]},\n'
+                                           '  {"id": "A2", "items": [{"qty": 2, "price": 6.25}]}]}\n')
+    every_order = ('data = json.loads(read_file("orders.json"))\ntotal = 0\nfor order in data["orders"]:\n'
+                   '    for item in order["items"]:\n        total += item["qty"] * item["price"]\n'
+                   'print(f"Total of order A1: {total}")\nfinal_answer(total)')
+    task = "What is the total value of order A1 in orders.json?"
+    script = ScriptedModel([code(every_order), code("final_answer(0)")])
+    _run(script, _agent(workspace), task, workspace)
+    notice = _observation(script.requests[1])
+    assert 'does not use "A1" from the task' in notice  # a print naming it is a label, not a use
+    shown = extract_code(notice)
+    assert "data[\"orders\"] = [item for item in data[\"orders\"] if item['id'] == 'A1']" in shown
+    runs_it = ScriptedModel([code(every_order), code(shown)])
+    assert _run(runs_it, _agent(workspace), task, workspace).answer == "4.5"
+
+
+def test_an_edited_copy_of_the_file_text_keeps_its_edits(workspace):
+    """A literal with the file's lines plus a new one is the model's edit, not a miscopy: it is
+    not swapped for the file's text (the edit would be lost); only its quotes' line break goes."""
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\nbook dentist\nwater the plants\n")
+    script = ScriptedModel([
+        code('content = read_file("todo.txt")\nprint(content)'),
+        code('content = """\nbuy milk\ncall the plumber\nbook dentist\nwater the plants\npay rent\n"""\n'
+             'write_file("todo.txt", content)\nfinal_answer("added pay rent")'),
+    ])
+    result = _run(script, _agent(workspace), "Add the item pay rent as a new last line of todo.txt.", workspace,
+                  approver=AllowAll())
+    assert result.answer == "added pay rent"
+    assert (workspace / "todo.txt").read_text() == "buy milk\ncall the plumber\nbook dentist\nwater the plants\npay rent\n"
 
 
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):

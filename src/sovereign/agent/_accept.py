@@ -10,6 +10,7 @@ agent's ``max_corrections`` end the run as ``failed``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from sovereign.agent.answer_check import (
     broken_writes,
     call_markup,
     denied_but_seen,
+    filtered_block,
     IgnoredValue,
     ignored_value,
     in_workspace,
@@ -74,6 +76,7 @@ class Accepting:
         _tool_specs: list
         def stage(self, step: Step) -> None: ...
         def task_step(self) -> TaskStep: ...
+        def arguments_of(self, call_id: str) -> str: ...
 
     def recover_calls(self, content: str) -> tuple[str | None, list[ToolCall]]:
         """Calls a model wrote as text (``<tool_call>`` markup, a bare JSON call), when every one
@@ -127,16 +130,12 @@ class Accepting:
             if self.grounding_nudges < _GROUNDING_NUDGES else None
         if seen is not None:
             self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt(f"correct_absent_{self.agent.mode}").format(
-                answer=text[:80], term=seen[0], line=seen[1]), reason="grounding"))
+            self.stage(NoticeStep(text=self.absent_notice(text, *seen), reason="grounding"))
             return MODEL
         ignored = self.ignored_term(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if ignored is not None:
             self.grounding_nudges += 1
-            keep = (f'rows = [row for row in rows if row["{ignored.column}"] == "{ignored.term}"]'
-                    if ignored.column else f'keep only the items with "{ignored.term}"')
-            self.stage(NoticeStep(text=prompt("correct_ignored_code").format(
-                answer=text[:80], term=ignored.term, line=ignored.line, keep=keep), reason="grounding"))
+            self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
             return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
@@ -151,6 +150,43 @@ class Accepting:
             return None
         code = "\n".join(s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening)
         return ignored_value(self.task_step().task, material_read(self.steps), code, answer)
+
+    def absent_notice(self, answer: str, term: str, line: str) -> str:
+        """The answer says ``term`` is not there, yet ``line`` of what was read has it. In code
+        mode, when a file read shows that line, the notice gives the block that prints every
+        line with the term (a small model keeps rewriting the same wrong pattern otherwise)."""
+        text = prompt(f"correct_absent_{self.agent.mode}").format(answer=answer[:80], term=term, line=line)
+        source = self.file_showing(line) if self.agent.mode == "code" else None
+        if source is None:
+            return text
+        block = f"lines = [line for line in read_file({source!r}).splitlines() if {term!r} in line]\nprint(lines)"
+        return text + "\n" + prompt("show_lines_code").format(file=source, term=term, block=block)
+
+    def file_showing(self, line: str) -> str | None:
+        """The workspace file whose ``read_file`` result holds ``line``, if one does."""
+        for step in self.steps:
+            if isinstance(step, ToolResultStep) and step.name == "read_file" and step.ok and line in step.content:
+                try:
+                    path = json.loads(self.arguments_of(step.call_id)).get("path")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(path, str) and path:
+                    return path
+        return None
+
+    def ignored_notice(self, answer: str, ignored: IgnoredValue) -> str:
+        """The question about a value the answer ignored: with the model's own last block and the
+        line that keeps only the items holding it, when that can be placed (small models told in
+        prose add the filter to the sum and still divide by every row), else in words."""
+        block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
+        fixed = filtered_block(block.code, ignored, material_read(self.steps)) if block is not None else None
+        if fixed is not None:
+            return prompt("correct_ignored_block_code").format(answer=answer[:80], term=ignored.term,
+                                                               line=ignored.line, block=fixed)
+        keep = (f'rows = [row for row in rows if row["{ignored.column}"] == "{ignored.term}"]'
+                if ignored.column else f'keep only the items with "{ignored.term}"')
+        return prompt("correct_ignored_code").format(answer=answer[:80], term=ignored.term, line=ignored.line,
+                                                     keep=keep)
 
     def correct(self, problem: str, text: str | None) -> str:
         """Count an invalid action and send ``text`` back (when given: refused calls carry their

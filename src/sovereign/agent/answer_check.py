@@ -13,6 +13,8 @@
 - ``ignored_value``: the task names a value that is a whole cell of the data the agent read
   ("... who live in Berlin", and a CSV row has the cell ``Berlin``) but neither its code nor its
   answer uses it (a small model drops the filter and answers for every row).
+- ``filtered_block``: that block again with the line that keeps only the items holding the
+  value, for the correction to show (a small model told in prose filters half-way).
 - ``answer_expression``: the value a code block gave ``final_answer`` (``total_units``), as code, so
   a correction can show the one line that saves it to the file the task asks for.
 """
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "filtered_block", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
            "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -83,7 +85,7 @@ def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[st
 
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")
-_VALUE_WORD = re.compile(r"(?<![\w.-])[A-Za-z][A-Za-z-]{2,}(?![\w-])")
+_VALUE_WORD = re.compile(r"(?<![\w.-])(?:[A-Za-z][A-Za-z-]{2,}|[A-Za-z]{1,3}-?\d{1,6})(?![\w-])")
 _QUOTED = re.compile(r'"([^"\n]{1,60})"')
 
 
@@ -112,30 +114,42 @@ class IgnoredValue:
     line: str
     """A line of the data that holds it (for the correction)."""
     column: str | None
-    """The column it is a cell of, when the line is a row under a delimited header."""
+    """The column it is a cell of, when the line is a row under a delimited header, or the key
+    it is the value of in a JSON object."""
+    cell: str = ""
+    """The value as the data writes it (the task may differ in case)."""
 
 
-def _find(term: str, material: Iterable[str]) -> tuple[str, str | None]:
-    """The first line of ``material`` holding ``term`` as a whole cell, and its column's name
-    when that text has a delimited header line with a field at the same position."""
+def _find(term: str, material: Iterable[str]) -> tuple[str, str | None, str]:
+    """The first line of ``material`` holding ``term`` as a whole cell, the name of its column
+    when that text has a delimited header line with a field at the same position (or its key in
+    a JSON object), and the cell as written."""
     low = term.lower()
     for text in material:
         lines = text.splitlines()
         for line in lines:
-            fields = [field.lower() for field in _fields(line)]
-            if low in fields:
+            fields = _fields(line)
+            lowered = [field.lower() for field in fields]
+            if low in lowered:
                 header = next((h for h in lines if _CELL_SPLIT.search(h)), "")
                 names = _fields(header)
-                column = names[fields.index(low)] if len(names) == len(fields) and header != line else None
-                return line.strip()[:160], column
+                at = lowered.index(low)
+                column = names[at] if len(names) == len(fields) and header != line else None
+                return line.strip()[:160], column, fields[at]
+    value = re.compile(rf'"([^"\n]{{1,60}})"\s*:\s*"({re.escape(term)})"', re.IGNORECASE)  # "key": "term"
     word = re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)  # a quoted JSON value
-    return next((line.strip()[:160] for text in material for line in text.splitlines() if word.search(line)), term), None
+    for text in material:
+        for line in text.splitlines():
+            if (pair := value.search(line)) is not None:
+                return line.strip()[:160], pair.group(1), pair.group(2)
+    line = next((line.strip()[:160] for text in material for line in text.splitlines() if word.search(line)), term)
+    return line, None, term
 
 
 def ignored_value(task: str, material: Iterable[str], code: str, answer: str) -> IgnoredValue | None:
     """A word of ``task`` that is a whole cell of ``material`` (what the agent's tools read and
-    its code printed) but that neither ``code`` (every block the agent ran, less comment lines
-    and lines that are file text pasted in) nor ``answer`` uses, case-insensitively; else None.
+    its code printed) but that neither ``code`` (every block the agent ran, less comment lines,
+    lines that only print (a label) and lines that are file text pasted in) nor ``answer`` uses, case-insensitively; else None.
     Column names and file names do not count."""
     material = list(material)
     files = _file_name_parts(task)
@@ -154,13 +168,68 @@ def ignored_value(task: str, material: Iterable[str], code: str, answer: str) ->
     # file text pasted into the code (a small model's habit) is data and a comment restating the
     # task is prose: neither is a use of the value
     own_code = "\n".join(line for line in code.splitlines()
-                         if line.strip() not in data_lines and not line.lstrip().startswith("#"))
+                         if line.strip() not in data_lines and not line.lstrip().startswith(("#", "print(")))
     used = f"{own_code}\n{answer}".lower()
     for word in words:
         low = word.lower()
         if low in cells and low not in headers and re.search(rf"(?<![\w-]){re.escape(low)}(?![\w-])", used) is None:
             return IgnoredValue(word, *_find(word, material))
     return None
+
+
+def filtered_block(code: str, ignored: IgnoredValue, material: Iterable[str]) -> str | None:
+    """``code`` (the block that ignored the value) with one line added that keeps only the items
+    holding ``ignored`` before they are first used, and without its statements that only assign
+    pasted file text (the variables already hold the real text); None when ``ignored`` has no
+    column or key, or the code never loops over a named collection.
+
+    The line goes right after the statement that assigns the collection the code's first loop
+    walks (``rows = list(csv.DictReader(...))``, ``data = json.loads(...)``), else before that
+    loop's statement, so every later use (a ``len(rows)`` beside the sum) sees only those items."""
+    if not ignored.column:
+        return None
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    loops = [node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.comprehension))
+             and isinstance(node.iter, (ast.Name, ast.Subscript, ast.Attribute))]
+    if not loops:
+        return None
+    first = min(loops, key=lambda node: (node.iter.lineno, node.iter.col_offset))
+    collection = ast.get_source_segment(code, first.iter)
+    base = first.iter
+    while isinstance(base, (ast.Subscript, ast.Attribute)):
+        base = base.value
+    if collection is None or not isinstance(base, ast.Name):
+        return None
+    loop_line = first.iter.lineno
+    data_lines = {line.strip() for text in material for line in text.splitlines() if line.strip()}
+    lines = code.splitlines()
+    dropped: set[int] = set()
+    after: int | None = None
+    before: int | None = None
+    for statement in tree.body:
+        assert statement.end_lineno is not None
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
+                and isinstance(statement.value.value, str) and statement.end_lineno < loop_line \
+                and all(line.strip() in data_lines for line in statement.value.value.splitlines() if line.strip()):
+            dropped.update(range(statement.lineno, statement.end_lineno + 1))
+            continue
+        if statement.lineno <= loop_line <= statement.end_lineno:
+            before = statement.lineno
+            break
+        if isinstance(statement, ast.Assign) and any(isinstance(t, ast.Name) and t.id == base.id for t in statement.targets):
+            after = statement.end_lineno
+    if before is None:
+        return None
+    keep = (f"{collection} = [item for item in {collection} if item[{ignored.column!r}] == {ignored.cell or ignored.term!r}]"
+            f"  # only the items with {ignored.cell or ignored.term}")
+    at = after + 1 if after is not None else before
+    out = [line for number, line in enumerate(lines[:at - 1], 1) if number not in dropped]
+    out.append(keep)
+    out += [line for number, line in enumerate(lines[at - 1:], at) if number not in dropped]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
 
 
 def answer_expression(code: str) -> str | None:

@@ -404,7 +404,9 @@ def _held_texts(namespace):
 
 
 def _copy_of(literal, held):
-    """The expression of the held text that ``literal`` re-types (most of its lines, in it), or None."""
+    """The expression of the held text that ``literal`` re-types (most of its lines, in it, and
+    each other line a miscopy of one of its lines), or None. A line that resembles none of them
+    is the model's own edit: that literal is an edited copy, not a copy."""
     if not isinstance(literal, ast.Constant) or not isinstance(literal.value, str):
         return None
     typed = _lines(literal.value)
@@ -413,15 +415,36 @@ def _copy_of(literal, held):
     for expression, text in held:
         real = _lines(text)
         known = set(real)
-        if sum(line in known for line in typed) >= 0.8 * len(typed) and len(typed) >= 0.5 * len(real):
+        unknown = [line for line in typed if line not in known]
+        if len(typed) - len(unknown) >= 0.8 * len(typed) and len(typed) >= 0.5 * len(real) \
+                and all(_miscopied(line, real) for line in unknown):
             return expression
     return None
+
+
+def _miscopied(line, real):
+    import difflib  # only when a copy has a line that is not in the text
+
+    return any(difflib.SequenceMatcher(None, line, other).ratio() >= 0.75 for other in real)
+
+
+def _edited_copy(literal, held):
+    """Whether ``literal`` is a held text with edits, typed in triple quotes right after a line
+    break (``\"\"\"\\nbuy milk...``): that first line break is the quotes' layout, not a blank
+    first line of the new text."""
+    if not isinstance(literal, ast.Constant) or not isinstance(literal.value, str) \
+            or not literal.value.startswith("\n"):
+        return False
+    typed = set(_lines(literal.value))
+    return any(not text.startswith("\n") and len(typed & set(_lines(text))) >= max(2, 0.5 * len(_lines(text)))
+               for _, text in held)
 
 
 def _unpaste(tree, namespace):
     """Small models paste the file text they were shown into their code, and the copy breaks (a
     blank first line, a row miscopied). An assignment of such a copy gets the real text instead;
-    the names of what was replaced are returned for a note."""
+    the names of what was replaced are returned for a note. An edited copy keeps its edits (less
+    the blank first line)."""
     held = _held_texts(namespace)
     replaced = []
     for node in tree.body if held else ():
@@ -437,6 +460,8 @@ def _unpaste(tree, namespace):
             if source is not None:
                 node.value = ast.parse(source, mode="eval").body
                 replaced.append(source)
+            elif _edited_copy(node.value, held):
+                node.value = ast.Constant(node.value.value[1:])
     ast.fix_missing_locations(tree)
     return replaced
 
