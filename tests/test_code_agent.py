@@ -526,6 +526,42 @@ def test_an_edited_copy_of_the_file_text_keeps_its_edits(workspace):
     assert (workspace / "todo.txt").read_text() == "buy milk\ncall the plumber\nbook dentist\nwater the plants\npay rent\n"
 
 
+def test_a_dedupe_with_set_where_the_task_keeps_the_order_gets_the_block_with_dict_fromkeys(workspace):
+    (workspace / "emails.txt").write_text("ann@x.org\nbo@x.org\nann@x.org\ncy@x.org\nbo@x.org\n")
+    task = "Write the lines of emails.txt without duplicates (keep the order) to a new file unique.txt."
+    with_set = code('lines = list(set(read_file("emails.txt").splitlines()))\n'
+                    'write_file("unique.txt", "\\n".join(lines))\nfinal_answer("wrote unique.txt")')
+    script = ScriptedModel([with_set, code('final_answer("wrote unique.txt")')])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "set() loses the order" in notice
+    shown = extract_code(notice)
+    assert shown is not None and "list(dict.fromkeys(read_file(" in shown
+    runs_it = ScriptedModel([with_set, code(shown)])
+    assert _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll()).ok
+    assert (workspace / "unique.txt").read_text().split() == ["ann@x.org", "bo@x.org", "cy@x.org"]
+    # a task that does not ask for the order is not asked about it
+    plain = ScriptedModel([with_set])
+    _run(plain, _agent(workspace), "Write the lines of emails.txt without duplicates to unique.txt.", workspace,
+         approver=AllowAll())
+    plain.assert_complete()
+
+
+def test_an_error_from_a_guessed_structure_shows_what_the_data_holds(workspace):
+    """A small model guesses a list of records where the JSON is a mapping: the error says what
+    the values on the failing line are, so its next block can use the real structure."""
+    (workspace / "departments.json").write_text('{"D1": "Sales", "D3": "Research"}')
+    script = ScriptedModel([
+        code('departments = json.loads(read_file("departments.json"))\n'
+             'names = {d["id"]: d["name"] for d in departments}\nfinal_answer(names["D3"])'),
+        code('final_answer(departments["D3"])'),
+    ])
+    result = _run(script, _agent(workspace), "Which department is D3 in departments.json?", workspace)
+    seen = _observation(script.requests[1])
+    assert "TypeError: string indices must be integers" in seen and "On that line: d is the str 'D1'" in seen
+    assert result.answer == "Research"
+
+
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):
     script = ScriptedModel([
         code('text = """\n""Docstring."""\nimport os\n\ndef f():\n    pass\n"""\nprint(text)'),

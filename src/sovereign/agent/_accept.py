@@ -22,6 +22,7 @@ from sovereign.agent.answer_check import (
     denied_but_seen,
     filtered_block,
     IgnoredValue,
+    ordered_dedupe,
     ignored_value,
     in_workspace,
     material_read,
@@ -51,6 +52,8 @@ _GROUNDING_NUDGES = 2
 _READERS = frozenset({"read_file", "search_files"})
 _IGNORED_MARK = "from the task, yet the data has it"
 """A phrase of the ``correct_ignored_code`` notice: that question is asked once per run."""
+_UNORDERED_MARK = "set() loses the order"
+"""A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
 
 INVALID_CALL = "invalid call"
@@ -137,10 +140,23 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
             return MODEL
+        reordered = self.order_kept() if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if reordered is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt("correct_unordered_code").format(block=reordered), reason="grounding"))
+            return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
         self.detector.record_text(text)
         return VERIFY
+
+    def order_kept(self) -> str | None:
+        """Code mode: the last block with ``dict.fromkeys`` for ``set``, when the task asks to keep
+        the order and that block lost it — asked about once per run."""
+        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _UNORDERED_MARK in s.text for s in self.steps):
+            return None
+        block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
+        return ordered_dedupe(self.task_step().task, block.code) if block is not None else None
 
     def ignored_term(self, answer: str) -> IgnoredValue | None:
         """Code mode: a value the task names that the data read holds as a cell but no block the

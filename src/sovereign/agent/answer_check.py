@@ -15,6 +15,8 @@
   answer uses it (a small model drops the filter and answers for every row).
 - ``filtered_block``: that block again with the line that keeps only the items holding the
   value, for the correction to show (a small model told in prose filters half-way).
+- ``ordered_dedupe``: the task asks to keep the order, and the code dedupes with ``set()``
+  (which loses it): the block with ``dict.fromkeys`` instead, for the correction to show.
 - ``answer_expression``: the value a code block gave ``final_answer`` (``total_units``), as code, so
   a correction can show the one line that saves it to the file the task asks for.
 """
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "filtered_block", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "filtered_block", "ordered_dedupe", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
            "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -230,6 +232,30 @@ def filtered_block(code: str, ignored: IgnoredValue, material: Iterable[str]) ->
     out.append(keep)
     out += [line for number, line in enumerate(lines[at - 1:], at) if number not in dropped]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+
+
+_KEEP_ORDER = re.compile(r"\b(?:keep|keeping|preserv\w*|maintain\w*|same|original)\b[^.;]{0,30}\border\b"
+                         r"|\bin (?:the )?(?:same|original|given) order\b|\bfirst occurrences?\b", re.IGNORECASE)
+_SET_CALL = re.compile(r"(?<![\w.])set\((?=\S)")
+
+
+def ordered_dedupe(task: str, code: str) -> str | None:
+    """``code`` with each ``set(...)`` of values made ``dict.fromkeys(...)`` (the same values, in
+    the order they first came), when the task asks to keep the order and the code dedupes with
+    ``set()`` — which loses it; else None. Code that keeps order itself (a ``seen`` set it adds
+    to, ``sorted``) is left alone."""
+    if not _KEEP_ORDER.search(task) or _SET_CALL.search(code) is None:
+        return None
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    if any(isinstance(c.func, ast.Attribute) and c.func.attr == "add" for c in calls) \
+            or any(isinstance(c.func, ast.Name) and c.func.id == "sorted" for c in calls) \
+            or not any(isinstance(c.func, ast.Name) and c.func.id == "set" and c.args for c in calls):
+        return None
+    return _SET_CALL.sub("dict.fromkeys(", code)
 
 
 def answer_expression(code: str) -> str | None:

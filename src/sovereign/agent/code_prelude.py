@@ -380,9 +380,75 @@ def _describe(exc, code):
         return f"SyntaxError{where}\n{exc.msg}" + (_PASTED if pasted else "")
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<code>"]
     where = ""
+    seen = ""
     if frames and frames[-1].lineno and frames[-1].lineno <= len(lines):
-        where = f"Error on line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()}\n"
-    return where + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        line = lines[frames[-1].lineno - 1].strip()
+        where = f"Error on line {frames[-1].lineno}: {line}\n"
+        if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
+            seen = _values_on(line, _failing_frame(exc))
+    return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
+
+
+_SHOWN_TYPES = (str, int, float, bool, list, tuple, dict, set)
+
+
+def _failing_frame(exc):
+    """The innermost frame of the agent's own code (``<code>``) where ``exc`` was raised."""
+    frame, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<code>":
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    return frame
+
+
+def _values_on(line, frame):
+    """What the data the failing line indexes or reads attributes of holds (``dept`` is the str
+    'D1', ``order["items"]`` is a list of 1 item): a small model that guessed a structure sees
+    the real one. Only names and constant subscripts of them are evaluated (nothing is called)."""
+    if frame is None:
+        return ""
+    try:
+        tree = ast.parse(line.rstrip(":"), mode="exec")
+    except SyntaxError:
+        return ""
+    scope = {**frame.f_globals, **frame.f_locals}
+    shown = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Subscript, ast.Attribute)) and _plain_path(node.value):
+            source = ast.unparse(node.value)
+            if source in shown or len(shown) >= 3:
+                continue
+            try:
+                value = eval(compile(ast.Expression(node.value), "<shown>", "eval"), {"__builtins__": {}}, scope)
+            except Exception:  # noqa: BLE001 - a part that fails to evaluate is not shown
+                continue
+            if isinstance(value, _SHOWN_TYPES):
+                shown[source] = _sketch(value)
+    if not shown:
+        return ""
+    return "\nOn that line: " + "; ".join(f"{source} is {sketch}" for source, sketch in shown.items())
+
+
+def _plain_path(node):
+    """A name, or a name's attributes and constant subscripts (``order["items"][0]``)."""
+    while isinstance(node, (ast.Subscript, ast.Attribute)):
+        if isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Constant):
+            return False
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
+def _sketch(value):
+    text = repr(value)
+    text = text if len(text) <= 120 else text[:117] + "..."
+    if isinstance(value, dict):
+        keys = ", ".join(repr(key) for key in list(value)[:12]) + (", ..." if len(value) > 12 else "")
+        return f"a dict with keys {keys}: {text}"
+    if isinstance(value, (list, tuple, set)):
+        kind = type(value).__name__
+        return f"a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}: {text}"
+    return f"the {type(value).__name__} {text}"
 
 
 def _lines(text):
