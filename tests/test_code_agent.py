@@ -540,6 +540,14 @@ def test_a_dedupe_with_set_where_the_task_keeps_the_order_gets_the_block_with_di
     runs_it = ScriptedModel([with_set, code(shown)])
     assert _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll()).ok
     assert (workspace / "unique.txt").read_text().split() == ["ann@x.org", "bo@x.org", "cy@x.org"]
+    # the set in an earlier block, the write in a later one: both come back as one block
+    lists = code('lines = list(set(read_file("emails.txt").splitlines()))\nfinal_answer(lines)')
+    writes = code('write_file("unique.txt", lines)\nfinal_answer("wrote unique.txt")')
+    script = ScriptedModel([lists, writes, code('final_answer("wrote unique.txt")')])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    shown = extract_code(_observation(script.requests[2]))
+    assert shown == ('lines = list(dict.fromkeys(read_file("emails.txt").splitlines()))\n'
+                     'write_file("unique.txt", lines)\nfinal_answer("wrote unique.txt")')
     # a task that does not ask for the order is not asked about it
     plain = ScriptedModel([with_set])
     _run(plain, _agent(workspace), "Write the lines of emails.txt without duplicates to unique.txt.", workspace,
@@ -560,6 +568,43 @@ def test_an_error_from_a_guessed_structure_shows_what_the_data_holds(workspace):
     seen = _observation(script.requests[1])
     assert "TypeError: string indices must be integers" in seen and "On that line: d is the str 'D1'" in seen
     assert result.answer == "Research"
+
+
+def test_an_added_line_after_a_blank_one_is_questioned_with_the_block_that_removes_it(workspace):
+    """Appending "\\npay rent" to a file that ends with a line break leaves an empty line: the
+    write tool notes it, and the answer comes back with the block that removes that line."""
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\n")
+    appends = code('write_file("todo.txt", "\\npay rent", append=True)\nfinal_answer("added pay rent")')
+    script = ScriptedModel([appends, code('final_answer("added pay rent")')])
+    task = "Add the item pay rent as a new last line of todo.txt."
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "Your write left line 3 of todo.txt empty" in notice
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\n")
+    runs_it = ScriptedModel([appends, code(extract_code(notice))])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    assert result.answer == "added pay rent"
+    assert (workspace / "todo.txt").read_text() == "buy milk\ncall the plumber\npay rent\n"
+    # an append that starts on a line of its own is not questioned
+    (workspace / "todo.txt").write_text("buy milk\n")
+    clean = ScriptedModel([code('write_file("todo.txt", "pay rent\\n", append=True)\nfinal_answer("added")')])
+    _run(clean, _agent(workspace), task, workspace, approver=AllowAll())
+    clean.assert_complete()
+
+
+def test_stubs_of_the_tools_in_the_code_are_dropped_and_the_real_functions_kept(workspace):
+    """A small model copies the function list as its own stubs (a read_file over its pasted
+    dict, a final_answer that prints): the real functions stay, the block reads and ends."""
+    script = ScriptedModel([code(
+        'contents = {"sales.csv": "region,amount"}\n'
+        'def read_file(path, offset=0, max_bytes=100000):\n    return contents[path].splitlines()\n'
+        'def final_answer(value):\n    print("The answer is:", value)\n'
+        'final_answer(len(read_file("sales.csv").splitlines()))')])
+    result = _run(script, _agent(workspace), "How many lines does sales.csv have?", workspace)
+    script.assert_complete()
+    assert result.answer == "5"
+    code_step = next(s for s in result.steps if s.kind == "code")
+    assert "Your code defined read_file, final_answer again; the real functions were kept" in code_step.output
 
 
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):

@@ -168,6 +168,26 @@ def test_a_write_that_leaves_a_file_unparseable_says_so(layout, name, text, prob
     assert (ws.root / name).read_text() == text  # written as asked: the agent decides what to do
 
 
+def test_a_write_that_adds_lines_after_a_stray_blank_line_notes_it(layout):
+    """Added text that starts with a line break, after a file that ends with one, leaves an empty
+    line between them: the result says which line (appended or rewritten whole)."""
+    ws, _ = layout
+    tools = builtin_tools(ws)
+    (ws.root / "todo.txt").write_text("milk\nbread\n")
+    appended = call(tools, "write_file", {"path": "todo.txt", "content": "\nrent", "append": True})
+    assert appended == ("appended 5 bytes to todo.txt; note: line 3 is empty: the text before it already ended "
+                        "with a line break")
+    (ws.root / "todo.txt").write_text("milk\nbread\n")
+    rewritten = call(tools, "write_file", {"path": "todo.txt", "content": "milk\nbread\n\nrent\n"})
+    assert rewritten.endswith("note: line 3 is empty: the text before it already ended with a line break")
+    # no note: an added line of its own, a file that already has empty lines, a fresh file
+    (ws.root / "todo.txt").write_text("milk\n")
+    assert call(tools, "write_file", {"path": "todo.txt", "content": "rent\n", "append": True}).endswith("todo.txt")
+    (ws.root / "notes.md").write_text("# A\n\ntext\n")
+    assert call(tools, "write_file", {"path": "notes.md", "content": "\n# B\n", "append": True}).endswith("notes.md")
+    assert call(tools, "write_file", {"path": "new.txt", "content": "\nx\n"}).endswith("new.txt")
+
+
 def test_valid_writes_and_other_kinds_carry_no_warning(layout):
     ws, _ = layout
     tools = builtin_tools(ws)

@@ -1,11 +1,14 @@
 """Answer acceptance for the agent loop (a mixin of ``Session``): what a model turn that makes
 no tool call is taken as. An answer is accepted only when it is not empty, carries no tool-call
 syntax, the files the task names were read, a task that asks for a file to be written saw a
-write, no file it wrote is left unparseable, it is not a void value (``None``) or a request
-for context from an agent that can look for itself, it does not deny what the agent read, and (code
-mode) it does not ignore a value the task names that the data holds; otherwise the model gets a
-correction. Calls a model wrote as text are recovered and run; invalid actions in a row past the
-agent's ``max_corrections`` end the run as ``failed``.
+write, no file it wrote is left unparseable or with a stray empty line before what it added, it
+is not a void value (``None``) or a request for context from an agent that can look for itself,
+it does not deny what the agent read, and (code mode) it does not ignore a value the task names
+that the data holds nor lose an order the task keeps; otherwise the model gets a correction. In
+code mode a correction shows code to run where it can (the model's own block with the fix, the
+line that saves the answered value): a small model told in prose what to change seldom does it,
+and copies a block it is shown. Calls a model wrote as text are recovered and run; invalid
+actions in a row past the agent's ``max_corrections`` end the run as ``failed``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from typing import TYPE_CHECKING, Any
 from sovereign.agent.answer_check import (
     answer_expression,
     asks_for_a_write,
+    blank_line_writes,
     broken_writes,
     call_markup,
     denied_but_seen,
     filtered_block,
     IgnoredValue,
-    ordered_dedupe,
     ignored_value,
     in_workspace,
     material_read,
     mentioned_paths,
     non_answer,
+    ordered_dedupe,
+    replay_code,
     touched_arguments,
     unread_paths,
     usage_of,
@@ -52,6 +57,8 @@ _GROUNDING_NUDGES = 2
 _READERS = frozenset({"read_file", "search_files"})
 _IGNORED_MARK = "from the task, yet the data has it"
 """A phrase of the ``correct_ignored_code`` notice: that question is asked once per run."""
+_BLANK_MARK = "already ended with a line break, so what you added"
+"""A phrase of the ``correct_blank_line`` notices (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
@@ -123,6 +130,14 @@ class Accepting:
             self.stage(NoticeStep(text=prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem),
                                   reason="grounding"))
             return MODEL
+        blank = blank_line_writes(self.steps) if self.grounding_nudges < _GROUNDING_NUDGES and not any(
+            isinstance(s, NoticeStep) and _BLANK_MARK in s.text for s in self.steps) else []
+        if blank:
+            self.grounding_nudges += 1
+            name, line = blank[0]
+            self.stage(NoticeStep(text=prompt(f"correct_blank_line_{self.agent.mode}").format(
+                file=name, path=repr(name), line=line, index=line - 1, answer=repr(text[:200])), reason="grounding"))
+            return MODEL
         void = void_answer(text)
         if self.grounding_nudges < _GROUNDING_NUDGES and (void or non_answer(text) and self._can_look()):
             self.grounding_nudges += 1
@@ -151,12 +166,21 @@ class Accepting:
         return VERIFY
 
     def order_kept(self) -> str | None:
-        """Code mode: the last block with ``dict.fromkeys`` for ``set``, when the task asks to keep
-        the order and that block lost it — asked about once per run."""
+        """Code mode: when the task asks to keep the order and a block lost it with ``set()``,
+        that block and the ones after it (which may write its result) as one block with
+        ``dict.fromkeys`` instead — asked about once per run."""
         if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _UNORDERED_MARK in s.text for s in self.steps):
             return None
-        block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
-        return ordered_dedupe(self.task_step().task, block.code) if block is not None else None
+        task = self.task_step().task
+        blocks = [s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening]
+        lost = next((at for at in range(len(blocks) - 1, -1, -1) if ordered_dedupe(task, blocks[at]) is not None), None)
+        if lost is None:
+            return None
+        return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
+
+    def last_block(self) -> CodeStep | None:
+        """The run of the last block the model wrote (not the runtime's opening)."""
+        return next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
 
     def ignored_term(self, answer: str) -> IgnoredValue | None:
         """Code mode: a value the task names that the data read holds as a cell but no block the
@@ -194,7 +218,7 @@ class Accepting:
         """The question about a value the answer ignored: with the model's own last block and the
         line that keeps only the items holding it, when that can be placed (small models told in
         prose add the filter to the sum and still divide by every row), else in words."""
-        block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
+        block = self.last_block()
         fixed = filtered_block(block.code, ignored, material_read(self.steps)) if block is not None else None
         if fixed is not None:
             return prompt("correct_ignored_block_code").format(answer=answer[:80], term=ignored.term,
@@ -241,8 +265,8 @@ class Accepting:
         models told in prose to write a file answer again instead; a line to copy they run)."""
         file = self.file_to_write()
         if self.agent.mode == "code":
-            block = next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and s.final is not None), None)
-            value = answer_expression(block.code) if block is not None and not block.opening else None
+            block = self.last_block()
+            value = answer_expression(block.code) if block is not None and block.final is not None else None
             if value is not None:
                 return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
         return prompt(f"correct_unwritten_{self.agent.mode}").format(file=file)

@@ -5,7 +5,8 @@
 - ``unread_paths``: the task names workspace files that no tool call touched, so an answer about
   them cannot come from what the agent read.
 - ``usage_of``: one line per tool with its argument names, for correction messages.
-- ``broken_writes``: files whose latest write left them unparseable (the write tool's warning).
+- ``broken_writes``: files whose latest write left them unparseable (the write tool's warning);
+  ``blank_line_writes``: files whose latest write put a stray empty line before what it added.
 - ``void_answer`` / ``non_answer``: a value that answers nothing (``None``, ``[]``), or a reply
   that asks for context or says it cannot see the files, from an agent that has the tools to look.
 - ``denied_but_seen``: the answer says something is not there ("No ERROR found") while what the
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from sovereign.agent.steps import Step
     from sovereign.kernel.messages import ToolSpec
 
-__all__ = ["IgnoredValue", "answer_expression", "broken_writes", "filtered_block", "ordered_dedupe", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+__all__ = ["IgnoredValue", "answer_expression", "blank_line_writes", "broken_writes", "filtered_block", "ordered_dedupe",
+           "replay_code", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
            "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -213,9 +215,7 @@ def filtered_block(code: str, ignored: IgnoredValue, material: Iterable[str]) ->
     before: int | None = None
     for statement in tree.body:
         assert statement.end_lineno is not None
-        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
-                and isinstance(statement.value.value, str) and statement.end_lineno < loop_line \
-                and all(line.strip() in data_lines for line in statement.value.value.splitlines() if line.strip()):
+        if statement.end_lineno < loop_line and _is_paste(statement, data_lines):
             dropped.update(range(statement.lineno, statement.end_lineno + 1))
             continue
         if statement.lineno <= loop_line <= statement.end_lineno:
@@ -232,6 +232,37 @@ def filtered_block(code: str, ignored: IgnoredValue, material: Iterable[str]) ->
     out.append(keep)
     out += [line for number, line in enumerate(lines[at - 1:], at) if number not in dropped]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+
+
+def _is_paste(statement: ast.stmt, data_lines: set[str]) -> bool:
+    """An assignment of file text the model re-typed (every line of it is a line it read)."""
+    return isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
+        and isinstance(statement.value.value, str) \
+        and all(line.strip() in data_lines for line in statement.value.value.splitlines() if line.strip())
+
+
+def replay_code(blocks: Sequence[str], material: Iterable[str]) -> str:
+    """Blocks the model ran one after another, as one block to run again: without their
+    assignments of pasted file text (the variables hold the real text) and without the
+    ``final_answer`` calls of all but the last (which would stop it half-way)."""
+    data_lines = {line.strip() for text in material for line in text.splitlines() if line.strip()}
+    parts = []
+    for number, code in enumerate(blocks, 1):
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            parts.append(code)
+            continue
+        dropped: set[int] = set()
+        for statement in tree.body:
+            assert statement.end_lineno is not None
+            last_answer = number < len(blocks) and isinstance(statement, ast.Expr) \
+                and isinstance(statement.value, ast.Call) and isinstance(statement.value.func, ast.Name) \
+                and statement.value.func.id == "final_answer"
+            if last_answer or _is_paste(statement, data_lines):
+                dropped.update(range(statement.lineno, statement.end_lineno + 1))
+        parts.append("\n".join(line for at, line in enumerate(code.splitlines(), 1) if at not in dropped))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).strip("\n")
 
 
 _KEEP_ORDER = re.compile(r"\b(?:keep|keeping|preserv\w*|maintain\w*|same|original)\b[^.;]{0,30}\border\b"
@@ -383,8 +414,8 @@ def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> l
     return [n for n in names if n not in seen and Path(n).name not in seen]
 
 
-_WRITE_RESULT = re.compile(r"^(?:wrote|appended) \d+ bytes to (.+?)(?:; " + re.escape(SYNTAX_WARNING) + r": (.*))?$",
-                           re.DOTALL)
+_WRITE_RESULT = re.compile(r"^(?:wrote|appended) \d+ bytes to (.+?)(?:; note: line (\d+) is empty[^;]*)?"
+                           r"(?:; " + re.escape(SYNTAX_WARNING) + r": (.*))?$", re.DOTALL)
 
 
 def written_paths(steps: Sequence[Step]) -> list[str]:
@@ -398,15 +429,26 @@ def written_paths(steps: Sequence[Step]) -> list[str]:
 
 def broken_writes(steps: Sequence[Step]) -> list[tuple[str, str]]:
     """``(file, problem)`` for each file whose latest write left it unparseable."""
+    return [(name, match.group(3)) for name, match in _latest_writes(steps).items() if match.group(3)]
+
+
+def blank_line_writes(steps: Sequence[Step]) -> list[tuple[str, int]]:
+    """``(file, line)`` for each file whose latest write left a stray empty line before the
+    lines it added (the write tool's note)."""
+    return [(name, int(match.group(2))) for name, match in _latest_writes(steps).items() if match.group(2)]
+
+
+def _latest_writes(steps: Sequence[Step]) -> dict[str, re.Match[str]]:
+    """The result of the latest successful write of each file."""
     from sovereign.agent.steps import ToolResultStep
 
-    latest: dict[str, str | None] = {}
+    latest: dict[str, re.Match[str]] = {}
     for step in steps:
         if isinstance(step, ToolResultStep) and step.name == "write_file" and step.ok:
             match = _WRITE_RESULT.match(step.content or "")
             if match is not None:
-                latest[match.group(1)] = match.group(2)
-    return [(name, problem) for name, problem in latest.items() if problem]
+                latest[match.group(1)] = match
+    return latest
 
 
 def material_read(steps: Sequence[Step]) -> list[str]:

@@ -489,8 +489,12 @@ def _copy_of(literal, held):
 
 
 def _miscopied(line, real):
+    """Whether ``line`` of a typed copy is one of ``real``'s lines miscopied (or the header the
+    opening printed above a file, ``=== name ===``, copied with it)."""
     import difflib  # only when a copy has a line that is not in the text
 
+    if re.fullmatch(r"=+ .+ =+", line):
+        return True
     return any(difflib.SequenceMatcher(None, line, other).ratio() >= 0.75 for other in real)
 
 
@@ -504,6 +508,27 @@ def _edited_copy(literal, held):
     typed = set(_lines(literal.value))
     return any(not text.startswith("\n") and len(typed & set(_lines(text))) >= max(2, 0.5 * len(_lines(text)))
                for _, text in held)
+
+
+_PROTECTED = set()
+"""The names of the tools and ``final_answer`` in the agent's code (set by ``main``)."""
+
+
+def _keep_functions(tree):
+    """Small models copy the function list they were shown as their own stubs (``def
+    read_file(path): return contents[path]``, ``def final_answer(v): print(v)``), and the block then
+    reads nothing real and never ends. Those definitions are dropped; their names are returned."""
+    kept, dropped = [], []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in _PROTECTED:
+            dropped.append(node.name)
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id in _PROTECTED for t in node.targets):
+            dropped += [t.id for t in node.targets]
+        else:
+            kept.append(node)
+    tree.body = kept or [ast.Pass()]
+    ast.fix_missing_locations(tree)
+    return dropped
 
 
 def _unpaste(tree, namespace):
@@ -536,6 +561,10 @@ def _execute(code, namespace):
     """Run ``code``; like a notebook cell, a last line that is a bare expression (not a print)
     has its value printed, so a block ending in ``search_files("x")`` still shows the result."""
     tree = ast.parse(code, "<code>")
+    redefined = _keep_functions(tree)
+    if redefined:
+        print(f"(Your code defined {', '.join(dict.fromkeys(redefined))} again; the real functions were kept. "
+              "Call them as they are.)")
     replaced = _unpaste(tree, namespace)
     if replaced:
         print(f"(Your code re-typed file text; the real text from {', '.join(replaced)} was used instead. "
@@ -563,6 +592,8 @@ def _definitions(code, earlier):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [alias.asname or alias.name.split(".")[0] for alias in node.names]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name in _PROTECTED:  # dropped when it ran (``_keep_functions``)
+                continue
             names = [node.name]
         else:
             continue
@@ -639,6 +670,7 @@ def main():
     def final_answer(value=None):
         raise _Final(_as_text(value))
 
+    _PROTECTED.update({"final_answer", *(spec["function"] for spec in job["tools"])})
     namespace = {"__name__": "__main__", "__builtins__": builtins, "final_answer": final_answer,
                  "ToolFailed": ToolFailed, **_PRELOADED}
     for spec in job["tools"]:

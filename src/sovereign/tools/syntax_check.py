@@ -1,5 +1,6 @@
 """Whether a file's text still parses as what its name says (Python, JSON, TOML), checked after
-a write so an agent that breaks a file hears it at once (parsing only: nothing is run)."""
+a write so an agent that breaks a file hears it at once (parsing only: nothing is run); and
+whether a write that added lines left a stray blank line before them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ import json
 import tomllib
 from pathlib import PurePath
 
-__all__ = ["SYNTAX_WARNING", "syntax_problem"]
+__all__ = ["BLANK_LINE_NOTE", "SYNTAX_WARNING", "stray_blank_line", "syntax_problem"]
 
 SYNTAX_WARNING = "warning: the file does not parse"
 """How a write's result starts its note on a file left unparseable (the runtime looks for it)."""
+BLANK_LINE_NOTE = "note: line {line} is empty: the text before it already ended with a line break"
+"""A write's note on a blank line it put between a file's old text and what it added."""
+
+
+def stray_blank_line(old: str | None, new: str) -> int | None:
+    """The number of the empty line a write put right after ``old`` text (which had none) when
+    it added lines to it — an added ``"\\nnew line"`` after a text that ends with its own line
+    break, the commonest slip in appending a line; else None."""
+    if not old or not old.endswith("\n") or not new.startswith(old) or not new[len(old):].startswith("\n"):
+        return None
+    if not new[len(old):].strip() or any(not line.strip() for line in old.splitlines()):
+        return None
+    return old.count("\n") + 1
 
 
 def syntax_problem(name: str, text: str) -> str | None:

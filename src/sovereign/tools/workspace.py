@@ -20,7 +20,7 @@ from pathlib import Path
 import re2
 
 from sovereign.tools.base import ToolError
-from sovereign.tools.syntax_check import SYNTAX_WARNING, syntax_problem
+from sovereign.tools.syntax_check import BLANK_LINE_NOTE, SYNTAX_WARNING, stray_blank_line, syntax_problem
 
 __all__ = ["Workspace", "WorkspaceEscapeError"]
 
@@ -123,6 +123,7 @@ class Workspace:
         # Re-check after mkdir: a racing symlink swap must not take the write outside.
         if Path(os.path.realpath(parent)) != parent:
             raise WorkspaceEscapeError(f"path '{path}' is outside the workspace")
+        old = self._small_text(target)
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
         try:
             fd = os.open(target, flags, 0o644)
@@ -133,8 +134,20 @@ class Workspace:
         name = self.relative(target)
         summary = f"{'appended' if append else 'wrote'} {len(data)} bytes to {name}"
         whole = target.read_text(encoding="utf-8", errors="replace") if append else content
+        blank = stray_blank_line(old, whole)
+        if blank is not None:
+            summary += "; " + BLANK_LINE_NOTE.format(line=blank)
         problem = syntax_problem(name, whole)
         return summary if problem is None else f"{summary}; {SYNTAX_WARNING}: {problem}"
+
+    def _small_text(self, target: Path) -> str | None:
+        """The text of an existing file small enough to compare with what is written over it."""
+        try:
+            if target.is_symlink() or not target.is_file() or target.stat().st_size > self.max_write_bytes:
+                return None
+            return target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def search(
         self, pattern: str, path: str = ".", *, glob: str = "*", regex: bool = False, limit: int = 100
