@@ -686,6 +686,57 @@ def test_an_answer_in_words_never_written_gets_the_notice_in_words(workspace):
     assert "create or change total.txt" in notice and "```python" not in notice
 
 
+def test_a_fix_that_answers_a_number_is_not_told_to_write_the_number_into_the_module(workspace):
+    """A block that calls the buggy function and answers 5 gets the notice in words: saving "5"
+    over stats.py would destroy the module the task asks to fix."""
+    (workspace / "stats.py").write_text("def total(xs):\n    return sum(xs[1:])\n")
+    script = ScriptedModel([code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))"), code("final_answer(1)"),
+                            code("final_answer(2)")])
+    _run(script, _agent(workspace), "total() in stats.py should return the sum of the list, but total([1, 2, 3]) "
+         "returns 5. Fix the one-line bug.", workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "create or change stats.py" in notice and "write_file('stats.py', total" not in notice
+
+
+def test_new_text_built_in_a_variable_but_never_saved_gets_the_block_that_saves_it(workspace):
+    """The model types the file's new text (one line added) into a variable and answers "added":
+    the notice names the variable and the block that saves it; running that block writes the file.
+    A variable holding the file's text unchanged is not offered."""
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\n")
+    edited = code('read_file("todo.txt")\ncontent = """\nbuy milk\ncall the plumber\npay rent\n"""\nfinal_answer("added pay rent")')
+    task = "Add the item pay rent as a new last line of todo.txt."
+    script = ScriptedModel([edited, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "your block built its new text in content" in notice
+    runs_it = ScriptedModel([edited, code(extract_code(notice))])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.answer == "updated todo.txt"
+    assert (workspace / "todo.txt").read_text() == "buy milk\ncall the plumber\npay rent\n"
+    (workspace / "todo.txt").write_text("buy milk\ncall the plumber\n")
+    unchanged = ScriptedModel([code('read_file("todo.txt")\ncontent = """\nbuy milk\ncall the plumber\n"""\nfinal_answer("added")'),
+                               code("final_answer(1)"), code("final_answer(2)")])
+    _run(unchanged, _agent(workspace), task, workspace, approver=AllowAll())
+    assert "built its new text" not in _observation(unchanged.requests[1])
+
+
+def test_a_which_of_question_answered_without_naming_the_pick_is_sent_back(workspace):
+    (workspace / "q1.csv").write_text("month,revenue\nJan,1200\nFeb,900\n")
+    (workspace / "q2.csv").write_text("month,revenue\nApr,1100\nMay,1700\n")
+    task = "Which of q1.csv and q2.csv has the larger total in its revenue column, and by how much?"
+    block = ('t1 = sum(float(r["revenue"]) for r in csv.DictReader(open("q1.csv")))\n'
+             't2 = sum(float(r["revenue"]) for r in csv.DictReader(open("q2.csv")))\nfinal_answer(t2 - t1)')
+    script = ScriptedModel([code(block), code('final_answer(f"q2.csv, by {t2 - t1}")')])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    assert "names none of them" in _observation(script.requests[1]) and "q1.csv or q2.csv" in _observation(script.requests[1])
+    assert result.answer == "q2.csv, by 700.0"
+    named = ScriptedModel([code(block.replace("final_answer(t2 - t1)", 'final_answer(f"q2 by {t2 - t1}")'))])
+    _run(named, _agent(workspace), task, workspace)
+    named.assert_complete()
+
+
 def test_text_arguments_take_lists_dicts_and_numbers_as_a_model_means_them(workspace):
     script = ScriptedModel([code(
         'write_file("lines.txt", ["b", "a", 3])\n'

@@ -3,7 +3,8 @@ no tool call is taken as. An answer is accepted only when it is not empty, carri
 syntax, the files the task names were read, a task that asks for a file to be written saw a
 write, no file it wrote is left unparseable or with a stray empty line before what it added, it
 is not a void value (``None``) or a request for context from an agent that can look for itself,
-it does not deny what the agent read, and (code mode) it does not ignore a value the task names
+it does not deny what the agent read, it names its pick when the task asks "which of A and B",
+and (code mode) it does not ignore a value the task names
 that the data holds nor lose an order the task keeps; otherwise the model gets a correction. In
 code mode a correction shows code to run where it can (the model's own block with the fix, the
 line that saves the answered value): a small model told in prose what to change seldom does it,
@@ -40,6 +41,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
+from sovereign.agent.answer_shape import edited_text_variable, unnamed_choice
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -155,6 +157,12 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
             return MODEL
+        options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
+        if options:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt(f"correct_unnamed_choice_{self.agent.mode}").format(
+                answer=text[:80], options=" or ".join(options)), reason="grounding"))
+            return MODEL
         reordered = self.order_kept() if self.grounding_nudges < _GROUNDING_NUDGES else None
         if reordered is not None:
             self.grounding_nudges += 1
@@ -264,12 +272,28 @@ class Accepting:
         answered with a computed value, the notice shows the block that saves that value (small
         models told in prose to write a file answer again instead; a line to copy they run)."""
         file = self.file_to_write()
-        if self.agent.mode == "code":
-            block = self.last_block()
-            value = answer_expression(block.code) if block is not None and block.final is not None else None
-            if value is not None:
+        block = self.last_block() if self.agent.mode == "code" else None
+        if block is not None:
+            existing = self.current_text(file)
+            value = answer_expression(block.code) if block.final is not None else None
+            # An existing file is replaced by the answered value only when that value is text of
+            # several lines (a fixed module's "5" must not become the module).
+            if value is not None and (existing is None or "\n" in (block.final or "").strip()):
                 return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
+            edited = edited_text_variable(block.code, existing) if existing is not None else None
+            if edited is not None:
+                return prompt("correct_unsaved_text_code").format(file=file, path=repr(file), name=edited)
         return prompt(f"correct_unwritten_{self.agent.mode}").format(file=file)
+
+    def current_text(self, name: str) -> str | None:
+        """The text of workspace file ``name`` as it is now, or None (absent, not text)."""
+        root = self.workspace_root()
+        if root is None or not in_workspace(root, name):
+            return None
+        try:
+            return (root / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def file_to_write(self) -> str:
         """The file a task asks to be written: the one it says to change, else one it names that
