@@ -592,6 +592,16 @@ def test_an_added_line_after_a_blank_one_is_questioned_with_the_block_that_remov
     clean.assert_complete()
 
 
+def test_a_loop_that_unpacks_csv_rows_as_tuples_is_told_they_are_dicts(workspace):
+    script = ScriptedModel([code(
+        'rows = list(csv.DictReader(open("sales.csv")))\n'
+        'big = [region for region, amount in rows if float(amount) > 50]\nfinal_answer(big)'), code("final_answer(0)")])
+    _run(script, _agent(workspace), "Which regions in sales.csv sold more than 50?", workspace)
+    output = _observation(script.requests[1])
+    assert "'for region, amount in rows' unpacks each dict's keys ('region', 'amount'), not its values" in output
+    assert "loop with 'for row in rows' and read row['amount']" in output
+
+
 def test_stubs_of_the_tools_in_the_code_are_dropped_and_the_real_functions_kept(workspace):
     """A small model copies the function list as its own stubs (a read_file over its pasted
     dict, a final_answer that prints): the real functions stay, the block reads and ends."""
@@ -675,6 +685,23 @@ def test_an_answered_value_never_written_gets_the_block_that_writes_it(workspace
     result = _run(copier, _agent(workspace), task, workspace, approver=AllowAll())
     copier.assert_complete()
     assert result.answer == "wrote total.txt" and (workspace / "total.txt").read_text() == "302"
+
+
+def test_one_final_answer_per_item_never_written_gets_the_block_that_writes_them_all(workspace):
+    """A small model answers each file's count with its own final_answer (only the first runs):
+    the block it is shown writes every one of them, a line each."""
+    (workspace / "a.txt").write_text("1\n2\n")
+    (workspace / "b.txt").write_text("1\n2\n3\n")
+    first = code('print(read_file("a.txt"), read_file("b.txt"))\n'
+                 'final_answer(f"a.txt: {len(read_file(\'a.txt\').splitlines())}")\n'
+                 'final_answer(f"b.txt: {len(read_file(\'b.txt\').splitlines())}")')
+    task = "Count the lines of a.txt and of b.txt, then write a file counts.txt with one line per file (name: count)."
+    script = ScriptedModel([first, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    copier = ScriptedModel([first, code(extract_code(_observation(script.requests[1])))])
+    _run(copier, _agent(workspace), task, workspace, approver=AllowAll())
+    copier.assert_complete()
+    assert (workspace / "counts.txt").read_text() == "a.txt: 2\nb.txt: 3"
 
 
 def test_an_answer_in_words_never_written_gets_the_notice_in_words(workspace):

@@ -292,7 +292,8 @@ def ordered_dedupe(task: str, code: str) -> str | None:
 def answer_expression(code: str) -> str | None:
     """The source of what the last ``final_answer(...)`` of ``code`` answers with, when that is a
     computed value (``total_units``, ``len(lines)``, ``"\\n".join(rows)``) rather than a sentence
-    (a string, an f-string, ``"...".format(...)``, text joined with ``+``); None otherwise."""
+    (a string, an f-string, ``"...".format(...)``, text joined with ``+``); None otherwise. A block
+    with several ``final_answer(...)`` statements answers with all of their values, a line each."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -301,6 +302,12 @@ def answer_expression(code: str) -> str | None:
              and node.func.id == "final_answer" and len(node.args) == 1 and not node.keywords]
     if not calls:
         return None
+    top = [node.value for node in tree.body if isinstance(node, ast.Expr) and node.value in calls]
+    if len(top) >= 2:
+        # One final_answer per item ("todo.txt: 5", then "poem.txt: 3"): only the first ever
+        # runs, so the value is all of them, a line each.
+        lines = ", ".join(ast.get_source_segment(code, node.args[0]) or "" for node in top)
+        return f'"\\n".join(str(line) for line in [{lines}])'
     value = max(calls, key=lambda node: (node.lineno, node.col_offset)).args[0]
     if _is_sentence(value):
         return None

@@ -384,7 +384,7 @@ def _describe(exc, code):
     if frames and frames[-1].lineno and frames[-1].lineno <= len(lines):
         line = lines[frames[-1].lineno - 1].strip()
         where = f"Error on line {frames[-1].lineno}: {line}\n"
-        if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError)):
+        if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError, ValueError)):
             seen = _values_on(line, _failing_frame(exc))
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
 
@@ -408,11 +408,17 @@ def _values_on(line, frame):
     the real one. Only names and constant subscripts of them are evaluated (nothing is called)."""
     if frame is None:
         return ""
-    try:
-        tree = ast.parse(line.rstrip(":"), mode="exec")
-    except SyntaxError:
+    tree = None
+    for source in (line.rstrip(":"), line.rstrip().rstrip(":") + ": pass"):
+        try:
+            tree = ast.parse(source.strip(), mode="exec")
+            break
+        except SyntaxError:
+            continue
+    if tree is None:
         return ""
     scope = {**frame.f_globals, **frame.f_locals}
+    unpacked = _unpacked_records(tree, scope)
     shown = {}
     for node in ast.walk(tree):
         if isinstance(node, (ast.Subscript, ast.Attribute)) and _plain_path(node.value):
@@ -426,8 +432,28 @@ def _values_on(line, frame):
             if isinstance(value, _SHOWN_TYPES):
                 shown[source] = _sketch(value)
     if not shown:
-        return ""
-    return "\nOn that line: " + "; ".join(f"{source} is {sketch}" for source, sketch in shown.items())
+        return unpacked
+    return unpacked + "\nOn that line: " + "; ".join(f"{source} is {sketch}" for source, sketch in shown.items())
+
+
+def _unpacked_records(tree, scope):
+    """A loop that unpacks records (``for name, score in rows`` over CSV rows): unpacking a dict
+    gives its keys, not its values — small models guess tuples; this says what the items are."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, (ast.comprehension, ast.For)) and isinstance(node.target, ast.Tuple)
+                and _plain_path(node.iter)):
+            continue
+        try:
+            items = eval(compile(ast.Expression(node.iter), "<shown>", "eval"), {"__builtins__": {}}, scope)
+        except Exception:  # noqa: BLE001 - a part that fails to evaluate is not shown
+            continue
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            source, names = ast.unparse(node.iter), ast.unparse(node.target).strip("()")
+            keys = list(items[0])
+            return (f"\nOn that line: {source} is a list of {len(items)} dicts like {repr(items[0])[:120]}. "
+                    f"'for {names} in {source}' unpacks each dict's keys ({', '.join(map(repr, keys))}), not its values: "
+                    f"loop with 'for row in {source}' and read row[{keys[-1]!r}].")
+    return ""
 
 
 def _plain_path(node):
