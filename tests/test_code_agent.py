@@ -642,6 +642,84 @@ def test_file_text_pasted_into_the_code_is_replaced_by_the_real_text(workspace):
     assert result.answer == "buy milk"
 
 
+def test_a_retyped_dict_of_the_files_that_runs_one_into_another_keeps_every_file(workspace):
+    """The model re-types the opening's dict of files and runs the third file's text into the
+    second's: the real dict is used, so no file drops out of the answer."""
+    (workspace / "a.txt").write_text("one\ntwo\n")
+    (workspace / "b.txt").write_text("three\nfour\n")
+    (workspace / "c.txt").write_text("five\nsix\n")
+    script = ScriptedModel([
+        code("contents = {path: read_file(path) for path in ['a.txt', 'b.txt', 'c.txt']}\nprint(contents)"),
+        code("contents = {\n    'a.txt': 'one\\ntwo',\n    'b.txt': 'three\\nfour\\n\\n=== c.txt ===\\nfive\\nsix',\n}\n"
+             "final_answer(sorted(contents))"),
+    ])
+    result = _run(script, _agent(workspace), "Which files are in the workspace?", workspace)
+    script.assert_complete()
+    assert result.answer == "['a.txt', 'b.txt', 'c.txt']"
+
+
+def test_a_json_key_the_task_names_is_not_taken_for_an_ignored_value():
+    from sovereign.agent.answer_check import ignored_value
+
+    data = '{"app": {"name": "inventory", "version": "2.4.1"}, "owner": "Lee"}'
+    assert ignored_value("Which version of the app does config.json declare?", [data], 'final_answer("2.4.1")',
+                         "2.4.1") is None
+    found = ignored_value("What is the name of the app owned by Lee?", [data], 'final_answer("inventory")', "inventory")
+    assert found is not None and found.term == "Lee"
+
+
+def test_an_answer_without_the_kind_of_value_asked_for_is_sent_back_once(workspace):
+    (workspace / "support.md").write_text("# Support\n\nWrite to help@example.org.\nBugs go to the tracker.\n")
+    script = ScriptedModel([
+        code('text = read_file("support.md")\nfinal_answer(text.splitlines()[3])'),
+        code('final_answer(re.findall(r"[\\w.]+@[\\w.]+", text)[0].rstrip("."))'),
+    ])
+    result = _run(script, _agent(workspace), "What email address do the docs give for support?", workspace)
+    script.assert_complete()
+    assert "The task asks for an email address" in _observation(script.requests[1])
+    assert result.answer == "help@example.org"
+    counted = ScriptedModel([code('print(read_file("sales.csv"))\nfinal_answer("north and south")'),
+                             code("final_answer(2)")])
+    _run(counted, _agent(workspace), "How many regions does sales.csv list?", workspace)
+    counted.assert_complete()
+    assert "The task asks for a number (how many)" in _observation(counted.requests[1])
+
+
+def test_statements_after_the_final_answer_still_run_and_the_answer_stands(workspace):
+    """``final_answer`` then ``write_file`` in one block: the write runs, the answer is the one
+    given; a failing statement after the answer does not take the answer away."""
+    script = ScriptedModel([code('final_answer("wrote it")\nwrite_file("out.txt", "hello\\n")')])
+    result = _run(script, _agent(workspace), "Write hello to out.txt.", workspace, approver=AllowAll())
+    assert result.answer == "wrote it" and (workspace / "out.txt").read_text() == "hello\n"
+    failing = ScriptedModel([code("x = 2\nfinal_answer(x * 3)\nx = 5\nprint(undefined_name)")])
+    result = _run(failing, _agent(workspace), "What is 2 times 3?", workspace)
+    assert result.answer == "6"
+
+
+def test_a_change_from_a_to_b_never_written_gets_the_block_that_replaces_it(workspace):
+    (workspace / "settings.ini").write_text("[server]\nport = 8080\nworkers = 4\n")
+    task = "In settings.ini, change the port from 8080 to 9090 and leave everything else as it is."
+    first = code('print(read_file("settings.ini"))\nfinal_answer("Changed port from 8080 to 9090")')
+    script = ScriptedModel([first, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    shown = extract_code(_observation(script.requests[1]))
+    assert shown == ("write_file('settings.ini', read_file('settings.ini').replace('8080', '9090'))\n"
+                     'final_answer("changed settings.ini")')
+    runs_it = ScriptedModel([first, code(shown)])
+    _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert (workspace / "settings.ini").read_text() == "[server]\nport = 9090\nworkers = 4\n"
+
+
+def test_a_number_conversion_of_a_csv_header_says_to_skip_the_header(workspace):
+    script = ScriptedModel([code('content = read_file("sales.csv")\nprint(content)'),
+                            code("total = 0\nfor line in content.splitlines():\n    region, amount = line.split(',')\n"
+                                 "    total += float(amount)\nfinal_answer(total)"), code("final_answer(0)")])
+    _run(script, _agent(workspace), "What is the total of the amount column in sales.csv?", workspace)
+    seen = _observation(script.requests[2])
+    assert "'amount' is a column name from the header line 'region,amount' of content: skip that line" in seen
+
+
 def test_rewriting_a_test_instead_of_the_file_the_task_names_is_sent_back(workspace):
     (workspace / "app").mkdir()
     (workspace / "app" / "money.py").write_text("def to_cents(a):\n    return round(a * 10)\n")

@@ -3,13 +3,14 @@ no tool call is taken as. An answer is accepted only when it is not empty, carri
 syntax, the files the task names were read, a task that asks for a file to be written saw a
 write, no file it wrote is left unparseable or with a stray empty line before what it added, it
 is not a void value (``None``) or a request for context from an agent that can look for itself,
-it does not deny what the agent read, it names its pick when the task asks "which of A and B",
-and (code mode) it does not ignore a value the task names
-that the data holds nor lose an order the task keeps; otherwise the model gets a correction. In
-code mode a correction shows code to run where it can (the model's own block with the fix, the
-line that saves the answered value): a small model told in prose what to change seldom does it,
-and copies a block it is shown. Calls a model wrote as text are recovered and run; invalid
-actions in a row past the agent's ``max_corrections`` end the run as ``failed``.
+it does not deny what the agent read, it holds the kind of value asked for (an email address, a
+count) and names its pick when the task asks "which of A and B", and (code mode) it does not
+ignore a value the task names that the data holds nor lose an order the task keeps; otherwise
+the model gets a correction. In code mode a correction shows code to run where it can (the
+model's own block with the fix, the line that saves the answered value): a small model told in
+prose what to change seldom does it, and copies a block it is shown. Calls a model wrote as text
+are recovered and run; invalid actions in a row past the agent's ``max_corrections`` end the run
+as ``failed``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_shape import edited_text_variable, unnamed_choice
+from sovereign.agent.answer_shape import edited_text_variable, missing_kind, replacement, unnamed_choice
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -156,6 +157,12 @@ class Accepting:
         if ignored is not None:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
+            return MODEL
+        kind = missing_kind(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if kind is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt(f"correct_missing_kind_{self.agent.mode}").format(
+                answer=text[:80], kind=kind), reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
@@ -280,6 +287,10 @@ class Accepting:
             # several lines (a fixed module's "5" must not become the module).
             if value is not None and (existing is None or "\n" in (block.final or "").strip()):
                 return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
+            swap = replacement(self.task_step().task) if existing is not None else None
+            if swap is not None and swap[0] in existing:
+                return prompt("correct_unwritten_replace_code").format(
+                    file=file, path=repr(file), old=repr(swap[0]), new=repr(swap[1]))
             edited = edited_text_variable(block.code, existing) if existing is not None else None
             if edited is not None:
                 return prompt("correct_unsaved_text_code").format(file=file, path=repr(file), name=edited)

@@ -90,7 +90,9 @@ def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[st
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")
 _VALUE_WORD = re.compile(r"(?<![\w.-])(?:[A-Za-z][A-Za-z-]{2,}|[A-Za-z]{1,3}-?\d{1,6})(?![\w-])")
-_QUOTED = re.compile(r'"([^"\n]{1,60})"')
+_QUOTED = re.compile(r'"((?:[^"\\\n]|\\.){0,200})"(\s*:)?')
+"""A quoted JSON string, and the colon after it when it is a key (keys name fields, as a CSV
+header does: they are not values)."""
 
 
 def _fields(line: str) -> list[str]:
@@ -100,12 +102,12 @@ def _fields(line: str) -> list[str]:
 
 def _cells(text: str) -> tuple[set[str], set[str]]:
     """``(cells, headers)`` of ``text`` in lower case: every field of a delimited line and every
-    quoted JSON string, and the fields of its first line (a CSV header names columns, not values)."""
+    quoted JSON string that is not a key, and the fields of its first line (a CSV header names columns, not values)."""
     cells: set[str] = set()
     lines = text.splitlines()
     for line in lines:
         cells.update(field.lower() for field in _fields(line))
-        cells.update(value.lower() for value in _QUOTED.findall(line))
+        cells.update(value.lower() for value, key in _QUOTED.findall(line) if not key and len(value) <= 60)
     headers = {field.lower() for field in _fields(lines[0])} if lines else set()
     return cells, headers
 

@@ -386,7 +386,29 @@ def _describe(exc, code):
         where = f"Error on line {frames[-1].lineno}: {line}\n"
         if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError, ValueError)):
             seen = _values_on(line, _failing_frame(exc))
+        if isinstance(exc, ValueError):
+            seen += _not_a_number(exc, _failing_frame(exc))
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
+
+
+_CONVERSION = re.compile(r"^(?:could not convert string to float|invalid literal for int\(\) with base 10): (['\"])(.*)\1$")
+
+
+def _not_a_number(exc, frame):
+    """A number conversion that met a CSV header's column name or an empty line: what that text
+    is and how to skip it (small models split every line, the header and the last empty one too)."""
+    match = _CONVERSION.match(str(exc))
+    if match is None or frame is None:
+        return ""
+    text = match.group(2)
+    if not text.strip():
+        return "\nThat is an empty line's text: skip empty lines (for example with 'if line.strip()')."
+    for expression, held in _held_texts(frame.f_globals):
+        header = held.strip().splitlines()[0]
+        if text.strip() in [field.strip() for field in header.split(",")]:
+            return (f"\n{text!r} is a column name from the header line {header!r} of {expression}: skip that line "
+                    f"(csv.DictReader(io.StringIO({expression})) does it for you, or use .splitlines()[1:]).")
+    return ""
 
 
 _SHOWN_TYPES = (str, int, float, bool, list, tuple, dict, set)
@@ -524,6 +546,23 @@ def _miscopied(line, real):
     return any(difflib.SequenceMatcher(None, line, other).ratio() >= 0.75 for other in real)
 
 
+def _retyped_files(literal, real):
+    """Whether the dict ``literal`` re-types ``real``, a dict of file texts: its keys are real
+    keys and every line of its values is a line of those texts (or a miscopy of one)."""
+    if not isinstance(real, dict) or not literal.values or not all(isinstance(text, str) for text in real.values()):
+        return False
+    if not all(isinstance(key, ast.Constant) and key.value in real for key in literal.keys):
+        return False
+    lines = [line for text in real.values() for line in _lines(text)]
+    known = set(lines)
+    for value in literal.values:
+        if not isinstance(value, ast.Constant) or not isinstance(value.value, str):
+            return False
+        if not all(line in known or _miscopied(line, lines) for line in _lines(value.value)):
+            return False
+    return True
+
+
 def _edited_copy(literal, held):
     """Whether ``literal`` is a held text with edits, typed in triple quotes right after a line
     break (``\"\"\"\\nbuy milk...``): that first line break is the quotes' layout, not a blank
@@ -568,8 +607,14 @@ def _unpaste(tree, namespace):
         if not isinstance(node, ast.Assign):
             continue
         if isinstance(node.value, ast.Dict):
+            target = node.targets[0].id if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) else None
             sources = [_copy_of(value, held) for value in node.value.values]
-            if sources and all(sources):
+            if target is not None and _retyped_files(node.value, namespace.get(target)):
+                # a re-typed copy of the dict that holds the files (often with one left out, run
+                # into another's text): the real dict, every file in it
+                node.value = ast.Name(target, ast.Load())
+                replaced.append(target)
+            elif sources and all(sources):
                 node.value.values = [ast.parse(source, mode="eval").body for source in sources]
                 replaced += sources
         else:
@@ -591,6 +636,7 @@ def _execute(code, namespace):
     if redefined:
         print(f"(Your code defined {', '.join(dict.fromkeys(redefined))} again; the real functions were kept. "
               "Call them as they are.)")
+    _answer_last(tree)
     replaced = _unpaste(tree, namespace)
     if replaced:
         print(f"(Your code re-typed file text; the real text from {', '.join(replaced)} was used instead. "
@@ -604,6 +650,24 @@ def _execute(code, namespace):
             print(value if isinstance(value, str) else _shown(value))
         return
     exec(compile(tree, "<code>", "exec"), namespace)
+
+
+def _answer_last(tree):
+    """A block with one ``final_answer(...)`` before other statements (``final_answer("done")``
+    then ``write_file(...)``): the model means them all, but the answer stops the block, so the
+    rest never ran. The answer's value is taken where it stands and given after the rest has run
+    (also when the rest fails: the answer stands as it would have)."""
+    answers = [at for at, node in enumerate(tree.body)
+               if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+               and isinstance(node.value.func, ast.Name) and node.value.func.id == "final_answer"
+               and len(node.value.args) == 1 and not node.value.keywords]
+    if len(answers) != 1 or answers[0] == len(tree.body) - 1:
+        return
+    at = answers[0]
+    value = ast.Assign([ast.Name("_answer_value", ast.Store())], tree.body[at].value.args[0])
+    give = ast.Expr(ast.Call(ast.Name("final_answer", ast.Load()), [ast.Name("_answer_value", ast.Load())], []))
+    tree.body[at:] = [value, ast.Try(body=tree.body[at + 1:], handlers=[], orelse=[], finalbody=[give])]
+    ast.fix_missing_locations(tree)
 
 
 def _definitions(code, earlier):

@@ -152,17 +152,39 @@ def detect_injection(text: str) -> list[Finding]:
 _ANY_HIGH_RULE = re.compile("|".join(_scoped(pattern) for rule, severity, pattern in _RULES
                                      if severity == "high" or rule == "address_the_ai"))
 WITHHELD = "[line withheld by sovereign: it tries to give the assistant instructions]"
+WITHHELD_FIELD = "[text withheld by sovereign: it tries to give the assistant instructions]"
+
+
+_QUOTED_TEXT = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 
 
 def withhold_injections(text: str) -> str:
     """``text`` with every line that matches a high-severity injection rule (or addresses the
     AI) replaced by a ``WITHHELD`` note. For what a model or a user reads when the data itself
-    stays reachable another way (code reads the file; only the shown output is edited)."""
+    stays reachable another way (code reads the file; only the shown output is edited). In a
+    line of quoted fields (a JSON object on one line, a CSV row) only the fields that carry the
+    instruction are withheld, when that clears the line: the rest is data the task may need."""
     lines = text.splitlines(keepends=True)
     for index, line in enumerate(lines):
         if _ANY_HIGH_RULE.search(_normalise(line)):
-            lines[index] = WITHHELD + ("\n" if line.endswith("\n") else "")
+            lines[index] = _withhold_fields(line) or WITHHELD + ("\n" if line.endswith("\n") else "")
     return "".join(lines)
+
+
+def _withhold_fields(line: str) -> str | None:
+    """``line`` with each quoted field that matches a rule replaced by ``WITHHELD_FIELD``, or None when
+    no field does or what is left still matches."""
+    hit = False
+
+    def withhold(match: re.Match[str]) -> str:
+        nonlocal hit
+        if _ANY_HIGH_RULE.search(_normalise(match.group(1))):
+            hit = True
+            return f'"{WITHHELD_FIELD}"'
+        return match.group(0)
+
+    kept = _QUOTED_TEXT.sub(withhold, line)
+    return kept if hit and not _ANY_HIGH_RULE.search(_normalise(kept.replace(WITHHELD_FIELD, ""))) else None
 
 
 # --- taint -------------------------------------------------------------------------------
