@@ -720,6 +720,13 @@ def test_a_number_conversion_of_a_csv_header_says_to_skip_the_header(workspace):
     assert "'amount' is a column name from the header line 'region,amount' of content: skip that line" in seen
 
 
+def test_a_workspace_function_called_without_its_import_says_where_it_is_defined(workspace):
+    (workspace / "stats.py").write_text("def total(xs):\n    return sum(xs[1:])\n")
+    script = ScriptedModel([code("print(read_file('stats.py'))\nfinal_answer(total([1, 2, 3]))"), code("final_answer(0)")])
+    _run(script, _agent(workspace), "What does total([1, 2, 3]) in stats.py return?", workspace)
+    assert "total is defined in stats.py: import it first (from stats import total)" in _observation(script.requests[1])
+
+
 def test_rewriting_a_test_instead_of_the_file_the_task_names_is_sent_back(workspace):
     (workspace / "app").mkdir()
     (workspace / "app" / "money.py").write_text("def to_cents(a):\n    return round(a * 10)\n")

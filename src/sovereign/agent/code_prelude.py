@@ -388,7 +388,26 @@ def _describe(exc, code):
             seen = _values_on(line, _failing_frame(exc))
         if isinstance(exc, ValueError):
             seen += _not_a_number(exc, _failing_frame(exc))
+        if isinstance(exc, NameError) and getattr(exc, "name", None):
+            seen += _defined_in_workspace(exc.name)
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
+
+
+def _defined_in_workspace(name):
+    """Where a name the code used but never defined is defined in the workspace's Python files
+    (a small model calls ``total()`` from stats.py without importing it)."""
+    pattern = re.compile(rf"^(?:def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*=", re.MULTILINE)
+    for path in sorted(glob.glob("**/*.py", recursive=True))[:200]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                found = pattern.search(handle.read(200_000))
+        except (OSError, UnicodeDecodeError):
+            continue
+        if found:
+            module = path[:-3].replace("/", ".")
+            return (f"\n{name} is defined in {path}: import it first (from {module} import {name}); "
+                    f"after you change {path}, importlib.reload the module to see the change.")
+    return ""
 
 
 _CONVERSION = re.compile(r"^(?:could not convert string to float|invalid literal for int\(\) with base 10): (['\"])(.*)\1$")
