@@ -676,8 +676,14 @@ def test_an_answer_without_the_kind_of_value_asked_for_is_sent_back_once(workspa
     ])
     result = _run(script, _agent(workspace), "What email address do the docs give for support?", workspace)
     script.assert_complete()
-    assert "The task asks for an email address" in _observation(script.requests[1])
+    notice = _observation(script.requests[1])
+    assert "The task asks for an email address" in notice
     assert result.answer == "help@example.org"
+    finder = ScriptedModel([code('text = read_file("support.md")\nfinal_answer(text.splitlines()[3])'),
+                            code(extract_code(notice)), code("final_answer(found[0])")])
+    result = _run(finder, _agent(workspace), "What email address do the docs give for support?", workspace)
+    finder.assert_complete()
+    assert "['help@example.org']" in _observation(finder.requests[2]) and result.answer == "help@example.org"
     counted = ScriptedModel([code('print(read_file("sales.csv"))\nfinal_answer("north and south")'),
                              code("final_answer(2)")])
     _run(counted, _agent(workspace), "How many regions does sales.csv list?", workspace)
@@ -725,6 +731,23 @@ def test_a_workspace_function_called_without_its_import_says_where_it_is_defined
     script = ScriptedModel([code("print(read_file('stats.py'))\nfinal_answer(total([1, 2, 3]))"), code("final_answer(0)")])
     _run(script, _agent(workspace), "What does total([1, 2, 3]) in stats.py return?", workspace)
     assert "total is defined in stats.py: import it first (from stats import total)" in _observation(script.requests[1])
+
+
+def test_a_fix_defined_in_the_code_but_never_saved_gets_the_block_that_saves_the_module(workspace):
+    """The model defines the fixed ``add`` in its block and asserts it, but never writes calc.py:
+    the notice gives the block that saves calc.py with that definition in place (the rest of the
+    module kept); running it fixes the file."""
+    (workspace / "calc.py").write_text('"""Calculator."""\n\n\ndef add(a, b):\n    return a - b\n\n\ndef neg(a):\n    return -a\n')
+    task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
+    first = code('print(read_file("calc.py"))\ndef add(a, b):\n    return a + b\nassert add(2, 3) == 5\nfinal_answer("fixed add")')
+    script = ScriptedModel([first, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it = ScriptedModel([first, code(extract_code(_observation(script.requests[1])))])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.answer == "fixed calc.py"
+    assert (workspace / "calc.py").read_text() == ('"""Calculator."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
+                                                   'def neg(a):\n    return -a\n')
 
 
 def test_rewriting_a_test_instead_of_the_file_the_task_names_is_sent_back(workspace):

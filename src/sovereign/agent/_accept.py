@@ -42,7 +42,13 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_shape import edited_text_variable, missing_kind, replacement, unnamed_choice
+from sovereign.agent.answer_shape import (
+    edited_text_variable,
+    missing_kind,
+    patched_module,
+    replacement,
+    unnamed_choice,
+)
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -161,8 +167,7 @@ class Accepting:
         kind = missing_kind(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if kind is not None:
             self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt(f"correct_missing_kind_{self.agent.mode}").format(
-                answer=text[:80], kind=kind), reason="grounding"))
+            self.stage(NoticeStep(text=self.missing_kind_notice(text, *kind), reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
@@ -192,6 +197,31 @@ class Accepting:
         if lost is None:
             return None
         return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
+
+    def missing_kind_notice(self, answer: str, kind: str, pattern: str) -> str:
+        """The answer holds no value of the kind asked for. In code mode, when the run read
+        files, the notice gives the block that finds every such value in them (a small model told
+        to search kept picking a line by its position)."""
+        text = prompt(f"correct_missing_kind_{self.agent.mode}").format(answer=answer[:80], kind=kind)
+        paths = list(dict.fromkeys(self.read_paths())) if self.agent.mode == "code" else []
+        if not paths or kind.startswith("a number"):
+            return text
+        block = (f"found = re.findall({pattern!r}, '\\n'.join(read_file(path) for path in {paths!r}))\n"
+                 "print(found)")
+        return text + "\n" + prompt("find_kind_code").format(kind=kind, block=block)
+
+    def read_paths(self) -> list[str]:
+        """The paths of every file a ``read_file`` call of this run read."""
+        paths = []
+        for step in self.steps:
+            if isinstance(step, ToolResultStep) and step.name == "read_file" and step.ok:
+                try:
+                    path = json.loads(self.arguments_of(step.call_id)).get("path")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(path, str) and path:
+                    paths.append(path)
+        return paths
 
     def last_block(self) -> CodeStep | None:
         """The run of the last block the model wrote (not the runtime's opening)."""
@@ -291,6 +321,11 @@ class Accepting:
             if swap is not None and swap[0] in existing:
                 return prompt("correct_unwritten_replace_code").format(
                     file=file, path=repr(file), old=repr(swap[0]), new=repr(swap[1]))
+            if existing is not None and file.endswith(".py"):
+                blocks = [s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening]
+                patched = patched_module(blocks, existing)
+                if patched is not None:
+                    return prompt("correct_unwritten_module_code").format(file=file, path=repr(file), text=repr(patched))
             edited = edited_text_variable(block.code, existing) if existing is not None else None
             if edited is not None:
                 return prompt("correct_unsaved_text_code").format(file=file, path=repr(file), name=edited)

@@ -3,14 +3,15 @@ asks "which of A and B" answered without naming either (a small model answers "5
 q1.csv and q2.csv has the larger total, and by how much?"), an answer without the kind of value
 the task asks for (an email address, a count), and a block that built a file's new text in a
 variable but never saved it (the edited copy of todo.txt, then "added pay rent"), and the
-replacement a "change X from A to B" task asks for."""
+replacement a "change X from A to B" task asks for, and the module a block fixed in its own code
+(it defined the fixed ``add`` but never saved it to calc.py)."""
 
 from __future__ import annotations
 
 import ast
 import re
 
-__all__ = ["edited_text_variable", "missing_kind", "replacement", "unnamed_choice"]
+__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "unnamed_choice"]
 
 _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|was|were|does|do|did|contains?|holds?|"
                        r"gives?|costs?|sells?|shows?|comes?|got|earns?|had)\b", re.IGNORECASE)
@@ -68,11 +69,12 @@ _KINDS = (
 )
 
 
-def missing_kind(task: str, answer: str) -> str | None:
-    """What the task asks for ("an email address", "a number") when ``answer`` holds none."""
+def missing_kind(task: str, answer: str) -> tuple[str, str] | None:
+    """``(kind, pattern)`` when the task asks for a kind of value ("an email address", "a
+    number") that ``answer`` holds none of: what it is, and the regex that finds one."""
     for kind, question, value in _KINDS:
         if question.search(task) and not value.search(answer):
-            return kind
+            return kind, value.pattern
     return None
 
 
@@ -95,3 +97,38 @@ def replacement(task: str) -> tuple[str, str] | None:
             new = next(g for g in groups[3:] if g is not None)
             return (old, new) if old != new else None
     return None
+
+
+def _top_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    return {node.name: node for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def patched_module(blocks: list[str], original: str) -> str | None:
+    """``original`` (a Python module's text) with each function or class the code ``blocks``
+    defined again differently (the latest definition) put in place of its own; None when the
+    blocks changed none of its definitions."""
+    try:
+        module = ast.parse(original)
+    except SyntaxError:
+        return None
+    defined = _top_definitions(module)
+    latest: dict[str, str] = {}
+    for code in blocks:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for name, node in _top_definitions(tree).items():
+            source = ast.get_source_segment(code, node)
+            if name in defined and source and ast.dump(node) != ast.dump(defined[name]):
+                latest[name] = source
+            elif name in defined:
+                latest.pop(name, None)  # defined again as it is in the file
+    if not latest:
+        return None
+    lines = original.splitlines(keepends=True)
+    for name in sorted(latest, key=lambda n: defined[n].lineno, reverse=True):
+        node = defined[name]
+        lines[node.lineno - 1:node.end_lineno] = [latest[name].rstrip("\n") + "\n"]
+    return "".join(lines)
