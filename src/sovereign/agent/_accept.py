@@ -16,6 +16,7 @@ as ``failed``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,27 +193,26 @@ class Accepting:
         if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _UNORDERED_MARK in s.text for s in self.steps):
             return None
         task = self.task_step().task
-        blocks = [s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening]
+        blocks = [b.code for b in self.model_blocks()]
         lost = next((at for at in range(len(blocks) - 1, -1, -1) if ordered_dedupe(task, blocks[at]) is not None), None)
         if lost is None:
             return None
         return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
 
-    def missing_kind_notice(self, answer: str, kind: str, pattern: str) -> str:
+    def missing_kind_notice(self, answer: str, kind: str, finder: str | None) -> str:
         """The answer holds no value of the kind asked for. In code mode, when the run read
-        files, the notice gives the block that finds every such value in them (a small model told
-        to search kept picking a line by its position)."""
+        files and the kind has a ``finder`` pattern, the notice gives the block that finds every
+        such value in them (a small model told to search kept picking a line by its position)."""
         text = prompt(f"correct_missing_kind_{self.agent.mode}").format(answer=answer[:80], kind=kind)
-        paths = list(dict.fromkeys(self.read_paths())) if self.agent.mode == "code" else []
-        if not paths or kind.startswith("a number"):
+        paths = list(dict.fromkeys(path for path, _ in self.files_read())) if self.agent.mode == "code" else []
+        if not paths or finder is None:
             return text
-        block = (f"found = re.findall({pattern!r}, '\\n'.join(read_file(path) for path in {paths!r}))\n"
+        block = (f"found = re.findall({finder!r}, '\\n'.join(read_file(path) for path in {paths!r}))\n"
                  "print(found)")
         return text + "\n" + prompt("find_kind_code").format(kind=kind, block=block)
 
-    def read_paths(self) -> list[str]:
-        """The paths of every file a ``read_file`` call of this run read."""
-        paths = []
+    def files_read(self) -> Iterator[tuple[str, str]]:
+        """``(path, text)`` of every successful ``read_file`` call of this run, in order."""
         for step in self.steps:
             if isinstance(step, ToolResultStep) and step.name == "read_file" and step.ok:
                 try:
@@ -220,11 +220,14 @@ class Accepting:
                 except (ValueError, AttributeError):
                     continue
                 if isinstance(path, str) and path:
-                    paths.append(path)
-        return paths
+                    yield path, step.content
+
+    def model_blocks(self) -> list[CodeStep]:
+        """The runs of the blocks the model wrote (not the runtime's opening), in order."""
+        return [s for s in self.steps if isinstance(s, CodeStep) and not s.opening]
 
     def last_block(self) -> CodeStep | None:
-        """The run of the last block the model wrote (not the runtime's opening)."""
+        """The run of the last block the model wrote."""
         return next((s for s in reversed(self.steps) if isinstance(s, CodeStep) and not s.opening), None)
 
     def ignored_term(self, answer: str) -> IgnoredValue | None:
@@ -233,7 +236,7 @@ class Accepting:
         if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _IGNORED_MARK in s.text
                                             for s in self.steps):
             return None
-        code = "\n".join(s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening)
+        code = "\n".join(b.code for b in self.model_blocks())
         return ignored_value(self.task_step().task, material_read(self.steps), code, answer)
 
     def absent_notice(self, answer: str, term: str, line: str) -> str:
@@ -249,15 +252,7 @@ class Accepting:
 
     def file_showing(self, line: str) -> str | None:
         """The workspace file whose ``read_file`` result holds ``line``, if one does."""
-        for step in self.steps:
-            if isinstance(step, ToolResultStep) and step.name == "read_file" and step.ok and line in step.content:
-                try:
-                    path = json.loads(self.arguments_of(step.call_id)).get("path")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(path, str) and path:
-                    return path
-        return None
+        return next((path for path, text in self.files_read() if line in text), None)
 
     def ignored_notice(self, answer: str, ignored: IgnoredValue) -> str:
         """The question about a value the answer ignored: with the model's own last block and the
@@ -317,19 +312,28 @@ class Accepting:
             # several lines (a fixed module's "5" must not become the module).
             if value is not None and (existing is None or "\n" in (block.final or "").strip()):
                 return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
-            swap = replacement(self.task_step().task) if existing is not None else None
-            if swap is not None and swap[0] in existing:
-                return prompt("correct_unwritten_replace_code").format(
-                    file=file, path=repr(file), old=repr(swap[0]), new=repr(swap[1]))
-            if existing is not None and file.endswith(".py"):
-                blocks = [s.code for s in self.steps if isinstance(s, CodeStep) and not s.opening]
-                patched = patched_module(blocks, existing)
-                if patched is not None:
-                    return prompt("correct_unwritten_module_code").format(file=file, path=repr(file), text=repr(patched))
-            edited = edited_text_variable(block.code, existing) if existing is not None else None
-            if edited is not None:
-                return prompt("correct_unsaved_text_code").format(file=file, path=repr(file), name=edited)
+            if existing is not None:
+                shown = self.change_block_notice(file, existing, block)
+                if shown is not None:
+                    return shown
         return prompt(f"correct_unwritten_{self.agent.mode}").format(file=file)
+
+    def change_block_notice(self, file: str, existing: str, block: CodeStep) -> str | None:
+        """Code mode, for an existing ``file`` never written: the notice with the block that saves
+        the change the run points at — the task's "from A to B", the module with the functions
+        the model's code fixed, or the new text its last block built in a variable."""
+        path = repr(file)
+        swap = replacement(self.task_step().task)
+        if swap is not None and swap[0] in existing:
+            return prompt("correct_unwritten_replace_code").format(file=file, path=path, old=repr(swap[0]),
+                                                                   new=repr(swap[1]))
+        patched = patched_module([b.code for b in self.model_blocks()], existing) if file.endswith(".py") else None
+        if patched is not None:
+            return prompt("correct_unwritten_module_code").format(file=file, path=path, text=repr(patched))
+        edited = edited_text_variable(block.code, existing)
+        if edited is not None:
+            return prompt("correct_unsaved_text_code").format(file=file, path=path, name=edited)
+        return None
 
     def current_text(self, name: str) -> str | None:
         """The text of workspace file ``name`` as it is now, or None (absent, not text)."""

@@ -243,6 +243,12 @@ def _is_paste(statement: ast.stmt, data_lines: set[str]) -> bool:
         and all(line.strip() in data_lines for line in statement.value.value.splitlines() if line.strip())
 
 
+def _answers(statement: ast.stmt) -> bool:
+    """Whether ``statement`` is a ``final_answer(...)`` call on a line of its own."""
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) \
+        and isinstance(statement.value.func, ast.Name) and statement.value.func.id == "final_answer"
+
+
 def replay_code(blocks: Sequence[str], material: Iterable[str]) -> str:
     """Blocks the model ran one after another, as one block to run again: without their
     assignments of pasted file text (the variables hold the real text) and without the
@@ -258,10 +264,7 @@ def replay_code(blocks: Sequence[str], material: Iterable[str]) -> str:
         dropped: set[int] = set()
         for statement in tree.body:
             assert statement.end_lineno is not None
-            last_answer = number < len(blocks) and isinstance(statement, ast.Expr) \
-                and isinstance(statement.value, ast.Call) and isinstance(statement.value.func, ast.Name) \
-                and statement.value.func.id == "final_answer"
-            if last_answer or _is_paste(statement, data_lines):
+            if number < len(blocks) and _answers(statement) or _is_paste(statement, data_lines):
                 dropped.update(range(statement.lineno, statement.end_lineno + 1))
         parts.append("\n".join(line for at, line in enumerate(code.splitlines(), 1) if at not in dropped))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(parts)).strip("\n")
@@ -304,7 +307,7 @@ def answer_expression(code: str) -> str | None:
              and node.func.id == "final_answer" and len(node.args) == 1 and not node.keywords]
     if not calls:
         return None
-    top = [node.value for node in tree.body if isinstance(node, ast.Expr) and node.value in calls]
+    top = [node.value for node in tree.body if _answers(node) and node.value in calls]
     if len(top) >= 2:
         # One final_answer per item ("todo.txt: 5", then "poem.txt: 3"): only the first ever
         # runs, so the value is all of them, a line each.

@@ -61,20 +61,22 @@ def edited_text_variable(code: str, original: str) -> str | None:
 
 
 _KINDS = (
-    # (what the task asks for, the pattern of its question, the pattern an answer must hold)
+    # (what the task asks for, the pattern of its question, the pattern an answer must hold,
+    #  whether that pattern also finds the value in the files read)
     ("an email address", re.compile(r"\be-?mail(?:\s+address)?\b", re.IGNORECASE),
-     re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+     re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), True),
     ("a number (how many)", re.compile(r"^\s*how many\b", re.IGNORECASE),
-     re.compile(r"\d|\b(?:no|none|zero|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE)),
+     re.compile(r"\d|\b(?:no|none|zero|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE), False),
 )
 
 
-def missing_kind(task: str, answer: str) -> tuple[str, str] | None:
-    """``(kind, pattern)`` when the task asks for a kind of value ("an email address", "a
-    number") that ``answer`` holds none of: what it is, and the regex that finds one."""
-    for kind, question, value in _KINDS:
+def missing_kind(task: str, answer: str) -> tuple[str, str | None] | None:
+    """``(kind, finder)`` when the task asks for a kind of value ("an email address", "a
+    number") that ``answer`` holds none of: what it is, and the regex that finds one in a text
+    (None for a count, which is computed, not found)."""
+    for kind, question, value, findable in _KINDS:
         if question.search(task) and not value.search(answer):
-            return kind, value.pattern
+            return kind, value.pattern if findable else None
     return None
 
 

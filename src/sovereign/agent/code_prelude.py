@@ -384,10 +384,11 @@ def _describe(exc, code):
     if frames and frames[-1].lineno and frames[-1].lineno <= len(lines):
         line = lines[frames[-1].lineno - 1].strip()
         where = f"Error on line {frames[-1].lineno}: {line}\n"
+        frame = _failing_frame(exc)
         if isinstance(exc, (KeyError, IndexError, TypeError, AttributeError, ValueError)):
-            seen = _values_on(line, _failing_frame(exc))
+            seen = _values_on(line, frame)
         if isinstance(exc, ValueError):
-            seen += _not_a_number(exc, _failing_frame(exc))
+            seen += _not_a_number(exc, frame)
         if isinstance(exc, NameError) and getattr(exc, "name", None):
             seen += _defined_in_workspace(exc.name)
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
