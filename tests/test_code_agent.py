@@ -905,3 +905,67 @@ def test_every_example_in_the_code_mode_prompt_runs_and_gives_its_answer(workspa
         result = _run(ScriptedModel([code(block)]), _agent(workspace), task.split(" (")[0], workspace, approver=AllowAll())
         assert result.ok and result.answer == expected, (task, result.stop_reason, result.answer)
     assert "w * h" in (workspace / "shapes.py").read_text()
+
+
+ORDERS = ('{"orders": [\n  {"id": "A1", "items": [{"sku": "pen", "qty": 3, "price": 1.5}, {"sku": "pad", "qty": 1, "price": 4.0}]},\n'
+          '  {"id": "A2", "items": [{"sku": "ink", "qty": 2, "price": 6.25}]}\n]}\n')
+
+
+@pytest.mark.parametrize("first_only", [
+    'data = json.loads(read_file("orders.json"))\n'
+    'final_answer(sum(o["items"][0]["qty"] * o["items"][0]["price"] for o in data["orders"] if o["id"] == "A1"))',
+    'data = json.loads(read_file("orders.json"))\ntotal = 0\nfor order in data["orders"]:\n'
+    '    if order["id"] == "A1":\n        total += order["items"][0]["qty"] * order["items"][0]["price"]\nfinal_answer(total)',
+    'data = json.loads(read_file("orders.json"))\norder = [o for o in data["orders"] if o["id"] == "A1"][0]\n'
+    'final_answer(order["items"][0]["qty"] * order["items"][0]["price"])',
+])
+def test_an_aggregate_over_one_element_of_a_longer_list_gets_the_block_walking_every_element(workspace, first_only):
+    """A total that takes items[0] of lists holding several elements is sent back once with the
+    model's block rewritten to walk every element (a comprehension, a loop, or a lone value
+    summed); running it answers right. An answer that walks every element is taken as it is."""
+    (workspace / "orders.json").write_text(ORDERS)
+    task = "What is the total value of order A1 in orders.json (quantity times price, summed over its items)?"
+    script = ScriptedModel([code(first_only), code("final_answer(0)")])
+    _run(script, _agent(workspace), task, workspace)
+    notice = _observation(script.requests[1])
+    assert 'counts only one element of each "items" list' in notice and "holds 2 of them" in notice
+    shown = extract_code(notice)
+    assert shown is not None
+    runs_it = ScriptedModel([code(first_only), code(shown)])
+    result = _run(runs_it, _agent(workspace), task, workspace)
+    runs_it.assert_complete()
+    assert result.answer == "8.5"
+
+
+def test_an_index_into_lists_of_one_element_or_a_task_without_an_aggregate_is_not_questioned(workspace):
+    (workspace / "orders.json").write_text(ORDERS)
+    first = 'data = json.loads(read_file("orders.json"))\nfinal_answer(data["orders"][0]["items"][0]["sku"])'
+    script = ScriptedModel([code(first)])
+    result = _run(script, _agent(workspace), "What is the sku of the first item of the first order in orders.json?",
+                  workspace)
+    script.assert_complete()
+    assert result.answer == "pen"
+    (workspace / "single.json").write_text('{"orders": [{"id": "B1", "items": [{"qty": 2, "price": 3.0}]}]}\n')
+    one = ('data = json.loads(read_file("single.json"))\n'
+           'final_answer(sum(o["items"][0]["qty"] * o["items"][0]["price"] for o in data["orders"]))')
+    script = ScriptedModel([code(one)])
+    assert _run(script, _agent(workspace), "What is the total value of all orders in single.json?",
+                workspace).answer == "6"
+    script.assert_complete()
+
+
+def test_which_and_by_how_much_answered_with_the_pick_alone_is_sent_back_for_the_number(workspace):
+    """"Which of q1.csv and q2.csv ... and by how much?" answered "q2.csv": the digit of the file
+    name is not the number asked for; the notice asks for it computed, and the answer with both
+    is taken."""
+    (workspace / "q1.csv").write_text("month,revenue\nJan,1200\nFeb,900\nMar,1500\n")
+    (workspace / "q2.csv").write_text("month,revenue\nApr,1100\nMay,1700\nJun,1300\n")
+    totals = ('import csv, io\nt = {f: sum(int(r["revenue"]) for r in csv.DictReader(io.StringIO(read_file(f))))'
+              ' for f in ["q1.csv", "q2.csv"]}\nfinal_answer(max(t, key=t.get))')
+    script = ScriptedModel([code(totals), code('final_answer(f"q2.csv, by {t[\'q2.csv\'] - t[\'q1.csv\']}")')])
+    result = _run(script, _agent(workspace), "Which of q1.csv and q2.csv has the larger total in its revenue column, "
+                  "and by how much?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "The task asks for a number (how much)" in notice and "the difference" in notice
+    assert result.answer == "q2.csv, by 500"

@@ -4,8 +4,9 @@ syntax, the files the task names were read, a task that asks for a file to be wr
 write, no file it wrote is left unparseable or with a stray empty line before what it added, it
 is not a void value (``None``) or a request for context from an agent that can look for itself,
 it does not deny what the agent read, it holds the kind of value asked for (an email address, a
-count) and names its pick when the task asks "which of A and B", and (code mode) it does not
-ignore a value the task names that the data holds nor lose an order the task keeps; otherwise
+count, a "how much" number) and names its pick when the task asks "which of A and B", and (code
+mode) it does not ignore a value the task names that the data holds, total one element of lists
+that hold several, nor lose an order the task keeps; otherwise
 the model gets a correction. In code mode a correction shows code to run where it can (the
 model's own block with the fix, the line that saves the answered value): a small model told in
 prose what to change seldom does it, and copies a block it is shown. Calls a model wrote as text
@@ -43,6 +44,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
+from sovereign.agent.answer_items import first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
     missing_kind,
@@ -69,6 +71,8 @@ _IGNORED_MARK = "from the task, yet the data has it"
 """A phrase of the ``correct_ignored_code`` notice: that question is asked once per run."""
 _BLANK_MARK = "already ended with a line break, so what you added"
 """A phrase of the ``correct_blank_line`` notices (asked once per run)."""
+_FIRST_ITEM_MARK = "counts only one element of each"
+"""A phrase of the ``correct_first_item`` notices (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
@@ -165,6 +169,11 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
             return MODEL
+        first_only = self.first_item_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if first_only is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=first_only, reason="grounding"))
+            return MODEL
         kind = missing_kind(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if kind is not None:
             self.grounding_nudges += 1
@@ -199,13 +208,32 @@ class Accepting:
             return None
         return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
 
+    def first_item_notice(self, answer: str) -> str | None:
+        """Code mode: when the block that answered an aggregate took one element of lists that
+        hold several (``order["items"][0]``), the notice with that block walking every element —
+        asked once per run."""
+        block = self.last_block()
+        if self.agent.mode != "code" or block is None or block.final is None \
+                or any(isinstance(s, NoticeStep) and _FIRST_ITEM_MARK in s.text for s in self.steps):
+            return None
+        material = material_read(self.steps)
+        found = first_item_only(self.task_step().task, replay_code([block.code], material), material)
+        if found is None:
+            return None
+        fields = dict(answer=answer[:80], key=found.key, expression=found.expression, longest=found.longest)
+        if found.block is None:
+            return prompt("correct_first_item_words_code").format(**fields)
+        return prompt("correct_first_item_code").format(block=found.block, **fields)
+
     def missing_kind_notice(self, answer: str, kind: str, finder: str | None) -> str:
         """The answer holds no value of the kind asked for. In code mode, when the run read
         files and the kind has a ``finder`` pattern, the notice gives the block that finds every
         such value in them (a small model told to search kept picking a line by its position)."""
+        if finder is None:  # a computed number: searching the text will not find it
+            return prompt(f"correct_missing_number_{self.agent.mode}").format(answer=answer[:80], kind=kind)
         text = prompt(f"correct_missing_kind_{self.agent.mode}").format(answer=answer[:80], kind=kind)
         paths = list(dict.fromkeys(path for path, _ in self.files_read())) if self.agent.mode == "code" else []
-        if not paths or finder is None:
+        if not paths:
             return text
         block = (f"found = re.findall({finder!r}, '\\n'.join(read_file(path) for path in {paths!r}))\n"
                  "print(found)")

@@ -1,7 +1,7 @@
 """Checks on the shape of an answer that answer_check's value checks do not cover: a task that
 asks "which of A and B" answered without naming either (a small model answers "500" to "which of
 q1.csv and q2.csv has the larger total, and by how much?"), an answer without the kind of value
-the task asks for (an email address, a count), and a block that built a file's new text in a
+the task asks for (an email address, a count, the number of a "by how much"), and a block that built a file's new text in a
 variable but never saved it (the edited copy of todo.txt, then "added pay rent"), and the
 replacement a "change X from A to B" task asks for, and the module a block fixed in its own code
 (it defined the fixed ``add`` but never saved it to calc.py)."""
@@ -66,7 +66,9 @@ _KINDS = (
     ("an email address", re.compile(r"\be-?mail(?:\s+address)?\b", re.IGNORECASE),
      re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), True),
     ("a number (how many)", re.compile(r"^\s*how many\b", re.IGNORECASE),
-     re.compile(r"\d|\b(?:no|none|zero|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE), False),
+     re.compile(r"(?<![A-Za-z_])\d|\b(?:no|none|zero|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE), False),
+    ("a number (how much)", re.compile(r"\bhow much\b|\bwhat is the difference\b", re.IGNORECASE),
+     re.compile(r"(?<![A-Za-z_])\d|\b(?:none|nothing|zero|same|equal)\b", re.IGNORECASE), False),
 )
 
 
