@@ -969,3 +969,28 @@ def test_which_and_by_how_much_answered_with_the_pick_alone_is_sent_back_for_the
     notice = _observation(script.requests[1])
     assert "The task asks for a number (how much)" in notice and "the difference" in notice
     assert result.answer == "q2.csv, by 500"
+
+
+def test_a_prose_reply_to_a_shown_save_block_gets_the_block_again_once(workspace):
+    """Shown the block that saves the fixed module, the model replies in prose that it is saved:
+    nothing ran, so the block comes back once more (beyond the grounding questions' count);
+    running it fixes the file. The word is given once: prose past the grounding questions is taken."""
+    (workspace / "calc.py").write_text('def add(a, b):\n    return a - b\n')
+    task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
+    first = code('print(read_file("calc.py"))\ndef add(a, b):\n    return a + b\nassert add(2, 3) == 5\nfinal_answer("fixed add")')
+    claims = text_response("The fixed calc.py file has been saved.")
+    script = ScriptedModel([first, claims, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    again = _observation(script.requests[2])
+    assert "Nothing was saved: your reply has no code" in again
+    assert extract_code(again) == extract_code(_observation(script.requests[1]))
+    runs_it = ScriptedModel([first, claims, code(extract_code(again))])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.answer == "fixed calc.py" and "a + b" in (workspace / "calc.py").read_text()
+    (workspace / "calc.py").write_text('def add(a, b):\n    return a - b\n')
+    always = ScriptedModel([first, claims, claims, claims])
+    result = _run(always, _agent(workspace), task, workspace, approver=AllowAll())
+    always.assert_complete()
+    assert sum("Nothing was saved" in _observation(r) for r in always.requests) == 1
+    assert result.answer == "The fixed calc.py file has been saved."

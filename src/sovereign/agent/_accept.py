@@ -45,6 +45,7 @@ from sovereign.agent.answer_check import (
     written_paths,
 )
 from sovereign.agent.answer_items import first_item_only
+from sovereign.agent.code_mode import extract_code
 from sovereign.agent.answer_shape import (
     edited_text_variable,
     missing_kind,
@@ -73,6 +74,8 @@ _BLANK_MARK = "already ended with a line break, so what you added"
 """A phrase of the ``correct_blank_line`` notices (asked once per run)."""
 _FIRST_ITEM_MARK = "counts only one element of each"
 """A phrase of the ``correct_first_item`` notices (asked once per run)."""
+_UNRUN_MARK = "so the block above never ran"
+"""A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
@@ -120,6 +123,10 @@ class Accepting:
         if markup is not None:
             return self.correct("tool-call syntax written as the answer", prompt(f"correct_markup_{self.agent.mode}").format(
                 what=markup, tools=self.usage()))
+        unrun = self.unrun_write_block()
+        if unrun is not None:
+            self.stage(NoticeStep(text=unrun, reason="grounding"))
+            return MODEL
         unread = self.unread_files()
         if unread and self.grounding_nudges < _GROUNDING_NUDGES:
             self.grounding_nudges += 1
@@ -207,6 +214,21 @@ class Accepting:
         if lost is None:
             return None
         return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
+
+    def unrun_write_block(self) -> str | None:
+        """Code mode: the notice before this reply showed a block that writes the task's file,
+        and the reply has no code ("The fixed calc.py has been saved."): the block again, with
+        word that nothing ran — once per run, beyond the grounding questions' count (the reply
+        claims a write that never happened)."""
+        if self.agent.mode != "code" or len(self.steps) < 2 or not isinstance(self.steps[-1], ModelCallStep) \
+                or not self.left_unwritten() or any(isinstance(s, NoticeStep) and _UNRUN_MARK in s.text
+                                                    for s in self.steps):
+            return None
+        notice = self.steps[-2]
+        block = extract_code(notice.text) if isinstance(notice, NoticeStep) else None
+        if block is None or "write_file(" not in block:
+            return None
+        return prompt("correct_unrun_block_code").format(file=self.file_to_write(), block=block)
 
     def first_item_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered an aggregate took one element of lists that
