@@ -994,3 +994,30 @@ def test_a_prose_reply_to_a_shown_save_block_gets_the_block_again_once(workspace
     always.assert_complete()
     assert sum("Nothing was saved" in _observation(r) for r in always.requests) == 1
     assert result.answer == "The fixed calc.py file has been saved."
+
+
+def test_a_pasted_dict_of_files_whose_quotes_break_the_block_runs_on_the_real_texts(workspace):
+    """The model re-types the files it was shown into a dict of triple-quoted strings, and a
+    docstring's quotes end them: the block does not parse. The paste is dropped (the dict an
+    earlier block filled holds the real texts), the rest runs, and errors keep their line numbers."""
+    (workspace / "app").mkdir()
+    (workspace / "app" / "cli.py").write_text('"""Command line."""\nfrom app.dates import parse_date\n\n\n'
+                                              'def main(argv):\n    # TODO: add --help\n    return parse_date(argv[0])\n')
+    (workspace / "app" / "dates.py").write_text('"""Date helpers."""\nimport datetime\n\n\ndef parse_date(text):\n'
+                                                '    # TODO: accept dd/mm/yyyy too\n    return datetime.date.fromisoformat(text)\n')
+    look = code('contents = {p: read_file(p) for p in ["app/cli.py", "app/dates.py"]}\nprint(contents)')
+    paste = ('contents = {\n    "app/cli.py": """\n        """Command line."""\n        from app.dates import parse_date\n\n'
+             '        def main(argv):\n            # TODO: add --help\n            return parse_date(argv[0])\n    """,\n'
+             '    "app/dates.py": """\n        """Date helpers."""\n        import datetime\n\n        def parse_date(text):\n'
+             '            # TODO: accept dd/mm/yyyy too\n            return datetime.date.fromisoformat(text)\n    """\n}\n'
+             'todos = sum(text.count("# TODO") for text in contents.values())\nfinal_answer(todos)')
+    script = ScriptedModel([look, code(paste)])
+    result = _run(script, _agent(workspace), "How many TODO comments are in app/cli.py and app/dates.py?", workspace)
+    script.assert_complete()
+    assert result.answer == "2"
+    run = next(s for s in reversed(result.steps) if s.kind == "code")
+    assert "its quotes broke the string; the real text in contents was used instead" in run.output
+    failing = ScriptedModel([look, code(paste.replace("final_answer(todos)", "final_answer(undefined_name)")),
+                             code("final_answer(0)")])
+    _run(failing, _agent(workspace), "How many TODO comments are in app/cli.py and app/dates.py?", workspace)
+    assert "Error on line 20: final_answer(undefined_name)" in _observation(failing.requests[2])

@@ -648,10 +648,49 @@ def _unpaste(tree, namespace):
     return replaced
 
 
+_PASTE_START = re.compile(r"""([A-Za-z_]\w*)\s*=\s*(?:\{|\"\"\"|\'\'\')""")
+_PASTE_END = re.compile(r"""^(?:[}\])]+\)?|\s*(?:\"\"\"|\'\'\')\s*[)}\]]?)\s*$""")
+
+
+def _without_broken_paste(code, namespace):
+    """A block that does not parse because it pastes file text whose own quotes end the triple
+    quotes (``contents = {"app/cli.py": \"\"\"\n\"\"\"Docstring.\"\"\"...``): the assignment of that
+    paste to a name an earlier block left the real text in is blanked out (line numbers kept), when
+    the rest then parses. ``(code, name)``, or None when no such assignment is found."""
+    lines = code.splitlines()
+    held = {line for _, text in _held_texts(namespace) for line in _lines(text)}
+    for start, line in enumerate(lines):
+        match = _PASTE_START.match(line)
+        value = namespace.get(match.group(1)) if match else None
+        if not isinstance(value, (str, dict)):
+            continue
+        for end in range(start + 1, len(lines)):
+            if not _PASTE_END.match(lines[end]):
+                continue
+            pasted = _lines("\n".join(lines[start + 1:end]))
+            if not pasted or sum(typed in held for typed in pasted) < 0.5 * len(pasted):
+                continue
+            repaired = "\n".join(lines[:start] + [""] * (end + 1 - start) + lines[end + 1:])
+            try:
+                ast.parse(repaired, "<code>")
+            except SyntaxError:
+                continue
+            return repaired, match.group(1)
+    return None
+
+
 def _execute(code, namespace):
     """Run ``code``; like a notebook cell, a last line that is a bare expression (not a print)
     has its value printed, so a block ending in ``search_files("x")`` still shows the result."""
-    tree = ast.parse(code, "<code>")
+    try:
+        tree = ast.parse(code, "<code>")
+    except SyntaxError:
+        repaired = _without_broken_paste(code, namespace)
+        if repaired is None:
+            raise
+        tree = ast.parse(repaired[0], "<code>")
+        print(f"(Your code re-typed file text, and its quotes broke the string; the real text in {repaired[1]} "
+              "was used instead. Use that variable directly.)")
     redefined = _keep_functions(tree)
     if redefined:
         print(f"(Your code defined {', '.join(dict.fromkeys(redefined))} again; the real functions were kept. "
