@@ -822,15 +822,26 @@ def test_an_answer_in_words_never_written_gets_the_notice_in_words(workspace):
 
 
 def test_a_fix_that_answers_a_number_is_not_told_to_write_the_number_into_the_module(workspace):
-    """A block that calls the buggy function and answers 5 gets the notice in words: saving "5"
-    over stats.py would destroy the module the task asks to fix."""
+    """A block that calls the buggy function and answers 5 is not told to save "5" over stats.py
+    (that would destroy the module the task asks to fix): it gets the module's numbered lines and
+    the block that replaces the wrong line, to fill in; filled in, it fixes the file."""
     (workspace / "stats.py").write_text("def total(xs):\n    return sum(xs[1:])\n")
     script = ScriptedModel([code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))"), code("final_answer(1)"),
                             code("final_answer(2)")])
     _run(script, _agent(workspace), "total() in stats.py should return the sum of the list, but total([1, 2, 3]) "
          "returns 5. Fix the one-line bug.", workspace, approver=AllowAll())
     notice = _observation(script.requests[1])
-    assert "create or change stats.py" in notice and "write_file('stats.py', total" not in notice
+    assert "write_file('stats.py', total" not in notice
+    assert "  2 |     return sum(xs[1:])" in notice and "Find the wrong line" in notice
+    template = extract_code(notice)
+    assert template is not None and "fixed = code.replace(" in template
+    filled = template.replace('"the wrong line, as it is"', '"sum(xs[1:])"').replace('"the line fixed"', '"sum(xs)"')
+    script = ScriptedModel([code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))"),
+                            code(filled)])
+    result = _run(script, _agent(workspace), "total() in stats.py should return the sum of the list, but "
+                  "total([1, 2, 3]) returns 5. Fix the one-line bug.", workspace, approver=AllowAll())
+    script.assert_complete()
+    assert result.answer == "fixed stats.py" and (workspace / "stats.py").read_text() == "def total(xs):\n    return sum(xs)\n"
 
 
 def test_new_text_built_in_a_variable_but_never_saved_gets_the_block_that_saves_it(workspace):
@@ -1021,3 +1032,29 @@ def test_a_pasted_dict_of_files_whose_quotes_break_the_block_runs_on_the_real_te
                              code("final_answer(0)")])
     _run(failing, _agent(workspace), "How many TODO comments are in app/cli.py and app/dates.py?", workspace)
     assert "Error on line 20: final_answer(undefined_name)" in _observation(failing.requests[2])
+
+
+def test_the_block_that_saves_a_fix_runs_the_test_the_task_names_so_a_wrong_fix_fails_in_view(workspace):
+    """The model's own fix (``* 10.0``) is wrong: the block the notice shows saves it and then runs
+    the test file the task names, so the failure is the next observation, not "fixed"."""
+    (workspace / "app").mkdir()
+    (workspace / "app" / "money.py").write_text("def to_cents(amount):\n    return round(amount * 10)\n")
+    (workspace / "tests").mkdir()
+    (workspace / "tests" / "test_money.py").write_text(
+        "from app.money import to_cents\n\n\ndef test_to_cents():\n    assert to_cents(1.25) == 125\n")
+    task = "The test in tests/test_money.py fails because of a bug in app/money.py. Fix app/money.py so the test passes."
+    wrong = code('print(read_file("app/money.py"), read_file("tests/test_money.py"))\ndef to_cents(amount):\n    return round(amount * 10.0)\n'
+                 'final_answer("fixed")')
+    script = ScriptedModel([wrong, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    shown = extract_code(_observation(script.requests[1]))
+    assert shown is not None and "import tests.test_money as checks" in shown
+    runs_it = ScriptedModel([wrong, code(shown), code("final_answer(3)")])
+    _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    assert "AssertionError" in _observation(runs_it.requests[2])
+    right = wrong.message.content.replace("10.0", "100")
+    runs_right = ScriptedModel([text_response(right), code(shown.replace("10.0", "100"))])
+    (workspace / "app" / "money.py").write_text("def to_cents(amount):\n    return round(amount * 10)\n")
+    result = _run(runs_right, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_right.assert_complete()
+    assert result.answer == "fixed app/money.py" and "tests/test_money.py passes" in result.steps[-2].output

@@ -46,6 +46,7 @@ from sovereign.agent.answer_check import (
 )
 from sovereign.agent.answer_items import first_item_only
 from sovereign.agent.code_mode import extract_code
+from sovereign.agent.fix_check import asks_for_a_fix, fix_check
 from sovereign.agent.answer_shape import (
     edited_text_variable,
     missing_kind,
@@ -378,11 +379,17 @@ class Accepting:
             return prompt("correct_unwritten_replace_code").format(file=file, path=path, old=repr(swap[0]),
                                                                    new=repr(swap[1]))
         patched = patched_module([b.code for b in self.model_blocks()], existing) if file.endswith(".py") else None
+        check = fix_check(self.task_step().task, file, self.workspace_root()) if file.endswith(".py") else None
+        checked = dict(check=f"{check}\n" if check else "",
+                       checks=" and checks it does what the task asks" if check else "")
         if patched is not None:
-            return prompt("correct_unwritten_module_code").format(file=file, path=path, text=repr(patched))
+            return prompt("correct_unwritten_module_code").format(file=file, path=path, text=repr(patched), **checked)
         edited = edited_text_variable(block.code, existing)
         if edited is not None:
             return prompt("correct_unsaved_text_code").format(file=file, path=path, name=edited)
+        if file.endswith(".py") and asks_for_a_fix(self.task_step().task):
+            lines = "\n".join(f"{n:>3} | {line}" for n, line in enumerate(existing.splitlines()[:60], 1))
+            return prompt("correct_unwritten_fix_code").format(file=file, path=path, lines=lines, **checked)
         return None
 
     def current_text(self, name: str) -> str | None:
