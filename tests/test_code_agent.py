@@ -1058,3 +1058,30 @@ def test_the_block_that_saves_a_fix_runs_the_test_the_task_names_so_a_wrong_fix_
     result = _run(runs_right, _agent(workspace), task, workspace, approver=AllowAll())
     runs_right.assert_complete()
     assert result.answer == "fixed app/money.py" and "tests/test_money.py passes" in result.steps[-2].output
+
+
+def test_a_row_picked_by_position_when_the_task_names_another_rows_value_gets_the_block_picking_by_value(workspace):
+    """"Which department does Olivia work in?" answered from line 1 (Noah's row): the notice
+    shows the block picking the row that holds Olivia; running it answers Research. A pick of
+    the right line, or of the header, is not questioned."""
+    (workspace / "employees.csv").write_text("id,name,dept_id\n1,Noah,D2\n2,Olivia,D3\n3,Liam,D1\n")
+    (workspace / "departments.json").write_text('{"D1": "Sales", "D2": "Support", "D3": "Research"}\n')
+    task = ("Which department does Olivia work in? employees.csv gives each person's dept_id; departments.json "
+            "maps ids to department names.")
+    look = code('contents = {p: read_file(p) for p in ["employees.csv", "departments.json"]}\nprint(contents)')
+    by_position = code('departments = json.loads(contents["departments.json"])\n'
+                       'dept = contents["employees.csv"].splitlines()[1].split(",")[2]\n'
+                       'final_answer(f"Olivia works in {departments[dept]}")')
+    script = ScriptedModel([look, by_position, code("final_answer(0)")])
+    _run(script, _agent(workspace), task, workspace)
+    notice = _observation(script.requests[2])
+    assert 'takes the line "1,Noah,D2", but "Olivia" is on the line "2,Olivia,D3"' in notice
+    runs_it = ScriptedModel([look, by_position, code(extract_code(notice))])
+    result = _run(runs_it, _agent(workspace), task, workspace)
+    runs_it.assert_complete()
+    assert result.answer == "Olivia works in Research"
+    right = ScriptedModel([look, code('header = contents["employees.csv"].splitlines()[0]\n'
+                                      'row = contents["employees.csv"].splitlines()[2].split(",")\n'
+                                      'final_answer(json.loads(contents["departments.json"])[row[header.split(",").index("dept_id")]])')])
+    assert _run(right, _agent(workspace), task, workspace).answer == "Research"
+    right.assert_complete()

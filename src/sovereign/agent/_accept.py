@@ -5,8 +5,9 @@ write, no file it wrote is left unparseable or with a stray empty line before wh
 is not a void value (``None``) or a request for context from an agent that can look for itself,
 it does not deny what the agent read, it holds the kind of value asked for (an email address, a
 count, a "how much" number) and names its pick when the task asks "which of A and B", and (code
-mode) it does not ignore a value the task names that the data holds, total one element of lists
-that hold several, nor lose an order the task keeps; otherwise
+mode) it does not ignore a value the task names that the data holds, pick by position a row other
+than the one holding that value, total one element of lists that hold several, nor lose an order
+the task keeps; otherwise
 the model gets a correction. In code mode a correction shows code to run where it can (the
 model's own block with the fix, the line that saves the answered value): a small model told in
 prose what to change seldom does it, and copies a block it is shown. Calls a model wrote as text
@@ -56,6 +57,7 @@ from sovereign.agent.answer_shape import (
 )
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
+from sovereign.agent.row_pick import positional_pick
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.kernel.messages import ToolCall
 from sovereign.kernel.tool_calls import parse_tool_calls
@@ -75,6 +77,8 @@ _BLANK_MARK = "already ended with a line break, so what you added"
 """A phrase of the ``correct_blank_line`` notices (asked once per run)."""
 _FIRST_ITEM_MARK = "counts only one element of each"
 """A phrase of the ``correct_first_item`` notices (asked once per run)."""
+_ROW_PICK_MARK = "comes from a row picked by its position"
+"""A phrase of the ``correct_row_pick_code`` notice (asked once per run)."""
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
@@ -177,6 +181,11 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
             return MODEL
+        picked = self.row_pick_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if picked is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=picked, reason="grounding"))
+            return MODEL
         first_only = self.first_item_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if first_only is not None:
             self.grounding_nudges += 1
@@ -231,13 +240,34 @@ class Accepting:
             return None
         return prompt("correct_unrun_block_code").format(file=self.file_to_write(), block=block)
 
+    def answering_block(self, mark: str) -> CodeStep | None:
+        """Code mode: the model's block that gave the answer, unless a notice holding ``mark``
+        was sent already (each such question is asked once per run)."""
+        block = self.last_block()
+        if self.agent.mode != "code" or block is None or block.final is None \
+                or any(isinstance(s, NoticeStep) and mark in s.text for s in self.steps):
+            return None
+        return block
+
+    def row_pick_notice(self, answer: str) -> str | None:
+        """Code mode: when the block that answered picked a row by its position and the value the
+        task names is on another row, the notice with that block picking the row by the value."""
+        block = self.answering_block(_ROW_PICK_MARK)
+        if block is None:
+            return None
+        material = material_read(self.steps)
+        found = positional_pick(self.task_step().task, replay_code([block.code], material), material)
+        if found is None:
+            return None
+        return prompt("correct_row_pick_code").format(answer=answer[:80], picked=found.picked, term=found.term,
+                                                      line=found.line, block=found.block)
+
     def first_item_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered an aggregate took one element of lists that
         hold several (``order["items"][0]``), the notice with that block walking every element —
         asked once per run."""
-        block = self.last_block()
-        if self.agent.mode != "code" or block is None or block.final is None \
-                or any(isinstance(s, NoticeStep) and _FIRST_ITEM_MARK in s.text for s in self.steps):
+        block = self.answering_block(_FIRST_ITEM_MARK)
+        if block is None:
             return None
         material = material_read(self.steps)
         found = first_item_only(self.task_step().task, replay_code([block.code], material), material)
