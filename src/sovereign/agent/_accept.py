@@ -58,6 +58,7 @@ from sovereign.agent.answer_shape import (
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.prompts import prompt
 from sovereign.agent.row_pick import positional_pick
+from sovereign.governance.injection import withhold_injections
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.kernel.messages import ToolCall
 from sovereign.kernel.tool_calls import parse_tool_calls
@@ -408,6 +409,7 @@ class Accepting:
         if swap is not None and swap[0] in existing:
             return prompt("correct_unwritten_replace_code").format(file=file, path=path, old=repr(swap[0]),
                                                                    new=repr(swap[1]))
+        existing = withhold_injections(existing)  # file text in a notice is shown as the guard shows it
         patched = patched_module([b.code for b in self.model_blocks()], existing) if file.endswith(".py") else None
         check = fix_check(self.task_step().task, file, self.workspace_root()) if file.endswith(".py") else None
         checked = dict(check=f"{check}\n" if check else "",

@@ -48,7 +48,7 @@ from sovereign.agent.steps import (
 from sovereign.agent.verify import parse_verdict, verification_request, verifier_model_name
 from sovereign.errors import SovereignError, SpendCapExceededError
 from sovereign.governance.governor import CallRecord
-from sovereign.governance.injection import withhold_injections
+from sovereign.governance.injection import unmark_for_write, withhold_injections
 from sovereign.finops.ledger import price
 from sovereign.kernel.messages import ChatRequest, ChatResponse, Thinking, ToolCall, ToolChoice, Usage
 from sovereign.tools.base import ToolArgumentError, ToolContext, ToolError
@@ -427,6 +427,11 @@ class Session(CodeActing, Accepting):
                                   extras={"access": self.guard.access} if self.guard.access is not None else {})
             if getattr(self.model, "scope", None) is not None:  # the run's governed scope, for tools that call models
                 context.extras["scope"] = self.model.scope
+        if tool.effects.acts_on_world and isinstance(arguments.get("content"), str) \
+                and isinstance(arguments.get("path"), str):
+            # a model writing back text it read copies the guard's marks with it
+            arguments = {**arguments, "content": unmark_for_write(arguments["content"],
+                                                                  self.current_text(arguments["path"]))}
         started = time.perf_counter()
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)

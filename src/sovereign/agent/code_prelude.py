@@ -616,6 +616,23 @@ def _keep_functions(tree):
     return dropped
 
 
+def _written_names(tree):
+    """The names whose value the code writes to a file (``write_file(path, text)``, ``f.write(text)``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "write_file":
+            values = node.args[1:2] + [k.value for k in node.keywords if k.arg == "content"]
+        elif isinstance(func, ast.Attribute) and func.attr == "write":
+            values = node.args[:1]
+        else:
+            continue
+        names.update(v.id for v in values if isinstance(v, ast.Name))
+    return names
+
+
 def _unpaste(tree, namespace):
     """Small models paste the file text they were shown into their code, and the copy breaks (a
     blank first line, a row miscopied). An assignment of such a copy gets the real text instead;
@@ -623,8 +640,15 @@ def _unpaste(tree, namespace):
     the blank first line)."""
     held = _held_texts(namespace)
     replaced = []
+    written = _written_names(tree)
     for node in tree.body if held else ():
         if not isinstance(node, ast.Assign):
+            continue
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and node.targets[0].id in written:
+            # text the block saves is the new content: a line that differs from the file's is the
+            # change the model means (``a * b`` for ``a + b``), not a miscopy
+            if _edited_copy(node.value, held) or _copy_of(node.value, held) is not None:
+                node.value = ast.Constant(node.value.value.removeprefix("\n"))
             continue
         if isinstance(node.value, ast.Dict):
             target = node.targets[0].id if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) else None
