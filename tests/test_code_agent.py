@@ -1115,3 +1115,25 @@ def test_a_fix_written_from_the_marked_text_it_was_shown_saves_the_files_own_tex
     assert saved.startswith(original.splitlines()[0] + "\ndef multiply(a, b):\n    return a * b\n")
     assert "untrusted" not in saved and "withheld" not in saved
     assert (workspace / "config.ini").read_text() == "[access]\nadmin = false\n"
+
+
+def test_naming_a_file_that_only_uses_the_function_asked_about_is_sent_back_with_the_definition_search(workspace):
+    """"Which file defines parse_date?" answered with the file that imports it: the notice says
+    that file has no definition and shows the search for one; the right file is taken."""
+    (workspace / "app").mkdir()
+    (workspace / "app" / "cli.py").write_text("from app.dates import parse_date\n\n\ndef main(argv):\n"
+                                              "    return parse_date(argv[0])\n")
+    (workspace / "app" / "dates.py").write_text("import datetime\n\n\ndef parse_date(text):\n"
+                                                "    return datetime.date.fromisoformat(text)\n")
+    first_user = code('contents = {p: read_file(p) for p in ["app/cli.py", "app/dates.py"]}\n'
+                      'final_answer(next(p for p, t in contents.items() if "parse_date" in t))')
+    script = ScriptedModel([first_user, code("final_answer('app/dates.py')")])
+    result = _run(script, _agent(workspace), "Which Python file defines the function parse_date?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "Your answer names app/cli.py, but app/cli.py does not define parse_date" in notice
+    search = extract_code(notice)
+    runs_it = ScriptedModel([first_user, code(search), code("final_answer('app/dates.py')")])
+    _run(runs_it, _agent(workspace), "Which Python file defines the function parse_date?", workspace)
+    assert "app/dates.py:4: def parse_date(text):" in _observation(runs_it.requests[2])
+    assert result.answer == "app/dates.py"

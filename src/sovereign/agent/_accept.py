@@ -4,7 +4,8 @@ syntax, the files the task names were read, a task that asks for a file to be wr
 write, no file it wrote is left unparseable or with a stray empty line before what it added, it
 is not a void value (``None``) or a request for context from an agent that can look for itself,
 it does not deny what the agent read, it holds the kind of value asked for (an email address, a
-count, a "how much" number) and names its pick when the task asks "which of A and B", and (code
+count, a "how much" number), names its pick when the task asks "which of A and B", does not name
+a file that lacks the definition the task asks about, and (code
 mode) it does not ignore a value the task names that the data holds, pick by position a row other
 than the one holding that value, total one element of lists that hold several, nor lose an order
 the task keeps; otherwise
@@ -53,6 +54,7 @@ from sovereign.agent.answer_shape import (
     missing_kind,
     patched_module,
     replacement,
+    undefined_in_named_file,
     unnamed_choice,
 )
 from sovereign.agent.errors import NoValidActionError
@@ -196,6 +198,14 @@ class Accepting:
         if kind is not None:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.missing_kind_notice(text, *kind), reason="grounding"))
+            return MODEL
+        undefined = undefined_in_named_file(self.task_step().task, text, dict(self.files_read())) \
+            if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if undefined is not None:
+            self.grounding_nudges += 1
+            file, name = undefined
+            self.stage(NoticeStep(text=prompt(f"correct_not_defined_{self.agent.mode}").format(
+                file=file, name=name, pattern=repr(rf"^\s*(def|class)\s+{name}\b")), reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:

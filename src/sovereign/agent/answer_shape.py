@@ -4,14 +4,16 @@ q1.csv and q2.csv has the larger total, and by how much?"), an answer without th
 the task asks for (an email address, a count, the number of a "by how much"), and a block that built a file's new text in a
 variable but never saved it (the edited copy of todo.txt, then "added pay rent"), and the
 replacement a "change X from A to B" task asks for, and the module a block fixed in its own code
-(it defined the fixed ``add`` but never saved it to calc.py)."""
+(it defined the fixed ``add`` but never saved it to calc.py), and a file named as the one that
+defines a function when it only uses it."""
 
 from __future__ import annotations
 
 import ast
 import re
 
-__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "unnamed_choice"]
+__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "undefined_in_named_file",
+           "unnamed_choice"]
 
 _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|was|were|does|do|did|contains?|holds?|"
                        r"gives?|costs?|sells?|shows?|comes?|got|earns?|had)\b", re.IGNORECASE)
@@ -136,3 +138,25 @@ def patched_module(blocks: list[str], original: str) -> str | None:
         node = defined[name]
         lines[node.lineno - 1:node.end_lineno] = [latest[name].rstrip("\n") + "\n"]
     return "".join(lines)
+
+
+_DEFINES = re.compile(r"\b(?:defines?|declares?|implements?)\s+(?:the\s+)?(?:function|class|method|constant)?\s*"
+                      r"`?([A-Za-z_]\w*)`?", re.IGNORECASE)
+_NOT_A_NAME = frozenset({"the", "a", "an", "function", "class", "method", "constant", "it", "this", "that"})
+
+
+def undefined_in_named_file(task: str, answer: str, files: dict[str, str]) -> tuple[str, str] | None:
+    """``(file, name)`` when ``task`` asks which file defines ``name`` and every file read
+    (``files``: path → text) that ``answer`` names lacks a definition of it (``def name``, ``class
+    name``, ``name =`` at the start of a line) — a small model names the first file that merely
+    uses it; else None."""
+    match = _DEFINES.search(task)
+    if match is None or match.group(1).lower() in _NOT_A_NAME:
+        return None
+    name = match.group(1)
+    definition = re.compile(rf"^\s*(?:(?:async\s+)?def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*[:=]", re.MULTILINE)
+    named = [path for path in files if re.search(rf"(?<![\w/.-]){re.escape(path)}(?![\w/-])", answer)
+             or re.search(rf"(?<![\w/.-]){re.escape(path.rsplit('/', 1)[-1])}(?![\w/-])", answer)]
+    if not named or any(definition.search(files[path]) for path in named):
+        return None
+    return named[0], name
