@@ -1137,3 +1137,24 @@ def test_naming_a_file_that_only_uses_the_function_asked_about_is_sent_back_with
     _run(runs_it, _agent(workspace), "Which Python file defines the function parse_date?", workspace)
     assert "app/dates.py:4: def parse_date(text):" in _observation(runs_it.requests[2])
     assert result.answer == "app/dates.py"
+
+
+def test_a_block_that_only_defines_the_fixed_function_is_followed_at_once_by_the_block_that_saves_it(workspace):
+    """The model's first block after reading calc.py defines the fixed ``add`` and stops (no
+    output, no answer): the observation comes with the block that saves the module and checks
+    the task's call; running it fixes the file."""
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
+    look = code("content = read_file('calc.py')\nprint(content)")
+    defines = code("def add(a, b):\n    return a + b")
+    script = ScriptedModel([look, defines, code("final_answer(0)"), code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[2])
+    assert "it saves the fixed module and checks it does what the task asks" in notice
+    shown = extract_code(notice)
+    assert "assert add(2, 3) == 5" in shown
+    assert sum("it saves the fixed module" in _observation(r) for r in script.requests) == 3  # at once, then at each answer
+    runs_it = ScriptedModel([look, defines, code(shown)])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.answer == "fixed calc.py" and (workspace / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"

@@ -82,6 +82,9 @@ _FIRST_ITEM_MARK = "counts only one element of each"
 """A phrase of the ``correct_first_item`` notices (asked once per run)."""
 _ROW_PICK_MARK = "comes from a row picked by its position"
 """A phrase of the ``correct_row_pick_code`` notice (asked once per run)."""
+_SAVE_MODULE_MARK = "it saves the fixed module"
+"""A phrase of the ``correct_unwritten_module_code`` notice (shown at once after a block that
+defined a fix, once per run)."""
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
@@ -420,19 +423,44 @@ class Accepting:
             return prompt("correct_unwritten_replace_code").format(file=file, path=path, old=repr(swap[0]),
                                                                    new=repr(swap[1]))
         existing = withhold_injections(existing)  # file text in a notice is shown as the guard shows it
-        patched = patched_module([b.code for b in self.model_blocks()], existing) if file.endswith(".py") else None
-        check = fix_check(self.task_step().task, file, self.workspace_root()) if file.endswith(".py") else None
-        checked = dict(check=f"{check}\n" if check else "",
-                       checks=" and checks it does what the task asks" if check else "")
-        if patched is not None:
-            return prompt("correct_unwritten_module_code").format(file=file, path=path, text=repr(patched), **checked)
+        saved = self.fixed_module_notice(file, existing)
+        if saved is not None:
+            return saved
         edited = edited_text_variable(block.code, existing)
         if edited is not None:
             return prompt("correct_unsaved_text_code").format(file=file, path=path, name=edited)
         if file.endswith(".py") and asks_for_a_fix(self.task_step().task):
             lines = "\n".join(f"{n:>3} | {line}" for n, line in enumerate(existing.splitlines()[:60], 1))
-            return prompt("correct_unwritten_fix_code").format(file=file, path=path, lines=lines, **checked)
+            check = fix_check(self.task_step().task, file, self.workspace_root())
+            return prompt("correct_unwritten_fix_code").format(file=file, path=path, lines=lines,
+                                                               check=f"{check}\n" if check else "")
         return None
+
+    def fixed_module_notice(self, file: str, existing: str) -> str | None:
+        """For a Python ``file`` (its text as shown: ``existing``) that the model's blocks fixed in
+        their own code: the notice with the block that saves the module with those definitions
+        in place (and runs the check the task implies); None when they redefined none of it."""
+        if not file.endswith(".py"):
+            return None
+        patched = patched_module([b.code for b in self.model_blocks()], existing)
+        if patched is None:
+            return None
+        check = fix_check(self.task_step().task, file, self.workspace_root())
+        return prompt("correct_unwritten_module_code").format(
+            file=file, path=repr(file), text=repr(patched), check=f"{check}\n" if check else "",
+            checks=" and checks it does what the task asks" if check else "")
+
+    def unsaved_fix_notice(self) -> str | None:
+        """Code mode, after a block that ran without answering: when the blocks so far defined a
+        fix of the module the task asks to change and nothing was saved, the block that saves it
+        — at once, once per run (a small model that wrote the fixed function then waits, or
+        writes it again, instead of saving it)."""
+        if self.agent.mode != "code" or not self.left_unwritten() \
+                or any(isinstance(s, NoticeStep) and _SAVE_MODULE_MARK in s.text for s in self.steps):
+            return None
+        file = self.file_to_write()
+        existing = self.current_text(file)
+        return self.fixed_module_notice(file, withhold_injections(existing)) if existing is not None else None
 
     def current_text(self, name: str) -> str | None:
         """The text of workspace file ``name`` as it is now, or None (absent, not text)."""

@@ -237,10 +237,15 @@ def filtered_block(code: str, ignored: IgnoredValue, material: Iterable[str]) ->
 
 
 def _is_paste(statement: ast.stmt, data_lines: set[str]) -> bool:
-    """An assignment of file text the model re-typed (every line of it is a line it read)."""
-    return isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant) \
-        and isinstance(statement.value.value, str) \
-        and all(line.strip() in data_lines for line in statement.value.value.splitlines() if line.strip())
+    """An assignment of file text the model re-typed (every line of it is a line it read), or of a
+    dict of such texts."""
+    if not isinstance(statement, ast.Assign):
+        return False
+    value = statement.value
+    texts = value.values if isinstance(value, ast.Dict) and value.values else [value]  # a dict of pasted files too
+    return all(isinstance(text, ast.Constant) and isinstance(text.value, str)
+               and all(line.strip() in data_lines for line in text.value.splitlines() if line.strip())
+               for text in texts)
 
 
 def _answers(statement: ast.stmt) -> bool:
