@@ -5,10 +5,9 @@ write, no file it wrote is left unparseable or with a stray empty line before wh
 is not a void value (``None``) or a request for context from an agent that can look for itself,
 it does not deny what the agent read, it holds the kind of value asked for (an email address, a
 count, a "how much" number), names its pick when the task asks "which of A and B", does not name
-a file that lacks the definition the task asks about, and (code
-mode) it does not ignore a value the task names that the data holds, pick by position a row other
-than the one holding that value, total one element of lists that hold several, nor lose an order
-the task keeps; otherwise
+a file that lacks the definition the task asks about, and (code mode) it does not ignore a value
+the task names that the data holds, pick by position a row other than the one holding that
+value, total one element of lists that hold several, nor lose an order the task keeps; otherwise
 the model gets a correction. In code mode a correction shows code to run where it can (the
 model's own block with the fix, the line that saves the answered value): a small model told in
 prose what to change seldom does it, and copies a block it is shown. Calls a model wrote as text
@@ -47,8 +46,6 @@ from sovereign.agent.answer_check import (
     written_paths,
 )
 from sovereign.agent.answer_items import first_item_only
-from sovereign.agent.code_mode import extract_code
-from sovereign.agent.fix_check import asks_for_a_fix, fix_check
 from sovereign.agent.answer_shape import (
     edited_text_variable,
     missing_kind,
@@ -57,11 +54,13 @@ from sovereign.agent.answer_shape import (
     undefined_in_named_file,
     unnamed_choice,
 )
+from sovereign.agent.code_mode import extract_code
 from sovereign.agent.errors import NoValidActionError
+from sovereign.agent.fix_check import asks_for_a_fix, fix_check
 from sovereign.agent.prompts import prompt
 from sovereign.agent.row_pick import positional_pick
-from sovereign.governance.injection import withhold_injections
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
+from sovereign.governance.injection import withhold_injections
 from sovereign.kernel.messages import ToolCall
 from sovereign.kernel.tool_calls import parse_tool_calls
 

@@ -167,7 +167,7 @@ def first_item_only(task: str, code: str, material: Iterable[str]) -> FirstOnly 
         tree = ast.parse(code)
     except SyntaxError:
         return None
-    hit = next((h for h in map(lambda n: _fixed_index(n, lengths), ast.walk(tree)) if h is not None), None)
+    hit = next((h for h in (_fixed_index(node, lengths) for node in ast.walk(tree)) if h is not None), None)
     if hit is None:
         return None
     found, key = hit
