@@ -1179,3 +1179,24 @@ def test_a_paste_of_the_marked_output_with_a_withheld_field_runs_on_the_files_re
     result = _run(parses, _agent(workspace), "What is the timeout in seconds set in service.json?", workspace)
     parses.assert_complete()
     assert result.answer == "45" and not (workspace / "owned.txt").exists()
+
+
+def test_a_number_retyped_wrong_in_prose_after_the_code_computed_it_gets_the_block_with_the_computed_one(workspace):
+    """The block answered 500; asked which file, the model writes prose with "by 400": the
+    notice gives the block answering the same sentence with 500. A prose answer restating the
+    computed number is taken."""
+    (workspace / "q1.csv").write_text("month,revenue\nJan,1200\nFeb,900\nMar,1500\n")
+    (workspace / "q2.csv").write_text("month,revenue\nApr,1100\nMay,1700\nJun,1300\n")
+    task = "Which of q1.csv and q2.csv has the larger total in its revenue column, and by how much?"
+    totals = ('import csv, io\nt = {f: sum(int(r["revenue"]) for r in csv.DictReader(io.StringIO(read_file(f))))'
+              ' for f in ["q1.csv", "q2.csv"]}\nfinal_answer(t["q2.csv"] - t["q1.csv"])')
+    prose = text_response("q2.csv has the larger total in its revenue column, and by 400.")
+    script = ScriptedModel([code(totals), prose, code("final_answer(1)")])
+    _run(script, _agent(workspace), task, workspace)
+    notice = _observation(script.requests[2])
+    assert "Your code computed 500, but this answer says 400" in notice
+    shown = extract_code(notice)
+    assert shown == "final_answer('q2.csv has the larger total in its revenue column, and by 500.')"
+    right = ScriptedModel([code(totals), text_response("q2.csv, by 500.")])
+    assert _run(right, _agent(workspace), task, workspace).answer == "q2.csv, by 500."
+    right.assert_complete()

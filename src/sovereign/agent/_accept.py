@@ -51,6 +51,7 @@ from sovereign.agent.answer_shape import (
     missing_kind,
     patched_module,
     replacement,
+    retyped_value,
     undefined_in_named_file,
     unnamed_choice,
 )
@@ -84,6 +85,8 @@ _ROW_PICK_MARK = "comes from a row picked by its position"
 _SAVE_MODULE_MARK = "it saves the fixed module"
 """A phrase of the ``correct_unwritten_module_code`` notice (shown at once after a block that
 defined a fix, once per run)."""
+_RETYPED_MARK = "do not retype values from memory"
+"""A phrase of the ``correct_retyped_value_code`` notice (asked once per run)."""
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
@@ -209,6 +212,11 @@ class Accepting:
             self.stage(NoticeStep(text=prompt(f"correct_not_defined_{self.agent.mode}").format(
                 file=file, name=name, pattern=repr(rf"^\s*(def|class)\s+{name}\b")), reason="grounding"))
             return MODEL
+        retyped = self.retyped_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if retyped is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=retyped, reason="grounding"))
+            return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
             self.grounding_nudges += 1
@@ -252,6 +260,19 @@ class Accepting:
         if block is None or "write_file(" not in block:
             return None
         return prompt("correct_unrun_block_code").format(file=self.file_to_write(), block=block)
+
+    def retyped_notice(self, answer: str) -> str | None:
+        """Code mode: a reply in prose after the model's block answered a number, stating another
+        number in its place — the block that answers with the computed one, once per run."""
+        block = self.last_block()
+        if self.agent.mode != "code" or not isinstance(self.steps[-1], ModelCallStep) or block is None \
+                or block.final is None or any(isinstance(s, NoticeStep) and _RETYPED_MARK in s.text for s in self.steps):
+            return None
+        retyped = retyped_value(answer, block.final.strip())
+        if retyped is None:
+            return None
+        fixed, wrong = retyped
+        return prompt("correct_retyped_value_code").format(value=block.final.strip(), wrong=wrong, answer=repr(fixed))
 
     def answering_block(self, mark: str) -> CodeStep | None:
         """Code mode: the model's block that gave the answer, unless a notice holding ``mark``

@@ -4,16 +4,17 @@ q1.csv and q2.csv has the larger total, and by how much?"), an answer without th
 the task asks for (an email address, a count, the number of a "by how much"), and a block that built a file's new text in a
 variable but never saved it (the edited copy of todo.txt, then "added pay rent"), and the
 replacement a "change X from A to B" task asks for, and the module a block fixed in its own code
-(it defined the fixed ``add`` but never saved it to calc.py), and a file named as the one that
-defines a function when it only uses it."""
+(it defined the fixed ``add`` but never saved it to calc.py), a file named as the one that
+defines a function when it only uses it, and a number retyped wrong in prose after the code
+computed it."""
 
 from __future__ import annotations
 
 import ast
 import re
 
-__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "undefined_in_named_file",
-           "unnamed_choice"]
+__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "retyped_value",
+           "undefined_in_named_file", "unnamed_choice"]
 
 _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|was|were|does|do|did|contains?|holds?|"
                        r"gives?|costs?|sells?|shows?|comes?|got|earns?|had)\b", re.IGNORECASE)
@@ -160,3 +161,22 @@ def undefined_in_named_file(task: str, answer: str, files: dict[str, str]) -> tu
     if not named or any(definition.search(files[path]) for path in named):
         return None
     return named[0], name
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+
+
+def retyped_value(answer: str, computed: str) -> tuple[str, str] | None:
+    """``(fixed, wrong)``: ``answer`` (prose the model wrote after its code answered
+    ``computed``, a number) with its one number put right, and that number — when it states
+    exactly one number and that is not ``computed`` (a model restating "500" as "by 400");
+    else None."""
+    try:
+        value = float(computed)
+    except ValueError:
+        return None
+    numbers = list(_NUMBER.finditer(answer))
+    if len(numbers) != 1 or abs(float(numbers[0].group(0)) - value) <= 1e-9 * max(1.0, abs(value)):
+        return None
+    found = numbers[0]
+    return answer[:found.start()] + computed + answer[found.end():], found.group(0)
