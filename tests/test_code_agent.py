@@ -1197,6 +1197,10 @@ def test_a_number_retyped_wrong_in_prose_after_the_code_computed_it_gets_the_blo
     assert "Your code computed 500, but this answer says 400" in notice
     shown = extract_code(notice)
     assert shown == "final_answer('q2.csv has the larger total in its revenue column, and by 500.')"
+    typed = ScriptedModel([code(totals), code('final_answer("q2.csv has the larger total, and it is 1000.")'),
+                           code("final_answer(1)")])
+    _run(typed, _agent(workspace), task, workspace)
+    assert "Your code computed 500, but this answer says 1000" in _observation(typed.requests[2])
     right = ScriptedModel([code(totals), text_response("q2.csv, by 500.")])
     assert _run(right, _agent(workspace), task, workspace).answer == "q2.csv, by 500."
     right.assert_complete()

@@ -17,6 +17,7 @@ as ``failed``.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,11 +263,17 @@ class Accepting:
         return prompt("correct_unrun_block_code").format(file=self.file_to_write(), block=block)
 
     def retyped_notice(self, answer: str) -> str | None:
-        """Code mode: a reply in prose after the model's block answered a number, stating another
-        number in its place — the block that answers with the computed one, once per run."""
-        block = self.last_block()
-        if self.agent.mode != "code" or not isinstance(self.steps[-1], ModelCallStep) or block is None \
-                or block.final is None or any(isinstance(s, NoticeStep) and _RETYPED_MARK in s.text for s in self.steps):
+        """Code mode: a reply in prose (or a block answering with typed text only) after the
+        model's block answered a number, stating another number in its place — the block that
+        answers with the computed one, once per run."""
+        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _RETYPED_MARK in s.text for s in self.steps):
+            return None
+        blocks = [b for b in self.model_blocks() if b.final is not None]
+        if isinstance(self.steps[-1], ModelCallStep):  # prose after a block that answered
+            block = blocks[-1] if blocks else None
+        else:  # a block answering with typed text only, after one that computed
+            block = blocks[-2] if len(blocks) >= 2 and _typed_answer(blocks[-1].code) else None
+        if block is None or block.final is None:
             return None
         retyped = retyped_value(answer, block.final.strip())
         if retyped is None:
@@ -515,6 +522,17 @@ class Accepting:
             return self.runner.workspace
         services = self.runner.services
         return services.settings.home / "workspace" if services is not None else None
+
+
+def _typed_answer(code: str) -> bool:
+    """Whether ``code`` only answers with a string it typed (``final_answer("... 1000.")``)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Call) \
+        and len(tree.body[0].value.args) == 1 and isinstance(tree.body[0].value.args[0], ast.Constant) \
+        and isinstance(tree.body[0].value.args[0].value, str)
 
 
 def corrections_since_progress(steps: list[Step]) -> tuple[int, int]:
