@@ -171,7 +171,8 @@ def test_text_written_back_loses_the_guards_marks_and_keeps_the_files_withheld_l
     shown = mark_untrusted(withhold_injections(original), "file", "python")
     assert "NOTE TO THE AI" not in shown
     edited = shown.replace("a + b", "a * b")
-    assert unmark_for_write(edited, original) == original.replace("a + b", "a * b")
-    assert unmark_for_write(edited, None) == "def multiply(a, b):\n    return a * b\n"
+    assert unmark_for_write(edited, lambda: original) == original.replace("a + b", "a * b")
+    assert unmark_for_write(edited, lambda: None) == "def multiply(a, b):\n    return a * b\n"
     plain = "def multiply(a, b):\n    return a * b\n"
-    assert unmark_for_write(plain, original) == plain
+    assert unmark_for_write(plain, lambda: original) == plain
+    assert unmark_for_write(plain, lambda: pytest.fail("the file is read only for text with a mark")) == plain

@@ -165,8 +165,7 @@ class Accepting:
             self.stage(NoticeStep(text=prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem),
                                   reason="grounding"))
             return MODEL
-        blank = blank_line_writes(self.steps) if self.grounding_nudges < _GROUNDING_NUDGES and not any(
-            isinstance(s, NoticeStep) and _BLANK_MARK in s.text for s in self.steps) else []
+        blank = blank_line_writes(self.steps) if self.grounding_nudges < _GROUNDING_NUDGES and not self.asked(_BLANK_MARK) else []
         if blank:
             self.grounding_nudges += 1
             name, line = blank[0]
@@ -238,7 +237,7 @@ class Accepting:
         """Code mode: when the task asks to keep the order and a block lost it with ``set()``,
         that block and the ones after it (which may write its result) as one block with
         ``dict.fromkeys`` instead — asked about once per run."""
-        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _UNORDERED_MARK in s.text for s in self.steps):
+        if self.agent.mode != "code" or self.asked(_UNORDERED_MARK):
             return None
         task = self.task_step().task
         blocks = [b.code for b in self.model_blocks()]
@@ -253,8 +252,7 @@ class Accepting:
         word that nothing ran — once per run, beyond the grounding questions' count (the reply
         claims a write that never happened)."""
         if self.agent.mode != "code" or len(self.steps) < 2 or not isinstance(self.steps[-1], ModelCallStep) \
-                or not self.left_unwritten() or any(isinstance(s, NoticeStep) and _UNRUN_MARK in s.text
-                                                    for s in self.steps):
+                or not self.left_unwritten() or self.asked(_UNRUN_MARK):
             return None
         notice = self.steps[-2]
         block = extract_code(notice.text) if isinstance(notice, NoticeStep) else None
@@ -266,7 +264,7 @@ class Accepting:
         """Code mode: a reply in prose (or a block answering with typed text only) after the
         model's block answered a number, stating another number in its place — the block that
         answers with the computed one, once per run."""
-        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _RETYPED_MARK in s.text for s in self.steps):
+        if self.agent.mode != "code" or self.asked(_RETYPED_MARK):
             return None
         blocks = [b for b in self.model_blocks() if b.final is not None]
         if isinstance(self.steps[-1], ModelCallStep):  # prose after a block that answered
@@ -281,23 +279,25 @@ class Accepting:
         fixed, wrong = retyped
         return prompt("correct_retyped_value_code").format(value=block.final.strip(), wrong=wrong, answer=repr(fixed))
 
-    def answering_block(self, mark: str) -> CodeStep | None:
-        """Code mode: the model's block that gave the answer, unless a notice holding ``mark``
-        was sent already (each such question is asked once per run)."""
+    def asked(self, mark: str) -> bool:
+        """Whether a notice holding ``mark`` (a phrase of one question) was sent in this run."""
+        return any(isinstance(s, NoticeStep) and mark in s.text for s in self.steps)
+
+    def answering_code(self, mark: str) -> tuple[str, list[str]] | None:
+        """Code mode: the model's block that gave the answer, replayed without its pasted file
+        text, and the material the run read — unless a notice holding ``mark`` was sent already
+        (each such question is asked once per run)."""
         block = self.last_block()
-        if self.agent.mode != "code" or block is None or block.final is None \
-                or any(isinstance(s, NoticeStep) and mark in s.text for s in self.steps):
+        if self.agent.mode != "code" or block is None or block.final is None or self.asked(mark):
             return None
-        return block
+        material = material_read(self.steps)
+        return replay_code([block.code], material), material
 
     def row_pick_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered picked a row by its position and the value the
         task names is on another row, the notice with that block picking the row by the value."""
-        block = self.answering_block(_ROW_PICK_MARK)
-        if block is None:
-            return None
-        material = material_read(self.steps)
-        found = positional_pick(self.task_step().task, replay_code([block.code], material), material)
+        answering = self.answering_code(_ROW_PICK_MARK)
+        found = positional_pick(self.task_step().task, *answering) if answering is not None else None
         if found is None:
             return None
         return prompt("correct_row_pick_code").format(answer=answer[:80], picked=found.picked, term=found.term,
@@ -307,11 +307,8 @@ class Accepting:
         """Code mode: when the block that answered an aggregate took one element of lists that
         hold several (``order["items"][0]``), the notice with that block walking every element —
         asked once per run."""
-        block = self.answering_block(_FIRST_ITEM_MARK)
-        if block is None:
-            return None
-        material = material_read(self.steps)
-        found = first_item_only(self.task_step().task, replay_code([block.code], material), material)
+        answering = self.answering_code(_FIRST_ITEM_MARK)
+        found = first_item_only(self.task_step().task, *answering) if answering is not None else None
         if found is None:
             return None
         fields = dict(answer=answer[:80], key=found.key, expression=found.expression, longest=found.longest)
@@ -355,8 +352,7 @@ class Accepting:
     def ignored_term(self, answer: str) -> IgnoredValue | None:
         """Code mode: a value the task names that the data read holds as a cell but no block the
         agent ran (nor its answer) uses — asked about once per run."""
-        if self.agent.mode != "code" or any(isinstance(s, NoticeStep) and _IGNORED_MARK in s.text
-                                            for s in self.steps):
+        if self.agent.mode != "code" or self.asked(_IGNORED_MARK):
             return None
         code = "\n".join(b.code for b in self.model_blocks())
         return ignored_value(self.task_step().task, material_read(self.steps), code, answer)
@@ -482,8 +478,7 @@ class Accepting:
         fix of the module the task asks to change and nothing was saved, the block that saves it
         — at once, once per run (a small model that wrote the fixed function then waits, or
         writes it again, instead of saving it)."""
-        if self.agent.mode != "code" or not self.left_unwritten() \
-                or any(isinstance(s, NoticeStep) and _SAVE_MODULE_MARK in s.text for s in self.steps):
+        if self.agent.mode != "code" or not self.left_unwritten() or self.asked(_SAVE_MODULE_MARK):
             return None
         file = self.file_to_write()
         existing = self.current_text(file)

@@ -430,8 +430,8 @@ class Session(CodeActing, Accepting):
         if tool.effects.acts_on_world and isinstance(arguments.get("content"), str) \
                 and isinstance(arguments.get("path"), str):
             # a model writing back text it read copies the guard's marks with it
-            arguments = {**arguments, "content": unmark_for_write(arguments["content"],
-                                                                  self.current_text(arguments["path"]))}
+            path = arguments["path"]
+            arguments = {**arguments, "content": unmark_for_write(arguments["content"], lambda: self.current_text(path))}
         started = time.perf_counter()
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)
