@@ -1204,3 +1204,19 @@ def test_a_number_retyped_wrong_in_prose_after_the_code_computed_it_gets_the_blo
     right = ScriptedModel([code(totals), text_response("q2.csv, by 500.")])
     assert _run(right, _agent(workspace), task, workspace).answer == "q2.csv, by 500."
     right.assert_complete()
+
+
+def test_the_check_in_a_saving_block_imports_the_module_as_written_even_after_an_earlier_import(workspace):
+    """An earlier block ran ``import calc`` (run again at the start of every later block): the
+    check in the block that saves the fix still sees the saved module, not the old one."""
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
+    imported = code("import calc\nprint(read_file('calc.py'), calc.add(2, 3))")
+    defines = code("def add(a, b):\n    return a + b")
+    script = ScriptedModel([imported, defines, code("final_answer(0)"), code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    shown = extract_code(_observation(script.requests[2]))
+    runs_it = ScriptedModel([imported, defines, code(shown)])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.answer == "fixed calc.py" and "a + b" in (workspace / "calc.py").read_text()

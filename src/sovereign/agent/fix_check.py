@@ -3,8 +3,8 @@
 A correction that shows a small model the block saving its fix also runs the check the task
 implies, so a wrong fix fails where the model sees it instead of being reported as done: the test
 file the task names ("the test in tests/test_money.py fails"), or the call and value it states
-("add(2, 3) should return 5"). Each block runs in a fresh process, so the check imports the
-module as it is on disk after the write.
+("add(2, 3) should return 5"). The check first drops the module from ``sys.modules``: a block
+runs in a fresh process, but an earlier block's imports are run again at its start.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def fix_check(task: str, module_file: str, root: Path | None) -> str | None:
     states neither."""
     test = _test_file(task, root) if root is not None else None
     if test is not None:
-        return (f"import {_module_name(test)} as checks\n"
+        return (_fresh_imports(module_file, test) + f"import {_module_name(test)} as checks\n"
                 "for name, check in vars(checks).items():\n"
                 "    if name.startswith('test') and callable(check) and check.__code__.co_argcount == 0:\n"
                 "        check()\n"
@@ -64,4 +64,13 @@ def fix_check(task: str, module_file: str, root: Path | None) -> str | None:
         ast.literal_eval(expected)
     except (SyntaxError, ValueError):
         return None
-    return f"from {module} import {function}\nassert {call} == {expected}, {call}"
+    return _fresh_imports(module_file) + f"from {module} import {function}\nassert {call} == {expected}, {call}"
+
+
+def _fresh_imports(*files: str) -> str:
+    """The line that drops the workspace's packages of ``files`` from ``sys.modules``: an earlier
+    block's ``import calc`` is run again at the start of each block (notebook state), so without
+    it the check would import the module as it was before the write."""
+    tops = sorted({PurePosixPath(f).parts[0].removesuffix(".py") for f in files})
+    return (f"import sys\nfor name in [n for n in sys.modules if n.split('.')[0] in {set(tops)!r}]:\n"
+            "    del sys.modules[name]\n")
