@@ -259,6 +259,7 @@ def main() -> None:
                 label = {"code": "smolagents CodeAgent", "toolcalling": "smolagents ToolCallingAgent"}[kind]
                 attempts = _earlier(args.json, label, tasks) if args.resume else []
                 done = {a.task_id for a in attempts}
+                reports[label] = EvalReport(suite.name, spec.name, kind, attempts)  # kept even if none is missing
                 for task in (t for t in tasks if t.id not in done):
                     attempts.append(_peer_attempt(kind, model, suite, task, args.max_steps))
                     a = attempts[-1]

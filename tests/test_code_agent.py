@@ -183,8 +183,11 @@ def test_tool_call_budget_applies_to_code(workspace):
 
 
 def test_a_plain_answer_is_taken_and_markup_is_corrected(workspace):
+    """Markup is corrected; a plain answer whose number nothing computed is asked to be
+    computed, once; a second plain answer is taken."""
     script = ScriptedModel([
         text_response('<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+2"}}\n</tool_call>'),
+        text_response("4"),
         text_response("4"),
     ])
     result = _run(script, _agent(workspace), "What is 2+2?", workspace)
@@ -192,6 +195,7 @@ def test_a_plain_answer_is_taken_and_markup_is_corrected(workspace):
     assert result.ok and result.answer == "4"
     correction = _observation(script.requests[1])
     assert "Not accepted" in correction and "```python" in correction
+    assert "nothing you ran computed or printed 4" in _observation(script.requests[2])
 
 
 def test_final_answer_without_reading_the_named_file_is_sent_back(workspace):
@@ -262,7 +266,8 @@ def test_real_model_totals_a_csv_column_in_code_mode(embedded_model, workspace):
 
 def test_a_block_that_already_ran_is_not_run_again_and_the_model_is_told_what_next(workspace):
     show = text_response('```python\nprint(read_file("sales.csv"))\n```')
-    script = ScriptedModel([show, show, text_response("```python\nfinal_answer(302)\n```")])
+    total = "final_answer(sum(int(line.split(',')[1]) for line in read_file('sales.csv').splitlines()[1:]))"
+    script = ScriptedModel([show, show, text_response(f"```python\n{total}\n```")])
     result = _run(script, _agent(workspace), "What is the total of the amount column in sales.csv?", workspace)
     assert result.status == "completed", result.stop_reason
     assert result.answer == "302"
@@ -316,7 +321,7 @@ def test_the_opening_fences_the_file_text_off_from_what_follows(workspace):
     """A small model shown file text that runs into the next sentence copies that sentence as the
     file's last line: the text stands between fence lines, the instructions around them."""
     (workspace / "guide.md").write_text("# Guide\n```sh\nmake run\n```\nlast line\n")
-    script = ScriptedModel([code("final_answer(1)"), code("final_answer(2)")])
+    script = ScriptedModel([code("final_answer(len(content.splitlines()))")] * 2)
     _run(script, _agent(workspace, read_named_files=True), "How many lines does sales.csv have?", workspace)
     _run(script, _agent(workspace, read_named_files=True), "How many lines does guide.md have?", workspace)
     csv_seen, guide_seen = (_observation(request) for request in script.requests)
@@ -337,7 +342,7 @@ def test_a_reply_that_claims_no_access_is_sent_back_to_look(workspace):
 
 
 def test_final_answer_none_is_sent_back(workspace):
-    script = ScriptedModel([code("final_answer(None)"), code("final_answer(4)")])
+    script = ScriptedModel([code("final_answer(None)"), code("final_answer(2 + 2)")])
     result = _run(script, _agent(workspace), "What is 2+2?", workspace)
     script.assert_complete()
     assert "final_answer was given None" in _observation(script.requests[1])
@@ -620,7 +625,7 @@ def test_stubs_of_the_tools_in_the_code_are_dropped_and_the_real_functions_kept(
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):
     script = ScriptedModel([
         code('text = """\n""Docstring."""\nimport os\n\ndef f():\n    pass\n"""\nprint(text)'),
-        code("final_answer(1)"),
+        code("final_answer(1)"), code("final_answer(1)"),
     ])
     _run(script, _agent(workspace), "How many functions are there?", workspace)
     seen = _observation(script.requests[1])
@@ -823,25 +828,44 @@ def test_an_answer_in_words_never_written_gets_the_notice_in_words(workspace):
 
 def test_a_fix_that_answers_a_number_is_not_told_to_write_the_number_into_the_module(workspace):
     """A block that calls the buggy function and answers 5 is not told to save "5" over stats.py
-    (that would destroy the module the task asks to fix): it gets the module's numbered lines and
-    the block that replaces the wrong line, to fill in; filled in, it fixes the file."""
+    (that would destroy the module the task asks to fix): it is shown the function the task names
+    and asked to define it again, fixed; a block that does is followed by the block that saves
+    it, and running that fixes the file."""
     (workspace / "stats.py").write_text("def total(xs):\n    return sum(xs[1:])\n")
-    script = ScriptedModel([code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))"), code("final_answer(1)"),
-                            code("final_answer(2)")])
-    _run(script, _agent(workspace), "total() in stats.py should return the sum of the list, but total([1, 2, 3]) "
-         "returns 5. Fix the one-line bug.", workspace, approver=AllowAll())
+    task = "total() in stats.py should return the sum of the list, but total([1, 2, 3]) returns 5. Fix the one-line bug."
+    calls = code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))")
+    defines = code("def total(xs):\n    return sum(xs)\nprint(total([1, 2, 3]))")
+    script = ScriptedModel([calls, defines] + [code("final_answer(2)")] * 3)
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
     notice = _observation(script.requests[1])
     assert "write_file('stats.py', total" not in notice
+    assert "This is total in stats.py now:" in notice and "return sum(xs[1:])  # the wrong line: change it" in notice
+    assert "defines total again, fixed" in notice
+    saving = extract_code(_observation(script.requests[2]))
+    assert saving is not None and "write_file('stats.py'" in saving
+    script = ScriptedModel([calls, defines, code(saving)])
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
+    assert result.status == "completed" and (workspace / "stats.py").read_text() == "def total(xs):\n    return sum(xs)\n"
+
+
+def test_a_fix_of_a_module_whose_function_the_task_does_not_name_gets_the_numbered_lines(workspace):
+    """The task names no function of stats.py: the notice gives the module's numbered lines and the
+    block that replaces the wrong line, to fill in; filled in, it fixes the file."""
+    (workspace / "stats.py").write_text("def total(xs):\n    return sum(xs[1:])\n\n\ndef mean(xs):\n    return total(xs) / len(xs)\n")
+    task = "stats.py has a one-line bug: adding up a list leaves out its first number. Fix it."
+    calls = code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))")
+    script = ScriptedModel([calls, code("final_answer(1)"), code("final_answer(2)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
     assert "  2 |     return sum(xs[1:])" in notice and "Find the wrong line" in notice
     template = extract_code(notice)
     assert template is not None and "fixed = code.replace(" in template
     filled = template.replace('"the wrong line, as it is"', '"sum(xs[1:])"').replace('"the line fixed"', '"sum(xs)"')
-    script = ScriptedModel([code("print(read_file('stats.py'))\nfrom stats import total\nfinal_answer(total([1, 2, 3]))"),
-                            code(filled)])
-    result = _run(script, _agent(workspace), "total() in stats.py should return the sum of the list, but "
-                  "total([1, 2, 3]) returns 5. Fix the one-line bug.", workspace, approver=AllowAll())
+    script = ScriptedModel([calls, code(filled)])
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
     script.assert_complete()
-    assert result.answer == "fixed stats.py" and (workspace / "stats.py").read_text() == "def total(xs):\n    return sum(xs)\n"
+    assert result.answer == "fixed stats.py" and "return sum(xs)\n" in (workspace / "stats.py").read_text()
 
 
 def test_new_text_built_in_a_variable_but_never_saved_gets_the_block_that_saves_it(workspace):
@@ -1029,7 +1053,7 @@ def test_a_pasted_dict_of_files_whose_quotes_break_the_block_runs_on_the_real_te
     run = next(s for s in reversed(result.steps) if s.kind == "code")
     assert "its quotes broke the string; the real text in contents was used instead" in run.output
     failing = ScriptedModel([look, code(paste.replace("final_answer(todos)", "final_answer(undefined_name)")),
-                             code("final_answer(0)")])
+                             code("final_answer(0)"), code("final_answer(0)")])
     _run(failing, _agent(workspace), "How many TODO comments are in app/cli.py and app/dates.py?", workspace)
     assert "Error on line 20: final_answer(undefined_name)" in _observation(failing.requests[2])
 
@@ -1220,3 +1244,104 @@ def test_the_check_in_a_saving_block_imports_the_module_as_written_even_after_an
     result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
     runs_it.assert_complete()
     assert result.answer == "fixed calc.py" and "a + b" in (workspace / "calc.py").read_text()
+
+
+def test_a_number_nothing_computed_is_asked_to_be_computed_once_and_a_computed_one_is_taken(workspace):
+    """"What is 17 times 23?" answered "531" in prose: the notice names the guess; the block that
+    computes it answers 391. A block computing the answer at once, or an answer stating a value
+    the file holds, is taken without a question."""
+    task = "What is 17 times 23?"
+    script = ScriptedModel([text_response("531"), code("final_answer(17 * 23)")])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "Your answer states 531, but nothing you ran computed or printed 531" in notice
+    assert "from the numbers in the task" in notice and result.answer == "391"
+    computed = ScriptedModel([code("final_answer(17 * 23)")])
+    assert _run(computed, _agent(workspace), task, workspace).answer == "391"
+    computed.assert_complete()
+    (workspace / "config.ini").write_text("[db]\nport = 5432\n")
+    read = ScriptedModel([code("print(read_file('config.ini'))"), text_response("The database uses port 5432.")])
+    assert _run(read, _agent(workspace), "What port does config.ini give?", workspace).answer == \
+        "The database uses port 5432."
+    read.assert_complete()
+
+
+def test_a_date_nothing_computed_gets_the_datetime_hint_and_an_insisted_answer_is_taken(workspace):
+    """A typed date is a guess: the notice points at datetime. The model sending the same
+    answering block again keeps its answer (the question is asked once)."""
+    task = "What date is 90 days after 2024-01-31? Answer in YYYY-MM-DD form."
+    typed = code('final_answer("2024-03-11")')
+    script = ScriptedModel([typed, typed])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "Your answer states 2024-03-11" in notice and "with the datetime module" in notice
+    assert result.status == "completed" and result.answer == "2024-03-11"
+
+
+def test_a_comparison_answered_true_or_false_gets_the_block_naming_the_pick(workspace):
+    """"Which has more lines, monday.log or tuesday.log?" answered False: the notice shows how to
+    turn the comparison into the name; a name is taken."""
+    (workspace / "monday.log").write_text("start\nwork\nstop\n")
+    (workspace / "tuesday.log").write_text("start\nwork\nlunch\nwork\nstop\n")
+    task = "Which has more lines, monday.log or tuesday.log?"
+    compare = code("m = read_file('monday.log').splitlines()\nt = read_file('tuesday.log').splitlines()\n"
+                   "final_answer(len(m) > len(t))")
+    pick = code("final_answer('monday.log' if len(m) > len(t) else 'tuesday.log')")
+    script = ScriptedModel([compare, pick])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "but your answer is False" in notice
+    assert "final_answer('monday.log' if <your comparison> else 'tuesday.log')" in notice
+    assert result.answer == "tuesday.log"
+
+
+def test_an_answer_from_another_part_of_the_file_than_the_one_the_task_names_gets_that_part(workspace):
+    """"Who released version 2.1?" answered from the first "Released by" (the 2.2 section): the
+    notice shows the 2.1 section; the answer from it is taken. The right answer is not questioned."""
+    (workspace / "CHANGES.md").write_text(
+        "# Changes\n\n## 2.2 (2024-05-02)\nReleased by Priya Nair. Faster start-up.\n\n"
+        "## 2.1 (2024-03-11)\nReleased by Tomas Berg. New export menu.\n\n"
+        "## 2.0 (2024-01-20)\nReleased by Priya Nair. First stable version.\n")
+    task = "According to CHANGES.md, who released version 2.1?"
+    first = code("import re\ntext = read_file('CHANGES.md')\nfinal_answer(re.search(r'Released by (\\w+ \\w+)', text).group(1))")
+    script = ScriptedModel([first, code("final_answer('Tomas Berg')")])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert 'Your answer "Priya Nair" comes from a part of CHANGES.md that is not about 2.1' in notice
+    assert "## 2.1 (2024-03-11)\nReleased by Tomas Berg. New export menu." in notice
+    assert result.answer == "Tomas Berg"
+    right = ScriptedModel([code("text = read_file('CHANGES.md')\nfinal_answer(text.split('## 2.1')[1].split('by ')[1].split('.')[0])")])
+    assert _run(right, _agent(workspace), task, workspace).answer == "Tomas Berg"
+    right.assert_complete()
+
+
+def test_new_lines_answered_as_a_list_get_the_block_that_saves_them_as_the_file(workspace):
+    """"Remove the empty lines from list.txt" answered with the list of kept lines and nothing
+    written: the notice's block saves those lines, one per line; running it edits the file."""
+    (workspace / "list.txt").write_text("oats\n\nrice\n\n\nbeans\nlentils\n\n")
+    task = "Remove the empty lines from list.txt (change the file itself; keep the other lines in order)."
+    kept = code("lines = read_file('list.txt').splitlines()\nfinal_answer([line for line in lines if line.strip()])")
+    script = ScriptedModel([kept] + [code("final_answer(0)")] * 3)
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    block = extract_code(_observation(script.requests[1]))
+    assert block is not None and "write_file('list.txt', '\\n'.join([line for line in lines if line.strip()]) + '\\n')" in block
+    runs_it = ScriptedModel([kept, code(block)])
+    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert result.status == "completed" and (workspace / "list.txt").read_text() == "oats\nrice\nbeans\nlentils\n"
+
+
+def test_a_copy_into_a_new_file_is_a_write_the_answer_alone_does_not_do(workspace):
+    """"Copy the lines ... into a new file urgent.txt" answered with the lines: nothing was
+    written, so the model is asked to save them."""
+    (workspace / "tasks.txt").write_text("urgent: renew\nupdate wiki\nurgent: backup\n")
+    task = "Copy the lines of tasks.txt that mention urgent into a new file urgent.txt, in their original order."
+    listed = code("final_answer([l for l in read_file('tasks.txt').splitlines() if 'urgent' in l])")
+    script = ScriptedModel([listed, code("final_answer(0)"), code("final_answer(1)")])
+    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    assert "Nothing was written yet" in _observation(script.requests[1])
+    assert "write_file('urgent.txt'" in (extract_code(_observation(script.requests[1])) or "")

@@ -5,10 +5,12 @@ write, no file it wrote is left unparseable or with a stray empty line before wh
 is not a void value (``None``) or a request for context from an agent that can look for itself,
 it does not deny what the agent read, it holds the kind of value asked for (an email address, a
 count, a "how much" number), names its pick when the task asks "which of A and B", does not name
-a file that lacks the definition the task asks about, and (code mode) it does not ignore a value
+a file that lacks the definition the task asks about, and (code mode) it states no number, date
+or weekday that nothing the run read or computed holds (a guess), does not ignore a value
 the task names that the data holds, pick by position a row other than the one holding that
-value, total one element of lists that hold several, nor lose an order the task keeps; otherwise
-the model gets a correction. In code mode a correction shows code to run where it can (the
+value, take it from a part of a file other than the part the task names, total one element of
+lists that hold several, nor lose an order the task keeps; otherwise the model gets a
+correction. In code mode a correction shows code to run where it can (the
 model's own block with the fix, the line that saves the answered value): a small model told in
 prose what to change seldom does it, and copies a block it is shown. Calls a model wrote as text
 are recovered and run; invalid actions in a row past the agent's ``max_corrections`` end the run
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
+from sovereign.agent.answer_grounding import computed_final, ungrounded_value
 from sovereign.agent.answer_items import first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
@@ -58,8 +62,9 @@ from sovereign.agent.answer_shape import (
 )
 from sovereign.agent.code_mode import extract_code
 from sovereign.agent.errors import NoValidActionError
-from sovereign.agent.fix_check import asks_for_a_fix, fix_check
+from sovereign.agent.fix_check import asks_for_a_fix, fix_check, function_to_fix
 from sovereign.agent.prompts import prompt
+from sovereign.agent.record_scope import off_record
 from sovereign.agent.row_pick import positional_pick
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.governance.injection import withhold_injections
@@ -90,6 +95,10 @@ _RETYPED_MARK = "do not retype values from memory"
 """A phrase of the ``correct_retyped_value_code`` notice (asked once per run)."""
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
+_OFF_RECORD_MARK = "that is not about"
+"""A phrase of the ``correct_off_record_code`` notice (asked once per run)."""
+_UNGROUNDED_MARK = "nothing you ran computed or printed"
+"""A phrase of the ``correct_ungrounded_code`` notice (asked once per run)."""
 _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
@@ -194,6 +203,11 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=picked, reason="grounding"))
             return MODEL
+        elsewhere = self.off_record_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if elsewhere is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=elsewhere, reason="grounding"))
+            return MODEL
         first_only = self.first_item_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if first_only is not None:
             self.grounding_nudges += 1
@@ -217,11 +231,23 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=retyped, reason="grounding"))
             return MODEL
+        guessed = self.guessed_value(text) if self.grounding_nudges == 0 else None
+        if guessed is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt("correct_ungrounded_code").format(
+                value=guessed, how=_how_to_compute(guessed, self.task_step().task)), reason="grounding"))
+            return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
             self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt(f"correct_unnamed_choice_{self.agent.mode}").format(
-                answer=text[:80], options=" or ".join(options)), reason="grounding"))
+            if self.agent.mode == "code" and len(options) == 2 and text in ("True", "False"):
+                notice = prompt("correct_boolean_choice_code").format(
+                    answer=text, first=options[0], second=options[1], first_repr=repr(options[0]),
+                    second_repr=repr(options[1]))
+            else:
+                notice = prompt(f"correct_unnamed_choice_{self.agent.mode}").format(
+                    answer=text[:80], options=" or ".join(options))
+            self.stage(NoticeStep(text=notice, reason="grounding"))
             return MODEL
         reordered = self.order_kept() if self.grounding_nudges < _GROUNDING_NUDGES else None
         if reordered is not None:
@@ -279,6 +305,18 @@ class Accepting:
         fixed, wrong = retyped
         return prompt("correct_retyped_value_code").format(value=block.final.strip(), wrong=wrong, answer=repr(fixed))
 
+    def guessed_value(self, answer: str) -> str | None:
+        """Code mode, a task that asks a question (not for a file to be written or fixed): the
+        first number, date or weekday of ``answer`` that nothing the run read or computed holds
+        — asked about once per run, of an answer no other question came before (an answer to a
+        question is the model's second look)."""
+        task = self.task_step().task
+        if self.agent.mode != "code" or self.asked(_UNGROUNDED_MARK) or asks_for_a_write(task) \
+                or asks_for_a_fix(task):
+            return None
+        computed = [b.final for b in self.model_blocks() if b.final is not None and computed_final(b.code)]
+        return ungrounded_value(task, answer, [*material_read(self.steps), *computed])
+
     def asked(self, mark: str) -> bool:
         """Whether a notice holding ``mark`` (a phrase of one question) was sent in this run."""
         return any(isinstance(s, NoticeStep) and mark in s.text for s in self.steps)
@@ -302,6 +340,18 @@ class Accepting:
             return None
         return prompt("correct_row_pick_code").format(answer=answer[:80], picked=found.picked, term=found.term,
                                                       line=found.line, block=found.block)
+
+    def off_record_notice(self, answer: str) -> str | None:
+        """Code mode: when the answer sits only in parts of a file read other than the one part
+        holding the record the task names ("version 2.1"), that part, once per run."""
+        if self.agent.mode != "code" or self.asked(_OFF_RECORD_MARK):
+            return None
+        found = off_record(self.task_step().task, answer, self.files_read())
+        if found is None:
+            return None
+        record = withhold_injections(found.record)
+        return prompt("correct_off_record_code").format(answer=answer.strip()[:80], file=found.path, key=found.key,
+                                                        record=record, fence="~~~~" if "```" in record else "```")
 
     def first_item_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered an aggregate took one element of lists that
@@ -426,9 +476,12 @@ class Accepting:
         if block is not None:
             existing = self.current_text(file)
             value = answer_expression(block.code) if block.final is not None else None
+            if value is not None and _lines_list(block.final):  # the file's new lines, as a list
+                value = f"'\\n'.join({value}) + '\\n'"
             # An existing file is replaced by the answered value only when that value is text of
             # several lines (a fixed module's "5" must not become the module).
-            if value is not None and (existing is None or "\n" in (block.final or "").strip()):
+            if value is not None and (existing is None or "\n" in (block.final or "").strip()
+                                      or _lines_list(block.final)):
                 return prompt("correct_unwritten_value_code").format(file=file, path=repr(file), value=value)
             if existing is not None:
                 shown = self.change_block_notice(file, existing, block)
@@ -453,6 +506,13 @@ class Accepting:
         if edited is not None:
             return prompt("correct_unsaved_text_code").format(file=file, path=path, name=edited)
         if file.endswith(".py") and asks_for_a_fix(self.task_step().task):
+            to_fix = function_to_fix(self.task_step().task, existing)
+            if to_fix is not None:
+                function, stated, source = to_fix
+                if stated is None:
+                    return prompt("correct_unwritten_function_code").format(file=file, function=function, source=source)
+                return prompt("correct_unwritten_call_code").format(
+                    file=file, function=function, call=stated.call, expected=stated.expected, source=source)
             lines = "\n".join(f"{n:>3} | {line}" for n, line in enumerate(existing.splitlines()[:60], 1))
             check = fix_check(self.task_step().task, file, self.workspace_root())
             return prompt("correct_unwritten_fix_code").format(file=file, path=path, lines=lines,
@@ -517,6 +577,26 @@ class Accepting:
             return self.runner.workspace
         services = self.runner.services
         return services.settings.home / "workspace" if services is not None else None
+
+
+def _how_to_compute(value: str, task: str) -> str:
+    """A hint for computing a guessed ``value``: dates and weekdays with datetime, line numbers
+    with enumerate, anything else from the task's numbers or the data read."""
+    if not value[:1].isdigit() or re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value):
+        return "with the datetime module"
+    if re.search(r"\bline\b", task, re.IGNORECASE) and re.search(r"\bwhich line|\bwhat line|\bline number|\bon which\b",
+                                                              task, re.IGNORECASE):
+        return "with enumerate(text.splitlines(), start=1) over the file's text"
+    return "from the numbers in the task or the data you read"
+
+
+def _lines_list(final: str | None) -> bool:
+    """Whether an answer is a list of two or more strings (``['oats', 'rice']``): lines."""
+    try:
+        value = ast.literal_eval((final or "").strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return isinstance(value, list) and len(value) >= 2 and all(isinstance(item, str) for item in value)
 
 
 def _typed_answer(code: str) -> bool:

@@ -379,7 +379,8 @@ _PATH = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w][\w.-]*(?:/[\w.-]+)*\.[A-Za-z
 # clause ("Fix it.", "In settings.ini, change the port", "... and write just that number to").
 _WRITE_VERBS = re.compile(
     r"(?:^|[.!?:;,]\s*|\b(?:and|then|please)\s+)"
-    r"(fix|create|write|change|edit|update|modify|append|add|insert|replace|rename|remove|delete|save|sort|correct)\b",
+    r"(fix|create|write|change|edit|update|modify|append|add|insert|replace|rename|remove|delete|save|sort|correct|"
+    r"copy|move|merge|split|reverse|export|store)\b",
     re.IGNORECASE | re.MULTILINE)
 
 

@@ -21,9 +21,14 @@ _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|wa
 _SPLIT = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.IGNORECASE)
 
 
+_WHICH_TAIL = re.compile(r"\bwhich\b[^?,:;]*[,:]\s*((?:[^?,]+,\s*)*[^?,]+?\s+or\s+[^?,]+?)\s*\?", re.IGNORECASE)
+"""Options listed at the end of a "which" question: "Which has more lines, a.log or b.log?"."""
+
+
 def _options(task: str) -> list[str]:
-    """The options a "which of A, B and C ..." task names, or [] when it names no such list."""
-    match = _WHICH_OF.search(task)
+    """The options a "which of A, B and C ..." or "which ..., A or B?" task names, or [] when it
+    names no such list."""
+    match = _WHICH_OF.search(task) or _WHICH_TAIL.search(task)
     if match is None:
         return []
     options = [part.strip(" '\"`") for part in _SPLIT.split(match.group(1))]
@@ -32,9 +37,13 @@ def _options(task: str) -> list[str]:
 
 
 def _mentions(answer: str, option: str) -> bool:
+    """Whether ``answer`` names ``option``: as it is, without its extension, or with its
+    underscores and hyphens written as spaces ("Class B" for class_b.csv)."""
     lowered = answer.lower()
     stem = option.rsplit(".", 1)[0] if "." in option else option
-    return any(re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", lowered) for name in {option, stem} if name)
+    spaced = re.sub(r"[_-]+", " ", stem)
+    return any(re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", lowered) for name in {option, stem, spaced}
+               if name)
 
 
 def unnamed_choice(task: str, answer: str) -> list[str]:

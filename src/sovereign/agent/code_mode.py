@@ -185,6 +185,10 @@ class CodeActing:
         turn = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
         code = extract_code(turn.content or "") or ""
         before = self._ran_before(code, turn)
+        if before is not None and before.final is not None and before.error is None:
+            # The block that answered, sent again after a question about its answer: the model
+            # keeps that answer (each question is asked once, so it is weighed afresh).
+            return self.consider_answer(before.final)
         if before is not None:
             # Small models re-send a block whose output they already have (often the block that
             # prints a file), or one that failed: it is not run again, the model is told what to

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sovereign.agent.answer_check import in_workspace, mentioned_paths
 
-__all__ = ["asks_for_a_fix", "fix_check"]
+__all__ = ["StatedCall", "asks_for_a_fix", "fix_check", "function_to_fix", "stated_call"]
 
 _FIX = re.compile(r"\b(?:fix|bug|broken|fails?|failing|wrong|repair|correct)\w*\b", re.IGNORECASE)
 
 _EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+should\s+(?:return|be|give|equal)\s+"
                        r"(-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\"|True|False|None|\[[^\]]*\])")
+
+
+_NAME = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
 def asks_for_a_fix(task: str) -> bool:
@@ -42,6 +46,60 @@ def _test_file(task: str, root: Path) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class StatedCall:
+    """A call and the value the task says it should give ("add(2, 3) should return 5")."""
+
+    function: str
+    call: str
+    expected: str
+
+
+def stated_call(task: str) -> StatedCall | None:
+    """The call and value ``task`` states, when both are valid Python; else None."""
+    match = _EXPECTED.search(task)
+    if match is None:
+        return None
+    function, arguments, expected = match.groups()
+    call = f"{function}({arguments})"
+    try:
+        ast.parse(call, mode="eval")
+        ast.literal_eval(expected)
+    except (SyntaxError, ValueError):
+        return None
+    return StatedCall(function, call, expected)
+
+
+def function_to_fix(task: str, module_text: str) -> tuple[str, StatedCall | None, str] | None:
+    """The top-level function of ``module_text`` the task is about — the one its stated call
+    ("add(2, 3) should return 5") calls, else the first it names ("largest(xs) in util.py"), else the module's only function —
+    with that call and the function's source; a body of one line is marked as the line to
+    change. None when the task names no function the module defines."""
+    try:
+        tree = ast.parse(module_text)
+    except SyntaxError:
+        return None
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stated = stated_call(task)
+    if stated is not None and stated.function in functions:
+        name = stated.function
+    else:
+        stated = None
+        name = next((word for word in _NAME.findall(task) if word in functions), None)
+        if name is None and len(functions) == 1:  # "fix app/money.py so the test passes"
+            name = next(iter(functions))
+    if name is None:
+        return None
+    node = functions[name]
+    source = ast.get_source_segment(module_text, node)
+    if source is None:
+        return None
+    lines = source.splitlines()
+    if len(node.body) == 1 and node.body[0].lineno == node.body[0].end_lineno:
+        lines[node.body[0].lineno - node.lineno] += "  # the wrong line: change it"
+    return name, stated, "\n".join(lines)
+
+
 def fix_check(task: str, module_file: str, root: Path | None) -> str | None:
     """Python lines that fail unless the fix of ``module_file`` does what ``task`` asks: the
     test functions of the test file it names, else the call and value it states; None when it
@@ -53,18 +111,12 @@ def fix_check(task: str, module_file: str, root: Path | None) -> str | None:
                 "    if name.startswith('test') and callable(check) and check.__code__.co_argcount == 0:\n"
                 "        check()\n"
                 f"print('{test} passes')")
-    match = _EXPECTED.search(task)
+    stated = stated_call(task)
     module = _module_name(module_file) if module_file.endswith(".py") else None
-    if match is None or module is None:
+    if stated is None or module is None:
         return None
-    function, arguments, expected = match.groups()
-    call = f"{function}({arguments})"
-    try:
-        ast.parse(call, mode="eval")
-        ast.literal_eval(expected)
-    except (SyntaxError, ValueError):
-        return None
-    return _fresh_imports(module_file) + f"from {module} import {function}\nassert {call} == {expected}, {call}"
+    return (_fresh_imports(module_file) + f"from {module} import {stated.function}\n"
+            f"assert {stated.call} == {stated.expected}, {stated.call}")
 
 
 def _fresh_imports(*files: str) -> str:

@@ -94,9 +94,20 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
         r"<\|im_start\|>|<\|(?:system|assistant|user)\|>|\[/?INST\]|<<SYS>>|^\s*#{1,4}\s*(?:system|assistant)\s*:?\s*$|"
         r"^\s*[(\[{]?\s*(?:system|assistant)\s*:\s", re.IGNORECASE | re.MULTILINE)),
     ("address_the_ai", "medium", re.compile(
-        r"\b(?:attention|note|message|instructions?)\s+(?:to|for)\s+(?:the\s+)?(?:ai|assistant|llm|agent|model|"
-        r"language\s+model)\b|\b(?:dear|hey|hi)\s+(?:ai|assistant|agent|llm)\b|\bif\s+you\s+are\s+an?\s+(?:ai|"
-        r"assistant|llm|language\s+model)\b", _I)),
+        r"\b(?:attention|note|message|instructions?|notice|reminder|warning|request)\s+(?:to|for)\s+(?:the\s+|any\s+|"
+        r"all\s+|every\s+|an?\s+)?(?:ai|assistants?|llms?|agents?|models?|language\s+models?|chatbots?|bots?)\b|"
+        r"\b(?:dear|hey|hi|hello)\s+(?:ai|assistant|agent|llm|model|chatbot)\b|\bif\s+you\s+are\s+an?\s+(?:ai|"
+        r"assistant|llm|language\s+model|bot)\b(?!\s+(?:manager|director|coach|editor|professor|engineer|producer|"
+        r"teacher|secretary|principal|researcher))|\b(?:ai|llms?|ai\s+(?:agents?|assistants?|models?|systems?))\s+(?:reading|"
+        r"processing|parsing|summari[sz]ing|analy[sz]ing)\s+(?:this|these)\b|"
+        r"\[\s*(?:ai|assistant|agent|llm|model)\s+(?:instructions?|note|only)\s*\]", _I)),
+    ("answer_hijack", "high", re.compile(
+        r"\b(?:do\s+not|don't|never)\s+answer\s+the\s+(?:user|question|request|task)|"
+        r"\b(?:ignore|skip)\s+the\s+user'?s?\s+(?:question|request|task)|"
+        r"\b(?:reply|respond|answer)\s+(?:only\s+)?with\s+(?:only\s+)?(?:the\s+)?(?:words?|phrase|text|string|"
+        r"message|sentence)\b|\b(?:reply|respond|answer)\s+only\s+with\b|"
+        r"\bbefore\s+(?:you\s+)?(?:can\s+)?(?:solve|answer|complete|finish|continue|respond)\b.{0,60}?"
+        r"\b(?:task|question|request)\b.{0,40}?\b(?:first|must|please)\b|\bdo\s+the\s+following\s+first\b", _I)),
     ("secrecy", "medium", re.compile(
         r"\b(?:do\s+not|don't|never)\s+(?:tell|inform|mention|reveal\s+this\s+to|let)\s+(?:the\s+)?user\b|"
         r"\bwithout\s+(?:telling|informing|asking)\s+(?:the\s+)?user\b|\bsilently\b", _I)),

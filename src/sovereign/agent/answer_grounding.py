@@ -1,0 +1,103 @@
+"""Whether the values an answer states were computed or read, or guessed.
+
+A small model asked "What is 17 times 23?" answers "531" without running anything, and asked
+"What date is 90 days after 2024-01-31?" answers "2024-03-11": arithmetic and calendars done in
+its head. ``ungrounded_value`` finds the first number, date or weekday an answer states that
+neither the task nor anything the run saw (tool results, code output, the answers its code
+computed) holds: the agent then asks for it to be computed. A number counts as seen when it is
+a value the run saw, that value rounded to the answer's decimals, or that value as a percentage.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+__all__ = ["computed_final", "ungrounded_value"]
+
+_DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])")
+_TIME = re.compile(r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?![\w:])")
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w])")
+_ANY_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)]\s")
+_WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.IGNORECASE)
+
+
+def _values(text: str) -> tuple[set[str], list[float]]:
+    """The date, time and version strings in ``text`` and every number in it (parts of dates,
+    times and versions included, so "30 April" is seen in "2024-04-30")."""
+    strings = {m.group(0) for m in _DATE.finditer(text)} | {m.group(0) for m in _TIME.finditer(text)}
+    strings |= {m.group(0) for m in _NUMBER.finditer(text) if m.group(0).count(".") > 1}
+    numbers = []
+    for match in _ANY_DIGITS.finditer(text.replace(",", "")):
+        try:
+            numbers.append(float(match.group(0)))
+        except ValueError:
+            continue
+    return strings, numbers
+
+
+def _decimals(token: str) -> int:
+    return len(token.split(".", 1)[1]) if "." in token else 0
+
+
+def _number_seen(token: str, seen: list[float]) -> bool:
+    value = abs(float(token.replace(",", "")))
+    places = _decimals(token)
+    for number in seen:
+        for candidate in (number, number * 100, number / 100):
+            if abs(candidate - value) < 1e-9 or round(candidate, places) == value:
+                return True
+    return False
+
+
+def ungrounded_value(task: str, answer: str, seen: Iterable[str]) -> str | None:
+    """The first date, number or weekday ``answer`` states that neither ``task`` nor any text in
+    ``seen`` holds (a value nothing computed or read); None when every one is grounded."""
+    strings, numbers = _values(task)
+    weekdays = {m.group(1).lower() for m in _WEEKDAY.finditer(task)}
+    for text in seen:
+        more_strings, more_numbers = _values(text)
+        strings |= more_strings
+        numbers += more_numbers
+        weekdays |= {m.group(1).lower() for m in _WEEKDAY.finditer(text)}
+    rest = _LIST_MARKER.sub(" ", answer)
+    for match in _DATE.finditer(rest):
+        year, month, day = (int(part) for part in match.groups())
+        if not any(_same_date(known, year, month, day) for known in strings):
+            return match.group(0)
+        rest = rest.replace(match.group(0), " ")
+    for match in _TIME.finditer(rest):
+        if match.group(0) not in strings:
+            return match.group(0)
+        rest = rest.replace(match.group(0), " ")
+    for match in _NUMBER.finditer(rest):
+        token = match.group(0).lstrip("-")
+        if token.count(".") > 1:
+            if token not in strings:
+                return token
+        elif not _number_seen(token, numbers):
+            return token
+    for match in _WEEKDAY.finditer(rest):
+        if match.group(1).lower() not in weekdays:
+            return match.group(1)
+    return None
+
+
+def _same_date(known: str, year: int, month: int, day: int) -> bool:
+    match = _DATE.fullmatch(known)
+    return match is not None and tuple(int(part) for part in match.groups()) == (year, month, day)
+
+
+def computed_final(code: str) -> bool:
+    """Whether the answer a block that ran gave was computed by it: ``final_answer`` is called
+    with something other than a literal the model typed (``final_answer(531)``,
+    ``final_answer("2024-03-11")``)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # it ran with a broken paste blanked (code_prelude): what it answered, it computed
+        return True
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id == "final_answer" and node.args]
+    return bool(calls) and not all(isinstance(call.args[0], ast.Constant) for call in calls)
