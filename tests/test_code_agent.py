@@ -625,7 +625,7 @@ def test_stubs_of_the_tools_in_the_code_are_dropped_and_the_real_functions_kept(
 def test_pasted_text_that_breaks_the_code_gets_a_hint_to_use_the_variables(workspace):
     script = ScriptedModel([
         code('text = """\n""Docstring."""\nimport os\n\ndef f():\n    pass\n"""\nprint(text)'),
-        code("final_answer(1)"), code("final_answer(1)"),
+        code("final_answer(1)"), code("final_answer(1)"), code("final_answer(1)"),
     ])
     _run(script, _agent(workspace), "How many functions are there?", workspace)
     seen = _observation(script.requests[1])
@@ -1269,14 +1269,17 @@ def test_a_number_nothing_computed_is_asked_to_be_computed_once_and_a_computed_o
 
 def test_a_date_nothing_computed_gets_the_datetime_hint_and_an_insisted_answer_is_taken(workspace):
     """A typed date is a guess: the notice points at datetime. The model sending the same
-    answering block again keeps its answer (the question is asked once)."""
+    answering block again is asked once to follow the note or keep the answer in a word; a
+    third time, it keeps its answer."""
     task = "What date is 90 days after 2024-01-31? Answer in YYYY-MM-DD form."
     typed = code('final_answer("2024-03-11")')
-    script = ScriptedModel([typed, typed])
+    script = ScriptedModel([typed, typed, typed])
     result = _run(script, _agent(workspace), task, workspace)
     script.assert_complete()
     notice = _observation(script.requests[1])
     assert "Your answer states 2024-03-11" in notice and "with the datetime module" in notice
+    again = _observation(script.requests[2])
+    assert "Not run again: this block answered 2024-03-11 before" in again and "final_answer('2024-03-11') alone" in again
     assert result.status == "completed" and result.answer == "2024-03-11"
 
 

@@ -62,7 +62,7 @@ from sovereign.agent.answer_shape import (
 )
 from sovereign.agent.code_mode import extract_code
 from sovereign.agent.errors import NoValidActionError
-from sovereign.agent.fix_check import asks_for_a_fix, fix_check, function_to_fix
+from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
 from sovereign.agent.prompts import prompt
 from sovereign.agent.record_scope import off_record
 from sovereign.agent.row_pick import positional_pick
@@ -234,8 +234,9 @@ class Accepting:
         guessed = self.guessed_value(text) if self.grounding_nudges == 0 else None
         if guessed is not None:
             self.grounding_nudges += 1
+            read = next((path for path, _ in self.files_read()), None)
             self.stage(NoticeStep(text=prompt("correct_ungrounded_code").format(
-                value=guessed, how=_how_to_compute(guessed, self.task_step().task)), reason="grounding"))
+                value=guessed, how=_how_to_compute(guessed, self.task_step().task, read)), reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
@@ -502,7 +503,7 @@ class Accepting:
         saved = self.fixed_module_notice(file, existing)
         if saved is not None:
             return saved
-        edited = edited_text_variable(block.code, existing)
+        edited = edited_text_variable(block.code, existing, ignore=(WRONG_LINE_MARK,))
         if edited is not None:
             return prompt("correct_unsaved_text_code").format(file=file, path=path, name=edited)
         if file.endswith(".py") and asks_for_a_fix(self.task_step().task):
@@ -579,14 +580,17 @@ class Accepting:
         return services.settings.home / "workspace" if services is not None else None
 
 
-def _how_to_compute(value: str, task: str) -> str:
+def _how_to_compute(value: str, task: str, read: str | None) -> str:
     """A hint for computing a guessed ``value``: dates and weekdays with datetime, line numbers
-    with enumerate, anything else from the task's numbers or the data read."""
+    by printing the numbered lines of the file read, anything else from the task's numbers or
+    the data read."""
     if not value[:1].isdigit() or re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value):
         return "with the datetime module"
-    if re.search(r"\bline\b", task, re.IGNORECASE) and re.search(r"\bwhich line|\bwhat line|\bline number|\bon which\b",
-                                                              task, re.IGNORECASE):
-        return "with enumerate(text.splitlines(), start=1) over the file's text"
+    if read is not None and re.search(r"\b(?:which|what)\s+line\b|\bline\s+number|\bon\s+which\s+line\b", task,
+                                      re.IGNORECASE):
+        return (f"by printing the lines with their numbers (for number, line in "
+                f"enumerate(read_file({read!r}).splitlines(), start=1): print(number, line)) and reading off the one "
+                "the task asks about")
     return "from the numbers in the task or the data you read"
 
 

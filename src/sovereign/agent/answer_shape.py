@@ -54,7 +54,7 @@ def unnamed_choice(task: str, answer: str) -> list[str]:
     return options
 
 
-def edited_text_variable(code: str, original: str) -> str | None:
+def edited_text_variable(code: str, original: str, *, ignore: tuple[str, ...] = ()) -> str | None:
     """The variable the last block assigned a text of several lines to (a string literal, the
     file's text as the model means it to be) when that text differs from ``original``, the file's
     current text; None when it assigned none or only copied the file unchanged."""
@@ -66,7 +66,10 @@ def edited_text_variable(code: str, original: str) -> str | None:
         if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
                 and isinstance(statement.targets[0], ast.Name) and isinstance(statement.value, ast.Constant)
                 and isinstance(statement.value.value, str) and "\n" in statement.value.value.strip()):
-            if statement.value.value.strip() == original.strip():
+            text = statement.value.value
+            for copied in ignore:  # text of a notice the model copied, not an edit
+                text = text.replace(copied, "")
+            if text.strip() == original.strip():
                 return None
             return statement.targets[0].id
     return None

@@ -47,6 +47,9 @@ from sovereign.tools.sandbox import Sandbox, isolation_mode
 if TYPE_CHECKING:
     from sovereign.agent.agent import Agent
 
+_KEEP_ANSWER_MARK = "and the note above asks you to look again"
+"""A phrase of the ``repeat_answer_code`` notice (sent once per run)."""
+
 __all__ = ["CODE", "CodeActing", "code_resume_state", "describe_functions", "extract_code", "system_prompt"]
 
 CODE = "code"
@@ -148,6 +151,7 @@ class CodeActing:
         def commit(self) -> None: ...
         def consider_answer(self, text: str | None) -> str: ...
         def unsaved_fix_notice(self) -> str | None: ...
+        def asked(self, mark: str) -> bool: ...
         def task_step(self) -> Any: ...
         def workspace_root(self) -> Path | None: ...
         async def screen(self, call: ToolCall, prior: Any, *, loops: bool = True) -> Any: ...
@@ -186,9 +190,15 @@ class CodeActing:
         code = extract_code(turn.content or "") or ""
         before = self._ran_before(code, turn)
         if before is not None and before.final is not None and before.error is None:
-            # The block that answered, sent again after a question about its answer: the model
-            # keeps that answer (each question is asked once, so it is weighed afresh).
-            return self.consider_answer(before.final)
+            # The block that answered, sent again after a question about its answer: once, the
+            # model is asked to follow the question or keep the answer in a word (a small model
+            # re-sends by inertia); sent again after that, it keeps its answer.
+            if self.asked(_KEEP_ANSWER_MARK):
+                return self.consider_answer(before.final)
+            self.stage(NoticeStep(text=prompt("repeat_answer_code").format(
+                answer=before.final[:200], answer_repr=repr(before.final[:200])), reason="repeat"))
+            self.resample = True
+            return "model"
         if before is not None:
             # Small models re-send a block whose output they already have (often the block that
             # prints a file), or one that failed: it is not run again, the model is told what to

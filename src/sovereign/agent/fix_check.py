@@ -16,13 +16,16 @@ from pathlib import Path, PurePosixPath
 
 from sovereign.agent.answer_check import in_workspace, mentioned_paths
 
-__all__ = ["StatedCall", "asks_for_a_fix", "fix_check", "function_to_fix", "stated_call"]
+__all__ = ["WRONG_LINE_MARK", "StatedCall", "asks_for_a_fix", "fix_check", "function_to_fix", "stated_call"]
 
 _FIX = re.compile(r"\b(?:fix|bug|broken|fails?|failing|wrong|repair|correct)\w*\b", re.IGNORECASE)
 
 _EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+should\s+(?:return|be|give|equal)\s+"
                        r"(-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\"|True|False|None|\[[^\]]*\])")
 
+
+WRONG_LINE_MARK = "  # the wrong line: change it"
+"""The comment ``function_to_fix`` puts on the line to change (never part of a saved file)."""
 
 _NAME = re.compile(r"\b[A-Za-z_]\w*\b")
 
@@ -96,7 +99,7 @@ def function_to_fix(task: str, module_text: str) -> tuple[str, StatedCall | None
         return None
     lines = source.splitlines()
     if len(node.body) == 1 and node.body[0].lineno == node.body[0].end_lineno:
-        lines[node.body[0].lineno - node.lineno] += "  # the wrong line: change it"
+        lines[node.body[0].lineno - node.lineno] += WRONG_LINE_MARK
     return name, stated, "\n".join(lines)
 
 
