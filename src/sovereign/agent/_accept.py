@@ -235,8 +235,12 @@ class Accepting:
         if guessed is not None:
             self.grounding_nudges += 1
             read = next((path for path, _ in self.files_read()), None)
-            self.stage(NoticeStep(text=prompt("correct_ungrounded_code").format(
-                value=guessed, how=_how_to_compute(guessed, self.task_step().task, read)), reason="grounding"))
+            if read is not None and guessed.isdigit() and _LINE_QUESTION.search(self.task_step().task):
+                notice = prompt("correct_ungrounded_lines_code").format(value=guessed, file=read, path=repr(read))
+            else:
+                notice = prompt("correct_ungrounded_code").format(value=guessed,
+                                                                  how=_how_to_compute(guessed))
+            self.stage(NoticeStep(text=notice, reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
@@ -580,17 +584,14 @@ class Accepting:
         return services.settings.home / "workspace" if services is not None else None
 
 
-def _how_to_compute(value: str, task: str, read: str | None) -> str:
-    """A hint for computing a guessed ``value``: dates and weekdays with datetime, line numbers
-    by printing the numbered lines of the file read, anything else from the task's numbers or
-    the data read."""
+_LINE_QUESTION = re.compile(r"\b(?:which|what)\s+line\b|\bline\s+number|\bon\s+which\s+line\b", re.IGNORECASE)
+
+
+def _how_to_compute(value: str) -> str:
+    """A hint for computing a guessed ``value``: dates and weekdays with datetime, anything else
+    from the task's numbers or the data read."""
     if not value[:1].isdigit() or re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value):
         return "with the datetime module"
-    if read is not None and re.search(r"\b(?:which|what)\s+line\b|\bline\s+number|\bon\s+which\s+line\b", task,
-                                      re.IGNORECASE):
-        return (f"by printing the lines with their numbers (for number, line in "
-                f"enumerate(read_file({read!r}).splitlines(), start=1): print(number, line)) and reading off the one "
-                "the task asks about")
     return "from the numbers in the task or the data you read"
 
 
