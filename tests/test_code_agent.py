@@ -1348,3 +1348,22 @@ def test_a_copy_into_a_new_file_is_a_write_the_answer_alone_does_not_do(workspac
     _run(script, _agent(workspace), task, workspace, approver=AllowAll())
     assert "Nothing was written yet" in _observation(script.requests[1])
     assert "write_file('urgent.txt'" in (extract_code(_observation(script.requests[1])) or "")
+
+
+def test_a_guessed_line_number_gets_the_block_that_prints_the_numbered_lines(workspace):
+    """"On which line of main.py is run defined?" answered "line 10" by eye: the notice's block
+    prints the numbered lines; an answer read off that output is taken."""
+    (workspace / "main.py").write_text("import sys\n\n\ndef parse(argv):\n    return argv[1:]\n\n\ndef run(args):\n    print(args)\n")
+    task = "On which line of main.py is the function run defined?"
+    look = code("print(read_file('main.py'))")
+    script = ScriptedModel([look, text_response("The function run is defined on line 10."), code("final_answer(0)")])
+    _run(script, _agent(workspace), task, workspace)
+    notice = _observation(script.requests[2])
+    block = extract_code(notice)
+    assert "Your answer states 10" in notice
+    assert block == "for number, line in enumerate(read_file('main.py').splitlines(), start=1):\n    print(number, line)"
+    runs_it = ScriptedModel([look, text_response("The function run is defined on line 10."), code(block),
+                             text_response("It is defined on line 8.")])
+    result = _run(runs_it, _agent(workspace), task, workspace)
+    runs_it.assert_complete()
+    assert "8 def run(args):" in _observation(runs_it.requests[3]) and result.answer == "It is defined on line 8."
