@@ -1269,8 +1269,7 @@ def test_a_number_nothing_computed_is_asked_to_be_computed_once_and_a_computed_o
 
 def test_a_date_nothing_computed_gets_the_datetime_hint_and_an_insisted_answer_is_taken(workspace):
     """A typed date is a guess: the notice points at datetime. The model sending the same
-    answering block again is asked once to follow the note or keep the answer in a word; a
-    third time, it keeps its answer."""
+    answering block again is told once to follow the note; a third time, it keeps its answer."""
     task = "What date is 90 days after 2024-01-31? Answer in YYYY-MM-DD form."
     typed = code('final_answer("2024-03-11")')
     script = ScriptedModel([typed, typed, typed])
@@ -1279,7 +1278,7 @@ def test_a_date_nothing_computed_gets_the_datetime_hint_and_an_insisted_answer_i
     notice = _observation(script.requests[1])
     assert "Your answer states 2024-03-11" in notice and "with the datetime module" in notice
     again = _observation(script.requests[2])
-    assert "Not run again: this block answered 2024-03-11 before" in again and "final_answer('2024-03-11') alone" in again
+    assert "Not run again: this block answered 2024-03-11 before" in again and "Write a different block" in again
     assert result.status == "completed" and result.answer == "2024-03-11"
 
 

@@ -47,7 +47,7 @@ from sovereign.tools.sandbox import Sandbox, isolation_mode
 if TYPE_CHECKING:
     from sovereign.agent.agent import Agent
 
-_KEEP_ANSWER_MARK = "and the note above asks you to look again"
+_KEEP_ANSWER_MARK = "and the note above says why that answer looks wrong"
 """A phrase of the ``repeat_answer_code`` notice (sent once per run)."""
 
 __all__ = ["CODE", "CodeActing", "code_resume_state", "describe_functions", "extract_code", "system_prompt"]
@@ -191,12 +191,11 @@ class CodeActing:
         before = self._ran_before(code, turn)
         if before is not None and before.final is not None and before.error is None:
             # The block that answered, sent again after a question about its answer: once, the
-            # model is asked to follow the question or keep the answer in a word (a small model
-            # re-sends by inertia); sent again after that, it keeps its answer.
+            # model is told to follow the question (a small model re-sends by inertia; offered
+            # to keep its answer, it takes that); sent again after that, it keeps its answer.
             if self.asked(_KEEP_ANSWER_MARK):
                 return self.consider_answer(before.final)
-            self.stage(NoticeStep(text=prompt("repeat_answer_code").format(
-                answer=before.final[:200], answer_repr=repr(before.final[:200])), reason="repeat"))
+            self.stage(NoticeStep(text=prompt("repeat_answer_code").format(answer=before.final[:200]), reason="repeat"))
             self.resample = True
             return "model"
         if before is not None:
