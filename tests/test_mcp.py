@@ -194,11 +194,12 @@ def test_run_agent_tool_in_process_with_a_scripted_model(sov_home):
     from mcp import Client
 
     from sovereign.services import Services
-    from sovereign.testing import ScriptedModel, serve_every_tier, text_response, tool_response
+    from sovereign.testing import ScriptedModel, serve_every_tier, text_response
     from sovereign.tools.mcp_server import build_server
 
     services = Services.open()
-    model = ScriptedModel([tool_response(("calculator", '{"expression": "6 * 7"}')), text_response("42")])
+    # the default agent acts in code: it computes the answer in a block
+    model = ScriptedModel([text_response("```python\nfinal_answer(6 * 7)\n```")])
     try:
         serve_every_tier(services, model)  # deterministic double
 
