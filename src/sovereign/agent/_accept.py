@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_grounding import computed_final, ungrounded_value
+from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, ungrounded_value
 from sovereign.agent.answer_items import first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
@@ -235,11 +234,11 @@ class Accepting:
         if guessed is not None:
             self.grounding_nudges += 1
             read = next((path for path, _ in self.files_read()), None)
-            if read is not None and guessed.isdigit() and _LINE_QUESTION.search(self.task_step().task):
+            if read is not None and guessed.isdigit() and asks_for_a_line(self.task_step().task):
                 notice = prompt("correct_ungrounded_lines_code").format(value=guessed, file=read, path=repr(read))
             else:
                 notice = prompt("correct_ungrounded_code").format(value=guessed,
-                                                                  how=_how_to_compute(guessed))
+                                                                  how=how_to_compute(guessed))
             self.stage(NoticeStep(text=notice, reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
@@ -582,17 +581,6 @@ class Accepting:
             return self.runner.workspace
         services = self.runner.services
         return services.settings.home / "workspace" if services is not None else None
-
-
-_LINE_QUESTION = re.compile(r"\b(?:which|what)\s+line\b|\bline\s+number|\bon\s+which\s+line\b", re.IGNORECASE)
-
-
-def _how_to_compute(value: str) -> str:
-    """A hint for computing a guessed ``value``: dates and weekdays with datetime, anything else
-    from the task's numbers or the data read."""
-    if not value[:1].isdigit() or re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value):
-        return "with the datetime module"
-    return "from the numbers in the task or the data you read"
 
 
 def _lines_list(final: str | None) -> bool:

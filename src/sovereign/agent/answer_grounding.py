@@ -14,7 +14,7 @@ import ast
 import re
 from collections.abc import Iterable
 
-__all__ = ["computed_final", "ungrounded_value"]
+__all__ = ["asks_for_a_line", "computed_final", "how_to_compute", "ungrounded_value"]
 
 _DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])")
 _TIME = re.compile(r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?![\w:])")
@@ -101,3 +101,19 @@ def computed_final(code: str) -> bool:
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
              and node.func.id == "final_answer" and node.args]
     return bool(calls) and not all(isinstance(call.args[0], ast.Constant) for call in calls)
+
+
+_LINE_QUESTION = re.compile(r"\b(?:which|what)\s+line\b|\bline\s+number|\bon\s+which\s+line\b", re.IGNORECASE)
+
+
+def asks_for_a_line(task: str) -> bool:
+    """Whether ``task`` asks for a line number ("On which line of main.py ...")."""
+    return _LINE_QUESTION.search(task) is not None
+
+
+def how_to_compute(value: str) -> str:
+    """A hint for computing a guessed ``value``: dates and weekdays with datetime, anything else
+    from the task's numbers or the data read."""
+    if not value[:1].isdigit() or _DATE.fullmatch(value):
+        return "with the datetime module"
+    return "from the numbers in the task or the data you read"
