@@ -1366,3 +1366,16 @@ def test_a_guessed_line_number_gets_the_block_that_prints_the_numbered_lines(wor
     result = _run(runs_it, _agent(workspace), task, workspace)
     runs_it.assert_complete()
     assert "8 def run(args):" in _observation(runs_it.requests[3]) and result.answer == "It is defined on line 8."
+
+
+def test_an_empty_final_answer_from_code_is_questioned_and_a_resent_block_cannot_loop(workspace):
+    """final_answer("") from a block that picked an empty line: the notice says the computed value
+    is empty (not "no code"); the model re-sending that block over and over ends in the loop
+    guard, not in questions until the step budget is spent."""
+    (workspace / "NEWS.md").write_text("Changelog\n\n## 1.2\nShipped by Ben Okafor.\n")
+    empty = code("lines = read_file('NEWS.md').split('\\n')\nfinal_answer(lines[1])")
+    script = ScriptedModel([empty] * 12)
+    result = _run(script, _agent(workspace, budget=Budget(max_steps=30)), "Who shipped version 1.2?", workspace)
+    assert "final_answer was given an empty text" in _observation(script.requests[1])
+    assert result.status != "completed" or result.answer
+    assert len(script.requests) < 12

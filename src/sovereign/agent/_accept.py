@@ -139,6 +139,11 @@ class Accepting:
         """Take ``text`` as the answer (→ VERIFY), or send the model back with a correction: an
         empty reply, tool-call syntax written as text, files the task names left unread."""
         text = (text or "").strip()
+        if not text and self.agent.mode == "code" and isinstance(self.steps[-1], CodeStep) \
+                and self.steps[-1].final is not None and self.grounding_nudges < _GROUNDING_NUDGES:
+            self.grounding_nudges += 1  # final_answer("") from code: what the code picked is empty
+            self.stage(NoticeStep(text=prompt("correct_void_code").format(answer="an empty text"), reason="grounding"))
+            return MODEL
         if not text:
             return self.correct("empty replies", prompt(f"correct_empty_{self.agent.mode}"))
         markup = call_markup(text)

@@ -189,14 +189,19 @@ class CodeActing:
         turn = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
         code = extract_code(turn.content or "") or ""
         before = self._ran_before(code, turn)
-        if before is not None and before.final is not None and before.error is None:
+        if before is not None and (before.final or "").strip() and before.error is None:
             # The block that answered, sent again after a question about its answer: once, the
             # model is told to follow the question (a small model re-sends by inertia; offered
             # to keep its answer, it takes that); sent again after that, it keeps its answer.
             if self.asked(_KEEP_ANSWER_MARK):
+                if self.detector.end_turn(False):  # kept, yet questioned again: a loop like any other
+                    await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
+                    return "model"
                 return self.consider_answer(before.final)
             self.stage(NoticeStep(text=prompt("repeat_answer_code").format(answer=before.final[:200]), reason="repeat"))
             self.resample = True
+            if self.detector.end_turn(False):
+                await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
             return "model"
         if before is not None:
             # Small models re-send a block whose output they already have (often the block that
