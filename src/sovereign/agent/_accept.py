@@ -62,7 +62,7 @@ from sovereign.agent.answer_shape import (
 from sovereign.agent.code_mode import extract_code
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
-from sovereign.agent.prompts import prompt
+from sovereign.agent.prompts import fence, prompt
 from sovereign.agent.record_scope import off_record
 from sovereign.agent.row_pick import positional_pick
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -97,7 +97,8 @@ _UNRUN_MARK = "so the block above never ran"
 _OFF_RECORD_MARK = "that is not about"
 """A phrase of the ``correct_off_record_code`` notice (asked once per run)."""
 _UNGROUNDED_MARK = "nothing you ran computed or printed"
-"""A phrase of the ``correct_ungrounded_code`` notice (asked once per run)."""
+"""A phrase of the ``correct_ungrounded_code`` notice (asked once per run; its line-number form
+is only ever a run's first question, so the grounding count keeps it from coming twice)."""
 _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
@@ -235,16 +236,10 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=retyped, reason="grounding"))
             return MODEL
-        guessed = self.guessed_value(text) if self.grounding_nudges == 0 else None
+        guessed = self.guessed_notice(text) if self.grounding_nudges == 0 else None
         if guessed is not None:
             self.grounding_nudges += 1
-            read = next((path for path, _ in self.files_read()), None)
-            if read is not None and guessed.isdigit() and asks_for_a_line(self.task_step().task):
-                notice = prompt("correct_ungrounded_lines_code").format(value=guessed, file=read, path=repr(read))
-            else:
-                notice = prompt("correct_ungrounded_code").format(value=guessed,
-                                                                  how=how_to_compute(guessed))
-            self.stage(NoticeStep(text=notice, reason="grounding"))
+            self.stage(NoticeStep(text=guessed, reason="grounding"))
             return MODEL
         options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
         if options:
@@ -314,17 +309,24 @@ class Accepting:
         fixed, wrong = retyped
         return prompt("correct_retyped_value_code").format(value=block.final.strip(), wrong=wrong, answer=repr(fixed))
 
-    def guessed_value(self, answer: str) -> str | None:
-        """Code mode, a task that asks a question (not for a file to be written or fixed): the
-        first number, date or weekday of ``answer`` that nothing the run read or computed holds
-        — asked about once per run, of an answer no other question came before (an answer to a
-        question is the model's second look)."""
+    def guessed_notice(self, answer: str) -> str | None:
+        """Code mode, a task that asks a question (not for a file to be written or fixed): when
+        ``answer`` states a number, date or weekday that nothing the run read or computed holds,
+        the notice asking for it to be computed (a guessed line number: the block printing the
+        numbered lines of the file read) — asked once per run, of an answer no other question
+        came before (an answer to a question is the model's second look)."""
         task = self.task_step().task
         if self.agent.mode != "code" or self.asked(_UNGROUNDED_MARK) or asks_for_a_write(task) \
                 or asks_for_a_fix(task):
             return None
         computed = [b.final for b in self.model_blocks() if b.final is not None and computed_final(b.code)]
-        return ungrounded_value(task, answer, [*material_read(self.steps), *computed])
+        guessed = ungrounded_value(task, answer, [*material_read(self.steps), *computed])
+        if guessed is None:
+            return None
+        read = next((path for path, _ in self.files_read()), None)
+        if read is not None and guessed.isdigit() and asks_for_a_line(task):
+            return prompt("correct_ungrounded_lines_code").format(value=guessed, file=read, path=repr(read))
+        return prompt("correct_ungrounded_code").format(value=guessed, how=how_to_compute(guessed))
 
     def asked(self, mark: str) -> bool:
         """Whether a notice holding ``mark`` (a phrase of one question) was sent in this run."""
@@ -360,7 +362,7 @@ class Accepting:
             return None
         record = withhold_injections(found.record)
         return prompt("correct_off_record_code").format(answer=answer.strip()[:80], file=found.path, key=found.key,
-                                                        record=record, fence="~~~~" if "```" in record else "```")
+                                                        record=record, fence=fence(record))
 
     def first_item_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered an aggregate took one element of lists that

@@ -25,17 +25,18 @@ _WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sun
 
 
 def _values(text: str) -> tuple[set[str], list[float]]:
-    """The date, time and version strings in ``text`` and every number in it (parts of dates,
-    times and versions included, so "30 April" is seen in "2024-04-30")."""
-    strings = {m.group(0) for m in _DATE.finditer(text)} | {m.group(0) for m in _TIME.finditer(text)}
+    """The dates (as YYYY-MM-DD), times, version strings and weekday names (lower case) in
+    ``text``, and every number in it (parts of dates, times and versions included, so "30
+    April" is seen in "2024-04-30")."""
+    strings = {_iso(match) for match in _DATE.finditer(text)} | {m.group(0) for m in _TIME.finditer(text)}
     strings |= {m.group(0) for m in _NUMBER.finditer(text) if m.group(0).count(".") > 1}
-    numbers = []
-    for match in _ANY_DIGITS.finditer(text.replace(",", "")):
-        try:
-            numbers.append(float(match.group(0)))
-        except ValueError:
-            continue
-    return strings, numbers
+    strings |= {m.group(1).lower() for m in _WEEKDAY.finditer(text)}
+    return strings, [float(m.group(0)) for m in _ANY_DIGITS.finditer(text.replace(",", ""))]
+
+
+def _iso(date: re.Match[str]) -> str:
+    year, month, day = (int(part) for part in date.groups())
+    return f"{year:04d}-{month:02d}-{day:02d}"
 
 
 def _decimals(token: str) -> int:
@@ -56,16 +57,13 @@ def ungrounded_value(task: str, answer: str, seen: Iterable[str]) -> str | None:
     """The first date, number or weekday ``answer`` states that neither ``task`` nor any text in
     ``seen`` holds (a value nothing computed or read); None when every one is grounded."""
     strings, numbers = _values(task)
-    weekdays = {m.group(1).lower() for m in _WEEKDAY.finditer(task)}
     for text in seen:
         more_strings, more_numbers = _values(text)
         strings |= more_strings
         numbers += more_numbers
-        weekdays |= {m.group(1).lower() for m in _WEEKDAY.finditer(text)}
     rest = _LIST_MARKER.sub(" ", answer)
     for match in _DATE.finditer(rest):
-        year, month, day = (int(part) for part in match.groups())
-        if not any(_same_date(known, year, month, day) for known in strings):
+        if _iso(match) not in strings:
             return match.group(0)
         rest = rest.replace(match.group(0), " ")
     for match in _TIME.finditer(rest):
@@ -80,14 +78,9 @@ def ungrounded_value(task: str, answer: str, seen: Iterable[str]) -> str | None:
         elif not _number_seen(token, numbers):
             return token
     for match in _WEEKDAY.finditer(rest):
-        if match.group(1).lower() not in weekdays:
+        if match.group(1).lower() not in strings:
             return match.group(1)
     return None
-
-
-def _same_date(known: str, year: int, month: int, day: int) -> bool:
-    match = _DATE.fullmatch(known)
-    return match is not None and tuple(int(part) for part in match.groups()) == (year, month, day)
 
 
 def computed_final(code: str) -> bool:

@@ -189,31 +189,8 @@ class CodeActing:
         turn = next(s for s in reversed(self.steps) if isinstance(s, ModelCallStep) and s.error is None)
         code = extract_code(turn.content or "") or ""
         before = self._ran_before(code, turn)
-        if before is not None and (before.final or "").strip() and before.error is None:
-            # The block that answered, sent again after a question about its answer: once, the
-            # model is told to follow the question (a small model re-sends by inertia; offered
-            # to keep its answer, it takes that); sent again after that, it keeps its answer.
-            if self.asked(_KEEP_ANSWER_MARK):
-                if self.detector.end_turn(False):  # kept, yet questioned again: a loop like any other
-                    await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
-                    return "model"
-                return self.consider_answer(before.final)
-            self.stage(NoticeStep(text=prompt("repeat_answer_code").format(answer=before.final[:200]), reason="repeat"))
-            self.resample = True
-            if self.detector.end_turn(False):
-                await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
-            return "model"
         if before is not None:
-            # Small models re-send a block whose output they already have (often the block that
-            # prints a file), or one that failed: it is not run again, the model is told what to
-            # do next, and its next turn is sampled (at temperature 0 it would write the same).
-            text = prompt("repeat_code") if before.error is None else prompt("repeat_failed_code").format(
-                error=before.error)
-            self.stage(NoticeStep(text=text, reason="repeat"))
-            self.resample = True
-            if self.detector.end_turn(False):
-                await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
-            return "model"
+            return await self._resent(before)
         self._replay = self._stored_calls(turn)
         self._code_calls, self._budget_spent = 0, False
         self.commit()  # the turn is stored before its code runs
@@ -255,6 +232,32 @@ class CodeActing:
         first = self.task_step().index + 1
         self.stage(SummaryStep(text=text, first_index=first, last_index=self.steps[-1].index))
         self.resample = True
+
+    async def _resent(self, before: CodeStep) -> str:
+        """A block sent again after it ran (its output, or error, is in view): not run again.
+        Small models re-send a block whose output they already have (often the block that prints
+        a file), or one that failed: the model is told what to do next, and its next turn is
+        sampled (at temperature 0 it would write the same). A block that answered, re-sent after
+        a question about that answer, is told once to follow the question (offered to keep its
+        answer, a small model takes that); re-sent after that, its answer is kept. Either way the
+        re-sends count toward the loop guard."""
+        answered = before.error is None and bool((before.final or "").strip())
+        if answered and self.asked(_KEEP_ANSWER_MARK):
+            if not self.detector.end_turn(False):
+                return self.consider_answer(before.final)
+        else:
+            if answered:
+                text = prompt("repeat_answer_code").format(answer=(before.final or "")[:200])
+            elif before.error is None:
+                text = prompt("repeat_code")
+            else:
+                text = prompt("repeat_failed_code").format(error=before.error)
+            self.stage(NoticeStep(text=text, reason="repeat"))
+            self.resample = True
+            if not self.detector.end_turn(False):
+                return "model"
+        await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
+        return "model"
 
     def _ran_before(self, code: str, turn: ModelCallStep) -> CodeStep | None:
         """The earlier run of the same code before ``turn`` (its output, or error, is in view)."""

@@ -75,9 +75,10 @@ def stated_call(task: str) -> StatedCall | None:
 
 def function_to_fix(task: str, module_text: str) -> tuple[str, StatedCall | None, str] | None:
     """The top-level function of ``module_text`` the task is about — the one its stated call
-    ("add(2, 3) should return 5") calls, else the first it names ("largest(xs) in util.py"), else the module's only function —
-    with that call and the function's source; a body of one line is marked as the line to
-    change. None when the task names no function the module defines."""
+    ("add(2, 3) should return 5") calls, else the first it names ("largest(xs) in util.py"),
+    else the module's only function — with that call and the function's source; a body of one
+    line is marked as the line to change. None when the task names no function the module
+    defines."""
     try:
         tree = ast.parse(module_text)
     except SyntaxError:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from sovereign.agent.prompts import prompt
+from sovereign.agent.prompts import fence, prompt
 from sovereign.kernel.messages import Message, ToolCall, Usage
 
 __all__ = [
@@ -200,11 +200,8 @@ class CodeStep(Step):
         shown = self.output or "(nothing printed)"
         if self.opening:
             held = next((text for name, text in OPENING_VARIABLES.items() if f"{name} = " in self.code), "")
-            # Fenced: a small model shown file text that runs straight into the next sentence
-            # takes that sentence for the file's last line.
-            fence = "~~~~" if "```" in shown else "```"
             return [Message(role="user", content=prompt("code_opening").format(output=shown, variables=held,
-                                                                                 fence=fence))]
+                                                                                 fence=fence(shown)))]
         return [Message(role="user", content=prompt("code_observation").format(output=shown))]
 
     def summary_line(self) -> str:
