@@ -82,6 +82,20 @@ final_answer(sum(float(r["amount"]) for r in rows))
     assert "read_file(path, offset=0, max_bytes=100000) -> str" in (request.messages[0].content or "")
 
 
+def test_csv_readers_take_the_files_own_delimiter(workspace):
+    (workspace / "prices.csv").write_text("item;price\ncoffee;3.20\ntea;2.40\n")
+    (workspace / "tabs.csv").write_text("item\tprice\ncocoa\t2.90\n")
+    script = ScriptedModel([code("""
+rows = list(csv.DictReader(open("prices.csv")))
+tabbed = list(csv.reader(open("tabs.csv")))
+commas = list(csv.DictReader(open("sales.csv")))
+given = list(csv.reader(open("prices.csv"), delimiter=","))
+print(f"{[r['price'] for r in rows if r['item'] == 'tea']} {tabbed[1]} {commas[0]['amount']} {given[1]}")
+"""), code("final_answer('read')")])
+    _run(script, _agent(workspace), "Read prices.csv, tabs.csv and sales.csv.", workspace)
+    assert "['2.40'] ['cocoa', '2.90'] 120 ['coffee;3.20']" in _observation(script.requests[1])
+
+
 def test_printed_output_and_errors_come_back_as_observations(workspace):
     script = ScriptedModel([
         code("print(list_files())\nprint(undefined_name)"),
@@ -1379,3 +1393,77 @@ def test_an_empty_final_answer_from_code_is_questioned_and_a_resent_block_cannot
     assert "final_answer was given an empty text" in _observation(script.requests[1])
     assert result.status != "completed" or result.answer
     assert len(script.requests) < 12
+
+
+def test_a_denied_lookup_is_shown_the_part_of_the_file_the_task_names(workspace):
+    (workspace / "contact.txt").write_text("Offices\n\nBergen office\nPhone: +47 55 11 22 33\n\n"
+                                           "Oslo office\nPhone: +47 22 98 76 54\n")
+    script = ScriptedModel([
+        code('content = read_file("contact.txt")\nprint(content)'),
+        code('import re\nm = re.search(r"Oslo office\\nPhone: (\\+\\d{3} \\d{3})", content)\n'
+             'final_answer(m.group(1) if m else "No Oslo office found")'),
+        code('final_answer("+47 22 98 76 54")'),
+    ])
+    result = _run(script, _agent(workspace), "What phone number does contact.txt list for the Oslo office?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert 'Your answer was "No Oslo office found", but contact.txt does have a part about Oslo' in notice
+    assert "Oslo office\nPhone: +47 22 98 76 54" in notice and "Bergen" not in notice
+    assert result.answer == "+47 22 98 76 54"
+
+
+def test_an_answer_of_the_wrong_kind_gets_the_block_that_finds_that_kind(workspace):
+    (workspace / "email.txt").write_text("From: lena@corp.example\nHi all, the sync starts at 14:30 in room 4.\n")
+    script = ScriptedModel([
+        code('print(read_file("email.txt"))'),
+        code('final_answer(re.findall(r"[\\w.]+@[\\w.]+", read_file("email.txt")))'),
+        code('final_answer("14:30")'),
+    ])
+    result = _run(script, _agent(workspace), "What time does the meeting in email.txt start?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "The task asks for a time of day" in notice and "re.findall(" in notice
+    assert result.answer == "14:30"
+
+
+def test_a_negative_count_is_given_back_without_its_sign_once(workspace):
+    (workspace / "plan.txt").write_text("Review: 2025-02-20\nLaunch: 2025-03-14\n")
+    script = ScriptedModel([
+        code('print(read_file("plan.txt"))'),
+        code('d = re.findall(r"\\d{4}-\\d{2}-\\d{2}", read_file("plan.txt"))\n'
+             'final_answer((date.fromisoformat(d[0]) - date.fromisoformat(d[1])).days)'),
+        code("final_answer('22')"),
+    ])
+    result = _run(script, _agent(workspace), "How many days before the launch date in plan.txt is the review date?",
+                  workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "your answer -22 came from a subtraction done the wrong way round" in notice
+    assert extract_code(notice) == "final_answer('22')"
+    assert result.answer == "22"
+
+
+def test_a_date_read_as_a_number_is_named_a_date(workspace):
+    script = ScriptedModel([code('int("2025-02-20")'), code("final_answer('done')")])
+    _run(script, _agent(workspace), "Check that 2025-02-20 parses.", workspace)
+    output = _observation(script.requests[1])
+    assert "'2025-02-20' is a date, not a number: parse it with date.fromisoformat('2025-02-20')" in output
+
+
+def test_an_answer_about_several_files_from_one_of_them_is_sent_back_once(workspace):
+    for name, text in {"src/a.py": "import os\n", "src/b.py": "x = 1\n", "src/c.py": "from sys import argv\n"}.items():
+        (workspace / name).parent.mkdir(exist_ok=True)
+        (workspace / name).write_text(text)
+    opening = code("contents = {p: read_file(p) for p in ['src/a.py', 'src/b.py', 'src/c.py']}\nprint(contents)")
+    one = code("final_answer(sum(1 for line in contents['src/a.py'].splitlines() if 'import' in line))")
+    every = code("final_answer(sum('import' in text for text in contents.values()))")
+    task = "In how many of the Python files in src does the word import appear?"
+    script = ScriptedModel([opening, one, every])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "Your answer '1' comes from src/a.py only" in notice and "src/b.py, src/c.py" in notice
+    assert "for path, text in contents.items():" in notice
+    assert result.answer == "2"
+    whole = ScriptedModel([opening, every])  # an answer over every file is taken as it is
+    assert _run(whole, _agent(workspace), task, workspace).answer == "2"

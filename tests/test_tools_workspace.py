@@ -160,6 +160,8 @@ def test_invalid_regex_is_a_tool_error(layout):
     ("src/app.py", "def main():\n  return 1\n    x = 2\n", "IndentationError"),
     ("data.json", '{"a": 1,}', "JSONDecodeError"),
     ("conf.toml", "port = \n", "TOMLDecodeError"),
+    ("data.csv", 'N,A,M,E,",",C,I,T,Y\nname,city\n', "ValueError: row 2 has 2 fields but the header line has 9"),
+    ("stock.tsv", "item\tunits\ndesk\t6\tspare\n", "ValueError: row 2 has 3 fields"),
 ])
 def test_a_write_that_leaves_a_file_unparseable_says_so(layout, name, text, problem):
     ws, _ = layout
@@ -193,5 +195,8 @@ def test_valid_writes_and_other_kinds_carry_no_warning(layout):
     tools = builtin_tools(ws)
     assert call(tools, "write_file", {"path": "ok.py", "content": "x = 1\n"}) == "wrote 6 bytes to ok.py"
     assert call(tools, "write_file", {"path": "n.txt", "content": "def (:"}) == "wrote 6 bytes to n.txt"
+    table = 'name,city\nana,"lima, peru"\n\nbo,oslo\n'  # quoted commas and blank lines keep the shape
+    assert call(tools, "write_file", {"path": "t.csv", "content": table}) == f"wrote {len(table)} bytes to t.csv"
+    assert call(tools, "write_file", {"path": "p.csv", "content": "item;price\ntea;2.40\n"}).endswith("p.csv")
     broken = call(tools, "write_file", {"path": "ok.py", "content": "def (:", "append": True})
     assert "does not parse" in broken  # the whole file after the append is checked

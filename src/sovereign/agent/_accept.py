@@ -48,7 +48,8 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, ungrounded_value
+from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, negative_count, ungrounded_value
+from sovereign.agent.file_scope import one_file_only
 from sovereign.agent.answer_items import first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
@@ -63,7 +64,7 @@ from sovereign.agent.code_mode import extract_code
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
 from sovereign.agent.prompts import fence, prompt
-from sovereign.agent.record_scope import off_record
+from sovereign.agent.record_scope import off_record, record_about
 from sovereign.agent.row_pick import positional_pick
 from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.governance.injection import withhold_injections
@@ -96,6 +97,10 @@ _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 _OFF_RECORD_MARK = "that is not about"
 """A phrase of the ``correct_off_record_code`` notice (asked once per run)."""
+_NEGATIVE_MARK = "is never negative"
+"""A phrase of the ``correct_negative_code`` notice (asked once per run)."""
+_ONE_FILE_MARK = "but the task asks about the files"
+"""A phrase of the ``correct_one_file_code`` notice (asked once per run)."""
 _UNGROUNDED_MARK = "nothing you ran computed or printed"
 """A phrase of the ``correct_ungrounded_code`` notice (asked once per run; its line-number form
 is only ever a run's first question, so the grounding count keeps it from coming twice)."""
@@ -218,6 +223,11 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=first_only, reason="grounding"))
             return MODEL
+        one_file = self.one_file_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if one_file is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=one_file, reason="grounding"))
+            return MODEL
         kind = missing_kind(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if kind is not None:
             self.grounding_nudges += 1
@@ -235,6 +245,13 @@ class Accepting:
         if retyped is not None:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=retyped, reason="grounding"))
+            return MODEL
+        positive = negative_count(self.task_step().task, text) \
+            if self.agent.mode == "code" and not self.asked(_NEGATIVE_MARK) else None
+        if positive is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=prompt("correct_negative_code").format(answer=text, positive=repr(positive)),
+                                  reason="grounding"))
             return MODEL
         guessed = self.guessed_notice(text) if self.grounding_nudges == 0 else None
         if guessed is not None:
@@ -295,6 +312,9 @@ class Accepting:
         model's block answered a number, stating another number in its place — the block that
         answers with the computed one, once per run."""
         if self.agent.mode != "code" or self.asked(_RETYPED_MARK):
+            return None
+        notices = [s for s in self.steps if isinstance(s, NoticeStep)]
+        if notices and _NEGATIVE_MARK in notices[-1].text:  # the typed answer is the block that notice gave
             return None
         blocks = [b for b in self.model_blocks() if b.final is not None]
         if isinstance(self.steps[-1], ModelCallStep):  # prose after a block that answered
@@ -377,6 +397,24 @@ class Accepting:
             return prompt("correct_first_item_words_code").format(**fields)
         return prompt("correct_first_item_code").format(block=found.block, **fields)
 
+    def one_file_notice(self, answer: str) -> str | None:
+        """Code mode: when the block that answered a question about files used one of the
+        several files the run read, the files it left out — once per run."""
+        block = self.last_block()
+        if self.agent.mode != "code" or block is None or block.final is None or self.asked(_ONE_FILE_MARK):
+            return None
+        read = list(dict.fromkeys(path for path, _ in self.files_read()))
+        found = one_file_only(self.task_step().task, block.code, read)
+        if found is None:
+            return None
+        if found.holder is not None:
+            how = (f"{found.holder} holds the text of each of them by path: go through every one, for example "
+                   f"`for path, text in {found.holder}.items():`.")
+        else:
+            how = f"Go through every one, for example `for path in {read!r}:` with `text = read_file(path)`."
+        return prompt("correct_one_file_code").format(answer=repr(answer[:80]), path=found.path, count=len(read),
+                                                      files=", ".join(read), how=how)
+
     def missing_kind_notice(self, answer: str, kind: str, finder: str | None) -> str:
         """The answer holds no value of the kind asked for. In code mode, when the run read
         files and the kind has a ``finder`` pattern, the notice gives the block that finds every
@@ -389,7 +427,8 @@ class Accepting:
             return text
         block = (f"found = re.findall({finder!r}, '\\n'.join(read_file(path) for path in {paths!r}))\n"
                  "print(found)")
-        return text + "\n" + prompt("find_kind_code").format(kind=kind, block=block)
+        plain = kind.split(" ", 1)[1] if kind.startswith(("a ", "an ")) else kind
+        return text + "\n" + prompt("find_kind_code").format(kind=plain, block=block)
 
     def files_read(self) -> Iterator[tuple[str, str]]:
         """``(path, text)`` of every successful ``read_file`` call of this run, in order."""
@@ -420,8 +459,14 @@ class Accepting:
 
     def absent_notice(self, answer: str, term: str, line: str) -> str:
         """The answer says ``term`` is not there, yet ``line`` of what was read has it. In code
-        mode, when a file read shows that line, the notice gives the block that prints every
-        line with the term (a small model keeps rewriting the same wrong pattern otherwise)."""
+        mode, the part of a file read that alone holds a word the task names (the record it asks
+        about), or, when there is none, the block that prints every line with the term (a small
+        model keeps rewriting the same wrong pattern otherwise)."""
+        about = record_about(self.task_step().task, self.files_read()) if self.agent.mode == "code" else None
+        if about is not None:
+            record = withhold_injections(about.record)
+            return prompt("correct_absent_record_code").format(answer=answer[:80], file=about.path, key=about.key,
+                                                               record=record, fence=fence(record))
         text = prompt(f"correct_absent_{self.agent.mode}").format(answer=answer[:80], term=term, line=line)
         source = self.file_showing(line) if self.agent.mode == "code" else None
         if source is None:

@@ -79,13 +79,17 @@ def denied_but_seen(answer: str, task: str, material: Iterable[str]) -> tuple[st
              if w.lower() in task_words and w.lower() not in _PLAIN_WORDS and w.lower() not in files]
     if not terms:
         return None
-    patterns = [(term, re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)) for term in terms]
-    for text in material:
-        for line in text.splitlines():
-            for term, pattern in patterns:
-                if pattern.search(line):
-                    return term, line.strip()[:160]
-    return None
+    lines = [line for text in material for line in text.splitlines()]
+    found = []
+    for term in terms:
+        pattern = re.compile(rf"(?<![\w-]){re.escape(term)}(?![\w-])", re.IGNORECASE)
+        holding = [line for line in lines if pattern.search(line)]
+        if holding:
+            found.append((len(holding), term, holding[0]))
+    if not found:
+        return None
+    _, term, line = min(found, key=lambda item: item[0])  # the rarest term names what was missed
+    return term, line.strip()[:160]
 
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")

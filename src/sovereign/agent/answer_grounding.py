@@ -14,13 +14,15 @@ import ast
 import re
 from collections.abc import Iterable
 
-__all__ = ["asks_for_a_line", "computed_final", "how_to_compute", "ungrounded_value"]
+__all__ = ["asks_for_a_line", "computed_final", "how_to_compute", "negative_count", "ungrounded_value"]
 
 _DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])")
 _TIME = re.compile(r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?![\w:])")
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?![\w])")
 _ANY_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)]\s")
+_HOW_MANY = re.compile(r"\bhow\s+(?:many|long|far)\b|\bdifference\s+between\b", re.IGNORECASE)
+_NEGATIVE = re.compile(r"^\s*(-\d+(?:\.\d+)?)(\s*[A-Za-z ]{0,20})$")
 _WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.IGNORECASE)
 
 
@@ -110,3 +112,13 @@ def how_to_compute(value: str) -> str:
     if not value[:1].isdigit() or _DATE.fullmatch(value):
         return "with the datetime module"
     return "from the numbers in the task or the data you read"
+
+
+def negative_count(task: str, answer: str) -> str | None:
+    """The answer without its minus sign when ``task`` asks how many (how long, how far, the
+    difference between two values) and ``answer`` is a negative number ("-22", "-22 days"): a
+    subtraction done the wrong way round; else None."""
+    match = _NEGATIVE.match(answer.strip())
+    if match is None or _HOW_MANY.search(task) is None:
+        return None
+    return match.group(1)[1:] + match.group(2)

@@ -80,6 +80,14 @@ _KINDS = (
     #  whether that pattern also finds the value in the files read)
     ("an email address", re.compile(r"\be-?mail(?:\s+address)?\b", re.IGNORECASE),
      re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), True),
+    ("a phone number", re.compile(r"\b(?:tele)?phone(?:\s+number)?\b", re.IGNORECASE),
+     re.compile(r"\+?\d[\d ().-]{5,}\d"), True),
+    ("a time of day", re.compile(r"\b(?:what|which)\s+time\b", re.IGNORECASE),
+     re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s*[ap]\.?m\b|\bnoon\b|\bmidnight\b", re.IGNORECASE), True),
+    ("a date", re.compile(r"\b(?:what|which)\s+date\b", re.IGNORECASE),
+     re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|"
+                r"oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)",
+                re.IGNORECASE), True),
     ("a number (how many)", re.compile(r"^\s*how many\b", re.IGNORECASE),
      re.compile(r"(?<![A-Za-z_])\d|\b(?:no|none|zero|one|two|three|four|five|six|seven|eight|nine|ten)\b", re.IGNORECASE), False),
     ("a number (how much)", re.compile(r"\bhow much\b|\bwhat is the difference\b", re.IGNORECASE),
@@ -87,12 +95,19 @@ _KINDS = (
 )
 
 
+_FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,5}\b")
+_ABSENT = re.compile(r"\b(?:no|not|none|nothing)\b", re.IGNORECASE)
+"""An answer saying the value is not there: one to search for cannot be asked for again."""
+
+
 def missing_kind(task: str, answer: str) -> tuple[str, str | None] | None:
     """``(kind, finder)`` when the task asks for a kind of value ("an email address", "a
     number") that ``answer`` holds none of: what it is, and the regex that finds one in a text
     (None for a count, which is computed, not found)."""
+    question_text = _FILE_NAME.sub(" ", task)  # "email.txt" names a file, not the kind asked for
+    absent = _ABSENT.search(answer) is not None
     for kind, question, value, findable in _KINDS:
-        if question.search(task) and not value.search(answer):
+        if question.search(question_text) and not value.search(answer) and not (findable and absent):
             return kind, value.pattern if findable else None
     return None
 

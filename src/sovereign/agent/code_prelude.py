@@ -135,16 +135,35 @@ def _cell(text):
 
 
 class _Reader:
-    """``csv.reader`` whose numeric cells are ``_Cell``s (``csv.DictReader`` reads through it)."""
+    """``csv.reader`` whose numeric cells are ``_Cell``s (``csv.DictReader`` reads through it).
+    Given no delimiter, it takes the file's own: a first row that comma-splitting leaves whole but
+    that holds semicolons, tabs or bars (``item;price``) is split on that character, and so is
+    every row after it (a small model reads such a file with the defaults and finds nothing)."""
 
-    def __init__(self, *args, **kwargs):
-        self._reader = _csv_reader(*args, **kwargs)
+    def __init__(self, source, dialect="excel", *args, **kwargs):
+        self._source = iter(source)
+        self._reader = _csv_reader(self._source, dialect, *args, **kwargs)
+        self._sniff = dialect == "excel" and not args and "delimiter" not in kwargs
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        return [_cell(text) for text in next(self._reader)]
+        row = next(self._reader)
+        if self._sniff and any(cell.strip() for cell in row):
+            self._sniff = False
+            row = self._resplit(row)
+        return [_cell(text) for text in row]
+
+    def _resplit(self, row):
+        if len(row) != 1:
+            return row
+        counts = {mark: row[0].count(mark) for mark in ";\t|"}
+        mark = max(counts, key=counts.get)
+        if not counts[mark]:
+            return row
+        self._reader = _csv_reader(self._source, delimiter=mark)
+        return next(_csv_reader([row[0]], delimiter=mark))
 
     def __getattr__(self, name):
         return getattr(self._reader, name)
@@ -411,6 +430,7 @@ def _defined_in_workspace(name):
     return ""
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CONVERSION = re.compile(r"^(?:could not convert string to float|invalid literal for int\(\) with base 10): (['\"])(.*)\1$")
 
 
@@ -423,6 +443,9 @@ def _not_a_number(exc, frame):
     text = match.group(2)
     if not text.strip():
         return "\nThat is an empty line's text: skip empty lines (for example with 'if line.strip()')."
+    if _ISO_DATE.fullmatch(text.strip()):
+        return (f"\n{text!r} is a date, not a number: parse it with date.fromisoformat({text.strip()!r}); "
+                f"one date minus another is a timedelta, and its .days is the number of days between them.")
     for expression, held in _held_texts(frame.f_globals):
         header = held.strip().splitlines()[0]
         if text.strip() in [field.strip() for field in header.split(",")]:

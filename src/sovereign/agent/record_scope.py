@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["OffRecord", "off_record", "records"]
+__all__ = ["OffRecord", "off_record", "record_about", "records"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9][\w@-]*(?:\.\w+)*")
 _DELIMITED = re.compile(r"[,;\t|]")
@@ -69,6 +69,21 @@ def _keys(task: str) -> list[str]:
         if any(c.isdigit() for c in word) or word[0].isupper() and not starts_sentence:
             out.append(word)
     return out
+
+
+def record_about(task: str, files: Iterable[tuple[str, str]]) -> OffRecord | None:
+    """The first file and record that alone, of two or more records in that file, holds a word
+    ``task`` names (the part of contact.txt about "Oslo"); else None."""
+    words = _keys(task)
+    for path, text in files:
+        parts = records(text)
+        if len(parts) < 2:
+            continue
+        for word in words:
+            holding = [part for part in parts if _holds(part, word)]
+            if len(holding) == 1:
+                return OffRecord(path=path, key=word, record=holding[0])
+    return None
 
 
 def off_record(task: str, answer: str, files: Iterable[tuple[str, str]]) -> OffRecord | None:

@@ -1,9 +1,11 @@
-"""Whether a file's text still parses as what its name says (Python, JSON, TOML), checked after
+"""Whether a file's text still parses as what its name says (Python, JSON, TOML; a CSV whose rows
+all have its header's number of fields), checked after
 a write so an agent that breaks a file hears it at once (parsing only: nothing is run); and
 whether a write that added lines left a stray blank line before them."""
 
 from __future__ import annotations
 
+import csv
 import json
 import tomllib
 from pathlib import PurePath
@@ -38,6 +40,8 @@ def syntax_problem(name: str, text: str) -> str | None:
             json.loads(text)
         elif suffix == ".toml":
             tomllib.loads(text)
+        elif suffix in (".csv", ".tsv"):
+            return _ragged_row(text, "\t" if suffix == ".tsv" else None)
         else:
             return None
     except SyntaxError as exc:
@@ -45,4 +49,24 @@ def syntax_problem(name: str, text: str) -> str | None:
         return f"{type(exc).__name__}: {exc.msg}{where}"
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _ragged_row(text: str, delimiter: str | None) -> str | None:
+    """The first row of a delimited text whose number of fields differs from its header's (a
+    header written as a list of characters, a row of dict keys), or None."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    if delimiter is None:
+        delimiter = next((mark for mark in ",;\t|" if mark in lines[0]), ",")
+    try:
+        rows = list(csv.reader(lines, delimiter=delimiter))
+    except csv.Error as exc:
+        return f"csv.Error: {exc}"
+    width = len(rows[0])
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != width:
+            return (f"ValueError: row {number} has {len(row)} fields but the header line has {width} "
+                    f"(header: {lines[0][:60]!r}; row {number}: {lines[number - 1][:60]!r})")
     return None
