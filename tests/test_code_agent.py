@@ -1467,3 +1467,21 @@ def test_an_answer_about_several_files_from_one_of_them_is_sent_back_once(worksp
     assert result.answer == "2"
     whole = ScriptedModel([opening, every])  # an answer over every file is taken as it is
     assert _run(whole, _agent(workspace), task, workspace).answer == "2"
+
+
+def test_an_answer_given_inside_a_loop_is_sent_back_once(workspace):
+    (workspace / "a.csv").write_text("x\n1\n2\n3\n")
+    (workspace / "b.csv").write_text("x\n1\n")
+    looped = code("contents = {p: read_file(p) for p in ['a.csv', 'b.csv']}\n"
+                  "for path, text in contents.items():\n    final_answer(f'{path}={len(text.splitlines()) - 1}')")
+    collected = code("lines = [f'{p}={len(t.splitlines()) - 1}' for p, t in contents.items()]\n"
+                     "write_file('counts.txt', '\\n'.join(lines) + '\\n')\nfinal_answer('wrote counts.txt')")
+    script = ScriptedModel([code("print(read_file('a.csv'), read_file('b.csv'))"), looped, collected])
+    task = "Count the rows (not the header) of a.csv and b.csv and write them to counts.txt as a.csv=N and b.csv=M."
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "calls final_answer inside a loop" in notice and "covers only the first item" in notice
+    assert "save what you collected with write_file('counts.txt', text)" in notice
+    assert result.answer == "wrote counts.txt"
+    assert (workspace / "counts.txt").read_text() == "a.csv=3\nb.csv=1\n"

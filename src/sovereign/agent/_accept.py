@@ -50,7 +50,7 @@ from sovereign.agent.answer_check import (
 )
 from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, negative_count, ungrounded_value
 from sovereign.agent.file_scope import one_file_only
-from sovereign.agent.answer_items import first_item_only
+from sovereign.agent.answer_items import final_in_loop, first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
     missing_kind,
@@ -101,6 +101,8 @@ _NEGATIVE_MARK = "is never negative"
 """A phrase of the ``correct_negative_code`` notice (asked once per run)."""
 _ONE_FILE_MARK = "but the task asks about the files"
 """A phrase of the ``correct_one_file_code`` notice (asked once per run)."""
+_IN_LOOP_MARK = "the loop stopped at its first turn"
+"""A phrase of the ``correct_final_in_loop_code`` notice (asked once per run)."""
 _UNGROUNDED_MARK = "nothing you ran computed or printed"
 """A phrase of the ``correct_ungrounded_code`` notice (asked once per run; its line-number form
 is only ever a run's first question, so the grounding count keeps it from coming twice)."""
@@ -165,6 +167,11 @@ class Accepting:
             self.grounding_nudges += 1
             text = prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread), first=unread[0])
             self.stage(NoticeStep(text=text, reason="grounding"))
+            return MODEL
+        looped = self.final_in_loop_notice(text)
+        if looped is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=looped, reason="grounding"))
             return MODEL
         if self.grounding_nudges < _GROUNDING_NUDGES and self.left_unwritten():
             self.grounding_nudges += 1
@@ -396,6 +403,19 @@ class Accepting:
         if found.block is None:
             return prompt("correct_first_item_words_code").format(**fields)
         return prompt("correct_first_item_code").format(block=found.block, **fields)
+
+    def final_in_loop_notice(self, answer: str) -> str | None:
+        """Code mode: the block that answered called final_answer inside a loop (the answer is the
+        first turn's) — asked once per run, beyond the grounding questions' count (nothing else
+        can be judged of an answer cut short)."""
+        block = self.last_block()
+        if self.agent.mode != "code" or block is None or block.final is None or self.asked(_IN_LOOP_MARK) \
+                or not final_in_loop(block.code):
+            return None
+        target = self.file_to_write() if self.left_unwritten() else None
+        write = (f" The task also asks you to write {target}: after the loop, save what you collected with "
+                 f"write_file({target!r}, text), then call final_answer with a short confirmation.") if target else ""
+        return prompt("correct_final_in_loop_code").format(answer=repr(answer[:80]), write=write)
 
     def one_file_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered a question about files used one of the

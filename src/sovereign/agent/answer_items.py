@@ -1,4 +1,5 @@
-"""An aggregate computed from the first element of lists that hold several.
+"""An aggregate computed from the first element of lists that hold several, and an answer given
+from inside a loop (``final_answer`` ends the run, so the loop stopped at its first turn).
 
 Asked for "the total value of order A1, summed over its items", a small model writes
 ``order["items"][0]["qty"] * order["items"][0]["price"]``: a fixed index into a list that, in the
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FirstOnly", "first_item_only", "list_lengths"]
+__all__ = ["FirstOnly", "final_in_loop", "first_item_only", "list_lengths"]
 
 _AGGREGATE = re.compile(r"\b(?:sum|summed|summing|total|totals|all|each|every|over its|combined|altogether)\b",
                         re.IGNORECASE)
@@ -174,3 +175,23 @@ def first_item_only(task: str, code: str, material: Iterable[str]) -> FirstOnly 
     expression = ast.get_source_segment(code, found) or ast.unparse(found)
     block = ast.unparse(ast.fix_missing_locations(tree)) if _rewrite(tree, found) else None
     return FirstOnly(expression=expression, key=key, longest=lengths[key], block=block)
+
+
+def final_in_loop(code: str) -> bool:
+    """Whether ``code`` calls ``final_answer`` inside the body of a ``for`` or ``while`` loop
+    (outside any function it defines): the run ends at the loop's first turn."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+
+    def inside(node: ast.AST, looping: bool) -> bool:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            return False
+        if looping and isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "final_answer":
+            return True
+        if isinstance(node, (ast.For, ast.While)):
+            return any(inside(child, True) for child in node.body)
+        return any(inside(child, looping) for child in ast.iter_child_nodes(node))
+
+    return inside(tree, False)

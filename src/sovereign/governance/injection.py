@@ -100,7 +100,10 @@ _RULES: list[tuple[str, str, re.Pattern[str]]] = [
         r"assistant|llm|language\s+model|bot)\b(?!\s+(?:manager|director|coach|editor|professor|engineer|producer|"
         r"teacher|secretary|principal|researcher))|\b(?:ai|llms?|ai\s+(?:agents?|assistants?|models?|systems?))\s+(?:reading|"
         r"processing|parsing|summari[sz]ing|analy[sz]ing)\s+(?:this|these)\b|"
-        r"\[\s*(?:ai|assistant|agent|llm|model)\s+(?:instructions?|note|only)\s*\]", _I)),
+        r"\[\s*(?:ai|assistant|agent|llm|model)\s+(?:instructions?|note|only)\s*\]|"
+        r"\b(?:for|to)\s+(?:the|any|all|every)\s+(?:ai\s+)?(?:assistants?|llms?|language\s+models?|chatbots?|bots?)\s+"
+        r"(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|handling)\s+(?:this|these)\b|"
+        r"\b(?:automated|autonomous|ai)\s+(?:agents?|assistants?|systems?|bots?|models?|tools?)\s*:", _I)),
     ("answer_hijack", "high", re.compile(
         r"\b(?:do\s+not|don't|never)\s+answer\s+the\s+(?:user|question|request|task)|"
         r"\b(?:ignore|skip)\s+the\s+user'?s?\s+(?:question|request|task)|"
