@@ -1485,3 +1485,38 @@ def test_an_answer_given_inside_a_loop_is_sent_back_once(workspace):
     assert "save what you collected with write_file('counts.txt', text)" in notice
     assert result.answer == "wrote counts.txt"
     assert (workspace / "counts.txt").read_text() == "a.csv=3\nb.csv=1\n"
+
+
+def test_a_fix_reported_done_but_never_saved_is_saved_by_the_runtime_once(workspace):
+    (workspace / "text_utils.py").write_text("def count_vowels(word):\n    n = 0\n    for ch in word:\n"
+                                             "        if ch in 'AEIOU':\n            n += 1\n    return n\n")
+    fixed = ("def count_vowels(word):\n    n = 0\n    for ch in word:\n        if ch.lower() in 'aeiou':\n"
+             "            n += 1\n    return n")
+    script = ScriptedModel([
+        code("print(read_file('text_utils.py'))"),
+        code(fixed),  # defines the fix and answers nothing: the save block is shown
+        code("final_answer('text_utils.py is now fixed')"),  # claims it without running that block
+    ])
+    task = "count_vowels in text_utils.py should count the vowels in a word, but count_vowels('banana') returns 0. Fix it."
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
+    assert "it saves the fixed module" in _observation(script.requests[2])
+    applied = [s for s in result.steps if s.kind == "model_call" and s.model == "sovereign:apply"]
+    assert len(applied) == 1 and "write_file('text_utils.py'" in applied[0].content
+    assert "ch.lower() in 'aeiou'" in (workspace / "text_utils.py").read_text()
+    assert result.ok and result.answer == "fixed text_utils.py"
+
+
+def test_a_conversion_out_of_the_unit_the_data_already_has_is_sent_back_once(workspace):
+    (workspace / "backup.json").write_text('{"files": [{"name": "db.sql", "size_mb": 120}, {"name": "m.tar", "size_mb": 860}]}')
+    summed = 'data = json.loads(read_file("backup.json"))\ntotal = sum(f["size_mb"] for f in data["files"])\n'
+    script = ScriptedModel([
+        code('print(read_file("backup.json"))'),
+        code(summed + "final_answer(total / 1024 / 1024)"),
+        code(summed + "final_answer(total)"),
+    ])
+    result = _run(script, _agent(workspace), "What is the total size in MB of the files listed in backup.json?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "The task asks in MB, and the data already gives it in MB (size_mb), yet your code converts it (/ 1024)" in notice
+    assert result.answer == "980"

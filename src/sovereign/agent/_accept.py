@@ -50,6 +50,7 @@ from sovereign.agent.answer_check import (
 )
 from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, negative_count, ungrounded_value
 from sovereign.agent.file_scope import one_file_only
+from sovereign.agent.unit_check import needless_conversion
 from sovereign.agent.answer_items import final_in_loop, first_item_only
 from sovereign.agent.answer_shape import (
     edited_text_variable,
@@ -60,13 +61,13 @@ from sovereign.agent.answer_shape import (
     undefined_in_named_file,
     unnamed_choice,
 )
-from sovereign.agent.code_mode import extract_code
+from sovereign.agent.code_mode import CODE, extract_code
 from sovereign.agent.errors import NoValidActionError
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
 from sovereign.agent.prompts import fence, prompt
 from sovereign.agent.record_scope import off_record, record_about
 from sovereign.agent.row_pick import positional_pick
-from sovereign.agent.steps import CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
+from sovereign.agent.steps import APPLY_MODEL, CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.governance.injection import withhold_injections
 from sovereign.kernel.messages import ToolCall
 from sovereign.kernel.tool_calls import parse_tool_calls
@@ -101,6 +102,8 @@ _NEGATIVE_MARK = "is never negative"
 """A phrase of the ``correct_negative_code`` notice (asked once per run)."""
 _ONE_FILE_MARK = "but the task asks about the files"
 """A phrase of the ``correct_one_file_code`` notice (asked once per run)."""
+_CONVERSION_MARK = "and the data already gives it in"
+"""A phrase of the ``correct_needless_conversion_code`` notice (asked once per run)."""
 _IN_LOOP_MARK = "the loop stopped at its first turn"
 """A phrase of the ``correct_final_in_loop_code`` notice (asked once per run)."""
 _UNGROUNDED_MARK = "nothing you ran computed or printed"
@@ -158,6 +161,10 @@ class Accepting:
         if markup is not None:
             return self.correct("tool-call syntax written as the answer", prompt(f"correct_markup_{self.agent.mode}").format(
                 what=markup, tools=self.usage()))
+        applied = self.apply_fix_turn()
+        if applied is not None:
+            self.stage(applied)
+            return CODE
         unrun = self.unrun_write_block()
         if unrun is not None:
             self.stage(NoticeStep(text=unrun, reason="grounding"))
@@ -230,6 +237,11 @@ class Accepting:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=first_only, reason="grounding"))
             return MODEL
+        converted = self.conversion_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if converted is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=converted, reason="grounding"))
+            return MODEL
         one_file = self.one_file_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if one_file is not None:
             self.grounding_nudges += 1
@@ -299,6 +311,22 @@ class Accepting:
         if lost is None:
             return None
         return ordered_dedupe(task, replay_code(blocks[lost:], material_read(self.steps)))
+
+    def apply_fix_turn(self) -> ModelCallStep | None:
+        """Code mode: the model was shown the block that saves the fix its own code defined and
+        answered without running it (a small model reports "fixed" and stops) — the runtime's own
+        turn running that block (``APPLY_MODEL``), once per run. The fix is the model's, and the
+        block's check runs with it: a wrong fix fails there and the model goes on from the error."""
+        if self.agent.mode != "code" or not self.asked(_SAVE_MODULE_MARK) or not self.left_unwritten() \
+                or any(isinstance(s, ModelCallStep) and s.model == APPLY_MODEL for s in self.steps):
+            return None
+        file = self.file_to_write()
+        existing = self.current_text(file)
+        notice = self.fixed_module_notice(file, existing) if existing is not None else None
+        block = extract_code(notice) if notice is not None else None
+        if block is None:
+            return None
+        return ModelCallStep(model=APPLY_MODEL, content=f"```python\n{block}\n```")
 
     def unrun_write_block(self) -> str | None:
         """Code mode: the notice before this reply showed a block that writes the task's file,
@@ -416,6 +444,16 @@ class Accepting:
         write = (f" The task also asks you to write {target}: after the loop, save what you collected with "
                  f"write_file({target!r}, text), then call final_answer with a short confirmation.") if target else ""
         return prompt("correct_final_in_loop_code").format(answer=repr(answer[:80]), write=write)
+
+    def conversion_notice(self, answer: str) -> str | None:
+        """Code mode: the block that answered converted a value out of the unit the task asks
+        for, which the data already had — once per run."""
+        answering = self.answering_code(_CONVERSION_MARK)
+        found = needless_conversion(self.task_step().task, answering[0], answering[1]) if answering else None
+        if found is None:
+            return None
+        return prompt("correct_needless_conversion_code").format(unit=found.unit, field=found.field,
+                                                                 factor=found.factor, answer=repr(answer[:80]))
 
     def one_file_notice(self, answer: str) -> str | None:
         """Code mode: when the block that answered a question about files used one of the

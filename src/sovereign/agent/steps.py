@@ -115,6 +115,9 @@ class TaskStep(Step):
 
 OPENING_MODEL = "sovereign:opening"
 """The ``model`` of the runtime's opening turn (``agent/opening.py``): no model wrote it."""
+APPLY_MODEL = "sovereign:apply"
+"""The ``model`` of a turn the runtime wrote to save a fix the model's own code defined, after the
+model was shown that block and answered without running it (``Accepting.apply_fix_turn``)."""
 OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds the files' text (a dict: "
                                  "path -> text): use it, never copy the text into your code. ",
                      "content": "In your code, the variable `content` already holds the file's text: use it, never "
