@@ -1020,29 +1020,21 @@ def test_which_and_by_how_much_answered_with_the_pick_alone_is_sent_back_for_the
     assert result.answer == "q2.csv, by 500"
 
 
-def test_a_prose_reply_to_a_shown_save_block_gets_the_block_again_once(workspace):
+def test_a_prose_reply_to_a_shown_save_block_has_the_runtime_run_that_block(workspace):
     """Shown the block that saves the fixed module, the model replies in prose that it is saved:
-    nothing ran, so the block comes back once more (beyond the grounding questions' count);
-    running it fixes the file. The word is given once: prose past the grounding questions is taken."""
+    nothing ran, so the runtime runs that block as a turn of its own (once); the model's fix is
+    saved and checked."""
     (workspace / "calc.py").write_text('def add(a, b):\n    return a - b\n')
     task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
     first = code('print(read_file("calc.py"))\ndef add(a, b):\n    return a + b\nassert add(2, 3) == 5\nfinal_answer("fixed add")')
     claims = text_response("The fixed calc.py file has been saved.")
-    script = ScriptedModel([first, claims, code("final_answer(1)"), code("final_answer(2)")])
-    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
-    again = _observation(script.requests[2])
-    assert "Nothing was saved: your reply has no code" in again
-    assert extract_code(again) == extract_code(_observation(script.requests[1]))
-    runs_it = ScriptedModel([first, claims, code(extract_code(again))])
-    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
-    runs_it.assert_complete()
+    script = ScriptedModel([first, claims])
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
+    shown = extract_code(_observation(script.requests[1]))
+    applied = [s for s in result.steps if s.kind == "model_call" and s.model == "sovereign:apply"]
+    assert len(applied) == 1 and extract_code(applied[0].content) == shown
     assert result.answer == "fixed calc.py" and "a + b" in (workspace / "calc.py").read_text()
-    (workspace / "calc.py").write_text('def add(a, b):\n    return a - b\n')
-    always = ScriptedModel([first, claims, claims, claims])
-    result = _run(always, _agent(workspace), task, workspace, approver=AllowAll())
-    always.assert_complete()
-    assert sum("Nothing was saved" in _observation(r) for r in always.requests) == 1
-    assert result.answer == "The fixed calc.py file has been saved."
 
 
 def test_a_pasted_dict_of_files_whose_quotes_break_the_block_runs_on_the_real_texts(workspace):
@@ -1185,13 +1177,14 @@ def test_a_block_that_only_defines_the_fixed_function_is_followed_at_once_by_the
     task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
     look = code("content = read_file('calc.py')\nprint(content)")
     defines = code("def add(a, b):\n    return a + b")
-    script = ScriptedModel([look, defines, code("final_answer(0)"), code("final_answer(1)"), code("final_answer(2)")])
-    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script = ScriptedModel([look, defines, code("final_answer(0)")])
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
     notice = _observation(script.requests[2])
     assert "it saves the fixed module and checks it does what the task asks" in notice
     shown = extract_code(notice)
     assert "assert add(2, 3) == 5" in shown
-    assert sum("it saves the fixed module" in _observation(r) for r in script.requests) == 3  # at once, then at each answer
+    assert result.answer == "fixed calc.py"  # answered without running it: the runtime ran it
     runs_it = ScriptedModel([look, defines, code(shown)])
     result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
     runs_it.assert_complete()
