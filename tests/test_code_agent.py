@@ -1513,3 +1513,21 @@ def test_a_conversion_out_of_the_unit_the_data_already_has_is_sent_back_once(wor
     notice = _observation(script.requests[2])
     assert "The task asks in MB, and the data already gives it in MB (size_mb), yet your code converts it (/ 1024)" in notice
     assert result.answer == "980"
+
+
+def test_a_broken_csv_write_is_pointed_at_the_text_read_before_it(workspace):
+    (workspace / "data.csv").write_text("name,city\nana,lima\nbo,oslo\n")
+    garbled = code("rows = list(csv.DictReader(io.StringIO(content)))\n"
+                   "with open('data.csv', 'w') as f:\n    csv.writer(f).writerows(['NAME,CITY'] + rows)\n"
+                   "final_answer('done')")
+    fixed = code("lines = content.splitlines()\nlines[0] = lines[0].upper()\n"
+                 "write_file('data.csv', '\\n'.join(lines) + '\\n')\nfinal_answer('done')")
+    script = ScriptedModel([code("content = read_file('data.csv')\nprint(content)"), garbled, fixed])
+    result = _run(script, _agent(workspace), "Make the header line of data.csv upper case.", workspace,
+                  approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "data.csv does not parse after your write (ValueError: row 2 has 2 fields but the header line has 9" in notice
+    assert "Its text from before your write is still in content" in notice
+    assert "lines = content.splitlines()" in extract_code(notice)
+    assert result.answer == "done" and (workspace / "data.csv").read_text() == "NAME,CITY\nana,lima\nbo,oslo\n"

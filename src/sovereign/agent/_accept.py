@@ -195,8 +195,10 @@ class Accepting:
         if broken and self.grounding_nudges < _GROUNDING_NUDGES:
             self.grounding_nudges += 1
             name, problem = broken[0]
-            self.stage(NoticeStep(text=prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem),
-                                  reason="grounding"))
+            holder = self.text_holder(name) if self.agent.mode == "code" else None
+            notice = prompt("correct_broken_read_code").format(file=name, problem=problem, holder=holder, path=repr(name)) \
+                if holder is not None else prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem)
+            self.stage(NoticeStep(text=notice, reason="grounding"))
             return MODEL
         blank = blank_line_writes(self.steps) if self.grounding_nudges < _GROUNDING_NUDGES and not self.asked(_BLANK_MARK) else []
         if blank:
@@ -531,6 +533,29 @@ class Accepting:
             return text
         block = f"lines = [line for line in read_file({source!r}).splitlines() if {term!r} in line]\nprint(lines)"
         return text + "\n" + prompt("show_lines_code").format(file=source, term=term, block=block)
+
+    def text_holder(self, file: str) -> str | None:
+        """The variable the run's code read ``file`` into before any write (``content = read_file(
+        'data.csv')``; ``contents['data.csv']`` from the opening's dict of files), or None."""
+        for step in self.steps:
+            if isinstance(step, ToolResultStep) and step.name == "write_file":
+                return None
+            if not isinstance(step, CodeStep):
+                continue
+            try:
+                tree = ast.parse(step.code)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                    continue
+                value, name = node.value, node.targets[0].id
+                if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "read_file" \
+                        and value.args and isinstance(value.args[0], ast.Constant) and value.args[0].value == file:
+                    return name
+                if isinstance(value, ast.DictComp) and step.opening and file in step.output:
+                    return f"{name}[{file!r}]"
+        return None
 
     def file_showing(self, line: str) -> str | None:
         """The workspace file whose ``read_file`` result holds ``line``, if one does."""
