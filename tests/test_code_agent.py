@@ -1531,3 +1531,15 @@ def test_a_broken_csv_write_is_pointed_at_the_text_read_before_it(workspace):
     assert "Its text from before your write is still in content" in notice
     assert "lines = content.splitlines()" in extract_code(notice)
     assert result.answer == "done" and (workspace / "data.csv").read_text() == "NAME,CITY\nana,lima\nbo,oslo\n"
+
+
+def test_a_character_indexed_out_of_a_text_is_not_taken_as_its_line(workspace):
+    (workspace / "todo.txt").write_text("Buy milk\nCall the plumber\n")
+    script = ScriptedModel([code("content = read_file('todo.txt')\nfinal_answer(content[0])"),
+                            code("final_answer(content.splitlines()[0])")])
+    result = _run(script, _agent(workspace), "What does the first line of todo.txt say?", workspace)
+    script.assert_complete()
+    assert "content[0] is one character of the text, not a line: content.splitlines()[0]" in _observation(script.requests[1])
+    assert result.answer == "Buy milk"
+    letters = ScriptedModel([code("grades = 'B'\nfinal_answer(grades[0])")])  # one line: a letter is an answer
+    assert _run(letters, _agent(workspace), "Which grade?", workspace).answer == "B"

@@ -639,6 +639,26 @@ _PROTECTED = set()
 """The names of the tools and ``final_answer`` in the agent's code (set by ``main``)."""
 
 
+_INDEXED_ANSWER = re.compile(r"final_answer\(\s*([A-Za-z_]\w*)\[\s*(-?\d+)\s*\]\s*\)")
+
+
+def _character_of_text(value, frame, code):
+    """Why an answer of one character indexed out of a text of several lines is not what the code
+    meant (``final_answer(content[0])`` answers "B" for the line "Buy milk"), or None."""
+    if not isinstance(value, str) or len(value) > 1 or frame.f_code.co_filename != "<code>":
+        return None
+    lines = code.splitlines()
+    match = _INDEXED_ANSWER.search(lines[frame.f_lineno - 1]) if 0 < frame.f_lineno <= len(lines) else None
+    if match is None:
+        return None
+    name, index = match.group(1), match.group(2)
+    held = frame.f_locals.get(name, frame.f_globals.get(name))
+    if not isinstance(held, str) or "\n" not in held.strip():
+        return None
+    return (f"{name}[{index}] is one character of the text, not a line: {name}.splitlines()[{index}] is "
+            f"that line. Call final_answer with what the task asks for.")
+
+
 def _keep_functions(tree):
     """Small models copy the function list they were shown as their own stubs (``def
     read_file(path): return contents[path]``, ``def final_answer(v): print(v)``), and the block then
@@ -881,6 +901,9 @@ def main():
     sys.path.insert(0, workspace.root)  # the workspace's own modules import, as in a project folder
 
     def final_answer(value=None):
+        hint = _character_of_text(value, sys._getframe(1), code)
+        if hint is not None:
+            raise ValueError(hint)
         raise _Final(_as_text(value))
 
     _PROTECTED.update({"final_answer", *(spec["function"] for spec in job["tools"])})
