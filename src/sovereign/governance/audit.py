@@ -25,10 +25,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from sqlite3 import Connection
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENESIS", "AuditEntry", "AuditLog", "AuditVerdict", "audit_egress", "canonical_json",
-    "entry_hash", "redact", "redact_text", "find_secrets",
+    "entry_hash", "redact", "redact_text", "redacted_json", "find_secrets",
 ]
 
 GENESIS = "0" * 64
@@ -133,6 +134,12 @@ def _secret_key(key: str) -> bool:
     return _SECRET_KEY.match(key) is not None
 
 
+@functools.lru_cache(maxsize=1024)
+def _redacted_name(actor: str) -> str:
+    """``redact_text`` of an entry's actor (a handful of names, repeated: each scanned once)."""
+    return redact_text(actor)
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` (JSON-like) with secrets redacted, by key name and by pattern."""
     if isinstance(value, dict):
@@ -178,9 +185,67 @@ def entry_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, 
 def _chained_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data_json: str) -> str:
     """``entry_hash`` for data already in canonical JSON (``data_json``): the same bytes, built
     around it instead of encoding the data again (keys in sorted order: actor, data, kind, seq, ts)."""
-    body = (f'{{"actor":{canonical_json(actor)},"data":{data_json},"kind":{canonical_json(kind)},'
-            f'"seq":{seq},"ts":{canonical_json(ts)}}}')
+    body = (f'{{"actor":{"null" if actor is None else _string(actor)},"data":{data_json},"kind":{_string(kind)},'
+            f'"seq":{seq},"ts":{_string(ts)}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+_string = json.encoder.encode_basestring  # what ``canonical_json`` writes for a str (ensure_ascii off)
+_KEYS: dict[str, tuple[str, bool]] = {}
+_FRAGMENTS: dict[tuple[str, str], str] = {}
+_CACHE_MAX = 4096
+_FRAGMENT_TEXT_MAX = 256
+
+
+def _key(key: str) -> tuple[str, bool]:
+    """``('"key":', whether its values are redacted)`` (entries repeat the same keys)."""
+    info = _KEYS.get(key)
+    if info is None:
+        if len(_KEYS) >= _CACHE_MAX:
+            _KEYS.clear()
+        info = _KEYS[key] = (_string(key) + ":", _secret_key(key))
+    return info
+
+
+def redacted_json(data: dict[str, Any]) -> str:
+    """``canonical_json(redact(data))``, the same text, built faster: each item is written as
+    the canonical encoder writes it, and a short string under a key (entries repeat the same
+    ids, names and models) is redacted and encoded once (a bounded cache). Values other than
+    plain ``str``, ``int``, finite ``float``, ``bool``, ``None`` and ``dict`` (and dicts with
+    keys other than strings) take the general path."""
+    try:
+        keys = sorted(data)
+    except TypeError:  # keys of mixed types: redact() turns them into strings first
+        return canonical_json(redact(data))
+    parts = []
+    for key in keys:
+        if type(key) is not str:
+            return canonical_json(redact(data))
+        value = data[key]
+        kind = type(value)
+        prefix, secret = _key(key)
+        if kind is str:
+            part = _FRAGMENTS.get((key, value))
+            if part is None:
+                part = prefix + _string(REDACTED if secret else redact_text(value))
+                if len(value) <= _FRAGMENT_TEXT_MAX:
+                    if len(_FRAGMENTS) >= _CACHE_MAX:
+                        _FRAGMENTS.clear()
+                    _FRAGMENTS[(key, value)] = part
+        elif value is None:
+            part = prefix + "null"
+        elif kind is bool:
+            part = prefix + ("true" if value else "false")
+        elif secret:
+            part = prefix + '"' + REDACTED + '"'
+        elif kind is int or (kind is float and math.isfinite(value)):
+            part = prefix + repr(value)
+        elif kind is dict:
+            part = prefix + redacted_json(value)
+        else:  # a list, a subclass, a non-finite float: as redact() does
+            part = prefix + canonical_json(redact(value))
+        parts.append(part)
+    return "{" + ",".join(parts) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +281,16 @@ class AuditVerdict:
                 "anchored_seq": self.anchored_seq}
 
 
+_second: list = [0, ""]  # the last whole second formatted, and its text
+
+
 def _now() -> str:
-    """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (``isoformat`` writes the same, faster)."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (each second formatted once: every entry has one)."""
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 class AuditLog:
@@ -253,9 +325,10 @@ class AuditLog:
         if not kind:
             raise ValueError("an audit entry needs a kind")
         # Redaction leaves plain JSON (string keys, lists): its canonical form reads back as
-        # itself, so it is encoded once, stored as it is and hashed as ``entry_hash`` would.
-        data_json = canonical_json(redact(data or {}))
-        actor = redact_text(actor) if actor is not None else None
+        # itself, so it is encoded once (``redacted_json``: the text of ``canonical_json(redact(data))``),
+        # stored as it is and hashed as ``entry_hash`` would.
+        data_json = redacted_json(data) if data else "{}"
+        actor = _redacted_name(actor) if actor is not None else None
         ts = _now()
         seq, prev_hash, digest = self._advance(conn, ts, kind, actor, data_json)
         conn.execute(
