@@ -191,20 +191,22 @@ def _chained_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | Non
 
 
 _string = json.encoder.encode_basestring  # what ``canonical_json`` writes for a str (ensure_ascii off)
-_KEYS: dict[str, tuple[str, bool]] = {}
+_SHAPES: dict[tuple[Any, ...], list[tuple[str, str, bool]] | None] = {}
 _FRAGMENTS: dict[tuple[str, str], str] = {}
 _CACHE_MAX = 4096
 _FRAGMENT_TEXT_MAX = 256
 
 
-def _key(key: str) -> tuple[str, bool]:
-    """``('"key":', whether its values are redacted)`` (entries repeat the same keys)."""
-    info = _KEYS.get(key)
-    if info is None:
-        if len(_KEYS) >= _CACHE_MAX:
-            _KEYS.clear()
-        info = _KEYS[key] = (_string(key) + ":", _secret_key(key))
-    return info
+def _shape(keys: tuple[Any, ...]) -> list[tuple[str, str, bool]] | None:
+    """The keys of a dict in canonical order, each with ``'"key":'`` and whether its values are
+    redacted; ``None`` unless every key is a plain ``str``. Entries of one kind repeat the same
+    keys, so each set is worked out once (a bounded cache)."""
+    if keys not in _SHAPES:
+        if len(_SHAPES) >= _CACHE_MAX:
+            _SHAPES.clear()
+        plain = all(type(key) is str for key in keys)
+        _SHAPES[keys] = [(key, _string(key) + ":", _secret_key(key)) for key in sorted(keys)] if plain else None
+    return _SHAPES[keys]
 
 
 def redacted_json(data: dict[str, Any]) -> str:
@@ -213,17 +215,13 @@ def redacted_json(data: dict[str, Any]) -> str:
     ids, names and models) is redacted and encoded once (a bounded cache). Values other than
     plain ``str``, ``int``, finite ``float``, ``bool``, ``None`` and ``dict`` (and dicts with
     keys other than strings) take the general path."""
-    try:
-        keys = sorted(data)
-    except TypeError:  # keys of mixed types: redact() turns them into strings first
+    shape = _shape(tuple(data))
+    if shape is None:  # redact() turns keys into strings first
         return canonical_json(redact(data))
     parts = []
-    for key in keys:
-        if type(key) is not str:
-            return canonical_json(redact(data))
+    for key, prefix, secret in shape:
         value = data[key]
         kind = type(value)
-        prefix, secret = _key(key)
         if kind is str:
             part = _FRAGMENTS.get((key, value))
             if part is None:
