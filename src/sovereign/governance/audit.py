@@ -201,12 +201,13 @@ def _shape(keys: tuple[Any, ...]) -> list[tuple[str, str, bool]] | None:
     """The keys of a dict in canonical order, each with ``'"key":'`` and whether its values are
     redacted; ``None`` unless every key is a plain ``str``. Entries of one kind repeat the same
     keys, so each set is worked out once (a bounded cache)."""
-    if keys not in _SHAPES:
+    shape = _SHAPES.get(keys, False)
+    if shape is False:
         if len(_SHAPES) >= _CACHE_MAX:
             _SHAPES.clear()
         plain = all(type(key) is str for key in keys)
-        _SHAPES[keys] = [(key, _string(key) + ":", _secret_key(key)) for key in sorted(keys)] if plain else None
-    return _SHAPES[keys]
+        shape = _SHAPES[keys] = [(key, _string(key) + ":", _secret_key(key)) for key in sorted(keys)] if plain else None
+    return shape
 
 
 def redacted_json(data: dict[str, Any]) -> str:
@@ -279,16 +280,18 @@ class AuditVerdict:
                 "anchored_seq": self.anchored_seq}
 
 
-_second: list = [0, ""]  # the last whole second formatted, and its text
+_second: tuple[int, str] = (0, "")  # the last whole second formatted, and its text
 
 
 def _now() -> str:
     """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (each second formatted once: every entry has one)."""
+    global _second
     now = time.time()
     whole = int(now)
-    if whole != _second[0]:
-        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+    second = _second  # one read: another thread may replace it meanwhile
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 class AuditLog:
