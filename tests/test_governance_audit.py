@@ -272,6 +272,16 @@ def test_redacted_json_writes_exactly_what_canonical_json_of_redact_writes():
             canonical_json(redact({"x": bad}))
 
 
+def test_the_encoders_cache_keeps_no_secret():
+    """Strings are remembered by the fast encoder only when redaction found nothing in them."""
+    from sovereign.governance import audit
+
+    secret = "sk-" + "q" * 20
+    redacted_json({"result": f"key {secret}", "api_key": "plain-looking", "model": "m1"})
+    kept = {value for _, value in audit._FRAGMENTS}
+    assert "m1" in kept and f"key {secret}" not in kept and "plain-looking" not in kept
+
+
 def test_the_head_a_log_remembers_is_checked_before_it_is_used(db):
     """Two logs on one database, and an append rolled back: each append still chains to the
     real head (the remembered one is only used while the database still has it)."""

@@ -213,7 +213,8 @@ def _shape(keys: tuple[Any, ...]) -> list[tuple[str, str, bool]] | None:
 def redacted_json(data: dict[str, Any]) -> str:
     """``canonical_json(redact(data))``, the same text, built faster: each item is written as
     the canonical encoder writes it, and a short string under a key (entries repeat the same
-    ids, names and models) is redacted and encoded once (a bounded cache). Values other than
+    ids, names and models) is redacted and encoded once (a bounded cache that keeps only
+    strings in which redaction found nothing: no secret stays in memory). Values other than
     plain ``str``, ``int``, finite ``float``, ``bool``, ``None`` and ``dict`` (and dicts with
     keys other than strings) take the general path."""
     shape = _shape(tuple(data))
@@ -226,8 +227,9 @@ def redacted_json(data: dict[str, Any]) -> str:
         if kind is str:
             part = _FRAGMENTS.get((key, value))
             if part is None:
-                part = prefix + _string(REDACTED if secret else redact_text(value))
-                if len(value) <= _FRAGMENT_TEXT_MAX:
+                clean = REDACTED if secret else redact_text(value)
+                part = prefix + _string(clean)
+                if clean == value and len(value) <= _FRAGMENT_TEXT_MAX:  # a secret is never kept in memory
                     if len(_FRAGMENTS) >= _CACHE_MAX:
                         _FRAGMENTS.clear()
                     _FRAGMENTS[(key, value)] = part
