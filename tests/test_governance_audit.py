@@ -272,14 +272,18 @@ def test_redacted_json_writes_exactly_what_canonical_json_of_redact_writes():
             canonical_json(redact({"x": bad}))
 
 
-def test_the_encoders_cache_keeps_no_secret():
-    """Strings are remembered by the fast encoder only when redaction found nothing in them."""
+def test_the_encoders_caches_keep_no_secret(db):
+    """Strings (values and actors) are remembered by the fast encoder only when redaction found
+    nothing in them; a value that is not a dict takes the general path."""
     from sovereign.governance import audit
 
     secret = "sk-" + "q" * 20
-    redacted_json({"result": f"key {secret}", "api_key": "plain-looking", "model": "m1"})
-    kept = {value for _, value in audit._FRAGMENTS}
-    assert "m1" in kept and f"key {secret}" not in kept and "plain-looking" not in kept
+    AuditLog(db).append("x", f"bot {secret}", {"result": f"key {secret}", "api_key": "plain-looking", "model": "m1"})
+    AuditLog(db).append("x", "alice", {})
+    kept = {value for _, value in audit._FRAGMENTS} | set(audit._NAMES)
+    assert {"m1", "alice"} <= kept
+    assert not {f"key {secret}", "plain-looking", f"bot {secret}"} & kept
+    assert redacted_json([1, {"token": "t"}]) == canonical_json(redact([1, {"token": "t"}]))  # type: ignore[arg-type]
 
 
 def test_the_head_a_log_remembers_is_checked_before_it_is_used(db):

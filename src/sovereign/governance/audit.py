@@ -134,12 +134,6 @@ def _secret_key(key: str) -> bool:
     return _SECRET_KEY.match(key) is not None
 
 
-@functools.lru_cache(maxsize=1024)
-def _redacted_name(actor: str) -> str:
-    """``redact_text`` of an entry's actor (a handful of names, repeated: each scanned once)."""
-    return redact_text(actor)
-
-
 def redact(value: Any) -> Any:
     """A copy of ``value`` (JSON-like) with secrets redacted, by key name and by pattern."""
     if isinstance(value, dict):
@@ -193,8 +187,27 @@ def _chained_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | Non
 _string = json.encoder.encode_basestring  # what ``canonical_json`` writes for a str (ensure_ascii off)
 _SHAPES: dict[tuple[Any, ...], list[tuple[str, str, bool]] | None] = {}
 _FRAGMENTS: dict[tuple[str, str], str] = {}
+_NAMES: dict[str, str] = {}
 _CACHE_MAX = 4096
 _FRAGMENT_TEXT_MAX = 256
+
+
+def _remember(cache: dict, key: Any, value: str, text: str, clean: str) -> None:
+    """Keep ``value`` under ``key`` when redaction found nothing in the short ``text`` (``clean``
+    is what it left): a secret is never kept in memory. The cache is emptied when full."""
+    if clean == text and len(text) <= _FRAGMENT_TEXT_MAX:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = value
+
+
+def _redacted_name(actor: str) -> str:
+    """``redact_text`` of an entry's actor (a handful of names, repeated: each scanned once)."""
+    clean = _NAMES.get(actor)
+    if clean is None:
+        clean = redact_text(actor)
+        _remember(_NAMES, actor, clean, actor, clean)
+    return clean
 
 
 def _shape(keys: tuple[Any, ...]) -> list[tuple[str, str, bool]] | None:
@@ -217,8 +230,8 @@ def redacted_json(data: dict[str, Any]) -> str:
     strings in which redaction found nothing: no secret stays in memory). Values other than
     plain ``str``, ``int``, finite ``float``, ``bool``, ``None`` and ``dict`` (and dicts with
     keys other than strings) take the general path."""
-    shape = _shape(tuple(data))
-    if shape is None:  # redact() turns keys into strings first
+    shape = _shape(tuple(data)) if type(data) is dict else None
+    if shape is None:  # not a plain dict, or keys that redact() turns into strings first
         return canonical_json(redact(data))
     parts = []
     for key, prefix, secret in shape:
@@ -229,10 +242,7 @@ def redacted_json(data: dict[str, Any]) -> str:
             if part is None:
                 clean = REDACTED if secret else redact_text(value)
                 part = prefix + _string(clean)
-                if clean == value and len(value) <= _FRAGMENT_TEXT_MAX:  # a secret is never kept in memory
-                    if len(_FRAGMENTS) >= _CACHE_MAX:
-                        _FRAGMENTS.clear()
-                    _FRAGMENTS[(key, value)] = part
+                _remember(_FRAGMENTS, (key, value), part, value, clean)
         elif value is None:
             part = prefix + "null"
         elif kind is bool:
