@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import random
 import sqlite3
 import threading
 
 import pytest
 
 from sovereign.errors import EgressDeniedError
-from sovereign.governance.audit import AuditLog, audit_egress, canonical_json, entry_hash, redact
+from sovereign.governance.audit import AuditLog, audit_egress, canonical_json, entry_hash, redact, redacted_json
 from sovereign.governance.egress import EgressGate
 from sovereign.store import Database
 
@@ -239,6 +240,50 @@ def test_an_entry_is_stored_and_hashed_as_entry_hash_says(db):
         assert row["data"] == canonical_json(clean) == canonical_json(redact(data))
         assert row["hash"] == entry_hash(row["prev_hash"], seq, row["ts"], row["kind"], row["actor"], clean)
     assert log.verify().ok
+
+
+def test_redacted_json_writes_exactly_what_canonical_json_of_redact_writes():
+    """The fast encoder of entries gives the same text as the general path, for every kind of
+    value, secret-looking keys and strings, repeated (cached) strings and odd keys; it raises
+    where the general path raises (a non-finite float)."""
+    rng = random.Random(7)
+    keys = ["model", "api_key", "token", "prompt_tokens", "run_id", "password", "x-token", "é", "a\"b", "n"]
+    strings = ["", "plain", "sk-abcdefghijklmnop", "Bearer abcdefghijk", "ü\n\"q", "u?token=abc&x=1",
+               "AKIAABCDEFGHIJKLMNOP", "x" * 300, "ghp_" + "a" * 24]
+
+    class Tag(str):
+        pass
+
+    values = [None, True, False, 0, -5, 2**70, 1.5e-7, 0.1, -0.0, 1e16, 4.2e-05, [1, "sk-abcdefghijkl"],
+              {"password": 1, "z": [None]}, {"a": {1: "x", "b": "sk-abcdefghijklmnop"}}, {}, (2, 3),
+              Tag("sk-abcdefghijklmnop"), 3.5, "plain"]
+    for _ in range(3000):
+        data = {}
+        for _ in range(rng.randrange(0, 8)):
+            value = rng.choice(values + strings)
+            data[rng.choice(keys)] = value
+        if rng.random() < 0.05:
+            data[3] = "int key"
+        assert redacted_json(data) == canonical_json(redact(data)), data
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            redacted_json({"x": bad})
+        with pytest.raises(ValueError):
+            canonical_json(redact({"x": bad}))
+
+
+def test_the_encoders_caches_keep_no_secret(db):
+    """Strings (values and actors) are remembered by the fast encoder only when redaction found
+    nothing in them; a value that is not a dict takes the general path."""
+    from sovereign.governance import audit
+
+    secret = "sk-" + "q" * 20
+    AuditLog(db).append("x", f"bot {secret}", {"result": f"key {secret}", "api_key": "plain-looking", "model": "m1"})
+    AuditLog(db).append("x", "alice", {})
+    kept = {value for _, value in audit._FRAGMENTS} | set(audit._NAMES)
+    assert {"m1", "alice"} <= kept
+    assert not {f"key {secret}", "plain-looking", f"bot {secret}"} & kept
+    assert redacted_json([1, {"token": "t"}]) == canonical_json(redact([1, {"token": "t"}]))  # type: ignore[arg-type]
 
 
 def test_the_head_a_log_remembers_is_checked_before_it_is_used(db):

@@ -25,10 +25,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from sqlite3 import Connection
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENESIS", "AuditEntry", "AuditLog", "AuditVerdict", "audit_egress", "canonical_json",
-    "entry_hash", "redact", "redact_text", "find_secrets",
+    "entry_hash", "redact", "redact_text", "redacted_json", "find_secrets",
 ]
 
 GENESIS = "0" * 64
@@ -178,9 +179,84 @@ def entry_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, 
 def _chained_hash(prev_hash: str, seq: int, ts: str, kind: str, actor: str | None, data_json: str) -> str:
     """``entry_hash`` for data already in canonical JSON (``data_json``): the same bytes, built
     around it instead of encoding the data again (keys in sorted order: actor, data, kind, seq, ts)."""
-    body = (f'{{"actor":{canonical_json(actor)},"data":{data_json},"kind":{canonical_json(kind)},'
-            f'"seq":{seq},"ts":{canonical_json(ts)}}}')
+    body = (f'{{"actor":{"null" if actor is None else _string(actor)},"data":{data_json},"kind":{_string(kind)},'
+            f'"seq":{seq},"ts":{_string(ts)}}}')
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+_string = json.encoder.encode_basestring  # what ``canonical_json`` writes for a str (ensure_ascii off)
+_SHAPES: dict[tuple[Any, ...], list[tuple[str, str, bool]] | None] = {}
+_FRAGMENTS: dict[tuple[str, str], str] = {}
+_NAMES: dict[str, str] = {}
+_CACHE_MAX = 4096
+_FRAGMENT_TEXT_MAX = 256
+
+
+def _remember(cache: dict, key: Any, value: str, text: str, clean: str) -> None:
+    """Keep ``value`` under ``key`` when redaction found nothing in the short ``text`` (``clean``
+    is what it left): a secret is never kept in memory. The cache is emptied when full."""
+    if clean == text and len(text) <= _FRAGMENT_TEXT_MAX:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = value
+
+
+def _redacted_name(actor: str) -> str:
+    """``redact_text`` of an entry's actor (a handful of names, repeated: each scanned once)."""
+    clean = _NAMES.get(actor)
+    if clean is None:
+        clean = redact_text(actor)
+        _remember(_NAMES, actor, clean, actor, clean)
+    return clean
+
+
+def _shape(keys: tuple[Any, ...]) -> list[tuple[str, str, bool]] | None:
+    """The keys of a dict in canonical order, each with ``'"key":'`` and whether its values are
+    redacted; ``None`` unless every key is a plain ``str``. Entries of one kind repeat the same
+    keys, so each set is worked out once (a bounded cache)."""
+    shape = _SHAPES.get(keys, False)
+    if shape is False:
+        if len(_SHAPES) >= _CACHE_MAX:
+            _SHAPES.clear()
+        plain = all(type(key) is str for key in keys)
+        shape = _SHAPES[keys] = [(key, _string(key) + ":", _secret_key(key)) for key in sorted(keys)] if plain else None
+    return shape
+
+
+def redacted_json(data: dict[str, Any]) -> str:
+    """``canonical_json(redact(data))``, the same text, built faster: each item is written as
+    the canonical encoder writes it, and a short string under a key (entries repeat the same
+    ids, names and models) is redacted and encoded once (a bounded cache that keeps only
+    strings in which redaction found nothing: no secret stays in memory). Values other than
+    plain ``str``, ``int``, finite ``float``, ``bool``, ``None`` and ``dict`` (and dicts with
+    keys other than strings) take the general path."""
+    shape = _shape(tuple(data)) if type(data) is dict else None
+    if shape is None:  # not a plain dict, or keys that redact() turns into strings first
+        return canonical_json(redact(data))
+    parts = []
+    for key, prefix, secret in shape:
+        value = data[key]
+        kind = type(value)
+        if kind is str:
+            part = _FRAGMENTS.get((key, value))
+            if part is None:
+                clean = REDACTED if secret else redact_text(value)
+                part = prefix + _string(clean)
+                _remember(_FRAGMENTS, (key, value), part, value, clean)
+        elif value is None:
+            part = prefix + "null"
+        elif kind is bool:
+            part = prefix + ("true" if value else "false")
+        elif secret:
+            part = prefix + '"' + REDACTED + '"'
+        elif kind is int or (kind is float and math.isfinite(value)):
+            part = prefix + repr(value)
+        elif kind is dict:
+            part = prefix + redacted_json(value)
+        else:  # a list, a subclass, a non-finite float: as redact() does
+            part = prefix + canonical_json(redact(value))
+        parts.append(part)
+    return "{" + ",".join(parts) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +292,18 @@ class AuditVerdict:
                 "anchored_seq": self.anchored_seq}
 
 
+_second: tuple[int, str] = (0, "")  # the last whole second formatted, and its text
+
+
 def _now() -> str:
-    """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (``isoformat`` writes the same, faster)."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """``%Y-%m-%dT%H:%M:%S.%fZ`` in UTC (each second formatted once: every entry has one)."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second  # one read: another thread may replace it meanwhile
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 class AuditLog:
@@ -253,9 +338,10 @@ class AuditLog:
         if not kind:
             raise ValueError("an audit entry needs a kind")
         # Redaction leaves plain JSON (string keys, lists): its canonical form reads back as
-        # itself, so it is encoded once, stored as it is and hashed as ``entry_hash`` would.
-        data_json = canonical_json(redact(data or {}))
-        actor = redact_text(actor) if actor is not None else None
+        # itself, so it is encoded once (``redacted_json``: the text of ``canonical_json(redact(data))``),
+        # stored as it is and hashed as ``entry_hash`` would.
+        data_json = redacted_json(data) if data else "{}"
+        actor = _redacted_name(actor) if actor is not None else None
         ts = _now()
         seq, prev_hash, digest = self._advance(conn, ts, kind, actor, data_json)
         conn.execute(
