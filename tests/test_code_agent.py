@@ -1543,3 +1543,32 @@ def test_a_character_indexed_out_of_a_text_is_not_taken_as_its_line(workspace):
     assert result.answer == "Buy milk"
     letters = ScriptedModel([code("grades = 'B'\nfinal_answer(grades[0])")])  # one line: a letter is an answer
     assert _run(letters, _agent(workspace), "Which grade?", workspace).answer == "B"
+
+
+def test_a_which_question_answered_with_the_number_that_picks_the_row_gets_the_rows_name(workspace):
+    (workspace / "stock.csv").write_text("product,units\nbolts,120\nnuts,45\nscrews,9\n")
+    look = code("content = read_file('stock.csv')\nprint(content)")
+    number = code("rows = list(csv.DictReader(io.StringIO(content)))\nfinal_answer(min(int(r['units']) for r in rows))")
+    task = "Which product in stock.csv has the fewest units in stock?"
+    script = ScriptedModel([look, number, code("final_answer('screws')")])
+    result = _run(script, _agent(workspace), task, workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert 'your answer 9 is a number from the "units" column of stock.csv, not the product of that row' in notice
+    assert result.answer == "screws"
+    runs_it = ScriptedModel([look, number, code(extract_code(notice))])  # the block shown answers with the row's name
+    assert _run(runs_it, _agent(workspace), task, workspace).answer == "screws"
+
+
+def test_a_line_number_past_the_files_end_gets_the_numbered_lines(workspace):
+    (workspace / "config.ini").write_text("[server]\nhost = 0.0.0.0\nport = 8080\n")
+    script = ScriptedModel([
+        code("content = read_file('config.ini')\nprint(content)"),
+        code("final_answer(re.search(r'port\\s*=\\s*(\\d+)', content).group(1))"),
+        code("final_answer(3)"),
+    ])
+    result = _run(script, _agent(workspace), "On which line of config.ini is the port set?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "config.ini has only 3 lines, so 8080 is not one of its line numbers" in notice
+    assert result.answer == "3"

@@ -45,10 +45,18 @@ from sovereign.agent.answer_check import (
     usage_of,
     void_answer,
 )
-from sovereign.agent.answer_grounding import asks_for_a_line, computed_final, how_to_compute, negative_count, ungrounded_value
+from sovereign.agent.answer_grounding import (
+    asks_for_a_line,
+    computed_final,
+    how_to_compute,
+    line_out_of_range,
+    negative_count,
+    ungrounded_value,
+)
 from sovereign.agent.file_scope import one_file_only
 from sovereign.agent.unit_check import needless_conversion
 from sovereign.agent._accept_writes import WriteChecks
+from sovereign.agent.answer_column import number_for_name
 from sovereign.agent.answer_items import final_in_loop, first_item_only
 from sovereign.agent.answer_shape import missing_kind, retyped_value, undefined_in_named_file, unnamed_choice
 from sovereign.agent.code_mode import CODE
@@ -87,6 +95,10 @@ _NEGATIVE_MARK = "is never negative"
 """A phrase of the ``correct_negative_code`` notice (asked once per run)."""
 _ONE_FILE_MARK = "but the task asks about the files"
 """A phrase of the ``correct_one_file_code`` notice (asked once per run)."""
+_LINE_RANGE_MARK = "is not one of its line numbers"
+"""A phrase of the ``correct_line_range_code`` notice (asked once per run)."""
+_NUMBER_FOR_NAME_MARK = "which answers with the"
+"""A phrase of the ``correct_number_for_name_code`` notice (asked once per run)."""
 _CONVERSION_MARK = "and the data already gives it in"
 """A phrase of the ``correct_needless_conversion_code`` notice (asked once per run)."""
 _IN_LOOP_MARK = "the loop stopped at its first turn"
@@ -224,6 +236,11 @@ class Accepting(WriteChecks):
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=first_only, reason="grounding"))
             return MODEL
+        named = self.number_for_name_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if named is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=named, reason="grounding"))
+            return MODEL
         converted = self.conversion_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if converted is not None:
             self.grounding_nudges += 1
@@ -258,6 +275,14 @@ class Accepting(WriteChecks):
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=prompt("correct_negative_code").format(answer=text, positive=repr(positive)),
                                   reason="grounding"))
+            return MODEL
+        past = line_out_of_range(self.task_step().task, text, self.files_read()) \
+            if self.agent.mode == "code" and not self.asked(_LINE_RANGE_MARK) else None
+        if past is not None:
+            self.grounding_nudges += 1
+            value, file, count = past
+            self.stage(NoticeStep(text=prompt("correct_line_range_code").format(
+                value=value, file=file, count=count, path=repr(file)), reason="grounding"))
             return MODEL
         guessed = self.guessed_notice(text) if self.grounding_nudges == 0 else None
         if guessed is not None:
@@ -401,6 +426,20 @@ class Accepting(WriteChecks):
         write = (f" The task also asks you to write {target}: after the loop, save what you collected with "
                  f"write_file({target!r}, text), then call final_answer with a short confirmation.") if target else ""
         return prompt("correct_final_in_loop_code").format(answer=repr(answer[:80]), write=write)
+
+    def number_for_name_notice(self, answer: str) -> str | None:
+        """Code mode: a "which <noun>" (or who) task answered with the number that picks the row
+        of a table read, not the row's noun — once per run."""
+        if self.agent.mode != "code" or self.asked(_NUMBER_FOR_NAME_MARK):
+            return None
+        found = number_for_name(self.task_step().task, answer, self.files_read())
+        if found is None:
+            return None
+        number = answer.strip().rstrip(".")
+        which = "who" if found.noun == "who" else f"which {found.noun}"
+        return prompt("correct_number_for_name_code").format(
+            which=which, answer=number, by=found.by, file=found.path, column=found.column, path=repr(found.path),
+            by_key=repr(found.by), number=number, column_key=repr(found.column))
 
     def conversion_notice(self, answer: str) -> str | None:
         """Code mode: the block that answered converted a value out of the unit the task asks

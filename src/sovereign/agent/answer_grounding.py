@@ -14,7 +14,8 @@ import ast
 import re
 from collections.abc import Iterable
 
-__all__ = ["asks_for_a_line", "computed_final", "how_to_compute", "negative_count", "ungrounded_value"]
+__all__ = ["asks_for_a_line", "computed_final", "how_to_compute", "line_out_of_range", "negative_count",
+           "ungrounded_value"]
 
 _DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])")
 _TIME = re.compile(r"(?<![\w:])\d{1,2}:\d{2}(?::\d{2})?(?![\w:])")
@@ -122,3 +123,17 @@ def negative_count(task: str, answer: str) -> str | None:
     if match is None or _HOW_MANY.search(task) is None:
         return None
     return match.group(1)[1:] + match.group(2)
+
+
+def line_out_of_range(task: str, answer: str, files: Iterable[tuple[str, str]]) -> tuple[str, str, int] | None:
+    """``(value, path, lines)`` when ``task`` asks for a line number and ``answer``'s number is
+    past the last line of every file read (a value from the line, "8080", given for its number);
+    else None."""
+    if not asks_for_a_line(task):
+        return None
+    match = re.search(r"(?<![\w.])\d+(?![\w.])", answer)
+    texts = [(path, len(text.splitlines())) for path, text in files]
+    if match is None or not texts or any(int(match.group(0)) <= count for _, count in texts):
+        return None
+    path, count = texts[0]
+    return match.group(0), path, count
