@@ -1572,3 +1572,17 @@ def test_a_line_number_past_the_files_end_gets_the_numbered_lines(workspace):
     notice = _observation(script.requests[2])
     assert "config.ini has only 3 lines, so 8080 is not one of its line numbers" in notice
     assert result.answer == "3"
+
+
+def test_a_written_list_missing_an_item_the_task_lists_is_sent_back_once(workspace):
+    script = ScriptedModel([
+        code('write_file("shopping.txt", "eggs\\nflour\\nguar")\nfinal_answer("created")'),
+        code('write_file("shopping.txt", "eggs\\nflour\\nsugar\\n")\nfinal_answer("created")'),
+    ])
+    task = "Create shopping.txt with the items eggs, flour and sugar, one per line."
+    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[1])
+    assert "The task lists eggs, flour, sugar for shopping.txt, but what you wrote does not hold 'sugar'" in notice
+    assert "eggs\nflour\nguar" in notice
+    assert result.answer == "created" and (workspace / "shopping.txt").read_text() == "eggs\nflour\nsugar\n"

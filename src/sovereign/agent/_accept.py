@@ -181,6 +181,11 @@ class Accepting(WriteChecks):
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.unwritten_notice(), reason="grounding"))
             return MODEL
+        unlisted = self.missing_items_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if unlisted is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=unlisted, reason="grounding"))
+            return MODEL
         missed = self.missed_target()
         if missed is not None and self.grounding_nudges < _GROUNDING_NUDGES:
             self.grounding_nudges += 1

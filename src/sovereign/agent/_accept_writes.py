@@ -10,6 +10,7 @@ read before writing it is held (for a write that broke the file).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,10 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_shape import edited_text_variable, patched_module, replacement
+from sovereign.agent.answer_shape import edited_text_variable, listed_items, patched_module, replacement
 from sovereign.agent.code_mode import extract_code
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
-from sovereign.agent.prompts import prompt
+from sovereign.agent.prompts import fence, prompt
 from sovereign.agent.steps import APPLY_MODEL, CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
 from sovereign.governance.injection import withhold_injections
 
@@ -36,6 +37,8 @@ __all__ = ["SAVE_MODULE_MARK", "WriteChecks"]
 SAVE_MODULE_MARK = "it saves the fixed module"
 """A phrase of the ``correct_unwritten_module_code`` notice (shown at once after a block that
 defined a fix, once per run)."""
+_ITEMS_MARK = "but what you wrote does not hold"
+"""A phrase of the ``correct_missing_items_code`` notice (asked once per run)."""
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 
@@ -104,6 +107,25 @@ class WriteChecks:
                     return name
                 if isinstance(value, ast.DictComp) and step.opening and file in step.output:
                     return f"{name}[{file!r}]"
+        return None
+
+    def missing_items_notice(self) -> str | None:
+        """Code mode: the task lists items for a file ("with the items eggs, flour and sugar"), and
+        a file the run wrote holds some of them but not all (a slip: "guar") — once per run."""
+        task = self.task_step().task
+        if self.agent.mode != "code" or not asks_for_a_write(task) or self.asked(_ITEMS_MARK):
+            return None
+        items = listed_items(task)
+        for file in dict.fromkeys(written_paths(self.steps)) if items else ():
+            text = self.current_text(file)
+            if text is None:
+                continue
+            missing = [item for item in items
+                       if re.search(rf"(?<![\w]){re.escape(item)}(?![\w])", text, re.IGNORECASE) is None]
+            if missing and len(missing) < len(items):
+                return prompt("correct_missing_items_code").format(
+                    items=", ".join(items), file=file, missing=" or ".join(repr(m) for m in missing),
+                    text=text[:2000], fence=fence(text))
         return None
 
     def left_unwritten(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["edited_text_variable", "missing_kind", "patched_module", "replacement", "retyped_value",
+__all__ = ["edited_text_variable", "listed_items", "missing_kind", "patched_module", "replacement", "retyped_value",
            "undefined_in_named_file", "unnamed_choice"]
 
 _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|was|were|does|do|did|contains?|holds?|"
@@ -207,3 +207,21 @@ def retyped_value(answer: str, computed: str) -> tuple[str, str] | None:
         return None
     found = numbers[0]
     return answer[:found.start()] + computed + answer[found.end():], found.group(0)
+
+
+_ITEM = r"[\w#.@+-]+"
+_LISTED = re.compile(rf"\b(?:items?|with|containing|lines?|words?|names?|values?)\s+(?:the\s+)?"
+                     rf"({_ITEM}(?:\s*,\s*{_ITEM})+,?\s+and\s+{_ITEM})", re.IGNORECASE)
+_NOT_ITEMS = frozenset("the a an one per line lines each row rows file files".split())
+
+
+def listed_items(task: str) -> list[str]:
+    """The items a task lists for a file's content ("with the items eggs, flour and sugar"):
+    ``['eggs', 'flour', 'sugar']``; [] when it lists none."""
+    items: list[str] = []
+    for match in _LISTED.finditer(task):
+        for part in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", match.group(1)):
+            part = part.strip().strip(".")
+            if part and part.lower() not in _NOT_ITEMS:
+                items.append(part)
+    return items
