@@ -1586,3 +1586,17 @@ def test_a_written_list_missing_an_item_the_task_lists_is_sent_back_once(workspa
     assert "The task lists eggs, flour, sugar for shopping.txt, but what you wrote does not hold 'sugar'" in notice
     assert "eggs\nflour\nguar" in notice
     assert result.answer == "created" and (workspace / "shopping.txt").read_text() == "eggs\nflour\nsugar\n"
+
+
+def test_a_copied_fix_template_is_not_offered_for_saving(workspace):
+    """The model copies the fix notice's example block, unchanged, into a string: that is no
+    edit, so no block saving that string is shown (it would save the template as the module)."""
+    from sovereign.agent.answer_shape import edited_text_variable
+    from sovereign.agent.fix_check import WRONG_LINE_MARK
+
+    original = "def average(values):\n    return sum(values) / (len(values) + 1)\n"
+    copied = ('content = """\ndef average(values):\n    return sum(values) / (len(values) + 1)' + WRONG_LINE_MARK
+              + '\nassert average([2, 4, 6]) == 4, average([2, 4, 6])\n"""\n')
+    assert edited_text_variable(copied, original, ignore=(WRONG_LINE_MARK,)) is None
+    edited = copied.replace("(len(values) + 1)", "len(values)")
+    assert edited_text_variable(edited, original, ignore=(WRONG_LINE_MARK,)) == "content"

@@ -57,7 +57,8 @@ def unnamed_choice(task: str, answer: str) -> list[str]:
 def edited_text_variable(code: str, original: str, *, ignore: tuple[str, ...] = ()) -> str | None:
     """The variable the last block assigned a text of several lines to (a string literal, the
     file's text as the model means it to be) when that text differs from ``original``, the file's
-    current text; None when it assigned none or only copied the file unchanged."""
+    current text; None when it assigned none or only copied the file unchanged — or copied a
+    notice's example block (holding one of ``ignore``) with nothing changed but its check."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -67,12 +68,19 @@ def edited_text_variable(code: str, original: str, *, ignore: tuple[str, ...] = 
                 and isinstance(statement.targets[0], ast.Name) and isinstance(statement.value, ast.Constant)
                 and isinstance(statement.value.value, str) and "\n" in statement.value.value.strip()):
             text = statement.value.value
-            for copied in ignore:  # text of a notice the model copied, not an edit
-                text = text.replace(copied, "")
-            if text.strip() == original.strip():
+            if any(copied in text for copied in ignore):  # a notice's example block, copied: its check is no edit
+                for copied in ignore:
+                    text = text.replace(copied, "")
+                text = "\n".join(line.rstrip() for line in text.splitlines() if not line.lstrip().startswith("assert "))
+            if text.strip() == original.strip() or _same_lines(text, original):
                 return None
             return statement.targets[0].id
     return None
+
+
+def _same_lines(text: str, original: str) -> bool:
+    """Whether two texts hold the same lines once trailing spaces are ignored."""
+    return [line.rstrip() for line in text.strip().splitlines()] == [line.rstrip() for line in original.strip().splitlines()]
 
 
 _KINDS = (
