@@ -1600,3 +1600,14 @@ def test_a_copied_fix_template_is_not_offered_for_saving(workspace):
     assert edited_text_variable(copied, original, ignore=(WRONG_LINE_MARK,)) is None
     edited = copied.replace("(len(values) + 1)", "len(values)")
     assert edited_text_variable(edited, original, ignore=(WRONG_LINE_MARK,)) == "content"
+
+
+@pytest.mark.parametrize(("task", "call", "expected"), [
+    ("shop.py has a bug: discounted(100, 20) should return 80. Fix it.", "discounted(100, 20)", "80"),
+    ("greet('Ana') in hello.py should return 'Hello, Ana!' but it does not. Fix it.", "greet('Ana')", "'Hello, Ana!'"),
+])
+def test_the_call_and_value_a_fix_task_states_are_read(task, call, expected):
+    from sovereign.agent.fix_check import stated_call
+
+    stated = stated_call(task)
+    assert stated is not None and (stated.call, stated.expected) == (call, expected)

@@ -20,7 +20,7 @@ __all__ = ["WRONG_LINE_MARK", "StatedCall", "asks_for_a_fix", "fix_check", "func
 
 _FIX = re.compile(r"\b(?:fix|bug|broken|fails?|failing|wrong|repair|correct)\w*\b", re.IGNORECASE)
 
-_EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+should\s+(?:return|be|give|equal)\s+"
+_EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+(?:(?:in|from|of)\s+[\w./-]+\s+)?should\s+(?:return|be|give|equal)\s+"
                        r"(-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\"|True|False|None|\[[^\]]*\])")
 
 
