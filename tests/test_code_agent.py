@@ -1611,3 +1611,18 @@ def test_the_call_and_value_a_fix_task_states_are_read(task, call, expected):
 
     stated = stated_call(task)
     assert stated is not None and (stated.call, stated.expected) == (call, expected)
+
+
+def test_an_append_that_dropped_lines_of_the_file_is_sent_back_once(workspace):
+    (workspace / "people.csv").write_text("name,age\nana,30\nbo,25\n")
+    headless = code("rows = list(csv.reader(io.StringIO(content)))[1:]\nrows.append(['dave', '41'])\n"
+                    "write_file('people.csv', '\\n'.join(','.join(r) for r in rows) + '\\n')\nfinal_answer('added')")
+    kept = code("write_file('people.csv', content.rstrip('\\n') + '\\n' + 'dave,41' + '\\n')\nfinal_answer('added')")
+    script = ScriptedModel([code("content = read_file('people.csv')\nprint(content)"), headless, kept])
+    result = _run(script, _agent(workspace), "Add the row dave,41 at the end of people.csv.", workspace,
+                  approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "The task adds to people.csv, but your write dropped lines it had: 'name,age'" in notice
+    assert "write_file('people.csv', content.rstrip(" in notice
+    assert (workspace / "people.csv").read_text() == "name,age\nana,30\nbo,25\ndave,41\n" and result.answer == "added"

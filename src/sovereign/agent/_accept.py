@@ -181,6 +181,11 @@ class Accepting(WriteChecks):
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.unwritten_notice(), reason="grounding"))
             return MODEL
+        dropped = self.dropped_lines_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if dropped is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=dropped, reason="grounding"))
+            return MODEL
         unlisted = self.missing_items_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
         if unlisted is not None:
             self.grounding_nudges += 1

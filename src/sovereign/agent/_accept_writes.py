@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,11 @@ SAVE_MODULE_MARK = "it saves the fixed module"
 defined a fix, once per run)."""
 _ITEMS_MARK = "but what you wrote does not hold"
 """A phrase of the ``correct_missing_items_code`` notice (asked once per run)."""
+_DROPPED_MARK = "but your write dropped lines it had"
+"""A phrase of the ``correct_dropped_lines_code`` notice (asked once per run)."""
+_ADDS = re.compile(r"\b(?:add|append|insert)\b", re.IGNORECASE)
+_REMOVES = re.compile(r"\b(?:remove|delete|drop|replace|sort|rewrite|rename|dedupe|deduplicate|clear|overwrite)\b",
+                      re.IGNORECASE)
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 
@@ -55,6 +61,7 @@ class WriteChecks:
         def model_blocks(self) -> list[CodeStep]: ...
         def last_block(self) -> CodeStep | None: ...
         def workspace_root(self) -> Path | None: ...
+        def files_read(self) -> Iterator[tuple[str, str]]: ...
 
     def apply_fix_turn(self) -> ModelCallStep | None:
         """Code mode: the model was shown the block that saves the fix its own code defined and
@@ -126,6 +133,29 @@ class WriteChecks:
                 return prompt("correct_missing_items_code").format(
                     items=", ".join(items), file=file, missing=" or ".join(repr(m) for m in missing),
                     text=text[:2000], fence=fence(text))
+        return None
+
+    def dropped_lines_notice(self) -> str | None:
+        """Code mode: a task that adds to a file (and removes or rewrites nothing), and the run's
+        write of a file it had read dropped some of that file's lines (a small model rewrites a
+        CSV without its header) — once per run."""
+        task = self.task_step().task
+        if self.agent.mode != "code" or not _ADDS.search(task) or _REMOVES.search(task) or self.asked(_DROPPED_MARK):
+            return None
+        before = {}
+        for path, text in self.files_read():
+            before.setdefault(path, text)
+        for file in dict.fromkeys(written_paths(self.steps)):
+            original, now = before.get(file), self.current_text(file)
+            if original is None or now is None:
+                continue
+            kept = [line.strip() for line in now.splitlines()]
+            dropped = [line for line in original.splitlines() if line.strip() and line.strip() not in kept]
+            if dropped:
+                holder = self.text_holder(file) or f"read_file({file!r})"
+                return prompt("correct_dropped_lines_code").format(
+                    file=file, dropped=", ".join(repr(line) for line in dropped[:5]), text=now[:2000], fence=fence(now),
+                    path=repr(file), holder=holder)
         return None
 
     def left_unwritten(self) -> bool:
