@@ -42,7 +42,7 @@ _ITEMS_MARK = "but what you wrote does not hold"
 """A phrase of the ``correct_missing_items_code`` notice (asked once per run)."""
 _DROPPED_MARK = "but your write dropped lines it had"
 """A phrase of the ``correct_dropped_lines_code`` notice (asked once per run)."""
-_ADDS = re.compile(r"\b(?:add|append|insert)\b", re.IGNORECASE)
+_ADDS = re.compile(r"\b(?:add|append|insert)\b(?!\s*\()", re.IGNORECASE)  # the verb, not add(2, 3)
 _REMOVES = re.compile(r"\b(?:remove|delete|drop|replace|sort|rewrite|rename|dedupe|deduplicate|clear|overwrite)\b",
                       re.IGNORECASE)
 _UNRUN_MARK = "so the block above never ran"
@@ -140,7 +140,8 @@ class WriteChecks:
         write of a file it had read dropped some of that file's lines (a small model rewrites a
         CSV without its header) — once per run."""
         task = self.task_step().task
-        if self.agent.mode != "code" or not _ADDS.search(task) or _REMOVES.search(task) or self.asked(_DROPPED_MARK):
+        if self.agent.mode != "code" or not _ADDS.search(task) or _REMOVES.search(task) or asks_for_a_fix(task) \
+                or self.asked(_DROPPED_MARK):
             return None
         before = {}
         for path, text in self.files_read():
