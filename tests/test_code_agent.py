@@ -1626,3 +1626,18 @@ def test_an_append_that_dropped_lines_of_the_file_is_sent_back_once(workspace):
     assert "The task adds to people.csv, but your write dropped lines it had: 'name,age'" in notice
     assert "write_file('people.csv', content.rstrip(" in notice
     assert (workspace / "people.csv").read_text() == "name,age\nana,30\nbo,25\ndave,41\n" and result.answer == "added"
+
+
+def test_a_loop_over_a_files_text_is_noted_as_going_through_characters(workspace):
+    (workspace / "hours.csv").write_text("name,hours\nPriya,6\nOmar,8\n")
+    script = ScriptedModel([
+        code("sheet = read_file('hours.csv')\nrows = [row.split(',') for row in sheet]\nprint(len(rows))"),
+        code("lines = read_file('hours.csv').splitlines()\nfor line in lines:\n    print(line)"),
+        code("final_answer('seen')"),
+    ])
+    _run(script, _agent(workspace), "Show hours.csv.", workspace)
+    script.assert_complete()
+    noted = _observation(script.requests[1])
+    assert "(Note: sheet holds a text, so a loop over sheet goes through it one character at a time; " \
+           "sheet.splitlines() gives its lines.)" in noted
+    assert "Note:" not in _observation(script.requests[2])  # a loop over the lines is not noted

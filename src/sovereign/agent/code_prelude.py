@@ -780,6 +780,9 @@ def _execute(code, namespace):
         print(f"(Your code defined {', '.join(dict.fromkeys(redefined))} again; the real functions were kept. "
               "Call them as they are.)")
     _answer_last(tree)
+    for name in _character_loops(tree, namespace):
+        print(f"(Note: {name} holds a text, so a loop over {name} goes through it one character at a time; "
+              f"{name}.splitlines() gives its lines.)")
     replaced = _unpaste(tree, namespace)
     if replaced:
         print(f"(Your code re-typed file text; the real text from {', '.join(replaced)} was used instead. "
@@ -793,6 +796,36 @@ def _execute(code, namespace):
             print(value if isinstance(value, str) else _shown(value))
         return
     exec(compile(tree, "<code>", "exec"), namespace)
+
+
+def _reads_text(value, namespace):
+    """Whether an assigned expression gives a file's whole text: ``read_file(...)``,
+    ``f.read()``, or an item of a dict of texts (the opening's ``contents[path]``)."""
+    if isinstance(value, ast.Call):
+        func = value.func
+        return isinstance(func, ast.Name) and func.id == "read_file" or isinstance(func, ast.Attribute) \
+            and func.attr == "read"
+    if isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name):
+        held = namespace.get(value.value.id)
+        return isinstance(held, dict) and bool(held) and all(isinstance(item, str) for item in held.values())
+    return False
+
+
+def _character_loops(tree, namespace):
+    """The names a block loops over (``for row in timesheet``) that hold a text of several lines
+    — from earlier blocks, or assigned a file's text in this one and nothing else: a small model
+    means the lines and gets the characters."""
+    texts = {name for name, value in namespace.items() if isinstance(value, str) and "\n" in value.strip()}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if _reads_text(node.value, namespace):
+                texts.add(name)
+            else:
+                texts.discard(name)
+    loops = [node.iter.id for node in ast.walk(tree)
+             if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.iter, ast.Name) and node.iter.id in texts]
+    return list(dict.fromkeys(loops))
 
 
 def _answer_last(tree):
