@@ -1641,3 +1641,21 @@ def test_a_loop_over_a_files_text_is_noted_as_going_through_characters(workspace
     assert "(Note: sheet holds a text, so a loop over sheet goes through it one character at a time; " \
            "sheet.splitlines() gives its lines.)" in noted
     assert "Note:" not in _observation(script.requests[2])  # a loop over the lines is not noted
+
+
+def test_a_count_of_list_items_that_took_in_other_lines_is_sent_back_once(workspace):
+    (workspace / "install.md").write_text("# Install\n1. Download the archive\n2. Unpack it\n3. Run setup.sh\n"
+                                          "<!-- a comment -->\n")
+    script = ScriptedModel([
+        code("content = read_file('install.md')\nprint(content)"),
+        code("final_answer(len(content.splitlines()) - 1)"),
+        code("final_answer(sum(1 for line in content.splitlines() if line[:1].isdigit()))"),
+    ])
+    result = _run(script, _agent(workspace), "How many steps does install.md list?", workspace)
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "Your answer is 4, but the list in install.md has 3 item lines ('1. Download the archive'" in notice
+    assert result.answer == "3"
+    lines = ScriptedModel([code("content = read_file('install.md')\nprint(content)"),
+                           code("final_answer(len(content.splitlines()))")])
+    assert _run(lines, _agent(workspace), "How many lines does install.md have?", workspace).answer == "5"

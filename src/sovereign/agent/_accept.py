@@ -57,7 +57,7 @@ from sovereign.agent.file_scope import one_file_only
 from sovereign.agent.unit_check import needless_conversion
 from sovereign.agent._accept_writes import WriteChecks
 from sovereign.agent.answer_column import number_for_name
-from sovereign.agent.answer_items import final_in_loop, first_item_only
+from sovereign.agent.answer_items import final_in_loop, first_item_only, list_count
 from sovereign.agent.answer_shape import missing_kind, retyped_value, undefined_in_named_file, unnamed_choice
 from sovereign.agent.code_mode import CODE
 from sovereign.agent.errors import NoValidActionError
@@ -97,6 +97,8 @@ _ONE_FILE_MARK = "but the task asks about the files"
 """A phrase of the ``correct_one_file_code`` notice (asked once per run)."""
 _LINE_RANGE_MARK = "is not one of its line numbers"
 """A phrase of the ``correct_line_range_code`` notice (asked once per run)."""
+_LIST_COUNT_MARK = "item lines ("
+"""A phrase of the ``correct_list_count_code`` notice (asked once per run)."""
 _NUMBER_FOR_NAME_MARK = "which answers with the"
 """A phrase of the ``correct_number_for_name_code`` notice (asked once per run)."""
 _CONVERSION_MARK = "and the data already gives it in"
@@ -245,6 +247,15 @@ class Accepting(WriteChecks):
         if first_only is not None:
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=first_only, reason="grounding"))
+            return MODEL
+        counted = list_count(self.task_step().task, text, self.files_read()) \
+            if self.agent.mode == "code" and not self.asked(_LIST_COUNT_MARK) else None
+        if counted is not None:
+            self.grounding_nudges += 1
+            shown = ", ".join(repr(item) for item in counted.items[:4]) + (", ..." if len(counted.items) > 4 else "")
+            self.stage(NoticeStep(text=prompt("correct_list_count_code").format(
+                answer=text[:80], file=counted.path, count=len(counted.items), shown=shown, path=repr(counted.path)),
+                reason="grounding"))
             return MODEL
         named = self.number_for_name_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
         if named is not None:

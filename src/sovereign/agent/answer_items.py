@@ -1,5 +1,6 @@
-"""An aggregate computed from the first element of lists that hold several, and an answer given
-from inside a loop (``final_answer`` ends the run, so the loop stopped at its first turn).
+"""An aggregate computed from the first element of lists that hold several, an answer given from
+inside a loop (``final_answer`` ends the run, so the loop stopped at its first turn), and a count
+of a file's list items that took in lines that are not items (a comment after a numbered list).
 
 Asked for "the total value of order A1, summed over its items", a small model writes
 ``order["items"][0]["qty"] * order["items"][0]["price"]``: a fixed index into a list that, in the
@@ -16,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FirstOnly", "final_in_loop", "first_item_only", "list_lengths"]
+__all__ = ["FirstOnly", "ListCount", "final_in_loop", "first_item_only", "list_count", "list_lengths"]
 
 _AGGREGATE = re.compile(r"\b(?:sum|summed|summing|total|totals|all|each|every|over its|combined|altogether)\b",
                         re.IGNORECASE)
@@ -195,3 +196,29 @@ def final_in_loop(code: str) -> bool:
         return any(inside(child, looping) for child in ast.iter_child_nodes(node))
 
     return inside(tree, False)
+
+
+_COUNTED = re.compile(r"\bhow\s+many\s+(?:\w+\s+)?(steps|items|bullets?|bullet\s+points|points|entries|tasks|todos|"
+                      r"ingredients|options|requirements|features|rules|things|instructions)\b", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S")
+
+
+@dataclass(frozen=True, slots=True)
+class ListCount:
+    path: str
+    items: list[str]
+    """The list's item lines."""
+
+
+def list_count(task: str, answer: str, files: Iterable[tuple[str, str]]) -> ListCount | None:
+    """The file and its list items when ``task`` asks how many steps (items, bullet points, ...)
+    and ``answer``'s number differs from the number of item lines (``- x``, ``1. x``) of the one
+    file read that has a list; else None."""
+    if _COUNTED.search(task) is None:
+        return None
+    match = re.search(r"(?<![\w.])\d+(?![\w.])", answer)
+    listed = [(path, [line.strip() for line in text.splitlines() if _LIST_ITEM.match(line)]) for path, text in files]
+    listed = [(path, items) for path, items in dict(listed).items() if len(items) >= 2]
+    if match is None or len(listed) != 1 or int(match.group(0)) == len(listed[0][1]):
+        return None
+    return ListCount(path=listed[0][0], items=listed[0][1])
