@@ -1659,3 +1659,15 @@ def test_a_count_of_list_items_that_took_in_other_lines_is_sent_back_once(worksp
     lines = ScriptedModel([code("content = read_file('install.md')\nprint(content)"),
                            code("final_answer(len(content.splitlines()))")])
     assert _run(lines, _agent(workspace), "How many lines does install.md have?", workspace).answer == "5"
+
+
+def test_a_fixed_function_imported_over_is_noted(workspace):
+    (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    script = ScriptedModel([
+        code("def add(a, b):\n    return a + b\nfrom calc import add\nprint(add(2, 3))"),
+        code("final_answer('seen')"),
+    ])
+    _run(script, _agent(workspace), "Try an add function.", workspace)
+    output = _observation(script.requests[1])
+    assert "(Note: your block defines add, then imports add from calc: the import replaces your version" in output
+    assert "-1" in output

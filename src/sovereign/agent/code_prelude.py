@@ -780,6 +780,9 @@ def _execute(code, namespace):
         print(f"(Your code defined {', '.join(dict.fromkeys(redefined))} again; the real functions were kept. "
               "Call them as they are.)")
     _answer_last(tree)
+    for name, module in _shadowed_definitions(tree):
+        print(f"(Note: your block defines {name}, then imports {name} from {module}: the import replaces your "
+              f"version with the one in the file. Save your fix to the file first, or test your own {name}.)")
     for name in _character_loops(tree, namespace):
         print(f"(Note: {name} holds a text, so a loop over {name} goes through it one character at a time; "
               f"{name}.splitlines() gives its lines.)")
@@ -796,6 +799,19 @@ def _execute(code, namespace):
             print(value if isinstance(value, str) else _shown(value))
         return
     exec(compile(tree, "<code>", "exec"), namespace)
+
+
+def _shadowed_definitions(tree):
+    """``(name, module)`` for each function the block defines and later imports under the same
+    name (``def to_cents`` fixed, then ``from app.money import to_cents``: the old one is tested)."""
+    defined, shadowed = set(), []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            shadowed += [(alias.asname or alias.name, node.module) for alias in node.names
+                         if (alias.asname or alias.name) in defined]
+    return shadowed
 
 
 def _reads_text(value, namespace):
