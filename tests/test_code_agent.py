@@ -1671,3 +1671,17 @@ def test_a_fixed_function_imported_over_is_noted(workspace):
     output = _observation(script.requests[1])
     assert "(Note: your block defines add, then imports add from calc: the import replaces your version" in output
     assert "-1" in output
+
+
+def test_adding_a_key_to_a_json_object_is_not_taken_for_dropped_lines(workspace):
+    (workspace / "client.json").write_text('{"host": "localhost", "port": 8080}\n')
+    script = ScriptedModel([
+        code("content = read_file('client.json')\nprint(content)"),
+        code("data = json.loads(content)\ndata['retries'] = 3\nwrite_file('client.json', json.dumps(data))\n"
+             "final_answer('added retries')"),
+    ])
+    result = _run(script, _agent(workspace), "Add a key retries with the number 3 to the JSON object in client.json.",
+                  workspace, approver=AllowAll())
+    script.assert_complete()
+    assert result.answer == "added retries"
+    assert json.loads((workspace / "client.json").read_text()) == {"host": "localhost", "port": 8080, "retries": 3}

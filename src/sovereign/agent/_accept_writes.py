@@ -45,6 +45,7 @@ _DROPPED_MARK = "but your write dropped lines it had"
 _ADDS = re.compile(r"\b(?:add|append|insert)\b(?!\s*\()", re.IGNORECASE)  # the verb, not add(2, 3)
 _REMOVES = re.compile(r"\b(?:remove|delete|drop|replace|sort|rewrite|rename|dedupe|deduplicate|clear|overwrite)\b",
                       re.IGNORECASE)
+_STRUCTURED = frozenset({".json", ".py", ".toml", ".yaml", ".yml", ".xml", ".html", ".ini", ".cfg", ".js", ".ts"})
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 
@@ -136,9 +137,10 @@ class WriteChecks:
         return None
 
     def dropped_lines_notice(self) -> str | None:
-        """Code mode: a task that adds to a file (and removes or rewrites nothing), and the run's
-        write of a file it had read dropped some of that file's lines (a small model rewrites a
-        CSV without its header) — once per run."""
+        """Code mode: a task that adds to a file of lines (and removes or rewrites nothing), and
+        the run's write of a file it had read dropped some of that file's lines (a small model
+        rewrites a CSV without its header) — once per run. Structured files (JSON, code) and
+        one-line files are left alone: adding a key rewrites their lines."""
         task = self.task_step().task
         if self.agent.mode != "code" or not _ADDS.search(task) or _REMOVES.search(task) or asks_for_a_fix(task) \
                 or self.asked(_DROPPED_MARK):
@@ -148,8 +150,9 @@ class WriteChecks:
             before.setdefault(path, text)
         for file in dict.fromkeys(written_paths(self.steps)):
             original, now = before.get(file), self.current_text(file)
-            if original is None or now is None:
-                continue
+            if original is None or now is None or Path(file).suffix.lower() in _STRUCTURED \
+                    or len([line for line in original.splitlines() if line.strip()]) < 2:
+                continue  # a JSON object or a module is rewritten whole, its lines change: only line lists
             kept = [line.strip() for line in now.splitlines()]
             dropped = [line for line in original.splitlines() if line.strip() and line.strip() not in kept]
             if dropped:
