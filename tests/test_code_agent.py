@@ -1685,3 +1685,18 @@ def test_adding_a_key_to_a_json_object_is_not_taken_for_dropped_lines(workspace)
     script.assert_complete()
     assert result.answer == "added retries"
     assert json.loads((workspace / "client.json").read_text()) == {"host": "localhost", "port": 8080, "retries": 3}
+
+
+def test_a_write_that_left_the_file_as_it_was_is_sent_back_once(workspace):
+    (workspace / "people.csv").write_text("name,age\nana,30\nbo,25\n")
+    script = ScriptedModel([
+        code("content = read_file('people.csv')\nprint(content)"),
+        code("write_file('people.csv', content)\nfinal_answer('added cy,41')"),
+        code("write_file('people.csv', content.rstrip('\\n') + '\\ncy,41\\n')\nfinal_answer('added cy,41')"),
+    ])
+    result = _run(script, _agent(workspace), "Add the row cy,41 at the end of people.csv.", workspace,
+                  approver=AllowAll())
+    script.assert_complete()
+    notice = _observation(script.requests[2])
+    assert "Your write left people.csv exactly as it was" in notice and "Its text is in content" in notice
+    assert (workspace / "people.csv").read_text() == "name,age\nana,30\nbo,25\ncy,41\n" and result.answer == "added cy,41"

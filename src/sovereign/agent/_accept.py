@@ -183,6 +183,11 @@ class Accepting(WriteChecks):
             self.grounding_nudges += 1
             self.stage(NoticeStep(text=self.unwritten_notice(), reason="grounding"))
             return MODEL
+        unchanged = self.unchanged_write_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
+        if unchanged is not None:
+            self.grounding_nudges += 1
+            self.stage(NoticeStep(text=unchanged, reason="grounding"))
+            return MODEL
         dropped = self.dropped_lines_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
         if dropped is not None:
             self.grounding_nudges += 1

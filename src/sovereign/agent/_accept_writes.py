@@ -45,6 +45,8 @@ _DROPPED_MARK = "but your write dropped lines it had"
 _ADDS = re.compile(r"\b(?:add|append|insert)\b(?!\s*\()", re.IGNORECASE)  # the verb, not add(2, 3)
 _REMOVES = re.compile(r"\b(?:remove|delete|drop|replace|sort|rewrite|rename|dedupe|deduplicate|clear|overwrite)\b",
                       re.IGNORECASE)
+_UNCHANGED_MARK = "exactly as it was, so the change"
+"""A phrase of the ``correct_unchanged_write_code`` notice (asked once per run)."""
 _STRUCTURED = frozenset({".json", ".py", ".toml", ".yaml", ".yml", ".xml", ".html", ".ini", ".cfg", ".js", ".ts"})
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
@@ -161,6 +163,25 @@ class WriteChecks:
                     file=file, dropped=", ".join(repr(line) for line in dropped[:5]), text=now[:2000], fence=fence(now),
                     path=repr(file), holder=holder)
         return None
+
+    def unchanged_write_notice(self) -> str | None:
+        """Code mode: a task that asks for a change, and every write of a file the run had read
+        left it as it was (the file's own text saved back) — once per run."""
+        task = self.task_step().task
+        if self.agent.mode != "code" or not asks_for_a_write(task) or asks_for_a_fix(task) or self.asked(_UNCHANGED_MARK):
+            return None  # a fix has its own check (the call or test the task names)
+        before: dict[str, str] = {}
+        for path, text in self.files_read():
+            before.setdefault(path, text)
+        written = list(dict.fromkeys(written_paths(self.steps)))
+        for file in written:
+            original, now = before.get(file), self.current_text(file)
+            if original is None or now is None or now.strip() != original.strip():
+                return None
+        if not written or written[0] not in before:
+            return None
+        holder = self.text_holder(written[0]) or f"read_file({written[0]!r})"
+        return prompt("correct_unchanged_write_code").format(file=written[0], holder=holder, path=repr(written[0]))
 
     def left_unwritten(self) -> bool:
         """The task asks for a file to be created or changed, the agent can write, and it never
