@@ -148,6 +148,7 @@ def test_chat_streams_an_answer_with_folded_thinking(page, server):
 
 def test_chat_with_model_auto_shows_the_route(page, server):
     sign_in(page, server)
+    page.wait_for_selector("#chat-model option[value=auto]", state="attached")  # the picker fills after sign-in
     assert page.locator("#chat-model option[value=auto]").count() == 1
     page.select_option("#chat-model", "auto")
     page.select_option("#chat-data-class", "private")
