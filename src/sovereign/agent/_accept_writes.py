@@ -147,9 +147,7 @@ class WriteChecks:
         if self.agent.mode != "code" or not _ADDS.search(task) or _REMOVES.search(task) or asks_for_a_fix(task) \
                 or self.asked(_DROPPED_MARK):
             return None
-        before = {}
-        for path, text in self.files_read():
-            before.setdefault(path, text)
+        before = self.first_reads()
         for file in dict.fromkeys(written_paths(self.steps)):
             original, now = before.get(file), self.current_text(file)
             if original is None or now is None or Path(file).suffix.lower() in _STRUCTURED \
@@ -170,9 +168,7 @@ class WriteChecks:
         task = self.task_step().task
         if self.agent.mode != "code" or not asks_for_a_write(task) or asks_for_a_fix(task) or self.asked(_UNCHANGED_MARK):
             return None  # a fix has its own check (the call or test the task names)
-        before: dict[str, str] = {}
-        for path, text in self.files_read():
-            before.setdefault(path, text)
+        before = self.first_reads()
         written = list(dict.fromkeys(written_paths(self.steps)))
         for file in written:
             original, now = before.get(file), self.current_text(file)
@@ -182,6 +178,13 @@ class WriteChecks:
             return None
         holder = self.text_holder(written[0]) or f"read_file({written[0]!r})"
         return prompt("correct_unchanged_write_code").format(file=written[0], holder=holder, path=repr(written[0]))
+
+    def first_reads(self) -> dict[str, str]:
+        """Each file the run read, with the text its first read returned (before any write)."""
+        before: dict[str, str] = {}
+        for path, text in self.files_read():
+            before.setdefault(path, text)
+        return before
 
     def left_unwritten(self) -> bool:
         """The task asks for a file to be created or changed, the agent can write, and it never
