@@ -112,6 +112,42 @@ _UNORDERED_MARK = "set() loses the order"
 """A phrase of the ``correct_unordered_code`` notice (asked once per run)."""
 
 
+_CAPPED, _ALWAYS, _FIRST = "capped", "always", "first"
+"""When an answer check runs: while the run has grounding questions left, always (the check asks
+once per run by its own mark), or only as a run's first question."""
+_ANSWER_CHECKS: tuple[tuple[str, str], ...] = (
+    ("unread_notice", _CAPPED),
+    ("final_in_loop_notice", _ALWAYS),
+    ("unwritten_answer_notice", _CAPPED),
+    ("unchanged_write_notice", _CAPPED),
+    ("dropped_lines_notice", _CAPPED),
+    ("missing_items_notice", _CAPPED),
+    ("wrong_file_notice", _CAPPED),
+    ("broken_write_notice", _CAPPED),
+    ("blank_line_notice", _CAPPED),
+    ("void_notice", _CAPPED),
+    ("denied_notice", _CAPPED),
+    ("ignored_value_notice", _CAPPED),
+    ("row_pick_notice", _CAPPED),
+    ("off_record_notice", _CAPPED),
+    ("first_item_notice", _CAPPED),
+    ("list_count_notice", _ALWAYS),
+    ("number_for_name_notice", _CAPPED),
+    ("conversion_notice", _CAPPED),
+    ("one_file_notice", _CAPPED),
+    ("kind_notice", _CAPPED),
+    ("undefined_notice", _CAPPED),
+    ("retyped_notice", _CAPPED),
+    ("negative_notice", _ALWAYS),
+    ("line_range_notice", _ALWAYS),
+    ("guessed_notice", _FIRST),
+    ("unnamed_choice_notice", _CAPPED),
+    ("unordered_notice", _CAPPED),
+)
+"""The checks an answer passes, in order: each names a method that returns the notice sending
+the model back, or None; the first notice found is sent and counts as a grounding question."""
+
+
 INVALID_CALL = "invalid call"
 """The ``error`` of a refused call that was invalid (unknown tool, bad arguments)."""
 
@@ -168,174 +204,119 @@ class Accepting(WriteChecks):
         if unrun is not None:
             self.stage(NoticeStep(text=unrun, reason="grounding"))
             return MODEL
+        for check, gate in _ANSWER_CHECKS:
+            if gate == _CAPPED and self.grounding_nudges >= _GROUNDING_NUDGES or gate == _FIRST and self.grounding_nudges:
+                continue
+            notice = getattr(self, check)(text)
+            if notice is not None:
+                self.grounding_nudges += 1
+                self.stage(NoticeStep(text=notice, reason="grounding"))
+                return MODEL
         unread = self.unread_files()
-        if unread and self.grounding_nudges < _GROUNDING_NUDGES:
-            self.grounding_nudges += 1
-            text = prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread), first=unread[0])
-            self.stage(NoticeStep(text=text, reason="grounding"))
-            return MODEL
-        looped = self.final_in_loop_notice(text)
-        if looped is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=looped, reason="grounding"))
-            return MODEL
-        if self.grounding_nudges < _GROUNDING_NUDGES and self.left_unwritten():
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=self.unwritten_notice(), reason="grounding"))
-            return MODEL
-        unchanged = self.unchanged_write_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if unchanged is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=unchanged, reason="grounding"))
-            return MODEL
-        dropped = self.dropped_lines_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if dropped is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=dropped, reason="grounding"))
-            return MODEL
-        unlisted = self.missing_items_notice() if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if unlisted is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=unlisted, reason="grounding"))
-            return MODEL
-        missed = self.missed_target()
-        if missed is not None and self.grounding_nudges < _GROUNDING_NUDGES:
-            self.grounding_nudges += 1
-            target, written = missed
-            self.stage(NoticeStep(text=prompt(f"correct_wrong_file_{self.agent.mode}").format(
-                target=target, written=", ".join(written)), reason="grounding"))
-            return MODEL
-        broken = broken_writes(self.steps)
-        if broken and self.grounding_nudges < _GROUNDING_NUDGES:
-            self.grounding_nudges += 1
-            name, problem = broken[0]
-            holder = self.text_holder(name) if self.agent.mode == "code" else None
-            notice = prompt("correct_broken_read_code").format(file=name, problem=problem, holder=holder, path=repr(name)) \
-                if holder is not None else prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem)
-            self.stage(NoticeStep(text=notice, reason="grounding"))
-            return MODEL
-        blank = blank_line_writes(self.steps) if self.grounding_nudges < _GROUNDING_NUDGES and not self.asked(_BLANK_MARK) else []
-        if blank:
-            self.grounding_nudges += 1
-            name, line = blank[0]
-            self.stage(NoticeStep(text=prompt(f"correct_blank_line_{self.agent.mode}").format(
-                file=name, path=repr(name), line=line, index=line - 1, answer=repr(text[:200])), reason="grounding"))
-            return MODEL
-        void = void_answer(text)
-        if self.grounding_nudges < _GROUNDING_NUDGES and (void or non_answer(text) and self._can_look()):
-            self.grounding_nudges += 1
-            name = "correct_void" if void else "correct_non_answer"
-            self.stage(NoticeStep(text=prompt(f"{name}_{self.agent.mode}").format(answer=text[:80]), reason="grounding"))
-            return MODEL
-        seen = denied_but_seen(text, self.task_step().task, material_read(self.steps)) \
-            if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if seen is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=self.absent_notice(text, *seen), reason="grounding"))
-            return MODEL
-        ignored = self.ignored_term(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if ignored is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=self.ignored_notice(text, ignored), reason="grounding"))
-            return MODEL
-        picked = self.row_pick_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if picked is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=picked, reason="grounding"))
-            return MODEL
-        elsewhere = self.off_record_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if elsewhere is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=elsewhere, reason="grounding"))
-            return MODEL
-        first_only = self.first_item_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if first_only is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=first_only, reason="grounding"))
-            return MODEL
-        counted = list_count(self.task_step().task, text, self.files_read()) \
-            if self.agent.mode == "code" and not self.asked(_LIST_COUNT_MARK) else None
-        if counted is not None:
-            self.grounding_nudges += 1
-            shown = ", ".join(repr(item) for item in counted.items[:4]) + (", ..." if len(counted.items) > 4 else "")
-            self.stage(NoticeStep(text=prompt("correct_list_count_code").format(
-                answer=text[:80], file=counted.path, count=len(counted.items), shown=shown, path=repr(counted.path)),
-                reason="grounding"))
-            return MODEL
-        named = self.number_for_name_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if named is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=named, reason="grounding"))
-            return MODEL
-        converted = self.conversion_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if converted is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=converted, reason="grounding"))
-            return MODEL
-        one_file = self.one_file_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if one_file is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=one_file, reason="grounding"))
-            return MODEL
-        kind = missing_kind(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if kind is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=self.missing_kind_notice(text, *kind), reason="grounding"))
-            return MODEL
-        undefined = undefined_in_named_file(self.task_step().task, text, dict(self.files_read())) \
-            if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if undefined is not None:
-            self.grounding_nudges += 1
-            file, name = undefined
-            self.stage(NoticeStep(text=prompt(f"correct_not_defined_{self.agent.mode}").format(
-                file=file, name=name, pattern=repr(rf"^\s*(def|class)\s+{name}\b")), reason="grounding"))
-            return MODEL
-        retyped = self.retyped_notice(text) if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if retyped is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=retyped, reason="grounding"))
-            return MODEL
-        positive = negative_count(self.task_step().task, text) \
-            if self.agent.mode == "code" and not self.asked(_NEGATIVE_MARK) else None
-        if positive is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt("correct_negative_code").format(answer=text, positive=repr(positive)),
-                                  reason="grounding"))
-            return MODEL
-        past = line_out_of_range(self.task_step().task, text, self.files_read()) \
-            if self.agent.mode == "code" and not self.asked(_LINE_RANGE_MARK) else None
-        if past is not None:
-            self.grounding_nudges += 1
-            value, file, count = past
-            self.stage(NoticeStep(text=prompt("correct_line_range_code").format(
-                value=value, file=file, count=count, path=repr(file)), reason="grounding"))
-            return MODEL
-        guessed = self.guessed_notice(text) if self.grounding_nudges == 0 else None
-        if guessed is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=guessed, reason="grounding"))
-            return MODEL
-        options = unnamed_choice(self.task_step().task, text) if self.grounding_nudges < _GROUNDING_NUDGES else []
-        if options:
-            self.grounding_nudges += 1
-            if self.agent.mode == "code" and len(options) == 2 and text in ("True", "False"):
-                notice = prompt("correct_boolean_choice_code").format(
-                    answer=text, first=options[0], second=options[1], first_repr=repr(options[0]),
-                    second_repr=repr(options[1]))
-            else:
-                notice = prompt(f"correct_unnamed_choice_{self.agent.mode}").format(
-                    answer=text[:80], options=" or ".join(options))
-            self.stage(NoticeStep(text=notice, reason="grounding"))
-            return MODEL
-        reordered = self.order_kept() if self.grounding_nudges < _GROUNDING_NUDGES else None
-        if reordered is not None:
-            self.grounding_nudges += 1
-            self.stage(NoticeStep(text=prompt("correct_unordered_code").format(block=reordered), reason="grounding"))
-            return MODEL
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text
         self.detector.record_text(text)
         return VERIFY
+
+    def unread_notice(self, answer: str) -> str | None:
+        unread = self.unread_files()
+        return prompt(f"correct_unread_{self.agent.mode}").format(files=", ".join(unread), first=unread[0]) \
+            if unread else None
+
+    def unwritten_answer_notice(self, answer: str) -> str | None:
+        return self.unwritten_notice() if self.left_unwritten() else None
+
+    def wrong_file_notice(self, answer: str) -> str | None:
+        missed = self.missed_target()
+        if missed is None:
+            return None
+        target, written = missed
+        return prompt(f"correct_wrong_file_{self.agent.mode}").format(target=target, written=", ".join(written))
+
+    def broken_write_notice(self, answer: str) -> str | None:
+        broken = broken_writes(self.steps)
+        if not broken:
+            return None
+        name, problem = broken[0]
+        holder = self.text_holder(name) if self.agent.mode == "code" else None
+        if holder is not None:
+            return prompt("correct_broken_read_code").format(file=name, problem=problem, holder=holder, path=repr(name))
+        return prompt(f"correct_broken_{self.agent.mode}").format(file=name, problem=problem)
+
+    def blank_line_notice(self, answer: str) -> str | None:
+        blank = [] if self.asked(_BLANK_MARK) else blank_line_writes(self.steps)
+        if not blank:
+            return None
+        name, line = blank[0]
+        return prompt(f"correct_blank_line_{self.agent.mode}").format(
+            file=name, path=repr(name), line=line, index=line - 1, answer=repr(answer[:200]))
+
+    def void_notice(self, answer: str) -> str | None:
+        void = void_answer(answer)
+        if not (void or non_answer(answer) and self._can_look()):
+            return None
+        name = "correct_void" if void else "correct_non_answer"
+        return prompt(f"{name}_{self.agent.mode}").format(answer=answer[:80])
+
+    def denied_notice(self, answer: str) -> str | None:
+        seen = denied_but_seen(answer, self.task_step().task, material_read(self.steps))
+        return self.absent_notice(answer, *seen) if seen is not None else None
+
+    def ignored_value_notice(self, answer: str) -> str | None:
+        ignored = self.ignored_term(answer)
+        return self.ignored_notice(answer, ignored) if ignored is not None else None
+
+    def list_count_notice(self, answer: str) -> str | None:
+        if self.agent.mode != "code" or self.asked(_LIST_COUNT_MARK):
+            return None
+        counted = list_count(self.task_step().task, answer, self.files_read())
+        if counted is None:
+            return None
+        shown = ", ".join(repr(item) for item in counted.items[:4]) + (", ..." if len(counted.items) > 4 else "")
+        return prompt("correct_list_count_code").format(
+            answer=answer[:80], file=counted.path, count=len(counted.items), shown=shown, path=repr(counted.path))
+
+    def kind_notice(self, answer: str) -> str | None:
+        kind = missing_kind(self.task_step().task, answer)
+        return self.missing_kind_notice(answer, *kind) if kind is not None else None
+
+    def undefined_notice(self, answer: str) -> str | None:
+        undefined = undefined_in_named_file(self.task_step().task, answer, dict(self.files_read()))
+        if undefined is None:
+            return None
+        file, name = undefined
+        return prompt(f"correct_not_defined_{self.agent.mode}").format(
+            file=file, name=name, pattern=repr(rf"^\s*(def|class)\s+{name}\b"))
+
+    def negative_notice(self, answer: str) -> str | None:
+        if self.agent.mode != "code" or self.asked(_NEGATIVE_MARK):
+            return None
+        positive = negative_count(self.task_step().task, answer)
+        return prompt("correct_negative_code").format(answer=answer, positive=repr(positive)) \
+            if positive is not None else None
+
+    def line_range_notice(self, answer: str) -> str | None:
+        if self.agent.mode != "code" or self.asked(_LINE_RANGE_MARK):
+            return None
+        past = line_out_of_range(self.task_step().task, answer, self.files_read())
+        if past is None:
+            return None
+        value, file, count = past
+        return prompt("correct_line_range_code").format(value=value, file=file, count=count, path=repr(file))
+
+    def unnamed_choice_notice(self, answer: str) -> str | None:
+        options = unnamed_choice(self.task_step().task, answer)
+        if not options:
+            return None
+        if self.agent.mode == "code" and len(options) == 2 and answer in ("True", "False"):
+            return prompt("correct_boolean_choice_code").format(
+                answer=answer, first=options[0], second=options[1], first_repr=repr(options[0]),
+                second_repr=repr(options[1]))
+        return prompt(f"correct_unnamed_choice_{self.agent.mode}").format(answer=answer[:80], options=" or ".join(options))
+
+    def unordered_notice(self, answer: str) -> str | None:
+        reordered = self.order_kept()
+        return prompt("correct_unordered_code").format(block=reordered) if reordered is not None else None
 
     def order_kept(self) -> str | None:
         """Code mode: when the task asks to keep the order and a block lost it with ``set()``,

@@ -119,7 +119,7 @@ class WriteChecks:
                     return f"{name}[{file!r}]"
         return None
 
-    def missing_items_notice(self) -> str | None:
+    def missing_items_notice(self, answer: str) -> str | None:
         """Code mode: the task lists items for a file ("with the items eggs, flour and sugar"), and
         a file the run wrote holds some of them but not all (a slip: "guar") — once per run."""
         task = self.task_step().task
@@ -138,7 +138,7 @@ class WriteChecks:
                     text=text[:2000], fence=fence(text))
         return None
 
-    def dropped_lines_notice(self) -> str | None:
+    def dropped_lines_notice(self, answer: str) -> str | None:
         """Code mode: a task that adds to a file of lines (and removes or rewrites nothing), and
         the run's write of a file it had read dropped some of that file's lines (a small model
         rewrites a CSV without its header) — once per run. Structured files (JSON, code) and
@@ -162,7 +162,7 @@ class WriteChecks:
                     path=repr(file), holder=holder)
         return None
 
-    def unchanged_write_notice(self) -> str | None:
+    def unchanged_write_notice(self, answer: str) -> str | None:
         """Code mode: a task that asks for a change, and every write of a file the run had read
         left it as it was (the file's own text saved back) — once per run."""
         task = self.task_step().task
