@@ -611,6 +611,19 @@ def test_an_added_line_after_a_blank_one_is_questioned_with_the_block_that_remov
     clean.assert_complete()
 
 
+def test_a_stray_blank_line_is_questioned_even_after_the_runs_grounding_questions(workspace):
+    """Found trying the CLI as a new user: the run's two grounding questions went to an answer
+    given without reading and a write that saved the file unchanged; the write that then added the
+    row after an empty line still comes back (asked once per run by its own mark)."""
+    (workspace / "people.csv").write_text("name,age\nana,30\n")
+    unchanged = 'text = read_file("people.csv")\nwrite_file("people.csv", text)\nfinal_answer("added cy,41")'
+    blank = 'text = read_file("people.csv")\nwrite_file("people.csv", text + "\\ncy,41")\nfinal_answer("added cy,41")'
+    script = ScriptedModel([code('final_answer("added cy,41")'), code(unchanged), code(blank),
+                            code('final_answer("added cy,41")'), code('final_answer("added cy,41")')])
+    _run(script, _agent(workspace), "Add the row cy,41 at the end of people.csv.", workspace, approver=AllowAll())
+    assert "Your write left line 3 of people.csv empty" in _observation(script.requests[3])
+
+
 def test_a_loop_that_unpacks_csv_rows_as_tuples_is_told_they_are_dicts(workspace):
     script = ScriptedModel([code(
         'rows = list(csv.DictReader(open("sales.csv")))\n'

@@ -124,7 +124,7 @@ _ANSWER_CHECKS: tuple[tuple[str, str], ...] = (
     ("missing_items_notice", _CAPPED),
     ("wrong_file_notice", _CAPPED),
     ("broken_write_notice", _CAPPED),
-    ("blank_line_notice", _CAPPED),
+    ("blank_line_notice", _ALWAYS),
     ("void_notice", _CAPPED),
     ("denied_notice", _CAPPED),
     ("ignored_value_notice", _CAPPED),
