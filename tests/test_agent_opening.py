@@ -66,6 +66,21 @@ def test_the_opening_turn_reads_named_files_lists_named_folders_and_skips_the_re
     assert opening_turn("What is in ../sales.csv?", workspace / "archive", "code", READERS) is None
 
 
+def test_a_file_without_a_suffix_that_the_task_names_is_opened_and_must_be_read(workspace):
+    """"Which Python version does the Dockerfile use?": the file has no suffix, so it is found by
+    its bare name among the workspace's files (ignoring case), opened, and an answer given without
+    reading it is sent back."""
+    (workspace / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    turn = opening_turn("Which Python version does the dockerfile use?", workspace, "code", READERS)
+    assert turn is not None and "read_file('Dockerfile')" in turn.content
+    assert opening_turn("Which version is used?", workspace, "code", READERS) is None  # nothing named
+    agent = Agent(name="no-opening", mode="code", read_named_files=False,
+                  tools=[t for t in builtin_tools(workspace) if t.name in READERS])
+    script = ScriptedModel([text_response("3.8"), code('final_answer(read_file("Dockerfile").split(":")[1][:4])')])
+    result = _run(script, agent, "Which Python version does the Dockerfile use?", workspace)
+    assert "without reading Dockerfile" in script.requests[1].messages[-1].content and result.answer == "3.12"
+
+
 @needs_bubblewrap
 def test_images_and_recordings_are_opened_with_the_perception_tools_the_agent_has(workspace):
     (workspace / "invoice.png").write_bytes(b"\x89PNG")

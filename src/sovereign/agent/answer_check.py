@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from sovereign.kernel.messages import ToolSpec
 
 __all__ = ["IgnoredValue", "answer_expression", "blank_line_writes", "broken_writes", "filtered_block", "ordered_dedupe",
-           "replay_code", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths",
+           "replay_code", "call_markup", "denied_but_seen", "ignored_value", "mentioned_paths", "named_files",
            "non_answer", "unread_paths", "usage_of", "void_answer", "write_target", "written_paths"]
 
 _VOID = frozenset({"none", "null", "nan", "[]", "{}", "()", "set()", "''", '""'})
@@ -424,12 +424,30 @@ def in_workspace(workspace: Path, name: str, *, folder: bool = False) -> bool:
     return target.is_dir() if folder else target.is_file()
 
 
+def named_files(task: str, workspace: Path) -> list[str]:
+    """The workspace files ``task`` names, in order: file-like names that exist, and bare words
+    that name a file without a suffix at the workspace's top ("the Dockerfile", "the LICENSE"),
+    matched ignoring case."""
+    found = dict.fromkeys(name for name in mentioned_paths(task) if in_workspace(workspace, name))
+    try:
+        bare = {entry.name.lower(): entry.name for entry in os.scandir(workspace)
+                if "." not in entry.name and entry.is_file()}
+    except OSError:
+        bare = {}
+    if bare:
+        for match in _WORD.finditer(task):
+            name = bare.get(match.group(0).lower())
+            if name is not None and in_workspace(workspace, name):
+                found.setdefault(name, None)
+    return list(found)
+
+
 def unread_paths(task: str, workspace: Path | None, touched: Iterable[str]) -> list[str]:
     """Files the task names that exist in ``workspace`` but appear in no tool call's arguments
     (``touched``: the arguments text of every call made so far)."""
     if workspace is None:
         return []
-    names = [n for n in mentioned_paths(task) if in_workspace(workspace, n)]
+    names = named_files(task, workspace)
     if not names:
         return []
     seen = "\n".join(touched)

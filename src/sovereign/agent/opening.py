@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from sovereign.agent.answer_check import in_workspace, mentioned_paths
+from sovereign.agent.answer_check import in_workspace, named_files
 from sovereign.agent.steps import OPENING_MODEL, ModelCallStep
 from sovereign.kernel.messages import ToolCall
 
@@ -59,7 +59,7 @@ def opening_turn(task: str, workspace: Path | None, mode: str, tool_names: set[s
     if workspace is None or not workspace.is_dir():
         return None
     root = Path(os.path.realpath(workspace))
-    named = [name for name in mentioned_paths(task) if in_workspace(root, name)]
+    named = named_files(task, root)
     readers = _readers(named, tool_names, MAX_FILES)
     listing = None
     if not named and "list_files" in tool_names and "read_file" in tool_names:
