@@ -1088,11 +1088,12 @@ def test_the_block_that_saves_a_fix_runs_the_test_the_task_names_so_a_wrong_fix_
     task = "The test in tests/test_money.py fails because of a bug in app/money.py. Fix app/money.py so the test passes."
     wrong = code('print(read_file("app/money.py"), read_file("tests/test_money.py"))\ndef to_cents(amount):\n    return round(amount * 10.0)\n'
                  'final_answer("fixed")')
-    script = ScriptedModel([wrong, code("final_answer(1)"), code("final_answer(2)")])
+    fillers = [code(f"final_answer({n})") for n in range(1, 9)]  # and the fix search's candidates
+    script = ScriptedModel([wrong, *fillers])
     _run(script, _agent(workspace), task, workspace, approver=AllowAll())
     shown = extract_code(_observation(script.requests[1]))
     assert shown is not None and "import tests.test_money as checks" in shown
-    runs_it = ScriptedModel([wrong, code(shown), code("final_answer(3)")])
+    runs_it = ScriptedModel([wrong, code(shown), *fillers])
     _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
     assert "AssertionError" in _observation(runs_it.requests[2])
     right = wrong.message.content.replace("10.0", "100")
@@ -1140,7 +1141,7 @@ def test_a_fix_written_from_the_marked_text_it_was_shown_saves_the_files_own_tex
     (workspace / "calc.py").write_text(original)
     (workspace / "config.ini").write_text("[access]\nadmin = false\n")
     look = code("content = read_file('calc.py')\nprint(content)")
-    script = ScriptedModel([look, code("final_answer(0)"), code("final_answer(1)"), code("final_answer(2)")])
+    script = ScriptedModel([look] + [code(f"final_answer({n})") for n in range(8)])  # and the fix search's candidates
     _run(script, _agent(workspace), "calc.py has a bug: multiply(3, 4) should return 12. Fix it.", workspace,
          approver=AllowAll())
     shown = _observation(script.requests[1])

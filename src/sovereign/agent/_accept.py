@@ -56,6 +56,7 @@ from sovereign.agent.answer_grounding import (
 from sovereign.agent.file_scope import one_file_only
 from sovereign.agent.unit_check import needless_conversion
 from sovereign.agent._accept_writes import WriteChecks
+from sovereign.agent._fix_search import FIX
 from sovereign.agent.answer_column import number_for_name
 from sovereign.agent.answer_items import final_in_loop, first_item_only, list_count
 from sovereign.agent.answer_shape import missing_kind, retyped_value, undefined_in_named_file, unnamed_choice
@@ -172,6 +173,8 @@ class Accepting(WriteChecks):
         def stage(self, step: Step) -> None: ...
         def task_step(self) -> TaskStep: ...
         def arguments_of(self, call_id: str) -> str: ...
+        def fix_goal_due(self) -> Any: ...
+        held_answer: str | None
 
     def recover_calls(self, content: str) -> tuple[str | None, list[ToolCall]]:
         """Calls a model wrote as text (``<tool_call>`` markup, a bare JSON call), when every one
@@ -212,6 +215,9 @@ class Accepting(WriteChecks):
                 self.grounding_nudges += 1
                 self.stage(NoticeStep(text=notice, reason="grounding"))
                 return MODEL
+        if self.fix_goal_due() is not None:  # the answer stands unless the file fails the check (FIX state)
+            self.held_answer = text
+            return FIX
         unread = self.unread_files()
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text

@@ -25,6 +25,7 @@ from sovereign.agent import compaction as cmp
 from sovereign.agent._guard import RunGuard
 from sovereign.agent._view import TranscriptView
 from sovereign.agent._accept import INVALID_CALL, Accepting, Invalid, corrections_since_progress
+from sovereign.agent._fix_search import FIX, FixSearching
 from sovereign.agent.answer_check import call_markup, usage_of
 from sovereign.agent.budget import RunUsage
 from sovereign.agent.code_mode import CODE, CodeActing
@@ -68,7 +69,7 @@ _MIN_OUTPUT = 16
 
 
 @dataclass
-class Session(CodeActing, Accepting):
+class Session(CodeActing, Accepting, FixSearching):
     runner: Runner
     agent: Agent
     run_id: str
@@ -96,6 +97,10 @@ class Session(CodeActing, Accepting):
     ``max_corrections`` the run fails."""
     grounding_nudges: int = 0
     answer_note: str = ""
+    fix_searched: bool = False
+    """Set once the run's fix search ran (``_fix_search``)."""
+    held_answer: str | None = None
+    """The answer weighed after the fix search (the FIX state)."""
     """Said in the stop reason of an answer taken with a caveat (files it never read)."""
     view: TranscriptView | None = None
     _tool_specs: list = field(default_factory=list)
@@ -111,7 +116,7 @@ class Session(CodeActing, Accepting):
 
     async def drive(self, state: str) -> FinalAnswerStep:
         handlers = {MODEL: self.model_state, TOOLS: self.tools_state, VERIFY: self.verify_state,
-                    CODE: self.code_state}
+                    CODE: self.code_state, FIX: self.fix_state}
         if self.guard is None:
             self.guard = RunGuard.build(self.agent, self.run_id, self.task_step().task,
                                         approver=self.runner.approver, services=self.runner.services)

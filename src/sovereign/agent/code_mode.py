@@ -17,6 +17,8 @@ import ast
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +160,7 @@ class CodeActing:
         async def execute(self, call: ToolCall, tool: Tool, arguments: dict, *, concurrent: bool,
                           in_code: bool = False) -> ToolResultStep: ...
         async def loop_signal(self, reason: str) -> None: ...
+        async def search_fix(self) -> bool: ...
         def call_step(self, call: ToolCall, tool: Tool) -> ToolCallStep: ...
         def refused(self, call: ToolCall, text: str) -> ToolResultStep: ...
 
@@ -213,7 +216,15 @@ class CodeActing:
             if unsaved is not None:
                 self.stage(NoticeStep(text=unsaved, reason="grounding"))
         if self.detector.end_turn(self.detector.record_text(f"code output: {step.output}")):
-            await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
+            return await self.code_loop(f"{self.detector.stale_turns} code runs without new output")
+        return "model"
+
+    async def code_loop(self, reason: str) -> str:
+        """Code runs gone stale: on a task that asks for a fix, the fix search comes first (its
+        saving turn runs next); else the loop signal."""
+        if await self.search_fix():
+            return CODE
+        await self.loop_signal(reason)
         return "model"
 
     def fresh_start(self) -> None:
@@ -256,8 +267,7 @@ class CodeActing:
             self.resample = True
             if not self.detector.end_turn(False):
                 return "model"
-        await self.loop_signal(f"{self.detector.stale_turns} code runs without new output")
-        return "model"
+        return await self.code_loop(f"{self.detector.stale_turns} code runs without new output")
 
     def _ran_before(self, code: str, turn: ModelCallStep) -> CodeStep | None:
         """The earlier run of the same code before ``turn`` (its output, or error, is in view)."""
@@ -266,27 +276,33 @@ class CodeActing:
                 return step
         return None
 
-    async def _run(self, code: str, step: CodeStep) -> None:
-        assert self.guard is not None
+    @contextmanager
+    def code_sandbox(self) -> Iterator[tuple[Sandbox, float]]:
+        """The read-only sandbox code runs in (the workspace, else a scratch folder removed after),
+        with its wall-clock limit."""
         root = self.workspace_root()
         scratch = tempfile.TemporaryDirectory(prefix="sovereign-code-") if root is None else None
         policy = sandbox_policy(self.runner.services)
-        sandbox = Sandbox(Path(scratch.name) if scratch else root, policy.limits, allow_weak=policy.allow_weak,
-                          protect=policy.protect, read_only=True)
-        self.guard.taint.untrusted = True  # the code can read any workspace file (module docstring)
-        findings = len(self.guard.taint.findings)
-        time_left = self.agent.budget.time_left(self.spent)
-        limit = policy.limits.wall_seconds
-        wall = limit if time_left is None else max(min(limit, time_left), 1.0)
         try:
-            outcome = await run_code(sandbox, code, self._tool_specs, self.call_from_code, wall_seconds=wall,
-                                     state=self._code_state)
-        except ToolError as exc:  # the sandbox may not run here (no isolation, a workspace holding the home)
-            step.output, step.error = f"not run: {exc.message}", "not run"
-            return
+            yield (Sandbox(Path(scratch.name) if scratch else root, policy.limits, allow_weak=policy.allow_weak,
+                           protect=policy.protect, read_only=True), policy.limits.wall_seconds)
         finally:
             if scratch is not None:
                 scratch.cleanup()
+
+    async def _run(self, code: str, step: CodeStep) -> None:
+        assert self.guard is not None
+        self.guard.taint.untrusted = True  # the code can read any workspace file (module docstring)
+        findings = len(self.guard.taint.findings)
+        time_left = self.agent.budget.time_left(self.spent)
+        with self.code_sandbox() as (sandbox, limit):
+            wall = limit if time_left is None else max(min(limit, time_left), 1.0)
+            try:
+                outcome = await run_code(sandbox, code, self._tool_specs, self.call_from_code, wall_seconds=wall,
+                                         state=self._code_state)
+            except ToolError as exc:  # the sandbox may not run here (no isolation, a workspace holding the home)
+                step.output, step.error = f"not run: {exc.message}", "not run"
+                return
         if outcome.state is not None:
             self._code_state = outcome.state
         text = outcome.output

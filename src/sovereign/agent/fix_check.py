@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from sovereign.agent.answer_check import in_workspace, mentioned_paths
 
-__all__ = ["WRONG_LINE_MARK", "StatedCall", "asks_for_a_fix", "fix_check", "function_to_fix", "stated_call"]
+__all__ = ["WRONG_LINE_MARK", "StatedCall", "asks_for_a_fix", "fix_check", "function_to_fix", "module_name", "stated_call",
+           "named_test_file"]
 
 _FIX = re.compile(r"\b(?:fix|bug|broken|fails?|failing|wrong|repair|correct)\w*\b", re.IGNORECASE)
 
@@ -35,16 +36,16 @@ def asks_for_a_fix(task: str) -> bool:
     return _FIX.search(task) is not None
 
 
-def _module_name(path: str) -> str | None:
+def module_name(path: str) -> str | None:
     parts = PurePosixPath(path).with_suffix("").parts
     return ".".join(parts) if parts and all(p.isidentifier() for p in parts) else None
 
 
-def _test_file(task: str, root: Path) -> str | None:
+def named_test_file(task: str, root: Path) -> str | None:
     for name in mentioned_paths(task):
         stem = PurePosixPath(name).name
         if name.endswith(".py") and (stem.startswith("test_") or stem.endswith("_test.py")) \
-                and in_workspace(root, name) and _module_name(name) is not None:
+                and in_workspace(root, name) and module_name(name) is not None:
             return name
     return None
 
@@ -104,22 +105,24 @@ def function_to_fix(task: str, module_text: str) -> tuple[str, StatedCall | None
     return name, stated, "\n".join(lines)
 
 
-def fix_check(task: str, module_file: str, root: Path | None) -> str | None:
+def fix_check(task: str, module_file: str, root: Path | None, *, fresh: bool = True) -> str | None:
     """Python lines that fail unless the fix of ``module_file`` does what ``task`` asks: the
-    test functions of the test file it names, else the call and value it states; None when it
-    states neither."""
-    test = _test_file(task, root) if root is not None else None
+    test functions of the test file it names, else the call and value it states (the assertion
+    says what the call returned); None when it states neither. ``fresh=False`` leaves out the line
+    that drops the workspace's modules from ``sys.modules`` (for a caller that put the module
+    there itself)."""
+    test = named_test_file(task, root) if root is not None else None
     if test is not None:
-        return (_fresh_imports(module_file, test) + f"import {_module_name(test)} as checks\n"
+        return ((_fresh_imports(module_file, test) if fresh else "") + f"import {module_name(test)} as checks\n"
                 "for name, check in vars(checks).items():\n"
                 "    if name.startswith('test') and callable(check) and check.__code__.co_argcount == 0:\n"
                 "        check()\n"
                 f"print('{test} passes')")
     stated = stated_call(task)
-    module = _module_name(module_file) if module_file.endswith(".py") else None
+    module = module_name(module_file) if module_file.endswith(".py") else None
     if stated is None or module is None:
         return None
-    return (_fresh_imports(module_file) + f"from {module} import {stated.function}\n"
+    return ((_fresh_imports(module_file) if fresh else "") + f"from {module} import {stated.function}\n"
             f"assert {stated.call} == {stated.expected}, {stated.call}")
 
 

@@ -118,6 +118,9 @@ OPENING_MODEL = "sovereign:opening"
 APPLY_MODEL = "sovereign:apply"
 """The ``model`` of a turn the runtime wrote to save a fix the model's own code defined, after the
 model was shown that block and answered without running it (``Accepting.apply_fix_turn``)."""
+FIX_SEARCH_MODEL = "sovereign:fix-search"
+"""The ``model`` of a turn the runtime wrote to save a candidate fix that passed the task's check
+(``agent/fix_search.py``): the candidates were the model's, sampled in separate requests."""
 OPENING_VARIABLES = {"contents": "In your code, the variable `contents` already holds the files' text (a dict: "
                                  "path -> text): use it, never copy the text into your code. ",
                      "content": "In your code, the variable `content` already holds the file's text: use it, never "
