@@ -939,15 +939,26 @@ def test_text_arguments_take_lists_dicts_and_numbers_as_a_model_means_them(works
         'write_file("lines.txt", ["b", "a", 3])\n'
         'write_file("data.json", {"total": 302, "city": "Zürich"})\n'
         'write_file("n.txt", 7.0)\n'
+        'write_file("rows.csv", [["name", "legs"], ("cat", 4), ["a, b", 2.0]])\n'
         'from pathlib import Path\n'
         'write_file(Path("p.txt"), "x")\n'
         'final_answer(read_file(Path("n.txt")))')])
     result = _run(script, _agent(workspace), "Write the files.", workspace, approver=AllowAll())
     assert result.ok and result.answer == "7"
     assert (workspace / "lines.txt").read_text() == "b\na\n3\n"
+    assert (workspace / "rows.csv").read_text() == 'name,legs\ncat,4\n"a, b",2\n'  # rows: CSV lines
     assert json.loads((workspace / "data.json").read_text()) == {"total": 302, "city": "Zürich"}
     assert (workspace / "p.txt").read_text() == "x"
 
+
+
+def test_a_csv_writer_asked_for_its_text_gets_the_way_to_save_the_rows(workspace):
+    script = ScriptedModel([code(
+        'import csv, io\nwriter = csv.writer(io.StringIO())\nwriter.writerow(["name", "legs"])\n'
+        'write_file("animals.csv", writer.getvalue())')] + [code(f'final_answer("no {n}")') for n in range(4)])
+    _run(script, _agent(workspace), "Create animals.csv.", workspace, approver=AllowAll())
+    seen = _observation(script.requests[1])
+    assert "AttributeError" in seen and "save buffer.getvalue(), or pass the rows straight to write_file(path, rows)" in seen
 
 EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",
                  "shapes.py": "def area(w, h):\n    return w + h\n"}

@@ -279,7 +279,12 @@ def _as_text(value):
 
 def _as_argument_text(value):
     """A value passed where a tool takes text, as a model means it: a list or tuple as one item
-    per line, a dict as JSON, a number or other value as it prints."""
+    per line (rows that are lists themselves as CSV lines), a dict as JSON, a number or other
+    value as it prints."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, (list, tuple)) for item in value):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([[_as_text(cell) for cell in row] for row in value])
+        return buffer.getvalue()
     if isinstance(value, (list, tuple)):
         return "".join(_as_text(item) + "\n" for item in value)
     if isinstance(value, dict):
@@ -410,7 +415,14 @@ def _describe(exc, code):
             seen += _not_a_number(exc, frame)
         if isinstance(exc, NameError) and getattr(exc, "name", None):
             seen += _defined_in_workspace(exc.name)
+        if isinstance(exc, AttributeError) and "writer' object has no attribute 'getvalue'" in str(exc):
+            seen += _CSV_WRITER
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
+
+
+_CSV_WRITER = ("\nA csv.writer keeps no text of its own: keep the StringIO in a variable (buffer = io.StringIO(); "
+               "writer = csv.writer(buffer)) and save buffer.getvalue(), or pass the rows straight to "
+               "write_file(path, rows): a list of rows is written as CSV lines.")
 
 
 def _defined_in_workspace(name):
