@@ -140,6 +140,12 @@ def test_which_tasks_ask_for_a_write():
     assert not asks_for_a_write("What is the timeout set in service.json?")
     assert not asks_for_a_write("How do I fix the error in log.txt?")
     assert not asks_for_a_write("What is the total of the units column in sales.csv?")
+    # found in heldout4's first run: a change asked with "set" or "make ... upper case" was answered unwritten
+    assert asks_for_a_write("Set debug to false in settings.json.")
+    assert asks_for_a_write("Make every line of shout.txt upper case.")
+    assert asks_for_a_write("Turn off debug in app.env, then put the port in port.txt.")
+    assert not asks_for_a_write("Make a list of the names in people.csv.")
+    assert not asks_for_a_write("How much did sales increase in sales.csv?")
 
 
 @needs_bubblewrap

@@ -384,7 +384,10 @@ _PATH = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w][\w.-]*(?:/[\w.-]+)*\.[A-Za-z
 _WRITE_VERBS = re.compile(
     r"(?:^|[.!?:;,]\s*|\b(?:and|then|please)\s+)"
     r"(fix|create|write|change|edit|update|modify|append|add|insert|replace|rename|remove|delete|save|sort|correct|"
-    r"copy|move|merge|split|reverse|export|store)\b",
+    r"copy|move|merge|split|reverse|export|store|set|turn|convert|capitali[sz]e|uppercase|lowercase|indent|dedent|"
+    r"reformat|trim|strip|prepend|rewrite|reorder|dedupe|deduplicate|truncate|enable|disable|toggle|bump|increase|"
+    r"decrease|increment|decrement|swap|uncomment|comment\s+out|put|drop|normali[sz]e|redact|anonymi[sz]e|"
+    r"make(?=(?:[^.!?\n]|\.(?=\w))*\b(?:upper|lower|title|capital|bold|italic|sorted|unique|executable|consistent|valid)))\b",
     re.IGNORECASE | re.MULTILINE)
 
 
