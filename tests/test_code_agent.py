@@ -624,6 +624,33 @@ def test_a_stray_blank_line_is_questioned_even_after_the_runs_grounding_question
     assert "Your write left line 3 of people.csv empty" in _observation(script.requests[3])
 
 
+def test_a_write_that_lost_the_line_the_task_adds_gets_the_block_that_adds_it(workspace):
+    """Found in heldout4's first run: "Add the line # Title at the top of notes.md" — the model took
+    "# Title" for a comment in its block and saved an edit of something else; the notice names the
+    missing line and shows the block adding it to the text as read; running it gives the file."""
+    (workspace / "notes.md").write_text("Some text\nMore text\n")
+    task = "Add the line # Title at the top of notes.md."
+    wrong = code('# Title\nwrite_file("notes.md", content.replace("Some", "New"))\nfinal_answer("added the title")')
+    opens = _agent(workspace, read_named_files=True)  # the runtime's opening reads notes.md into content
+    script = ScriptedModel([wrong] + [code(f"final_answer({n})") for n in range(4)])
+    _run(script, opens, task, workspace, approver=AllowAll())
+    notice = _observation(script.requests[1])
+    assert "notes.md has no line '# Title' at the top now" in notice and "is a comment, not text" in notice
+    assert "in content.splitlines()" in notice  # the text as read, not the file as the wrong write left it
+    (workspace / "notes.md").write_text("Some text\nMore text\n")
+    runs_it = ScriptedModel([wrong, code(extract_code(notice))])
+    result = _run(runs_it, opens, task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert (workspace / "notes.md").read_text() == "# Title\nSome text\nMore text\n"
+    assert result.answer == "added # Title to notes.md"
+    # the line added where the task puts it is not questioned
+    (workspace / "notes.md").write_text("Some text\n")
+    right = ScriptedModel([code('content = read_file("notes.md")\nwrite_file("notes.md", "# Title\\n" + content)\n'
+                                'final_answer("added")')])
+    _run(right, _agent(workspace), task, workspace, approver=AllowAll())
+    right.assert_complete()
+
+
 def test_a_loop_that_unpacks_csv_rows_as_tuples_is_told_they_are_dicts(workspace):
     script = ScriptedModel([code(
         'rows = list(csv.DictReader(open("sales.csv")))\n'

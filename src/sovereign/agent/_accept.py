@@ -121,6 +121,7 @@ _ANSWER_CHECKS: tuple[tuple[str, str], ...] = (
     ("final_in_loop_notice", _ALWAYS),
     ("unwritten_answer_notice", _CAPPED),
     ("unchanged_write_notice", _CAPPED),
+    ("added_line_notice", _ALWAYS),
     ("dropped_lines_notice", _CAPPED),
     ("missing_items_notice", _CAPPED),
     ("wrong_file_notice", _CAPPED),

@@ -25,6 +25,7 @@ from sovereign.agent.answer_check import (
 )
 from sovereign.agent.answer_shape import edited_text_variable, listed_items, patched_module, replacement
 from sovereign.agent.code_mode import extract_code
+from sovereign.agent.added_line import added_line
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
 from sovereign.agent.prompts import fence, prompt
 from sovereign.agent.steps import APPLY_MODEL, CodeStep, ModelCallStep, NoticeStep, Step, TaskStep, ToolResultStep
@@ -48,6 +49,10 @@ _REMOVES = re.compile(r"\b(?:remove|delete|drop|replace|sort|rewrite|rename|dedu
 _UNCHANGED_MARK = "exactly as it was, so the change"
 """A phrase of the ``correct_unchanged_write_code`` notice (asked once per run)."""
 _STRUCTURED = frozenset({".json", ".py", ".toml", ".yaml", ".yml", ".xml", ".html", ".ini", ".cfg", ".js", ".ts"})
+_ADDED_MARK = "so the line the task asks for is not there"
+"""A phrase of the ``correct_added_line_code`` notice (asked once per run)."""
+_COMMENT_LINE = (" In Python code a line starting with # is a comment, not text: the line must go into the file as "
+                 "a string.")
 _UNRUN_MARK = "so the block above never ran"
 """A phrase of the ``correct_unrun_block_code`` notice (asked once per run)."""
 
@@ -161,6 +166,27 @@ class WriteChecks:
                     file=file, dropped=", ".join(repr(line) for line in dropped[:5]), text=now[:2000], fence=fence(now),
                     path=repr(file), holder=holder)
         return None
+
+    def added_line_notice(self, answer: str) -> str | None:
+        """Code mode: the task asks to add one line to a file ("Add the line # Title at the top
+        of notes.md"), the run wrote that file, and it has no such line now — or not where the
+        task puts it: the block that adds it to the text as first read — once per run."""
+        task = self.task_step().task
+        added = added_line(task) if self.agent.mode == "code" and not self.asked(_ADDED_MARK) else None
+        file = self.file_to_write() if added is not None else None
+        if added is None or file not in written_paths(self.steps) or file not in self.first_reads():
+            return None
+        now = [line.strip() for line in (self.current_text(file) or "").splitlines() if line.strip()]
+        where = {"top": now[:1], "end": now[-1:], "any": now}[added.position]
+        if added.text in where:
+            return None
+        original = self.first_reads()[file]
+        holder = self.text_holder(file) or (repr(original) if len(original) <= 2000 else f"read_file({file!r})")
+        place = f"lines.insert(0, {added.text!r})" if added.position == "top" else f"lines.append({added.text!r})"
+        return prompt("correct_added_line_code").format(
+            file=file, line=repr(added.text), where={"top": " at the top", "end": " at the end"}.get(added.position, ""),
+            holder=holder, place=place, path=repr(file), done=repr(f"added {added.text} to {file}"),
+            comment=_COMMENT_LINE if added.text.startswith("#") else "")
 
     def unchanged_write_notice(self, answer: str) -> str | None:
         """Code mode: a task that asks for a change, and every write of a file the run had read
