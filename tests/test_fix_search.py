@@ -53,12 +53,11 @@ def test_a_wrong_fix_answered_as_done_is_replaced_by_the_first_candidate_that_pa
         code("def average(values):\n    return sum(values) / (len(values) - 1)"),  # candidate 1: fails
         text_response("I think it is fine."),  # candidate 2: no code
         code("def average(values):\n    return sum(values) / len(values)"),  # candidate 3: passes
-        text_response("Fixed stats.py: average([2, 4, 6]) now returns 4."),
     ])
     result = _run(script, TASK, workspace)
     script.assert_complete()
     assert (workspace / "stats.py").read_text() == "def average(values):\n    return sum(values) / len(values)\n"
-    assert result.status == "completed" and "returns 4" in result.answer
+    assert result.status == "completed" and result.answer == "Fixed stats.py: average([2, 4, 6]) now returns 4."
     candidate = script.requests[1]
     assert [m.role for m in candidate.messages] == ["system", "user"]  # a short request of its own
     asked = candidate.messages[1].content
@@ -68,9 +67,8 @@ def test_a_wrong_fix_answered_as_done_is_replaced_by_the_first_candidate_that_pa
     saving = [s for s in result.steps if s.kind == "model_call" and s.model == FIX_SEARCH_MODEL]
     assert len(saving) == 1 and "write_file('stats.py'" in saving[0].content
     ran = next(s for s in result.steps if s.kind == "code" and s.index > saving[0].index)
-    assert "stats.py: saved, and the check passes" in ran.output and ran.error is None
-    assert "saved, and the check passes" in (script.requests[4].messages[-1].content or "")
-    assert result.spent.usage.requests == 5  # the candidate requests are the run's model calls
+    assert ran.error is None and ran.final == result.answer  # the check passed on the saved file
+    assert result.spent.usage.requests == 4  # the candidate requests are the run's model calls
 
 
 def test_a_fix_that_passes_is_not_searched_and_a_failed_search_changes_nothing(workspace):
@@ -96,9 +94,10 @@ def test_a_run_looping_on_a_fix_task_searches_before_it_stops(workspace):
     """Small models re-send a failing block until the loop guard stops the run: the search runs
     first, and a passing candidate is saved instead of the run ending stopped."""
     failing = code("import stats\nassert stats.average([2, 4, 6]) == 4")
-    script = ScriptedModel([failing] * 6 + [code("def average(values):\n    return sum(values) / len(values)"),
-                                            text_response("Fixed: average([2, 4, 6]) returns 4.")] + [failing] * 4)
+    script = ScriptedModel([failing] * 6 + [code("def average(values):\n    return sum(values) / len(values)")]
+                           + [failing] * 4)
     result = _run(script, TASK, workspace)
+    assert result.status == "completed" and result.answer == "Fixed stats.py: average([2, 4, 6]) now returns 4."
     assert (workspace / "stats.py").read_text().endswith("return sum(values) / len(values)\n")
     assert any(s.kind == "model_call" and s.model == FIX_SEARCH_MODEL for s in result.steps)
 

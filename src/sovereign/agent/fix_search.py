@@ -5,14 +5,14 @@ in a short, separate request — the function, the task, how it fails — it wri
 a few samples. The runtime samples a few candidate fixes that way, tries each against the check the
 task states ("average([2, 4, 6]) should return 4", "the test in tests/test_money.py fails") in the
 sandbox without writing anything, and saves the first that passes through an ordinary code turn
-of its own. This module builds the pieces: the candidate request, the trial code that runs one
+of its own, which answers with what the check showed. This module builds the pieces: the candidate request, the trial code that runs one
 candidate as the module, and the block that saves the winner; ``_fix_search`` drives them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from sovereign.agent.answer_shape import patched_module
 from sovereign.agent.code_mode import extract_code
@@ -42,6 +42,8 @@ class FixGoal:
     """The goal in words (with the test's text when a test file is the check)."""
     saved_check: str
     """The check as the saving block runs it (fresh imports of the written file)."""
+    done: str
+    """What passing the check shows, for the answer ("average([2, 4, 6]) now returns 4")."""
 
 
 def fix_goal(task: str, file: str, root: Path) -> FixGoal | None:
@@ -60,13 +62,14 @@ def fix_goal(task: str, file: str, root: Path) -> FixGoal | None:
         except (OSError, UnicodeDecodeError):
             return None
         wanted = f"The tests in {test} must pass:\n```python\n{text.rstrip()}\n```"
-        return FixGoal(file, module, check, wanted, saved)
+        return FixGoal(file, module, check, wanted, saved, f"the tests in {test} pass")
     stated = stated_call(task)
     assert stated is not None
     check = (f"from {module} import {stated.function}\n"
              f"got = {stated.call}\n"
              f"assert got == {stated.expected}, f'{stated.call} returned {{got!r}}, not {stated.expected}'")
-    return FixGoal(file, module, check, f"{stated.call} must return {stated.expected}.", saved)
+    return FixGoal(file, module, check, f"{stated.call} must return {stated.expected}.", saved,
+                   f"{stated.call} now returns {stated.expected}")
 
 
 def trial_code(goal: FixGoal, text: str) -> str:
@@ -116,8 +119,8 @@ def candidate_text(reply: str | None, module_text: str) -> str | None:
 
 
 def save_block(goal: FixGoal, text: str) -> str:
-    """The runtime's turn that saves the fix that passed, then runs the task's check again on
-    the saved file."""
-    name = PurePosixPath(goal.file).name
+    """The runtime's turn that saves the fix that passed, runs the task's check again on the
+    saved file, and answers with what the check showed (reached only when it passes: a small
+    model shown a finished turn tends to send it again rather than answer)."""
     return (f"```python\nwrite_file({goal.file!r}, {text!r})\n{goal.saved_check}\n"
-            f"print({f'{name}: saved, and the check passes'!r})\n```")
+            f"final_answer({f'Fixed {goal.file}: {goal.done}.'!r})\n```")
