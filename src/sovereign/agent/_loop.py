@@ -8,7 +8,12 @@ partial answer.
 Durability: steps are staged as they happen and committed, in one transaction with their ledger
 and audit writes, before anything that acts on the world or waits: every model call, every tool
 call, every approval, the end of the run. So each step is stored before the next begins, at one
-commit per stage of a turn rather than one per record.
+commit per stage of a turn rather than one per record. The one exception: calls of ``inward``
+tools only (inline, synchronous, touching nothing outside the run, so running one again changes
+nothing) run without a commit before them; the model turn that asked for them, its ledger row and
+audit entry, the calls and their results are stored together by the commit before the next model
+call (one commit a turn). A process that dies while such a tool runs loses that turn as it would
+have lost it dying just before the commit (the model is asked again on resume).
 """
 
 from __future__ import annotations
@@ -216,7 +221,8 @@ class Session(CodeActing, Accepting, FixSearching):
         for call, tool, _ in runnable[:allowed]:
             if call.id not in started:
                 self.stage(self.call_step(call, tool))
-        self.commit()  # the model turn and the calls about to start are stored before any runs
+        if not all(tool.inward for _, tool, _ in runnable[:allowed]):
+            self.commit()  # the model turn and the calls about to start are stored before any runs
         before = len(self.detector.seen)
         if allowed == 1:
             await self.execute(*runnable[0], concurrent=False)

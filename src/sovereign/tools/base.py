@@ -129,6 +129,14 @@ class Tool:
         return self.effects.needs_approval
 
     @property
+    def inward(self) -> bool:
+        """Runs at once on the event loop (``inline``, synchronous, no context) and touches
+        nothing outside the run (not outward, no approval): running it again changes nothing,
+        so the agent loop need not store its call before it runs."""
+        return (self.inline and not self.takes_context and not self.effects.outward
+                and not self.effects.needs_approval and not self._is_async)
+
+    @property
     def risky(self) -> bool:
         """Acts on the world or leaves the machine (``effects.outward``)."""
         return self.effects.outward
