@@ -447,8 +447,11 @@ class Session(CodeActing, Accepting, FixSearching):
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)
         try:
-            async with asyncio.timeout(time_left):
+            if tool.on_loop:  # returns without awaiting: a timeout could never fire
                 value = await tool.invoke(arguments, context)
+            else:
+                async with asyncio.timeout(time_left):
+                    value = await tool.invoke(arguments, context)
             text = self.render(value, cut=not in_code)
             seen = self.guard.observe(tool, text)
             step.content = text if in_code else seen
