@@ -121,9 +121,10 @@ def test_a_governed_run_of_inward_calls_commits_once_a_turn_and_ledgers_and_audi
         result = asyncio.run(runner.run(agent, "add things", principal=principal))
         del services.db.transaction
         assert result.ok and result.spent.tool_calls == steps
-        # the run's creation, one commit a turn (the first also grants the lease), the final
-        # step's and the lease's close; before, each tool turn took two
-        assert commits == 1 + (steps + 1) + 2, commits
+        # the run's creation, one commit a turn (the first also grants the lease) and the final
+        # one (with the lease's close); before, each tool turn took two and the close its own
+        assert commits == 1 + (steps + 1) + 1, commits
+        assert services.db.query("SELECT COUNT(*) AS n FROM spend_reservations WHERE status = 'open'")[0]["n"] == 0
         ledger = services.db.query("SELECT COUNT(*) AS n FROM usage_ledger WHERE run_id = ?", (result.run_id,))
         assert ledger[0]["n"] == steps + 1
         model_calls = [e for e in services.audit.entries(kind="model.call") if e.data.get("run_id") == result.run_id]

@@ -90,6 +90,9 @@ class Session(CodeActing, Accepting, FixSearching):
     """The governed model's ``Journal`` (its reservation joins the commit before each call)."""
     govern: Callable[[Model], Model] | None = None
     """Puts another model of the run (a verifier) behind the governed path."""
+    closing: Callable[[Connection], None] | None = None
+    """A write that joins the run's final commit (the spend lease's close, when it shares the
+    run store's database)."""
     answer: str | None = None
     verify_failures: int = 0
     final: FinalAnswerStep | None = None
@@ -555,7 +558,9 @@ class Session(CodeActing, Accepting, FixSearching):
         self.stage(self.final)
         self._staged_writes.append(lambda conn: self.runner.store.set_status_in(
             conn, self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent))
-        self.commit()  # the final step and the run's status: one transaction
+        if self.closing is not None:
+            self._staged_writes.append(self.closing)
+        self.commit()  # the final step, the run's status (and the lease's close): one transaction
         self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
 
     # --- durability ----------------------------------------------------------------------------
