@@ -137,3 +137,27 @@ def test_a_governed_run_of_inward_calls_commits_once_a_turn_and_ledgers_and_audi
         assert spend.total_usd == pytest.approx(total) and total > 0  # settled spend = the ledger
     finally:
         services.close()
+
+
+def test_a_turn_of_several_inward_calls_is_stored_by_one_commit(tmp_path):
+    db = Database(tmp_path / "runs.db")
+    store = RunStore(db)
+    seen: dict[str, list[str]] = {}
+    add, mark, _ = _tools(store, seen)
+    script = ScriptedModel([
+        tool_response(("add", '{"a": 1, "b": 2}'), ("add", '{"a": 3, "b": 4}'), ("add", '{"a": 5, "b": 6}')),
+        tool_response(("add", '{"a": 7, "b": 8}'), ("mark", '{"a": 1}')),
+        text_response("done"),
+    ])
+    commits = []
+    append = store.append
+    store.append = lambda run_id, steps, *a, **k: commits.append([type(s).__name__ for s in steps]) or append(
+        run_id, steps, *a, **k)  # type: ignore[method-assign]
+    result = asyncio.run(Runner(model=script, store=store).run(Agent(name="a", tools=[add, mark]), "add",
+                                                              run_id="run_inward"))
+    assert result.ok and [s.content for s in result.steps if type(s).__name__ == "ToolResultStep"][:3] == ["3", "7", "11"]
+    # the first turn: stored with its three calls and results, before the second model call
+    assert commits[0] == ["ModelCallStep"] + ["ToolCallStep"] * 3 + ["ToolResultStep"] * 3
+    # a turn with a call that acts on the world is stored before its calls run, as always
+    assert commits[1] == ["ModelCallStep", "ToolCallStep", "ToolCallStep"]
+    assert [type(s) for s in store.steps("run_inward")] == [type(s) for s in result.steps]

@@ -224,11 +224,13 @@ class Session(CodeActing, Accepting, FixSearching):
         for call, tool, _ in runnable[:allowed]:
             if call.id not in started:
                 self.stage(self.call_step(call, tool))
-        if not all(tool.inward for _, tool, _ in runnable[:allowed]):
+        inward = allowed > 0 and all(tool.inward for _, tool, _ in runnable[:allowed])
+        if not inward:
             self.commit()  # the model turn and the calls about to start are stored before any runs
         before = len(self.detector.seen)
-        if allowed == 1:
-            await self.execute(*runnable[0], concurrent=False)
+        if allowed == 1 or inward:  # inward calls never await: run in turn, their results stored together
+            for job in runnable[:allowed]:
+                await self.execute(*job, concurrent=False)
         elif allowed:
             await asyncio.gather(*(self.execute(*job, concurrent=True) for job in runnable[:allowed]))
         if allowed < len(runnable):
