@@ -12,8 +12,9 @@ commit per stage of a turn rather than one per record. The one exception: calls 
 tools only (inline, synchronous, touching nothing outside the run, so running one again changes
 nothing) run without a commit before them; the model turn that asked for them, its ledger row and
 audit entry, the calls and their results are stored together by the commit before the next model
-call (one commit a turn). A process that dies while such a tool runs loses that turn as it would
-have lost it dying just before the commit (the model is asked again on resume).
+call (one commit a turn). A process that dies while such a tool runs loses that turn, its ledger
+row and ``model.call`` entry with it, as one dying between the model's answer and the commit
+before the calls always could; the run resumes from its last commit and asks the model again.
 """
 
 from __future__ import annotations
