@@ -175,6 +175,9 @@ class RunGuard:
     gate: ToolGate = field(default_factory=ToolGate)
     approved: set[str] = field(default_factory=set)
     """Call ids a person approved in this execution (stored on their call steps)."""
+    _forbidden: dict[str, str | None] = field(default_factory=dict, repr=False)
+    """``forbidden``'s answers: they depend only on the visibility and the principal, both
+    taken when the execution began, so each tool name is decided once."""
 
     @classmethod
     def build(cls, agent: Agent, run_id: str, task: str, *, approver: Approver | None, services: Services | None,
@@ -197,6 +200,13 @@ class RunGuard:
 
     def forbidden(self, name: str) -> str | None:
         """Why this run may not use tool ``name`` at all (visibility, key scopes), or None."""
+        try:
+            return self._forbidden[name]
+        except KeyError:
+            why = self._forbidden[name] = self._why_forbidden(name)
+            return why
+
+    def _why_forbidden(self, name: str) -> str | None:
         access = self.access
         if access is not None:
             tool = self.agent.tool(name)

@@ -8,7 +8,13 @@ partial answer.
 Durability: steps are staged as they happen and committed, in one transaction with their ledger
 and audit writes, before anything that acts on the world or waits: every model call, every tool
 call, every approval, the end of the run. So each step is stored before the next begins, at one
-commit per stage of a turn rather than one per record.
+commit per stage of a turn rather than one per record. The one exception: calls of ``inward``
+tools only (inline, synchronous, touching nothing outside the run, so running one again changes
+nothing) run without a commit before them; the model turn that asked for them, its ledger row and
+audit entry, the calls and their results are stored together by the commit before the next model
+call (one commit a turn). A process that dies while such a tool runs loses that turn, its ledger
+row and ``model.call`` entry with it, as one dying between the model's answer and the commit
+before the calls always could; the run resumes from its last commit and asks the model again.
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ class Session(CodeActing, Accepting, FixSearching):
     """The governed model's ``Journal`` (its reservation joins the commit before each call)."""
     govern: Callable[[Model], Model] | None = None
     """Puts another model of the run (a verifier) behind the governed path."""
+    closing: Callable[[Connection], None] | None = None
+    """A write that joins the run's final commit (the spend lease's close, when it shares the
+    run store's database)."""
     answer: str | None = None
     verify_failures: int = 0
     final: FinalAnswerStep | None = None
@@ -216,10 +225,13 @@ class Session(CodeActing, Accepting, FixSearching):
         for call, tool, _ in runnable[:allowed]:
             if call.id not in started:
                 self.stage(self.call_step(call, tool))
-        self.commit()  # the model turn and the calls about to start are stored before any runs
+        inward = allowed > 0 and all(tool.inward for _, tool, _ in runnable[:allowed])
+        if not inward:
+            self.commit()  # the model turn and the calls about to start are stored before any runs
         before = len(self.detector.seen)
-        if allowed == 1:
-            await self.execute(*runnable[0], concurrent=False)
+        if allowed == 1 or inward:  # inward calls never await: run in turn, their results stored together
+            for job in runnable[:allowed]:
+                await self.execute(*job, concurrent=False)
         elif allowed:
             await asyncio.gather(*(self.execute(*job, concurrent=True) for job in runnable[:allowed]))
         if allowed < len(runnable):
@@ -441,8 +453,11 @@ class Session(CodeActing, Accepting, FixSearching):
         step = ToolResultStep(call_id=call.id, name=call.name, content="", in_code=in_code)
         time_left = self.agent.budget.time_left(self.spent)
         try:
-            async with asyncio.timeout(time_left):
+            if tool.on_loop:  # returns without awaiting: a timeout could never fire
                 value = await tool.invoke(arguments, context)
+            else:
+                async with asyncio.timeout(time_left):
+                    value = await tool.invoke(arguments, context)
             text = self.render(value, cut=not in_code)
             seen = self.guard.observe(tool, text)
             step.content = text if in_code else seen
@@ -546,7 +561,9 @@ class Session(CodeActing, Accepting, FixSearching):
         self.stage(self.final)
         self._staged_writes.append(lambda conn: self.runner.store.set_status_in(
             conn, self.run_id, status, stop_reason=reason, answer=answer, spent=self.spent))
-        self.commit()  # the final step and the run's status: one transaction
+        if self.closing is not None:
+            self._staged_writes.append(self.closing)
+        self.commit()  # the final step, the run's status (and the lease's close): one transaction
         self.runner.emit(self.run_id, "status", data={"status": status, "stop_reason": reason})
 
     # --- durability ----------------------------------------------------------------------------

@@ -46,8 +46,11 @@ from sovereign.kernel.messages import ChatRequest, Message, ToolSpec
 from sovereign.kernel.registry import PriceSheet
 
 if TYPE_CHECKING:
+    from sqlite3 import Connection
+
     from sovereign.governance.governor import Governor
     from sovereign.governance.keys import Principal
+    from sovereign.governance.spend_lease import SpendLease
     from sovereign.governance.tracing import Tracing
     from sovereign.kernel.protocol import Model
     from sovereign.services import Services
@@ -370,7 +373,10 @@ class Runner:
 
     def _recall(self, agent: Agent, task: str) -> str:
         """What memory holds about ``task``, for the system message of a new run."""
-        return recall_for(self._memory(), public_access(self.services, agent), agent, task, self.memory_k)
+        store = self._memory()
+        if store is None or not agent.owner or self.memory_k <= 0:
+            return ""  # nothing to recall: the agent's visibility is not looked up for it
+        return recall_for(store, public_access(self.services, agent), agent, task, self.memory_k)
 
     def _spawn(self, run_id: str, agent: Agent, principal: Principal | None, record: RunRecord) -> RunHandle:
         handle = RunHandle(run_id=run_id, task=asyncio.ensure_future(self._drive(run_id, agent, principal, record)))
@@ -460,7 +466,7 @@ class Runner:
         session = Session(runner=self, agent=agent, run_id=run_id, model=model, model_name=name,
                           window=self.context_window(agent, model, name), steps=steps, spent=spent,
                           detector=_replay(agent, steps), guard=guard, journal=journal,
-                          govern=govern)
+                          govern=govern, closing=self._closing(lease))
         journal.session = session
         state, answer = _next_state(steps, agent.mode)
         if state == VERIFY:
@@ -472,8 +478,16 @@ class Runner:
             final = await session.drive(state)
         finally:
             if lease is not None:
-                lease.close()  # after the final commit (which settled the last call): the unspent rest goes back
+                lease.close()  # closed by the final commit already, unless that failed or could not join it
         return _result(record.id, agent.name, final, steps, spent)
+
+    def _closing(self, lease: SpendLease | None) -> Callable[[Connection], None] | None:
+        """The lease's close as a write of the run's final commit (after the settlement of its
+        last call, so the fold counts it): the unspent rest goes back in the same transaction.
+        None when the lease lives in another database."""
+        if lease is None or not self.shares_database(lease.guard.db):
+            return None
+        return lease.close_in
 
 
 def _next_state(steps: list[Step], mode: str) -> tuple[str, str | None]:

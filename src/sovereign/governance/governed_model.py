@@ -52,6 +52,10 @@ class GovernedModel:
         self.lease = lease
         self.observers = list(observers or [])
         self.last: CallRecord | None = None
+        self._authorized: set[str] = set()
+        """Models this wrapper's principal was authorised for: the answer depends only on the
+        principal (a snapshot taken when the request or run began) and the name, so each name
+        is decided once."""
 
     @property
     def name(self) -> str:
@@ -63,7 +67,9 @@ class GovernedModel:
         return getattr(self.inner, attribute)
 
     def _prepare(self, request: ChatRequest) -> ChatRequest:
-        self.governor.authorize(self.scope, request.model)
+        if request.model not in self._authorized:
+            self.governor.authorize(self.scope, request.model)
+            self._authorized.add(request.model)
         if request.max_tokens is None and not getattr(self.inner, "bounds_output", False):
             request = replace(request, max_tokens=self.governor.default_max_tokens)  # the worst case holds
         return request

@@ -26,6 +26,7 @@ another call of the run is still in flight, the call is reserved on its own inst
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -44,8 +45,10 @@ LEASE_SHARE = 0.25
 """The most of a cap's remaining headroom one lease takes beyond what its call needs."""
 
 
+@functools.lru_cache(maxsize=8)
 def _day_ends(day: str) -> float:
-    """The epoch second at which the UTC day ``day`` (``YYYY-MM-DD``) ends."""
+    """The epoch second at which the UTC day ``day`` (``YYYY-MM-DD``) ends (each day parsed once:
+    every lease asks)."""
     return (datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)).timestamp()
 
 
@@ -171,7 +174,8 @@ class SpendLease:
             self.guard.db.after_commit(lambda: self._closed(row))
 
     def close(self) -> None:
-        """``close_in`` in a transaction of its own (the runner's, once the run has ended)."""
+        """``close_in`` in a transaction of its own (the agent runtime joins ``close_in`` to a
+        run's final commit instead when it can; then this finds nothing left to close)."""
         if self.row is not None and not self.guard.db.closed:
             with self.guard.db.transaction() as conn:
                 self.close_in(conn)

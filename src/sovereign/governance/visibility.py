@@ -124,9 +124,11 @@ class VisibilityStore:
                                      {"agent": row["name"], "unexposed": {"kind": kind, "name": name}})
 
     def exposures(self, agent: str) -> list[tuple[str, str]]:
-        row = self._agent(agent)
+        return self._exposures_of(self._agent(agent)["id"])
+
+    def _exposures_of(self, agent_id: str) -> list[tuple[str, str]]:
         rows = self.db.query("SELECT resource_kind, resource_name FROM agent_exposures WHERE agent_id = ? "
-                             "ORDER BY resource_kind, resource_name", (row["id"],))
+                             "ORDER BY resource_kind, resource_name", (agent_id,))
         return [(r[0], r[1]) for r in rows]
 
     def access_for(self, identity: str) -> Access:
@@ -134,5 +136,5 @@ class VisibilityStore:
         row = self.db.query_one("SELECT * FROM identities WHERE name = ? OR id = ?", (identity, identity))
         if row is None:
             raise NotFoundError(f"identity '{identity}' does not exist")
-        exposures = self.exposures(identity) if row["kind"] == "agent" else []
+        exposures = self._exposures_of(row["id"]) if row["kind"] == "agent" else []
         return decide_access(dict(row), exposures)

@@ -129,6 +129,14 @@ class Tool:
         return self.effects.needs_approval
 
     @property
+    def inward(self) -> bool:
+        """Runs at once on the event loop (``inline``, synchronous, no context) and touches
+        nothing outside the run (not outward, no approval): running it again changes nothing,
+        so the agent loop need not store its call before it runs."""
+        return (self.inline and not self.takes_context and not self.effects.outward
+                and not self.effects.needs_approval and not self._is_async)
+
+    @property
     def risky(self) -> bool:
         """Acts on the world or leaves the machine (``effects.outward``)."""
         return self.effects.outward
@@ -177,7 +185,7 @@ class Tool:
             values = {**values, "ctx": context or ToolContext()}
         is_async = self._is_async
         if self.inline and not is_async:
-            return self.function(**values)
+            return self.function(**values)  # no await: nothing runs on the loop meanwhile
         job = self.function(**values) if is_async else asyncio.to_thread(self.function, **values)
         if self.timeout is None:
             return await job
@@ -188,8 +196,19 @@ class Tool:
             raise ToolError(f"tool '{self.name}' timed out after {self.timeout:g}s") from exc
 
     @property
+    def on_loop(self) -> bool:
+        """``invoke`` runs the function on the event loop and returns without awaiting anything
+        (``inline`` and synchronous): no timeout can interrupt it."""
+        return self.inline and not self._is_async
+
+    @property
     def _is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        """Whether the function is a coroutine function (worked out once per function: every
+        call asks)."""
+        known = self.__dict__.get("_async_of")
+        if known is None or known[0] is not self.function:
+            known = self.__dict__["_async_of"] = (self.function, inspect.iscoroutinefunction(self.function))
+        return known[1]
 
 
 def _problems(exc: ValidationError) -> str:
