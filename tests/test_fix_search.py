@@ -102,6 +102,19 @@ def test_a_run_looping_on_a_fix_task_searches_before_it_stops(workspace):
     assert any(s.kind == "model_call" and s.model == FIX_SEARCH_MODEL for s in result.steps)
 
 
+def test_a_stated_call_with_quoted_text_is_searched_too(tmp_path):
+    """Found on the real model: greet('Ana') ... should return 'Hello, Ana!' — quotes in the call
+    and the value made the trial's own assertion a syntax error, so no candidate could pass."""
+    (tmp_path / "hello.py").write_text("def greet(name):\n    return 'Hello, ' + name\n")
+    wrong = "write_file('hello.py', read_file('hello.py').replace('Hello, ', 'Hello '))\nfinal_answer('fixed hello.py')"
+    script = ScriptedModel([code(wrong), code("def greet(name):\n    return f'Hello, {name}!'")])
+    result = _run(script, "greet('Ana') in hello.py should return 'Hello, Ana!' but it does not. Fix it.", tmp_path)
+    asked = script.requests[1].messages[1].content
+    assert "greet('Ana') returned 'Hello Ana', not 'Hello, Ana!'" in asked
+    assert result.answer == "Fixed hello.py: greet('Ana') now returns 'Hello, Ana!'."
+    assert (tmp_path / "hello.py").read_text() == "def greet(name):\n    return f'Hello, {name}!'\n"
+
+
 def test_the_trial_runs_a_candidate_as_the_module_and_the_test_file_named_by_the_task(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "__init__.py").write_text("")

@@ -67,7 +67,7 @@ def fix_goal(task: str, file: str, root: Path) -> FixGoal | None:
     assert stated is not None
     check = (f"from {module} import {stated.function}\n"
              f"got = {stated.call}\n"
-             f"assert got == {stated.expected}, f'{stated.call} returned {{got!r}}, not {stated.expected}'")
+             f"assert got == {stated.expected}, {stated.call + ' returned '!r} + repr(got) + {', not ' + stated.expected!r}")
     return FixGoal(file, module, check, f"{stated.call} must return {stated.expected}.", saved,
                    f"{stated.call} now returns {stated.expected}")
 
