@@ -4,7 +4,9 @@ the notice that shows the block saving what the run points at (the task's "from 
 module with the functions the model's code fixed, the new text a block built, the value it
 answered), a reply claiming a write that never ran, a fix shown as its save block and reported
 done without running it (saved by the runtime's own turn), and where the text of a file the code
-read before writing it is held (for a write that broke the file).
+read before writing it is held (for a write that broke the file); and writes that missed what the
+task asks: items it lists, the one line it adds (or where), lines of the file it dropped, a file
+saved back unchanged.
 """
 
 from __future__ import annotations
