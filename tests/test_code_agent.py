@@ -1657,6 +1657,8 @@ def test_a_copied_fix_template_is_not_offered_for_saving(workspace):
 @pytest.mark.parametrize(("task", "call", "expected"), [
     ("shop.py has a bug: discounted(100, 20) should return 80. Fix it.", "discounted(100, 20)", "80"),
     ("greet('Ana') in hello.py should return 'Hello, Ana!' but it does not. Fix it.", "greet('Ana')", "'Hello, Ana!'"),
+    ("is_adult(18) in people.py returns False but it should return True. Fix it.", "is_adult(18)", "True"),
+    ("mean([1, 3]) gives 1.0, but should be 2.0.", "mean([1, 3])", "2.0"),
 ])
 def test_the_call_and_value_a_fix_task_states_are_read(task, call, expected):
     from sovereign.agent.fix_check import stated_call

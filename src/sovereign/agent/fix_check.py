@@ -21,7 +21,9 @@ __all__ = ["WRONG_LINE_MARK", "StatedCall", "asks_for_a_fix", "fix_check", "func
 
 _FIX = re.compile(r"\b(?:fix|bug|broken|fails?|failing|wrong|repair|correct)\w*\b", re.IGNORECASE)
 
-_EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+(?:(?:in|from|of)\s+[\w./-]+\s+)?should\s+(?:return|be|give|equal)\s+"
+_EXPECTED = re.compile(r"\b([A-Za-z_]\w*)\(([^()]*)\)\s+(?:(?:in|from|of)\s+[\w./-]+\s+)?"
+                       r"(?:(?:returns?|gives?)\s+[^,;]+?,?\s+(?:but|while|whereas)\s+(?:it\s+)?)?"
+                       r"should\s+(?:return|be|give|equal)\s+"
                        r"(-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\"|True|False|None|\[[^\]]*\])")
 
 
