@@ -987,6 +987,14 @@ def test_a_csv_writer_asked_for_its_text_gets_the_way_to_save_the_rows(workspace
     seen = _observation(script.requests[1])
     assert "AttributeError" in seen and "save buffer.getvalue(), or pass the rows straight to write_file(path, rows)" in seen
 
+
+def test_a_module_outside_the_standard_library_is_named_with_what_to_use_instead(workspace):
+    script = ScriptedModel([code('import yaml\nfinal_answer(yaml.safe_load(read_file("sales.csv")))'),
+                            code('final_answer("no")')])
+    _run(script, _agent(workspace), "What is in sales.csv?", workspace)
+    seen = _observation(script.requests[1])
+    assert "ModuleNotFoundError" in seen and "Only Python's standard library is installed here (yaml is not)" in seen
+
 EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",
                  "shapes.py": "def area(w, h):\n    return w + h\n"}
 EXAMPLE_ANSWERS = ["2", "3", "fixed shapes.py: area(2, 3) is now 6", "12"]

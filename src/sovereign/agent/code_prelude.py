@@ -417,12 +417,19 @@ def _describe(exc, code):
             seen += _defined_in_workspace(exc.name)
         if isinstance(exc, AttributeError) and "writer' object has no attribute 'getvalue'" in str(exc):
             seen += _CSV_WRITER
+        if isinstance(exc, ModuleNotFoundError) and getattr(exc, "name", None) and "." not in exc.name \
+                and not os.path.exists(exc.name + ".py"):
+            seen += _STDLIB_ONLY.format(name=exc.name)
     return where + "".join(traceback.format_exception_only(type(exc), exc)).strip() + seen
 
 
 _CSV_WRITER = ("\nA csv.writer keeps no text of its own: keep the StringIO in a variable (buffer = io.StringIO(); "
                "writer = csv.writer(buffer)) and save buffer.getvalue(), or pass the rows straight to "
                "write_file(path, rows): a list of rows is written as CSV lines.")
+
+
+_STDLIB_ONLY = ("\nOnly Python's standard library is installed here ({name} is not): read the file's text and take "
+                "what you need with str methods or re (json, csv, tomllib, configparser and xml.etree are there).")
 
 
 def _defined_in_workspace(name):
