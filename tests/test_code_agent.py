@@ -989,11 +989,11 @@ def test_a_csv_writer_asked_for_its_text_gets_the_way_to_save_the_rows(workspace
 
 
 def test_a_module_outside_the_standard_library_is_named_with_what_to_use_instead(workspace):
-    script = ScriptedModel([code('import yaml\nfinal_answer(yaml.safe_load(read_file("sales.csv")))'),
-                            code('final_answer("no")')])
+    script = ScriptedModel([code('import tabulation_kit\nfinal_answer(tabulation_kit.load(read_file("sales.csv")))'),
+                            *[code(f'final_answer("no {n}")') for n in range(5)]])
     _run(script, _agent(workspace), "What is in sales.csv?", workspace)
     seen = _observation(script.requests[1])
-    assert "ModuleNotFoundError" in seen and "Only Python's standard library is installed here (yaml is not)" in seen
+    assert "ModuleNotFoundError" in seen and "tabulation_kit is not installed here; Python's standard library is" in seen
 
 EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",
                  "shapes.py": "def area(w, h):\n    return w + h\n"}

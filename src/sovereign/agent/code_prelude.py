@@ -428,8 +428,8 @@ _CSV_WRITER = ("\nA csv.writer keeps no text of its own: keep the StringIO in a 
                "write_file(path, rows): a list of rows is written as CSV lines.")
 
 
-_STDLIB_ONLY = ("\nOnly Python's standard library is installed here ({name} is not): read the file's text and take "
-                "what you need with str methods or re (json, csv, tomllib, configparser and xml.etree are there).")
+_STDLIB_ONLY = ("\n{name} is not installed here; Python's standard library is: read the file's text and take what "
+                "you need with str methods or re (json, csv, tomllib, configparser and xml.etree are there).")
 
 
 def _defined_in_workspace(name):
