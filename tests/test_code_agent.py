@@ -800,9 +800,9 @@ def test_a_fix_defined_in_the_code_but_never_saved_gets_the_block_that_saves_the
     task = "calc.py has a bug: add(2, 3) should return 5. Fix it."
     first = code('print(read_file("calc.py"))\ndef add(a, b):\n    return a + b\nassert add(2, 3) == 5\nfinal_answer("fixed add")')
     script = ScriptedModel([first, code("final_answer(1)"), code("final_answer(2)")])
-    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    _run(script, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     runs_it = ScriptedModel([first, code(extract_code(_observation(script.requests[1])))])
-    result = _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    result = _run(runs_it, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     runs_it.assert_complete()
     assert result.answer == "fixed calc.py"
     assert (workspace / "calc.py").read_text() == ('"""Calculator."""\n\n\ndef add(a, b):\n    return a + b\n\n\n'
@@ -1088,7 +1088,7 @@ def test_a_prose_reply_to_a_shown_save_block_has_the_runtime_run_that_block(work
     first = code('print(read_file("calc.py"))\ndef add(a, b):\n    return a + b\nassert add(2, 3) == 5\nfinal_answer("fixed add")')
     claims = text_response("The fixed calc.py file has been saved.")
     script = ScriptedModel([first, claims])
-    result = _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    result = _run(script, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     script.assert_complete()
     shown = extract_code(_observation(script.requests[1]))
     applied = [s for s in result.steps if s.kind == "model_call" and s.model == "sovereign:apply"]
@@ -1136,16 +1136,16 @@ def test_the_block_that_saves_a_fix_runs_the_test_the_task_names_so_a_wrong_fix_
                  'final_answer("fixed")')
     fillers = [code(f"final_answer({n})") for n in range(1, 9)]  # and the fix search's candidates
     script = ScriptedModel([wrong, *fillers])
-    _run(script, _agent(workspace), task, workspace, approver=AllowAll())
+    _run(script, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     shown = extract_code(_observation(script.requests[1]))
     assert shown is not None and "import tests.test_money as checks" in shown
     runs_it = ScriptedModel([wrong, code(shown), *fillers])
-    _run(runs_it, _agent(workspace), task, workspace, approver=AllowAll())
+    _run(runs_it, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     assert "AssertionError" in _observation(runs_it.requests[2])
     right = wrong.message.content.replace("10.0", "100")
     runs_right = ScriptedModel([text_response(right), code(shown.replace("10.0", "100"))])
     (workspace / "app" / "money.py").write_text("def to_cents(amount):\n    return round(amount * 10)\n")
-    result = _run(runs_right, _agent(workspace), task, workspace, approver=AllowAll())
+    result = _run(runs_right, _agent(workspace, fix_search=False), task, workspace, approver=AllowAll())
     runs_right.assert_complete()
     assert result.answer == "fixed app/money.py" and "tests/test_money.py passes" in result.steps[-2].output
 

@@ -127,3 +127,17 @@ def test_the_trial_runs_a_candidate_as_the_module_and_the_test_file_named_by_the
     code_text = trial_code(goal, "def cents(euros):\n    return euros * 100\n")
     assert "sys.modules['app.money'] = module" in code_text and "import tests.test_money as checks" in code_text
     assert fix_goal("Fix app/money.py.", "app/money.py", tmp_path) is None  # no check stated
+
+
+def test_three_turns_without_the_fix_start_the_search_and_the_option_turns_it_off(workspace):
+    looks = [code(f"print({n})") for n in range(3)]  # different blocks: no loop, no answer
+    right = code("def average(values):\n    return sum(values) / len(values)")
+    script = ScriptedModel([*looks, right])
+    result = _run(script, TASK, workspace)
+    script.assert_complete()
+    assert result.answer == "Fixed stats.py: average([2, 4, 6]) now returns 4."
+    assert sum(len(r.messages) == 2 for r in script.requests) == 1  # one candidate, after the third turn
+    (workspace / "stats.py").write_text(BUGGY)
+    off = ScriptedModel([*looks, code('final_answer("done")')] + [code(f"final_answer({n})") for n in range(6)])
+    _run(off, TASK, workspace, fix_search=False)
+    assert not any(len(r.messages) == 2 for r in off.requests) and (workspace / "stats.py").read_text() == BUGGY

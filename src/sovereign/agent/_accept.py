@@ -208,6 +208,9 @@ class Accepting(WriteChecks):
         if unrun is not None:
             self.stage(NoticeStep(text=unrun, reason="grounding"))
             return MODEL
+        if self.fix_goal_due() is not None:  # a fix task: the fix search first, if the file fails its check
+            self.held_answer = text
+            return FIX
         for check, gate in _ANSWER_CHECKS:
             if gate == _CAPPED and self.grounding_nudges >= _GROUNDING_NUDGES or gate == _FIRST and self.grounding_nudges:
                 continue
@@ -216,9 +219,6 @@ class Accepting(WriteChecks):
                 self.grounding_nudges += 1
                 self.stage(NoticeStep(text=notice, reason="grounding"))
                 return MODEL
-        if self.fix_goal_due() is not None:  # the answer stands unless the file fails the check (FIX state)
-            self.held_answer = text
-            return FIX
         unread = self.unread_files()
         self.answer_note = f" (not read: {', '.join(unread)})" if unread else ""
         self.answer = text

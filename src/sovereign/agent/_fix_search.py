@@ -1,5 +1,6 @@
 """The fix search of a run (a mixin of ``Session``): when a code-mode run on a task that asks to fix
-a Python file with a stated check answers — or loops — while the file still fails that check, the
+a Python file with a stated check answers, loops, or has taken three turns while the file still
+fails that check, the
 runtime samples a few candidate fixes in short, separate model requests, tries each in the
 sandbox against the check without writing anything, and saves the first that passes through its
 own code turn (``FIX_SEARCH_MODEL``), which the model then sees. Once per run; the candidate
@@ -33,6 +34,7 @@ FIX = "fix"
 """The loop state that runs the fix search before an answer is weighed."""
 _TEMPERATURES = (0.3, 0.6, 0.8, 1.0)
 """One candidate request at each, until one passes (a greedy one would repeat the model's fix)."""
+_FIX_AFTER_TURNS = 3
 _CANDIDATE_TOKENS = 512
 _TRIAL_SECONDS = 10.0
 
@@ -62,7 +64,8 @@ class FixSearching:
         """The check a fix must pass, when this run may still search for one: code mode with
         isolation, a task that asks for a fix of an existing Python file and states a check, no
         search yet."""
-        if self.fix_searched or self.agent.mode != "code" or isolation_mode() != "bubblewrap":
+        if self.fix_searched or not self.agent.fix_search or self.agent.mode != "code" \
+                or isolation_mode() != "bubblewrap":
             return None
         task = self.task_step().task
         root = self.workspace_root()
@@ -79,6 +82,13 @@ class FixSearching:
         if await self.search_fix():
             return "code"
         return self.consider_answer(self.held_answer)
+
+    async def search_fix_after_turns(self) -> bool:
+        """After a block that did not answer: the search, once the model has taken
+        ``_FIX_AFTER_TURNS`` turns at a fix task (a small model that has not fixed it by then
+        seldom does)."""
+        turns = sum(1 for step in self.steps if isinstance(step, ModelCallStep) and step.model == self.model_name)
+        return turns >= _FIX_AFTER_TURNS and await self.search_fix()
 
     async def search_fix(self) -> bool:
         """Run the search once; True when a candidate passed and its saving turn is staged."""

@@ -73,6 +73,10 @@ class Agent:
     read_named_files: bool = True
     """The opening move: before the first model turn the runtime reads the workspace files the
     task names (or lists the folder it names), so the model starts from their content."""
+    fix_search: bool = True
+    """Code mode, a task that asks to fix a Python file and states its check: while the file
+    fails that check, the runtime samples candidate fixes in short separate requests and saves
+    the first that passes (``agent/_fix_search.py``)."""
     injection_policy: Policy = "approve"
     """Outward tools (shell, file writes, HTTP, messages) once tool results are in the context:
     ``approve`` asks the runner's approver (``block`` when there is none), ``block`` refuses,
@@ -96,7 +100,7 @@ class Agent:
             compaction_threshold=self.compaction.threshold, keep_recent=self.compaction.keep_recent,
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
             injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
-            read_named_files=self.read_named_files,
+            read_named_files=self.read_named_files, fix_search=self.fix_search,
         )
 
 
@@ -140,6 +144,7 @@ class AgentConfig(BaseModel):
     mode: Mode = "tools"
     max_corrections: int = Field(default=3, ge=0, le=20)
     read_named_files: bool = True
+    fix_search: bool = True
 
     def build(self, resolve: ToolResolver | None = None) -> Agent:
         """The ``Agent``; each tool name is looked up with ``resolve`` (default: built-in tools)."""
@@ -153,7 +158,7 @@ class AgentConfig(BaseModel):
             compaction=CompactionPolicy(threshold=self.compaction_threshold, keep_recent=self.keep_recent),
             context_window=self.context_window, max_tool_result_chars=self.max_tool_result_chars,
             injection_policy=self.injection_policy, mode=self.mode, max_corrections=self.max_corrections,
-            read_named_files=self.read_named_files,
+            read_named_files=self.read_named_files, fix_search=self.fix_search,
         )
 
 
