@@ -776,6 +776,25 @@ def test_a_change_from_a_to_b_never_written_gets_the_block_that_replaces_it(work
     assert (workspace / "settings.ini").read_text() == "[server]\nport = 9090\nworkers = 4\n"
 
 
+def test_a_change_from_a_to_b_answered_as_a_new_text_gets_the_swap_on_the_line_the_task_means(workspace):
+    """Found probing unseen task kinds: "Change the replicas in deploy.yaml from 2 to 3" answered
+    with the file retyped as JSON — the notice offered to save that JSON into the YAML file. The
+    task's own change comes first now, on the one line it means when "2" occurs more than once."""
+    (workspace / "deploy.yaml").write_text("name: api2\nreplicas: 2\nimage: api:1.2\n")
+    task = "Change the replicas in deploy.yaml from 2 to 3."
+    as_json = code('import json\ndata = {"name": "api2", "replicas": 3, "image": "api:1.2"}\n'
+                   'final_answer(json.dumps(data, indent=4))')
+    script = ScriptedModel([as_json] + [code(f"final_answer({n})") for n in range(4)])
+    _run(script, _agent(workspace, read_named_files=True), task, workspace, approver=AllowAll())
+    shown = extract_code(_observation(script.requests[1]))
+    assert shown == ("lines = read_file('deploy.yaml').splitlines()\nlines[1] = lines[1].replace('2', '3')\n"
+                     "write_file('deploy.yaml', lines)\nfinal_answer(\"changed deploy.yaml\")")
+    runs_it = ScriptedModel([as_json, code(shown)])
+    _run(runs_it, _agent(workspace, read_named_files=True), task, workspace, approver=AllowAll())
+    runs_it.assert_complete()
+    assert (workspace / "deploy.yaml").read_text() == "name: api2\nreplicas: 3\nimage: api:1.2\n"
+
+
 def test_a_number_conversion_of_a_csv_header_says_to_skip_the_header(workspace):
     script = ScriptedModel([code('content = read_file("sales.csv")\nprint(content)'),
                             code("total = 0\nfor line in content.splitlines():\n    region, amount = line.split(',')\n"

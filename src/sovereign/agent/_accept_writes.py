@@ -25,7 +25,7 @@ from sovereign.agent.answer_check import (
     write_target,
     written_paths,
 )
-from sovereign.agent.answer_shape import edited_text_variable, listed_items, patched_module, replacement
+from sovereign.agent.answer_shape import edited_text_variable, listed_items, patched_module, replacement, swap_line
 from sovereign.agent.code_mode import extract_code
 from sovereign.agent.added_line import added_line
 from sovereign.agent.fix_check import WRONG_LINE_MARK, asks_for_a_fix, fix_check, function_to_fix
@@ -230,6 +230,9 @@ class WriteChecks:
         block = self.last_block() if self.agent.mode == "code" else None
         if block is not None:
             existing = self.current_text(file)
+            swapped = self.swap_notice(file, existing) if existing is not None else None
+            if swapped is not None:  # the task says what to change: that, not the value a block answered
+                return swapped
             value = answer_expression(block.code) if block.final is not None else None
             if value is not None and _lines_list(block.final):  # the file's new lines, as a list
                 value = f"'\\n'.join({value}) + '\\n'"
@@ -249,10 +252,9 @@ class WriteChecks:
         the change the run points at — the task's "from A to B", the module with the functions
         the model's code fixed, or the new text its last block built in a variable."""
         path = repr(file)
-        swap = replacement(self.task_step().task)
-        if swap is not None and swap[0] in existing:
-            return prompt("correct_unwritten_replace_code").format(file=file, path=path, old=repr(swap[0]),
-                                                                   new=repr(swap[1]))
+        swapped = self.swap_notice(file, existing)
+        if swapped is not None:
+            return swapped
         existing = withhold_injections(existing)  # file text in a notice is shown as the guard shows it
         saved = self.fixed_module_notice(file, existing)
         if saved is not None:
@@ -273,6 +275,20 @@ class WriteChecks:
             return prompt("correct_unwritten_fix_code").format(file=file, path=path, lines=lines,
                                                                check=f"{check}\n" if check else "")
         return None
+
+    def swap_notice(self, file: str, existing: str) -> str | None:
+        """The block saving the task's "from A to B" in ``file`` — on the one line it means when A
+        occurs more than once — or None when the task states no such change of text in it."""
+        task = self.task_step().task
+        swap = replacement(task)
+        if swap is None or swap[0] not in existing:
+            return None
+        old, new = swap
+        line = swap_line(task, existing, old)
+        if line is not None:
+            return prompt("correct_unwritten_replace_line_code").format(
+                file=file, path=repr(file), old=repr(old), new=repr(new), index=line)
+        return prompt("correct_unwritten_replace_code").format(file=file, path=repr(file), old=repr(old), new=repr(new))
 
     def fixed_module_notice(self, file: str, existing: str) -> str | None:
         """For a Python ``file`` (its text as shown: ``existing``) that the model's blocks fixed in

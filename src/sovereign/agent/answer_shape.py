@@ -14,7 +14,7 @@ import ast
 import re
 
 __all__ = ["edited_text_variable", "listed_items", "missing_kind", "patched_module", "replacement", "retyped_value",
-           "undefined_in_named_file", "unnamed_choice"]
+           "swap_line", "undefined_in_named_file", "unnamed_choice"]
 
 _WHICH_OF = re.compile(r"\bwhich\s+of\s+(?:the\s+)?(.+?)\s+(?:has|have|is|are|was|were|does|do|did|contains?|holds?|"
                        r"gives?|costs?|sells?|shows?|comes?|got|earns?|had)\b", re.IGNORECASE)
@@ -139,6 +139,25 @@ def replacement(task: str) -> tuple[str, str] | None:
             new = next(g for g in groups[3:] if g is not None)
             return (old, new) if old != new else None
     return None
+
+
+_STOP_WORDS = frozenset("the and for from with into that this change set replace every all each file line value".split())
+
+
+def swap_line(task: str, text: str, old: str) -> int | None:
+    """For a "change ... from A to B" task whose ``old`` text occurs more than once in ``text``:
+    the index of the one line to change — the only line holding ``old`` as a whole token that
+    also holds a word of the task ("replicas" in "Change the replicas from 2 to 3"); None when no
+    one line is that line (or ``old`` occurs once: replacing it everywhere is the change)."""
+    if text.count(old) <= 1:
+        return None
+    token = re.compile(rf"(?<![\w.]){re.escape(old)}(?![\w.])")
+    holding = [i for i, line in enumerate(text.splitlines()) if token.search(line)]
+    if len(holding) == 1:
+        return holding[0]
+    words = {w.lower() for w in re.findall(r"[A-Za-z_]{3,}", task)} - _STOP_WORDS
+    named = [i for i in holding if words & {w.lower() for w in re.findall(r"[A-Za-z_]{3,}", text.splitlines()[i])}]
+    return named[0] if len(named) == 1 else None
 
 
 def _top_definitions(tree: ast.Module) -> dict[str, ast.stmt]:
