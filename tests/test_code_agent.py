@@ -1014,6 +1014,20 @@ def test_a_module_outside_the_standard_library_is_named_with_what_to_use_instead
     seen = _observation(script.requests[1])
     assert "ModuleNotFoundError" in seen and "tabulation_kit is not installed here; Python's standard library is" in seen
 
+
+def test_a_markdown_table_is_read_by_the_csv_readers_as_its_rows(workspace):
+    """Found probing unseen task kinds: "In report.md, which team has the most points?" — the
+    model read the Markdown document with csv.DictReader and found only its title."""
+    (workspace / "report.md").write_text("# Results\n\n| team | points |\n|---|---:|\n| red | 14 |\n| blue | 22 |\n"
+                                         "\nSee you next week.\n")
+    script = ScriptedModel([code(
+        'rows = list(csv.DictReader(io.StringIO(read_file("report.md"))))\n'
+        'best = max(rows, key=lambda row: int(row["points"]))\n'
+        'final_answer(f"{best[\'team\']} {len(rows)} {list(csv.reader([\'a,b\']))[0]}")')])
+    result = _run(script, _agent(workspace), "In report.md, which team has the most points?", workspace)
+    script.assert_complete()
+    assert result.answer == "blue 2 ['a', 'b']"
+
 EXAMPLE_FILES = {"server.log": "WARN disk\nINFO ok\nWARN heat\n", "items.csv": "item,price\npen,2\nink,4\n",
                  "shapes.py": "def area(w, h):\n    return w + h\n"}
 EXAMPLE_ANSWERS = ["2", "3", "fixed shapes.py: area(2, 3) is now 6", "12"]

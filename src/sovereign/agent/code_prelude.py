@@ -134,22 +134,47 @@ def _cell(text):
     return _Cell(text) if type(text) is str and _NUMBER.fullmatch(text) else text
 
 
+_MARKDOWN_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
+
+
+def _markdown_table(lines):
+    """The rows of the first Markdown pipe table in ``lines`` (its header row first, cells
+    stripped), or None when the text holds none."""
+    for index, line in enumerate(lines):
+        if index and _MARKDOWN_RULE.match(line) and "|" in lines[index - 1]:
+            rows = [lines[index - 1]]
+            for row in lines[index + 1:]:
+                if "|" not in row:
+                    break
+                rows.append(row)
+            return [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
+    return None
+
+
 class _Reader:
     """``csv.reader`` whose numeric cells are ``_Cell``s (``csv.DictReader`` reads through it).
-    Given no delimiter, it takes the file's own: a first row that comma-splitting leaves whole but
+    Given no delimiter, it reads a Markdown pipe table in the text as that table's rows, and
+    otherwise takes the file's own delimiter: a first row that comma-splitting leaves whole but
     that holds semicolons, tabs or bars (``item;price``) is split on that character, and so is
     every row after it (a small model reads such a file with the defaults and finds nothing)."""
 
     def __init__(self, source, dialect="excel", *args, **kwargs):
-        self._source = iter(source)
-        self._reader = _csv_reader(self._source, dialect, *args, **kwargs)
         self._sniff = dialect == "excel" and not args and "delimiter" not in kwargs
+        self._table = None
+        if self._sniff:  # a Markdown pipe table is read as its rows (header first), cells stripped
+            source = list(source)
+            self._table = _markdown_table([str(line).rstrip("\r\n") for line in source])
+        self._source = iter(source)
+        self._reader = iter(self._table) if self._table is not None else _csv_reader(self._source, dialect, *args, **kwargs)
+        self._sniff = self._sniff and self._table is None
 
     def __iter__(self):
         return self
 
     def __next__(self):
         row = next(self._reader)
+        if self._table is not None:
+            self._taken = self.__dict__.get("_taken", 0) + 1
         if self._sniff and any(cell.strip() for cell in row):
             self._sniff = False
             row = self._resplit(row)
@@ -166,6 +191,8 @@ class _Reader:
         return next(_csv_reader([row[0]], delimiter=mark))
 
     def __getattr__(self, name):
+        if name == "line_num" and self.__dict__.get("_table") is not None:  # a table's rows: counted as lines
+            return self.__dict__.get("_taken", 0)
         return getattr(self._reader, name)
 
 
