@@ -141,3 +141,21 @@ def test_three_turns_without_the_fix_start_the_search_and_the_option_turns_it_of
     off = ScriptedModel([*looks, code('final_answer("done")')] + [code(f"final_answer({n})") for n in range(6)])
     _run(off, TASK, workspace, fix_search=False)
     assert not any(len(r.messages) == 2 for r in off.requests) and (workspace / "stats.py").read_text() == BUGGY
+
+
+@pytest.mark.integration
+def test_the_real_model_fixes_a_function_the_task_states_a_check_for(embedded_model_large, tmp_path):
+    """On the real tools-tier model (1.5B): the bug the 1.5B never fixed on its own in the
+    held-out suite (``/ (len(values) + 1)``) is fixed — by its own turns or by the search — and
+    the file passes the task's check."""
+    (tmp_path / "stats.py").write_text(BUGGY)
+    tools = [t for t in builtin_tools(tmp_path) if t.name in ("read_file", "write_file", "list_files", "search_files")]
+    agent = Agent(name="fixer", mode="code", tools=tools, model=embedded_model_large.name,
+                  budget=Budget(max_steps=10, max_wall_s=600))
+    runner = Runner(model=embedded_model_large, store=RunStore(Database(":memory:")), workspace=tmp_path,
+                    approver=AllowAll())
+    result = asyncio.run(runner.run(agent, TASK))
+    namespace: dict = {}
+    exec((tmp_path / "stats.py").read_text(), namespace)
+    assert namespace["average"]([2, 4, 6]) == 4 and namespace["average"]([10]) == 10, result.steps[-1]
+    assert result.status == "completed"
